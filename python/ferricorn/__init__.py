@@ -1,0 +1,12 @@
+"""ferricorn: a preforking WSGI HTTP server written in Rust, with gunicorn's command line."""
+
+from ferricorn._ferricorn import ClientDisconnected, FileWrapper, __version__
+
+__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``ferricorn`` console script and of ``python -m ferricorn``."""
+    from ferricorn.__main__ import main as _main
+
+    _main()

@@ -1,0 +1,313 @@
+//! The chunked transfer coding (RFC 9112 §7.1), decoded a byte at a time.
+//!
+//! One state per grammar position, so a body split anywhere (even byte by byte) decodes
+//! the same as one sent whole. Chunk data is handed out as zero-copy `Bytes`.
+
+use bytes::{Buf, BytesMut};
+
+use super::body::Decoded;
+use super::{is_token, Error};
+
+/// Chunk sizes beyond this are refused rather than risk overflow (2^60 bytes).
+const MAX_CHUNK_SIZE: u64 = 1 << 60;
+/// Bound on one chunk's extensions, which are read and ignored.
+const MAX_EXTENSION: usize = 4096;
+/// Bound on the whole trailer section, which is read, checked and dropped.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Trailer fields that would change framing, routing or authentication (RFC 9110 §6.5.1).
+const FORBIDDEN_TRAILERS: [&[u8]; 10] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"trailer",
+    b"te",
+    b"expect",
+    b"authorization",
+    b"proxy-authorization",
+    b"content-encoding",
+    b"content-range",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Hex digits of the chunk size; `digits` counts them (at least one is needed).
+    Size {
+        size: u64,
+        digits: usize,
+    },
+    /// Whitespace after the size, allowed only before an extension (BWS, §7.1.1).
+    SizeSpace {
+        size: u64,
+    },
+    /// `;name=value` extensions, ignored up to CR.
+    Extension {
+        size: u64,
+        len: usize,
+    },
+    /// CR seen after the size line; LF must follow.
+    SizeLf {
+        size: u64,
+    },
+    /// Chunk data still to come.
+    Data {
+        remaining: u64,
+    },
+    /// CRLF after chunk data.
+    DataCr,
+    DataLf,
+    /// A trailer line being collected (empty: end of the trailer section).
+    Trailer {
+        line: Vec<u8>,
+        total: usize,
+    },
+    /// CR seen at the end of a trailer line.
+    TrailerLf {
+        line: Vec<u8>,
+        total: usize,
+    },
+    /// The last CRLF was read.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkedDecoder {
+    state: State,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder { state: State::Size { size: 0, digits: 0 } }
+    }
+}
+
+impl ChunkedDecoder {
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Consumes framing bytes from `src` until it can return data (at most `max` bytes),
+    /// the end of the body, or needs more input.
+    pub fn decode(&mut self, src: &mut BytesMut, max: usize) -> Result<Decoded, Error> {
+        loop {
+            if let State::Data { remaining } = self.state {
+                if src.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = (remaining.min(src.len() as u64) as usize).min(max.max(1));
+                let left = remaining - n as u64;
+                self.state =
+                    if left == 0 { State::DataCr } else { State::Data { remaining: left } };
+                return Ok(Decoded::Data(src.split_to(n).freeze()));
+            }
+            if self.state == State::Done {
+                return Ok(Decoded::End);
+            }
+            let Some(&byte) = src.first() else {
+                return Ok(Decoded::NeedMore);
+            };
+            src.advance(1);
+            self.state = self.step(byte)?;
+        }
+    }
+
+    /// One framing byte: the next state, or why the body is malformed.
+    fn step(&mut self, b: u8) -> Result<State, Error> {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        match state {
+            State::Size { size, digits } => size_byte(size, digits, b),
+            State::SizeSpace { size } => match b {
+                b' ' | b'\t' => Ok(State::SizeSpace { size }),
+                b';' => Ok(State::Extension { size, len: 0 }),
+                _ => Err(Error::BadChunk("whitespace after the size without an extension")),
+            },
+            State::Extension { size, len } => extension_byte(size, len, b),
+            State::SizeLf { size } => match (b, size) {
+                (b'\n', 0) => Ok(State::Trailer { line: Vec::new(), total: 0 }),
+                (b'\n', size) => Ok(State::Data { remaining: size }),
+                _ => Err(Error::BadChunk("CR without LF after the size")),
+            },
+            State::DataCr => match b {
+                b'\r' => Ok(State::DataLf),
+                _ => Err(Error::BadChunk("chunk data longer than its size")),
+            },
+            State::DataLf => match b {
+                b'\n' => Ok(State::Size { size: 0, digits: 0 }),
+                _ => Err(Error::BadChunk("CR without LF after chunk data")),
+            },
+            State::Trailer { line, total } => trailer_byte(line, total, b),
+            State::TrailerLf { line, total } => match b {
+                b'\n' if line.is_empty() => Ok(State::Done),
+                b'\n' => check_trailer(&line).map(|()| State::Trailer { line: Vec::new(), total }),
+                _ => Err(Error::BadChunk("CR without LF in trailers")),
+            },
+            State::Data { .. } | State::Done => unreachable!("handled in decode"),
+        }
+    }
+}
+
+fn size_byte(size: u64, digits: usize, b: u8) -> Result<State, Error> {
+    if let Some(d) = (b as char).to_digit(16) {
+        let size = size * 16 + u64::from(d);
+        if size > MAX_CHUNK_SIZE {
+            return Err(Error::BadChunk("chunk size too large"));
+        }
+        return Ok(State::Size { size, digits: digits + 1 });
+    }
+    if digits == 0 {
+        return Err(Error::BadChunk("missing chunk size"));
+    }
+    match b {
+        b'\r' => Ok(State::SizeLf { size }),
+        b';' => Ok(State::Extension { size, len: 0 }),
+        b' ' | b'\t' => Ok(State::SizeSpace { size }),
+        _ => Err(Error::BadChunk("invalid character in chunk size")),
+    }
+}
+
+fn extension_byte(size: u64, len: usize, b: u8) -> Result<State, Error> {
+    match b {
+        b'\r' => Ok(State::SizeLf { size }),
+        _ if len >= MAX_EXTENSION => Err(Error::BadChunk("chunk extension too long")),
+        b'\t' => Ok(State::Extension { size, len: len + 1 }),
+        0..=0x1f | 0x7f => Err(Error::BadChunk("control character in chunk extension")),
+        _ => Ok(State::Extension { size, len: len + 1 }),
+    }
+}
+
+fn trailer_byte(mut line: Vec<u8>, total: usize, b: u8) -> Result<State, Error> {
+    if total >= MAX_TRAILERS {
+        return Err(Error::BadChunk("trailers too large"));
+    }
+    match b {
+        b'\r' => Ok(State::TrailerLf { line, total: total + 1 }),
+        b'\n' => Err(Error::BadChunk("bare LF in trailers")),
+        _ => {
+            line.push(b);
+            Ok(State::Trailer { line, total: total + 1 })
+        }
+    }
+}
+
+/// A trailer line is a field line; the fields that frame or route a request may not be.
+fn check_trailer(line: &[u8]) -> Result<(), Error> {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Err(Error::BadChunk("trailer without a colon"));
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if !is_token(name) {
+        return Err(Error::BadHeaderName);
+    }
+    if FORBIDDEN_TRAILERS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        return Err(Error::ForbiddenTrailer);
+    }
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(Error::BadHeader("control character in trailer"));
+    }
+    Ok(())
+}
+
+/// Frames `data` as one chunk of a chunked response body.
+pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk and an empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces of `step` bytes; returns the body or the error.
+    fn decode_in_steps(input: &[u8], step: usize) -> Result<(Vec<u8>, bool), Error> {
+        let mut dec = ChunkedDecoder::default();
+        let mut src = BytesMut::new();
+        let mut body = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            src.extend_from_slice(piece);
+            loop {
+                match dec.decode(&mut src, 3)? {
+                    Decoded::Data(d) => body.extend_from_slice(&d),
+                    Decoded::NeedMore => break,
+                    Decoded::End => return Ok((body, true)),
+                }
+            }
+        }
+        Ok((body, false))
+    }
+
+    const VALID: &[(&str, &[u8], &str)] = &[
+        ("one chunk", b"5\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("two chunks, 000", b"5\r\nhello\r\n6\r\n world\r\n000\r\n\r\n", "hello world"),
+        ("hex uppercase", b"A\r\n0123456789\r\n0\r\n\r\n", "0123456789"),
+        ("leading zeros", b"0005\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("extensions", b"5; a; b=c\r\nhello\r\n0;x\r\n\r\n", "hello"),
+        ("quoted extension", b"5;foo=\"bar baz\"\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("BWS before ;", b"5 ;x\r\nhello\r\n0\r\n\r\n", "hello"),
+        ("trailers", b"5\r\nhello\r\n0\r\nVary: *\r\nContent-Type: text/plain\r\n\r\n", "hello"),
+        ("empty", b"0\r\n\r\n", ""),
+    ];
+
+    const INVALID: &[(&str, &[u8])] = &[
+        ("underscore in size", b"5\r\nhello\r\n6_0\r\n world\r\n0\r\n\r\n"),
+        ("space without ext", b"5\r\nhello\r\n0 \r\n\r\n"),
+        ("space before size", b"5\r\nhello\r\n 0\r\n\r\n"),
+        ("bare LF after size", b"5\n;\r\nhello\r\n0\r\n\r\n"),
+        ("ext without size", b" ;foo=bar\r\nhello\r\n0\r\n\r\n"),
+        ("no size", b"\r\nhello\r\n0\r\n\r\n"),
+        ("bare CR in ext", b"5;ext=val\rue\r\nhello\r\n0\r\n\r\n"),
+        ("minus sign", b"-5\r\nhello\r\n0\r\n\r\n"),
+        ("plus sign", b"+5\r\nhello\r\n0\r\n\r\n"),
+        ("data too long", b"3\r\nhello\r\n0\r\n\r\n"),
+        ("trailer Content-Length", b"5\r\nhello\r\n0\r\nContent-Length: 99\r\n\r\n"),
+        ("trailer Host", b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n"),
+        ("trailer TE", b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("huge size", b"fffffffffffffffffff\r\n"),
+    ];
+
+    #[test]
+    fn valid_bodies_decode_whole_and_byte_by_byte() {
+        for (name, input, want) in VALID {
+            for step in [input.len(), 1, 2, 7] {
+                let got = decode_in_steps(input, step).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(got, (want.as_bytes().to_vec(), true), "{name} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_bodies_fail_whole_and_byte_by_byte() {
+        for (name, input) in INVALID {
+            for step in [input.len(), 1] {
+                assert!(decode_in_steps(input, step).is_err(), "{name} step {step} decoded");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_final_crlf_is_not_the_end() {
+        assert_eq!(decode_in_steps(b"0\r\n", 1), Ok((vec![], false)));
+    }
+
+    #[test]
+    fn bytes_after_the_end_are_left_for_the_next_request() {
+        let mut dec = ChunkedDecoder::default();
+        let mut src = BytesMut::from(&b"0\r\n\r\nGET / HTTP/1.1\r\n"[..]);
+        assert_eq!(dec.decode(&mut src, 100), Ok(Decoded::End));
+        assert_eq!(&src[..], b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn encode_chunk_frames_data() {
+        let mut out = Vec::new();
+        encode_chunk(b"hello world, this is 26 b!", &mut out);
+        encode_chunk(b"", &mut out);
+        assert_eq!(out, b"1a\r\nhello world, this is 26 b!\r\n");
+    }
+}

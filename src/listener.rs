@@ -1,0 +1,214 @@
+//! Listening sockets: `--bind` addresses parsed, bound once by the master, shared by workers.
+//!
+//! Sockets are non-blocking so a worker can wait on several of them (and on its signal
+//! pipe) and accept from whichever is ready.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config;
+
+/// One `--bind` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSpec {
+    /// A host name or IP literal, resolved at bind time.
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Unix(PathBuf),
+    /// A socket already open in this process (`fd://N`), e.g. from a supervisor.
+    Fd(RawFd),
+}
+
+/// gunicorn's port when `--bind HOST` gives none.
+const DEFAULT_PORT: u16 = 8000;
+
+impl BindSpec {
+    pub fn parse(s: &str) -> Result<BindSpec, config::Error> {
+        let err = |why: &str| config::Error(format!("--bind {s:?}: {why}"));
+        if let Some(path) = s.strip_prefix("unix:") {
+            return match path.is_empty() {
+                true => Err(err("unix: needs a path")),
+                false => Ok(BindSpec::Unix(PathBuf::from(path))),
+            };
+        }
+        if let Some(fd) = s.strip_prefix("fd://") {
+            return fd.parse().map(BindSpec::Fd).map_err(|_| err("fd:// needs a number"));
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or_else(|| err("missing ']'"))?;
+            match after {
+                "" => (host, None),
+                p => {
+                    (host, Some(p.strip_prefix(':').ok_or_else(|| err("expected ':' after ']'"))?))
+                }
+            }
+        } else {
+            match s.split_once(':') {
+                Some((h, p)) if !p.contains(':') => (h, Some(p)),
+                Some(_) => return Err(err("an IPv6 address needs brackets, like [::1]:8000")),
+                None => (s, None),
+            }
+        };
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => p.parse().map_err(|_| err("the port must be a number from 0 to 65535"))?,
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+            return Err(err("expected HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"));
+        }
+        Ok(BindSpec::Tcp { host: host.to_owned(), port })
+    }
+}
+
+/// Where a bound socket actually listens (port 0 resolved to the real port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for LocalAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalAddr::Tcp(addr) => write!(f, "http://{addr}"),
+            LocalAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: Socket,
+    pub local: LocalAddr,
+    /// Whether the master created this socket's file (and so removes it on exit).
+    owns_path: bool,
+}
+
+impl Listener {
+    pub fn bind(spec: &BindSpec, backlog: i32) -> io::Result<Listener> {
+        let (socket, owns_path) = match spec {
+            BindSpec::Tcp { host, port } => (bind_tcp(host, *port, backlog)?, false),
+            BindSpec::Unix(path) => (bind_unix(path, backlog)?, true),
+            // SAFETY: the user handed us this descriptor to own (fd://N); it is checked
+            // below to be a socket by local_addr().
+            BindSpec::Fd(fd) => (unsafe { Socket::from_raw_fd(*fd) }, false),
+        };
+        socket.set_nonblocking(true)?;
+        let local = local_addr(&socket.local_addr()?)?;
+        Ok(Listener { socket, local, owns_path })
+    }
+
+    /// Accepts one connection, blocking-mode socket; `WouldBlock` when none is waiting.
+    pub fn accept(&self) -> io::Result<(Socket, Peer)> {
+        let (sock, addr) = self.socket.accept()?;
+        sock.set_nonblocking(false)?;
+        Ok((sock, Peer::from(&addr)))
+    }
+
+    /// WSGI's SERVER_NAME and SERVER_PORT for requests arriving here.
+    pub fn server_name_port(&self) -> (String, String) {
+        match &self.local {
+            LocalAddr::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
+            LocalAddr::Unix(path) => (path.display().to_string(), String::new()),
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Removes the unix socket file the master created; called once, on exit.
+    pub fn unlink(&self) {
+        if let (true, LocalAddr::Unix(path)) = (self.owns_path, &self.local) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn bind_tcp(host: &str, port: u16, backlog: i32) -> io::Result<Socket> {
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("{host} resolves to no address"))
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+fn bind_unix(path: &Path, backlog: i32) -> io::Result<Socket> {
+    // A socket file left by a crashed run is replaced, as gunicorn does; anything else is not.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a non-socket file is there"));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+fn local_addr(addr: &SockAddr) -> io::Result<LocalAddr> {
+    if let Some(sa) = addr.as_socket() {
+        return Ok(LocalAddr::Tcp(sa));
+    }
+    match addr.as_pathname() {
+        Some(path) => Ok(LocalAddr::Unix(path.to_owned())),
+        None => Err(io::Error::new(io::ErrorKind::InvalidInput, "not a TCP or unix socket")),
+    }
+}
+
+/// The client end of a connection: REMOTE_ADDR and REMOTE_PORT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: String,
+    pub port: String,
+}
+
+impl From<&SockAddr> for Peer {
+    fn from(addr: &SockAddr) -> Peer {
+        match addr.as_socket() {
+            Some(sa) => Peer { addr: sa.ip().to_string(), port: sa.port().to_string() },
+            None => Peer { addr: String::new(), port: String::new() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BindSpec::{self, *};
+
+    #[test]
+    fn bind_forms() {
+        let tcp = |h: &str, p| Tcp { host: h.to_owned(), port: p };
+        let rows: &[(&str, BindSpec)] = &[
+            ("127.0.0.1:9000", tcp("127.0.0.1", 9000)),
+            ("localhost", tcp("localhost", 8000)),
+            ("[::1]:8080", tcp("::1", 8080)),
+            ("[::1]", tcp("::1", 8000)),
+            ("0.0.0.0:0", tcp("0.0.0.0", 0)),
+            ("unix:/tmp/f.sock", Unix("/tmp/f.sock".into())),
+            ("fd://3", Fd(3)),
+        ];
+        for (input, want) in rows {
+            assert_eq!(&BindSpec::parse(input).unwrap(), want, "{input}");
+        }
+        for bad in ["::1:80", "host:port", "h:99999", "unix:", "fd://x", "", ":80", "[::1"] {
+            assert!(BindSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

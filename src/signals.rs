@@ -1,0 +1,119 @@
+//! Signals as a queue: handlers only write the signal number into a pipe (the self-pipe
+//! trick, as gunicorn's arbiter does); the loop reads them when it is ready.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use signal_hook::SigId;
+
+pub struct SignalQueue {
+    read: OwnedFd,
+    write: OwnedFd,
+    ids: Vec<SigId>,
+}
+
+impl SignalQueue {
+    /// Starts queueing `signals`; until dropped or forgotten, they no longer kill the process.
+    pub fn new(signals: &[libc::c_int]) -> io::Result<SignalQueue> {
+        let (read, write) = nonblocking_pipe()?;
+        let mut queue = SignalQueue { read, write, ids: Vec::new() };
+        for &signal in signals {
+            let fd = queue.write.as_raw_fd();
+            // SAFETY: the action only calls write(2), which is async-signal-safe; the pipe
+            // outlives the registration (unregistered in Drop before the fds close).
+            let id = unsafe {
+                signal_hook::low_level::register(signal, move || {
+                    let byte = signal as u8;
+                    libc::write(fd, (&byte as *const u8).cast(), 1);
+                })
+            }?;
+            queue.ids.push(id);
+        }
+        Ok(queue)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Signals received, waiting up to `timeout` for the first one.
+    pub fn wait(&self, timeout: Duration) -> Vec<libc::c_int> {
+        let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd on the stack; EINTR just returns early.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        self.drain()
+    }
+
+    /// Signals received so far, without waiting.
+    pub fn drain(&self) -> Vec<libc::c_int> {
+        let mut buf = [0u8; 64];
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: reading into a stack buffer of the stated length.
+            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return out;
+            }
+            out.extend(buf[..n as usize].iter().map(|&b| libc::c_int::from(b)));
+        }
+    }
+}
+
+impl SignalQueue {
+    /// Stops queueing. A forked child calls this so the parent's handlers no longer write
+    /// into the pipe the parent reads.
+    pub fn unregister(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+impl Drop for SignalQueue {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A pipe holding one byte: the first worker to take it reports an app load error, so the
+/// traceback is printed once however many workers fail together.
+pub struct ReportToken {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl ReportToken {
+    pub fn new() -> io::Result<ReportToken> {
+        let (read, write) = nonblocking_pipe()?;
+        // SAFETY: writing one byte from a stack value into our own pipe.
+        unsafe { libc::write(write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        Ok(ReportToken { read, _write: write })
+    }
+
+    /// True for exactly one caller across all processes sharing the pipe.
+    pub fn take(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: a one-byte read into a stack value.
+        unsafe { libc::read(self.read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) == 1 }
+    }
+}
+
+/// Restores the default action of signals this process does not handle (after fork).
+pub fn reset_default(signals: &[libc::c_int]) {
+    for &signal in signals {
+        // SAFETY: setting a standard disposition has no memory-safety preconditions.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}

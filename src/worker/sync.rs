@@ -1,0 +1,252 @@
+//! The `sync` worker, gunicorn's semantics: one connection at a time, one request per
+//! connection, `Connection: close`. Blocking socket I/O lives here, never in `http` or
+//! `wsgi`; every wait happens with the GIL released.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use pyo3::prelude::*;
+use socket2::Socket;
+
+use super::{Stop, WorkerContext};
+use crate::exit;
+use crate::http::response::RequestInfo;
+use crate::http::{self, BodyDecoder, Head};
+use crate::listener::Listener;
+use crate::wsgi::{self, BodySource, Connection, Exchange, Globals, Input, Step};
+
+/// How long a client may stay silent mid-request. A stand-in until `--timeout` and the
+/// heartbeat arrive: a stuck client must not pin a sync worker forever.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
+const TICK: Duration = Duration::from_secs(1);
+/// Unread request body drained before close, so the kernel does not reset the
+/// connection under the response (RFC 9112 §9.6).
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Size of one socket read.
+const READ_SIZE: usize = 64 * 1024;
+
+pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
+    let globals = match Globals::new(py, ctx.config.multiprocess()) {
+        Ok(globals) => globals,
+        Err(err) => {
+            tracing::error!("Worker failed to boot: {err}");
+            return exit::WORKER_BOOT_ERROR;
+        }
+    };
+    let servers: Vec<(String, String)> =
+        ctx.listeners.iter().map(Listener::server_name_port).collect();
+    let parent = std::os::unix::process::parent_id();
+    let mut fds: Vec<libc::pollfd> = ctx
+        .listeners
+        .iter()
+        .map(|l| l.fd())
+        .chain([stop.fd()])
+        .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+        .collect();
+    while !stop.requested() {
+        py.detach(|| wait(&mut fds));
+        if std::os::unix::process::parent_id() != parent {
+            tracing::info!("Parent changed, shutting down");
+            break;
+        }
+        for (i, listener) in ctx.listeners.iter().enumerate() {
+            if fds[i].revents == 0 || stop.requested() {
+                continue;
+            }
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    let conn = Connection { peer: &peer, server: &servers[i] };
+                    handle(py, ctx, app, &globals, sock, &conn);
+                }
+                Err(e) if is_transient(&e) => {}
+                Err(e) => tracing::error!("accept failed: {e}"),
+            }
+        }
+    }
+    exit::OK
+}
+
+fn wait(fds: &mut [libc::pollfd]) {
+    for fd in fds.iter_mut() {
+        fd.revents = 0;
+    }
+    // SAFETY: a valid slice of pollfd; EINTR just returns early.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, TICK.as_millis() as i32) };
+}
+
+/// Another worker took the connection, or the client gave up before we accepted it.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// One connection: read a head, run the app, write the response, close.
+fn handle(
+    py: Python<'_>,
+    ctx: &WorkerContext<'_>,
+    app: &Bound<'_, PyAny>,
+    globals: &Globals,
+    sock: Socket,
+    conn: &Connection<'_>,
+) {
+    let _ = sock.set_read_timeout(Some(READ_TIMEOUT));
+    let mut buf = BytesMut::with_capacity(8192);
+    let head = match py.detach(|| read_head(&sock, &mut buf, &ctx.config.limits)) {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::debug!("Invalid request from {}: {error}", conn.peer.addr);
+            let page = wsgi::exchange::error_page(error.status());
+            py.detach(|| {
+                let _ = (&sock).write_all(&page);
+                linger_close(&sock);
+            });
+            return;
+        }
+    };
+    let complete = match run_app(py, app, globals, &sock, head, buf, conn) {
+        Ok(complete) => complete,
+        Err(err) => {
+            tracing::error!("Error handling request: {err}");
+            false
+        }
+    };
+    py.detach(|| match complete {
+        true => drop(sock.shutdown(std::net::Shutdown::Write)),
+        false => linger_close(&sock),
+    });
+}
+
+/// Reads until a whole head is parsed. `Ok(None)`: the client left before sending one.
+fn read_head(
+    sock: &Socket,
+    buf: &mut BytesMut,
+    limits: &http::Limits,
+) -> Result<Option<Head>, http::Error> {
+    loop {
+        if let Some(head) = http::parse_head(buf, limits)? {
+            return Ok(Some(head));
+        }
+        match read_some(sock, buf) {
+            Ok(0) | Err(_) if buf.is_empty() => return Ok(None),
+            Ok(0) | Err(_) => return Err(http::Error::BadRequestLine("incomplete request head")),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn read_some(mut sock: &Socket, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; READ_SIZE];
+    loop {
+        match sock.read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Calls the app and writes its response. Returns whether the request body was read
+/// whole (if not, the socket is drained before close).
+fn run_app(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    globals: &Globals,
+    sock: &Socket,
+    head: Head,
+    rest: BytesMut,
+    conn: &Connection<'_>,
+) -> PyResult<bool> {
+    let source = SocketSource(sock.try_clone()?);
+    let decoder = BodyDecoder::new(head.framing);
+    let input = Py::new(py, Input::new(decoder, rest, Box::new(source), head.expect_continue))?;
+    let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
+    let req =
+        RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
+    let uri = head.target().to_owned();
+    let mut exchange = Exchange::call(py, app, environ.into_any(), input.clone_ref(py), req, uri)?;
+    let mut out = Vec::with_capacity(16 * 1024);
+    loop {
+        out.clear();
+        let step = exchange.next(py, &mut out);
+        let sent = py.detach(|| {
+            (&*sock).write_all(&out)?;
+            match step {
+                Step::SendFile(span) => send_file(sock, span),
+                _ => Ok(()),
+            }
+        });
+        if let Err(e) = sent {
+            tracing::debug!("Client went away: {e}");
+            break;
+        }
+        if !matches!(step, Step::Send | Step::SendFile(_)) {
+            break;
+        }
+    }
+    if let Err(err) = exchange.close(py) {
+        wsgi::exchange::log_app_error(py, &conn.peer.addr, &err);
+    }
+    let complete = input.borrow(py).complete();
+    Ok(complete)
+}
+
+/// `sendfile(2)` the whole span; a file that shrank underneath is an error.
+fn send_file(sock: &Socket, span: wsgi::FileSpan) -> io::Result<()> {
+    // SAFETY: the fd belongs to the app's file object, which the exchange keeps open
+    // until close(); borrowing it for this call does not outlive that.
+    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(span.fd) };
+    let mut offset = span.offset as libc::off64_t;
+    let end = span.offset + span.len;
+    while (offset as u64) < end {
+        let count = (end - offset as u64).min(1 << 30) as usize;
+        match nix::sys::sendfile::sendfile64(sock.as_fd(), file, Some(&mut offset), count) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::debug!("sendfile: {} bytes", span.len);
+    Ok(())
+}
+
+/// Half-closes, then reads and drops what the client still sends (bounded), so that
+/// closing with unread data does not reset the connection before the client reads.
+fn linger_close(sock: &Socket) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut drained = 0;
+    let mut chunk = [0u8; READ_SIZE];
+    while drained < LINGER_BYTES && Instant::now() < deadline {
+        match (&*sock).read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// `wsgi.input`'s bytes: blocking reads on this worker's connection.
+struct SocketSource(Socket);
+
+impl BodySource for SocketSource {
+    fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        read_some(&self.0, buf)
+    }
+
+    fn send_continue(&mut self) -> io::Result<()> {
+        (&self.0).write_all(http::response::CONTINUE)
+    }
+}

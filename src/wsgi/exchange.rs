@@ -1,0 +1,351 @@
+//! One request through the app: call it, then turn what it returns into framed bytes.
+//!
+//! The worker pulls: each [`Exchange::next`] appends bytes to send and says what comes
+//! next (more data, a file span for `sendfile`, or the end). So the same code serves a
+//! blocking worker and an event loop that stops pulling while a socket is full.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
+
+use crate::http::chunked::{encode_chunk, LAST_CHUNK};
+use crate::http::response::{self, BodyMode, Plan, RequestInfo};
+use crate::log::{self, LogLevel};
+use crate::wsgi::{FileWrapper, Input, StartResponse};
+
+/// A region of an open file for the worker to send with `sendfile(2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSpan {
+    pub fd: RawFd,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// What the worker does after sending the bytes `next` appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send, then call `next` again.
+    Send,
+    /// Send, then `sendfile` this span, then call `next` again.
+    SendFile(FileSpan),
+    /// Send; the response is complete. `keep_alive`: the connection may be reused.
+    Done { keep_alive: bool },
+    /// Send what is there, then close: the response cannot be completed.
+    Abort,
+}
+
+enum Body {
+    /// The app raised before returning an iterable.
+    Failed(PyErr),
+    Iter {
+        iterable: Py<PyAny>,
+        iter: Py<PyIterator>,
+    },
+    /// A real file the worker will `sendfile`; `sent` once handed out.
+    File {
+        iterable: Py<PyAny>,
+        span: FileSpan,
+        sent: bool,
+    },
+    Finished,
+}
+
+pub struct Exchange {
+    start: Py<StartResponse>,
+    input: Py<Input>,
+    req: RequestInfo,
+    /// RAW_URI, for log lines about this request.
+    uri: String,
+    body: Body,
+    /// Set when the head is written; framing for everything after it.
+    plan: Option<Plan>,
+    /// Body bytes framed so far (before chunk framing).
+    sent: u64,
+    /// The length the server worked out when the app gave none (one-item list, file).
+    known_length: Option<u64>,
+}
+
+impl Exchange {
+    /// Calls the app. Its failure is kept and answered by the first `next`.
+    pub fn call(
+        py: Python<'_>,
+        app: &Bound<'_, PyAny>,
+        environ: Bound<'_, PyAny>,
+        input: Py<Input>,
+        req: RequestInfo,
+        uri: String,
+    ) -> PyResult<Exchange> {
+        let start = Py::new(py, StartResponse::default())?;
+        let mut exchange = Exchange {
+            start,
+            input,
+            req,
+            uri,
+            body: Body::Finished,
+            plan: None,
+            sent: 0,
+            known_length: None,
+        };
+        exchange.body = match app.call1((environ, exchange.start.bind(py))) {
+            Err(err) => Body::Failed(err),
+            Ok(iterable) => match exchange.body_of(py, iterable) {
+                Ok(body) => body,
+                Err(err) => Body::Failed(err),
+            },
+        };
+        Ok(exchange)
+    }
+
+    fn body_of(&mut self, py: Python<'_>, iterable: Bound<'_, PyAny>) -> PyResult<Body> {
+        if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
+            if let Some(span) = file_span(py, wrapper.get()) {
+                self.known_length = Some(span.len);
+                return Ok(Body::File { iterable: iterable.unbind(), span, sent: false });
+            }
+        }
+        let single = if let Ok(list) = iterable.cast::<PyList>() {
+            (list.len() == 1).then(|| list.get_item(0)).transpose()?
+        } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
+            (tuple.len() == 1).then(|| tuple.get_item(0)).transpose()?
+        } else {
+            None
+        };
+        if let Some(bytes) = single.as_ref().and_then(|b| b.cast::<PyBytes>().ok()) {
+            self.known_length = Some(bytes.as_bytes().len() as u64);
+        }
+        let iter = iterable.try_iter()?.unbind();
+        Ok(Body::Iter { iterable: iterable.unbind(), iter })
+    }
+
+    /// Appends the next bytes of the response to `out`.
+    pub fn next(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> Step {
+        match self.step(py, out) {
+            Ok(step) => step,
+            Err(err) => self.fail(py, err, out),
+        }
+    }
+
+    fn step(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<Step> {
+        let written = std::mem::take(&mut self.start.borrow_mut(py).written);
+        for data in written {
+            self.emit(py, data.bind(py).as_bytes(), out)?;
+        }
+        match &mut self.body {
+            Body::Failed(_) => {
+                let Body::Failed(err) = std::mem::replace(&mut self.body, Body::Finished) else {
+                    unreachable!()
+                };
+                Err(err)
+            }
+            Body::Iter { iter, .. } => {
+                let mut iter = iter.bind(py).clone();
+                match iter.next() {
+                    None => Ok(self.finish(py, out)),
+                    Some(item) => {
+                        let item = item?;
+                        let bytes = item.cast::<PyBytes>().map_err(|_| {
+                            PyRuntimeError::new_err(format!(
+                                "the app's iterable yielded {}, not bytes",
+                                item.get_type().name().map_or("?".into(), |n| n.to_string())
+                            ))
+                        })?;
+                        self.emit(py, bytes.as_bytes(), out)?;
+                        Ok(Step::Send)
+                    }
+                }
+            }
+            Body::File { span, sent: false, .. } => {
+                let mut span = *span;
+                self.write_head(py, out)?;
+                if let Some(Plan { body: BodyMode::Length(n), .. }) = self.plan {
+                    span.len = span.len.min(n.saturating_sub(self.sent));
+                }
+                if let Body::File { sent, .. } = &mut self.body {
+                    *sent = true;
+                }
+                match self.plan.map(|p| p.body) {
+                    Some(BodyMode::Empty) | None => Ok(self.finish(py, out)),
+                    Some(mode) => {
+                        if mode == BodyMode::Chunked {
+                            out.extend_from_slice(format!("{:x}\r\n", span.len).as_bytes());
+                        }
+                        self.sent += span.len;
+                        Ok(Step::SendFile(span))
+                    }
+                }
+            }
+            Body::File { .. } => {
+                if self.plan.is_some_and(|p| p.body == BodyMode::Chunked) {
+                    out.extend_from_slice(b"\r\n");
+                }
+                Ok(self.finish(py, out))
+            }
+            Body::Finished => Ok(Step::Done { keep_alive: false }),
+        }
+    }
+
+    /// Frames body bytes; the head goes first, once there is a non-empty chunk (PEP 3333).
+    fn emit(&mut self, py: Python<'_>, data: &[u8], out: &mut Vec<u8>) -> PyResult<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let plan = match self.plan {
+            Some(plan) => plan,
+            None => self.write_head(py, out)?,
+        };
+        match plan.body {
+            BodyMode::Empty => {}
+            BodyMode::Length(n) => {
+                let room = n.saturating_sub(self.sent);
+                let take = room.min(data.len() as u64) as usize;
+                out.extend_from_slice(&data[..take]);
+                self.sent += take as u64;
+            }
+            BodyMode::Chunked => {
+                encode_chunk(data, out);
+                self.sent += data.len() as u64;
+            }
+            BodyMode::Close => {
+                out.extend_from_slice(data);
+                self.sent += data.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_head(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<Plan> {
+        let mut start = self.start.borrow_mut(py);
+        let Some(status) = start.status.as_deref() else {
+            return Err(PyRuntimeError::new_err("the app did not call start_response()"));
+        };
+        let plan = response::plan(start.code, start.content_length.or(self.known_length), self.req);
+        let headers = start.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        response::encode_head(out, status, headers, start.code, plan);
+        start.headers_sent = true;
+        self.plan = Some(plan);
+        Ok(plan)
+    }
+
+    /// The iterable is exhausted: head if still unsent, final chunk, close().
+    fn finish(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> Step {
+        if self.plan.is_none() {
+            self.known_length.get_or_insert(0);
+            if let Err(err) = self.write_head(py, out) {
+                return self.fail(py, err, out);
+            }
+        }
+        let plan = self.plan.unwrap_or(Plan { body: BodyMode::Close, keep_alive: false });
+        let mut keep_alive = plan.keep_alive && self.input.borrow(py).complete();
+        match plan.body {
+            BodyMode::Chunked => out.extend_from_slice(LAST_CHUNK),
+            BodyMode::Length(n) if self.sent < n => {
+                tracing::warn!(
+                    "{}: the app sent {} of its Content-Length {n}",
+                    self.uri,
+                    self.sent
+                );
+                keep_alive = false;
+            }
+            _ => {}
+        }
+        match self.close(py) {
+            Ok(()) => Step::Done { keep_alive },
+            Err(err) => {
+                log_app_error(py, &self.uri, &err);
+                Step::Done { keep_alive: false }
+            }
+        }
+    }
+
+    /// The app failed: a 500 (or the body's 4xx) if nothing was sent yet, else close.
+    fn fail(&mut self, py: Python<'_>, err: PyErr, out: &mut Vec<u8>) -> Step {
+        let headers_sent = self.start.borrow(py).headers_sent;
+        let body_error = self.input.borrow(py).error().cloned();
+        match &body_error {
+            Some(e) => {
+                tracing::warn!("Invalid request body for {}: {e} (the app raised {err})", self.uri)
+            }
+            None => log_app_error(py, &self.uri, &err),
+        }
+        if let Err(close_err) = self.close(py) {
+            log_app_error(py, &self.uri, &close_err);
+        }
+        if headers_sent {
+            return Step::Abort;
+        }
+        let status = body_error.map_or(500, |e| e.status());
+        out.extend_from_slice(&error_page(status));
+        Step::Done { keep_alive: false }
+    }
+
+    /// Calls the iterable's `close()` once, whatever happened (PEP 3333).
+    pub fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let iterable = match std::mem::replace(&mut self.body, Body::Finished) {
+            Body::Iter { iterable, .. } | Body::File { iterable, .. } => iterable,
+            Body::Failed(_) | Body::Finished => return Ok(()),
+        };
+        let iterable = iterable.bind(py);
+        if iterable.hasattr(intern!(py, "close"))? {
+            iterable.call_method0(intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A file_wrapper around a real, regular file: the span from its current position.
+fn file_span(py: Python<'_>, wrapper: &FileWrapper) -> Option<FileSpan> {
+    let file = wrapper.filelike.bind(py);
+    let fd: RawFd = file.call_method0("fileno").ok()?.extract().ok()?;
+    // Python's buffered files know their logical position better than the descriptor.
+    let offset: u64 = match file.call_method0("tell") {
+        Ok(pos) => pos.extract().ok()?,
+        // SAFETY: lseek on a descriptor the app handed us; a bad one only returns -1.
+        Err(_) => u64::try_from(unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }).ok()?,
+    };
+    // SAFETY: fstat writes into a zeroed stat of the right type; a bad fd returns -1.
+    let stat = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut stat) == 0).then_some(stat)?
+    };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    let len = (stat.st_size as u64).saturating_sub(offset);
+    Some(FileSpan { fd, offset, len })
+}
+
+/// gunicorn's error page: short HTML naming the status.
+pub fn error_page(status: u16) -> Vec<u8> {
+    let reason = crate::http::reason(status);
+    let body = format!(
+        "<html>\n  <head>\n    <title>{reason}</title>\n  </head>\n  <body>\n    \
+         <h1><p>{reason}</p></h1>\n  </body>\n</html>\n"
+    );
+    response::simple(status, &body)
+}
+
+/// "Error handling request URI" and the app's traceback, as gunicorn logs it.
+pub fn log_app_error(py: Python<'_>, uri: &str, err: &PyErr) {
+    log::write_line(
+        LogLevel::Error,
+        &format!("Error handling request {uri}\n{}", traceback(py, err)),
+    );
+}
+
+/// The Python traceback of an error, formatted as Python prints it.
+pub fn traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py
+        .import("traceback")
+        .and_then(|tb| {
+            let args = (err.get_type(py), err.value(py), err.traceback(py));
+            tb.call_method1("format_exception", args)
+        })
+        .and_then(|lines| lines.extract::<Vec<String>>());
+    match formatted {
+        Ok(lines) => lines.concat().trim_end().to_owned(),
+        Err(_) => err.to_string(),
+    }
+}

@@ -1,0 +1,203 @@
+//! `wsgi.input`: the request body, decoded as the app reads it.
+//!
+//! The bytes come from a [`BodySource`] the worker provides, so this module never touches
+//! a socket. Nothing is read before the app asks: that is when `100 Continue` goes out,
+//! and a body is never held whole in memory.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::http::{self, BodyDecoder, Decoded};
+
+/// Largest piece decoded per step; bounds the memory one read() call adds.
+const READ_CHUNK: usize = 64 * 1024;
+
+pyo3::create_exception!(
+    ferricorn,
+    ClientDisconnected,
+    pyo3::exceptions::PyOSError,
+    "The request body ended early or was malformed; no more of it can be read."
+);
+
+/// Where body bytes come from: the worker's connection.
+pub trait BodySource: Send + Sync {
+    /// Appends bytes received from the client to `buf`; `Ok(0)` means the client closed.
+    fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Sends `HTTP/1.1 100 Continue` (RFC 9110 §10.1.1).
+    fn send_continue(&mut self) -> io::Result<()>;
+}
+
+#[pyclass(module = "ferricorn")]
+pub struct Input {
+    decoder: BodyDecoder,
+    /// Bytes received but not yet decoded (framing included).
+    raw: BytesMut,
+    /// Decoded bytes the app has not taken yet (what readline() left over).
+    decoded: BytesMut,
+    source: Box<dyn BodySource>,
+    /// The client sent `Expect: 100-continue` and has not been answered.
+    continue_pending: bool,
+    /// The body ended, or the framing broke; either way no more data.
+    finished: bool,
+    /// Why the body could not be read; the worker answers this status if the app fails.
+    error: Option<http::Error>,
+}
+
+impl Input {
+    /// `raw` holds whatever arrived after the head; the rest comes from `source`.
+    pub fn new(
+        decoder: BodyDecoder,
+        raw: BytesMut,
+        source: Box<dyn BodySource>,
+        expect_continue: bool,
+    ) -> Input {
+        Input {
+            continue_pending: expect_continue && !decoder.is_done(),
+            decoder,
+            raw,
+            decoded: BytesMut::new(),
+            source,
+            finished: false,
+            error: None,
+        }
+    }
+
+    /// The framing error met while reading, if any.
+    pub fn error(&self) -> Option<&http::Error> {
+        self.error.as_ref()
+    }
+
+    /// Whether the body was read to its end (so the connection could carry another request).
+    pub fn complete(&self) -> bool {
+        self.decoder.is_done() && self.error.is_none()
+    }
+
+    /// Decodes more body into `decoded`; false once the body has ended.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Some(error) = &self.error {
+            return Err(ClientDisconnected::new_err(error.to_string()));
+        }
+        while !self.finished {
+            match self.decoder.decode(&mut self.raw, READ_CHUNK) {
+                Ok(Decoded::Data(data)) => {
+                    self.decoded.extend_from_slice(&data);
+                    return Ok(true);
+                }
+                Ok(Decoded::End) => self.finished = true,
+                Ok(Decoded::NeedMore) => self.receive(py)?,
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Waits for bytes from the client, with the GIL released.
+    fn receive(&mut self, py: Python<'_>) -> PyResult<()> {
+        let (source, raw) = (&mut self.source, &mut self.raw);
+        let continue_pending = std::mem::take(&mut self.continue_pending);
+        let got = py.detach(|| {
+            if continue_pending {
+                source.send_continue()?;
+            }
+            source.fill(raw)
+        });
+        match got {
+            Ok(0) => match self.decoder.eof() {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.fail(e)),
+            },
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.fail(http::Error::IncompleteBody)),
+        }
+    }
+
+    fn fail(&mut self, error: http::Error) -> PyErr {
+        self.finished = true;
+        let err = ClientDisconnected::new_err(error.to_string());
+        self.error = Some(error);
+        err
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.decoded.len());
+        self.decoded.split_to(n).freeze()
+    }
+
+    fn read_line(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Bytes> {
+        let mut scanned = 0;
+        loop {
+            let window = limit.map_or(self.decoded.len(), |l| l.min(self.decoded.len()));
+            if let Some(lf) = self.decoded[scanned..window].iter().position(|&b| b == b'\n') {
+                return Ok(self.take(scanned + lf + 1));
+            }
+            if limit.is_some_and(|l| self.decoded.len() >= l) {
+                return Ok(self.take(window));
+            }
+            scanned = window;
+            if !self.fill(py)? {
+                return Ok(self.take(self.decoded.len()));
+            }
+        }
+    }
+}
+
+/// A negative or absent size means "all" (io.RawIOBase semantics).
+fn as_limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl Input {
+    /// `read()` reads to the end; `read(n)` returns n bytes, fewer only at the end.
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = as_limit(size);
+        while limit.is_none_or(|l| self.decoded.len() < l) && self.fill(py)? {}
+        let data = self.take(limit.unwrap_or(usize::MAX));
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.read_line(py, as_limit(size))?;
+        Ok(PyBytes::new(py, &line))
+    }
+
+    /// Lines until their total size reaches `hint` (all lines when absent or <= 0).
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let hint = as_limit(hint).filter(|&h| h > 0);
+        let (mut lines, mut total) = (Vec::new(), 0);
+        loop {
+            let line = self.read_line(py, None)?;
+            if line.is_empty() {
+                return Ok(lines);
+            }
+            total += line.len();
+            lines.push(PyBytes::new(py, &line));
+            if hint.is_some_and(|h| total >= h) {
+                return Ok(lines);
+            }
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.read_line(py, None)?;
+        Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+    }
+}

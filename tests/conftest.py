@@ -1,0 +1,543 @@
+"""End-to-end helpers: run the real ferricorn executable and talk HTTP to it over sockets.
+
+- ``Server`` starts ferricorn on port 0, learns the port from the master's
+  ``Listening at: http://127.0.0.1:PORT (PID)`` line, keeps its stderr in a buffer that tests
+  can search, and always stops it (TERM, then KILL of its process group after a deadline).
+- ``exchange`` sends raw bytes (whole or in pieces), reads until the server closes and
+  parses the response; ``parse_response`` and ``decode_chunked`` do the HTTP/1.x framing.
+- Nothing sleeps to wait for something: every wait polls its condition under a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+SOCKET_TIMEOUT = 10.0
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+LISTENING_RE = re.compile(r"Listening at: (\S+) \((\d+)\)")
+BOOTING_RE = re.compile(r"\[(\d+)\] \[INFO\] Booting worker with pid: (\d+)")
+
+# Lines for the end of the run (corpus counts, RSS figures), shown even without ``-s``:
+# fixed lines, and callables that build theirs once every test has run.
+SUMMARY_LINES: list[str] = []
+SUMMARY_PROVIDERS: list = []
+
+
+def ferricorn_command() -> list[str]:
+    """The console script next to the running interpreter, so the tests use the venv's."""
+    script = Path(sys.executable).parent / "ferricorn"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "ferricorn"]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.01):
+    """Polls ``predicate`` until it returns something truthy; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Children of ``pid``, from /proc (every thread's list, to be safe)."""
+    found: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+        except OSError:
+            continue
+        found.update(int(word) for word in text.split())
+    return sorted(found)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = re.search(r"^State:\s+(\S)", status, re.M)
+    return bool(state) and state.group(1) not in ("Z", "X")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+
+
+def free_port() -> int:
+    """A port that was free a moment ago, for the few tests that must name one (PORT=)."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """One ferricorn master started by a test, with its output captured."""
+
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | str = TESTS_DIR,
+        command: list[str] | None = None,
+    ):
+        self.argv = (command or ferricorn_command()) + list(args)
+        full_env = dict(os.environ)
+        full_env.pop("PORT", None)
+        full_env.pop("WEB_CONCURRENCY", None)
+        full_env.pop("SCRIPT_NAME", None)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env.update(env or {})
+        self._lines: list[str] = []
+        self._stdout: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=str(cwd),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: teardown can reap its workers
+        )
+        self.pid = self.proc.pid
+        self._readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self._lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self._stdout), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self, stream, sink: list[str]) -> None:
+        for raw in iter(stream.readline, b""):
+            with self._cond:
+                sink.append(raw.decode("utf-8", "replace"))
+                self._cond.notify_all()
+        stream.close()
+
+    # --- output -------------------------------------------------------------------------
+
+    @property
+    def stderr(self) -> str:
+        with self._cond:
+            return "".join(self._lines)
+
+    @property
+    def stdout(self) -> str:
+        with self._cond:
+            return "".join(self._stdout)
+
+    def log_mark(self) -> int:
+        """Position in stderr; pass it to ``wait_log``/``log_since`` to look at later lines."""
+        with self._cond:
+            return len(self._lines)
+
+    def log_since(self, mark: int) -> str:
+        with self._cond:
+            return "".join(self._lines[mark:])
+
+    def wait_log(self, pattern: str, timeout: float = SOCKET_TIMEOUT, since: int = 0):
+        """Waits for a stderr line matching the regex ``pattern``; returns the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self._lines[since:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "".join(self._lines[-40:])
+                    raise AssertionError(f"no log line matching {pattern!r}; stderr tail:\n{tail}")
+                self._cond.wait(min(left, 0.1))
+
+    # --- addresses ------------------------------------------------------------------------
+
+    def listening(self) -> list[str]:
+        """Every address from the ``Listening at:`` lines (gunicorn joins several with ",")."""
+        return [a for m in LISTENING_RE.finditer(self.stderr) for a in m.group(1).split(",")]
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(a.rsplit(":", 1)[1]) for a in self.listening() if a.startswith("http://")]
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+    def wait_ready(self, binds: int = 1, workers: int = 1, timeout: float = START_TIMEOUT):
+        """Waits for ``binds`` Listening lines, ``workers`` booted workers, and a connect."""
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"ferricorn exited with {self.proc.returncode} before listening:\n{self.stderr}"
+                )
+            return len(self.listening()) >= binds
+
+        wait_for(listening, timeout, "the Listening at: lines")
+        wait_for(
+            lambda: len(self.booted_workers()) >= workers or self.proc.poll() is not None,
+            timeout,
+            f"{workers} Booting worker lines",
+        )
+        for address in self.listening():
+            wait_for(lambda a=address: _can_connect(a), timeout, f"a connect to {address}")
+        return self
+
+    def booted_workers(self) -> list[int]:
+        return [int(m.group(2)) for m in BOOTING_RE.finditer(self.stderr)]
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pid in child_pids(self.pid) if pid_alive(pid)]
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def leftovers(self, timeout: float = 5.0) -> list[int]:
+        """After the master has exited: processes of its group still alive after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while group_members(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return group_members(self.pid)
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"ferricorn did not exit within {timeout:g}s; stderr:\n{self.stderr}"
+            ) from None
+
+    def stop(self) -> int | None:
+        """TERM, then KILL of the whole process group after a deadline; always reaps."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)  # the group this test created, workers too
+        self.proc.wait()
+        for reader in self._readers:
+            reader.join(5)
+        return self.proc.returncode
+
+    # --- requests -------------------------------------------------------------------------
+
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def exchange(self, raw: bytes, **kwargs) -> Exchange:
+        return exchange(self.address(), [raw], **kwargs)
+
+    def get(self, target: str, headers: list[tuple[str, str]] | None = None, **kwargs):
+        return self.exchange(build_request("GET", target, headers), **kwargs).response
+
+
+def _can_connect(address: str) -> bool:
+    try:
+        if address.startswith("unix:"):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(1)
+            sock.connect(address[len("unix:") :])
+        else:
+            host, port = address[len("http://") :].rsplit(":", 1)
+            host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
+            sock = socket.create_connection((host, int(port)), timeout=1)
+    except OSError:
+        return False
+    sock.close()
+    return True
+
+
+def start_server(
+    app: str,
+    *extra: str,
+    workers: int = 1,
+    binds: tuple[str, ...] = ("127.0.0.1:0",),
+    log_level: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | str = TESTS_DIR,
+    command: list[str] | None = None,
+) -> Server:
+    """Starts ferricorn on the given binds and waits until it accepts connections."""
+    args: list[str] = []
+    for bind in binds:
+        args += ["--bind", bind]
+    args += ["--workers", str(workers)]
+    if log_level:
+        args += ["--log-level", log_level]
+    args += list(extra) + [app]
+    server = Server(args, env=env, cwd=cwd, command=command)
+    try:
+        server.wait_ready(binds=len(binds), workers=workers)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture
+def server_factory():
+    """Starts servers for one test (``start_server``'s arguments); stops them all after."""
+    started: list[Server] = []
+
+    def start(app: str, *extra: str, **kwargs) -> Server:
+        server = start_server(app, *extra, **kwargs)
+        started.append(server)
+        return server
+
+    def spawn(args: list[str], **kwargs) -> Server:
+        """Starts without waiting, for tests of startup failures."""
+        server = Server(args, **kwargs)
+        started.append(server)
+        return server
+
+    start.spawn = spawn
+    yield start
+    for server in started:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running(app: str, *extra: str, **kwargs):
+    """``start_server`` as a context manager, for module-scoped fixtures."""
+    server = start_server(app, *extra, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- HTTP over raw sockets ----------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    raw_body: bytes  # every byte after the header block, framing included
+    body: bytes  # the decoded body (chunked framing removed, cut at Content-Length)
+    complete: bool  # framing says the body arrived whole (terminal chunk, or CL bytes)
+    interim: list[int] = field(default_factory=list)  # 1xx status codes seen first
+
+    def header(self, name: str) -> str | None:
+        values = self.header_all(name)
+        return values[0] if values else None
+
+    def header_all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+@dataclass
+class Exchange:
+    raw: bytes  # everything the server sent before closing
+    closed: str  # "eof" or "reset"
+    sent_all: bool  # False when the server answered or closed before the last byte went out
+    response: Response | None  # None when the server closed without a status line
+
+
+def decode_chunked(data: bytes) -> tuple[bytes, bool]:
+    """Removes chunked framing; returns the payload and whether the last-chunk arrived."""
+    out = bytearray()
+    pos = 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return bytes(out), False
+        size = int(data[pos:eol].split(b";", 1)[0].strip(), 16)
+        pos = eol + 2
+        if size == 0:
+            return bytes(out), data.find(b"\r\n\r\n", pos - 2) >= 0
+        out += data[pos : pos + size]
+        if len(data) < pos + size + 2:
+            return bytes(out), False
+        if data[pos + size : pos + size + 2] != b"\r\n":
+            raise ValueError(f"chunk not followed by CRLF at offset {pos + size}")
+        pos += size + 2
+
+
+def parse_response(data: bytes, head_request: bool = False) -> Response | None:
+    """Parses one response (after any 1xx) from everything the server sent."""
+    interim: list[int] = []
+    while True:
+        if not data:
+            return None
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            raise ValueError(f"no end of header block in {data[:200]!r}")
+        head = data[:end].decode("latin-1").split("\r\n")
+        version, _, rest = head[0].partition(" ")
+        status_text, _, reason = rest.partition(" ")
+        status = int(status_text)
+        headers = []
+        for line in head[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise ValueError(f"bad header line {line!r}")
+            headers.append((name, value.strip(" \t")))
+        data = data[end + 4 :]
+        if 100 <= status < 200:
+            interim.append(status)
+            continue
+        break
+    response = Response(version, status, reason, headers, data, data, True, interim)
+    if head_request or status in (204, 304):
+        return response
+    te = response.header("Transfer-Encoding")
+    cl = response.header("Content-Length")
+    if te is not None and te.lower() == "chunked":
+        response.body, response.complete = decode_chunked(data)
+    elif cl is not None:
+        length = int(cl)
+        response.body = data[:length]
+        response.complete = len(data) >= length
+    return response
+
+
+def read_until_close(sock: socket.socket, timeout: float = SOCKET_TIMEOUT) -> tuple[bytes, str]:
+    """Everything the peer sends until it closes; ("...", "eof" or "reset")."""
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except ConnectionResetError:
+            return b"".join(chunks), "reset"
+        except socket.timeout:
+            got = b"".join(chunks)
+            raise AssertionError(
+                f"server did not close within {timeout:g}s; got {len(got)} bytes: {got[:300]!r}"
+            ) from None
+        if not chunk:
+            return b"".join(chunks), "eof"
+        chunks.append(chunk)
+
+
+def send_pieces(sock: socket.socket, pieces, pace: float = 0.0) -> bool:
+    """Sends pieces in order; stops early (returns False) once the server has answered."""
+    for piece in pieces:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            return False
+        try:
+            sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        if pace:
+            time.sleep(pace)  # pacing, so each piece reaches the server on its own
+    return True
+
+
+def connect(address, timeout: float = SOCKET_TIMEOUT) -> socket.socket:
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(timeout)
+        sock.connect(address)
+    else:
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def exchange(
+    address,
+    pieces,
+    *,
+    half_close: bool = False,
+    head_request: bool = False,
+    pace: float = 0.0,
+    timeout: float = SOCKET_TIMEOUT,
+) -> Exchange:
+    """Opens a connection, sends ``pieces``, reads until close and parses the response."""
+    with connect(address, timeout) as sock:
+        sent_all = send_pieces(sock, pieces, pace)
+        if half_close and sent_all:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+        raw, closed = read_until_close(sock, timeout)
+    return Exchange(raw, closed, sent_all, parse_response(raw, head_request))
+
+
+def build_request(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes | None = None,
+    version: str = "1.1",
+) -> bytes:
+    lines = [f"{method} {target} HTTP/{version}", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in headers or []]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+def chunked(*parts: bytes) -> bytes:
+    """Chunked framing of ``parts``, with the last-chunk."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p) + b"0\r\n\r\n"
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = list(SUMMARY_LINES)
+    for provider in SUMMARY_PROVIDERS:
+        lines += provider()
+    if lines:
+        terminalreporter.section("ferricorn end-to-end figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,238 @@
+"""HTTP/1.x on the wire: rejecting malformed requests, connection handling, big bodies, load."""
+
+import hashlib
+import json
+import threading
+import time
+
+import pytest
+from apps import pattern_chunks
+from conftest import (
+    SOCKET_TIMEOUT,
+    SUMMARY_LINES,
+    build_request,
+    connect,
+    exchange,
+    parse_response,
+    read_until_close,
+    rss_kib,
+    running,
+    send_pieces,
+)
+
+APP = "apps.cases:app"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running(APP, workers=2) as srv:
+        yield srv
+
+
+def _rejects(server, raw, status):
+    result = exchange(server.address(), [raw], half_close=True)
+    assert result.response is not None, f"closed without a response; sent {raw[:120]!r}"
+    assert result.response.status == status, (result.raw[:300], raw[:120])
+    assert result.response.header_all("Connection") == ["close"]
+    return result.response
+
+
+MALFORMED = {
+    "bad-request-line": (b"GARBAGE\r\n\r\n", 400),
+    "request-line-missing-version": (b"GET /\r\nHost: x\r\n\r\n", 400),
+    "request-line-too-long": (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "too-many-headers": (
+        b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n",
+        431,
+    ),
+    "header-too-large": (b"GET / HTTP/1.1\r\nX-Big: " + b"v" * 10_000 + b"\r\n\r\n", 431),
+    "duplicate-content-length": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 2\r\n\r\nabc",
+        400,
+    ),
+    "content-length-and-transfer-encoding": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "transfer-encoding-on-http10": (
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
+    "transfer-encoding-not-chunked-last": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "transfer-encoding-unknown-coding": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: one\r\n two\r\n\r\n", 400),
+    "bare-lf-request-line": (b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400),
+    "bare-lf-header": (b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_request_is_rejected_and_closed(server, case):
+    raw, status = MALFORMED[case]
+    _rejects(server, raw, status)
+
+
+# --- limits set on the command line ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def limited():
+    flags = ["--limit-request-line=200", "--limit-request-fields", "5"]
+    flags += ["--limit-request-field_size", "100"]
+    with running(APP, *flags) as srv:
+        yield srv
+
+
+def test_limit_request_line_flag(limited):
+    assert limited.get("/hello?" + "a" * 100).status == 200
+    _rejects(limited, build_request("GET", "/hello?" + "a" * 300), 414)
+
+
+def test_limit_request_fields_flag(limited):
+    assert limited.get("/hello", [("X-A", "1"), ("X-B", "2")]).status == 200
+    headers = [(f"X-H{i}", "v") for i in range(10)]
+    _rejects(limited, build_request("GET", "/hello", headers), 431)
+
+
+def test_limit_request_field_size_flag(limited):
+    assert limited.get("/hello", [("X-A", "v" * 40)]).status == 200
+    _rejects(limited, build_request("GET", "/hello", [("X-A", "v" * 300)]), 431)
+
+
+def test_limit_request_field_size_dash_spelling(server_factory):
+    srv = server_factory(APP, "--limit-request-field-size=100")
+    assert srv.get("/hello", [("X-A", "v" * 40)]).status == 200
+    _rejects(srv, build_request("GET", "/hello", [("X-A", "v" * 300)]), 431)
+
+
+# --- one request per connection ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ],
+    ids=["pipelined", "http11-keep-alive", "http10-keep-alive"],
+)
+def test_sync_worker_answers_once_and_closes(server, raw):
+    result = exchange(server.address(), [raw])
+    assert result.response.status == 200
+    assert result.response.header_all("Connection") == ["close"]
+    assert result.raw.count(b"HTTP/1.") == 1, result.raw
+    assert result.response.raw_body == b"hello\n"
+
+
+@pytest.mark.parametrize("target", ["/hello", "/stream", "/error-before?token=c", "/nope"])
+def test_every_response_says_connection_close(server, target):
+    response = server.get(target)
+    assert response.header_all("Connection") == ["close"], response.headers
+
+
+# --- big bodies -------------------------------------------------------------------------------
+
+BIG = 50 * 1024 * 1024
+
+
+def test_50mb_upload_sha256_and_worker_rss(server_factory):
+    srv = server_factory(APP, workers=1)
+    worker = srv.worker_pids()[0]
+    # Warm up: the first request loads code paths the measurement should not count.
+    warm = srv.exchange(build_request("POST", "/sha256", body=b"w" * 1_000_000))
+    assert warm.response.status == 200
+    baseline = rss_kib(worker)
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kib(worker))
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    digest = hashlib.sha256()
+    head = build_request("POST", "/sha256", [("Content-Length", str(BIG))])
+    try:
+        with connect(srv.address(), timeout=60) as sock:
+            sock.sendall(head)
+            for piece in pattern_chunks(BIG, seed=50):
+                digest.update(piece)
+                sock.sendall(piece)
+            raw, _ = read_until_close(sock, timeout=60)
+    finally:
+        done.set()
+        sampler.join()
+    response = parse_response(raw)
+    assert response.status == 200, raw[:300]
+    doc = json.loads(response.body)
+    assert doc == {"sha256": digest.hexdigest(), "length": BIG}
+    growth_mib = (peak[0] - baseline) / 1024
+    line = f"worker RSS during a 50 MB upload: {baseline / 1024:.1f} MiB + {growth_mib:.2f} MiB"
+    print(line)
+    SUMMARY_LINES.append(line)
+    assert growth_mib < 10, line
+
+
+def test_50mb_download_sha256(server):
+    expected = hashlib.sha256()
+    for piece in pattern_chunks(BIG):
+        expected.update(piece)
+    result = exchange(server.address(), [build_request("GET", f"/download?n={BIG}")], timeout=60)
+    response = result.response
+    assert response.status == 200
+    assert response.header("Content-Length") == str(BIG)
+    assert len(response.raw_body) == BIG
+    assert hashlib.sha256(response.raw_body).hexdigest() == expected.hexdigest()
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_four_workers_serve_200_concurrent_clients(server_factory):
+    srv = server_factory(APP, workers=4)
+    clients = 200
+    barrier = threading.Barrier(clients)
+    results = [None] * clients
+    pids = [None] * clients
+
+    def client(i):
+        try:
+            barrier.wait(SOCKET_TIMEOUT)
+            result = exchange(srv.address(), [build_request("GET", "/pid")], timeout=30)
+            results[i] = result.response.status if result.response else "closed"
+            pids[i] = json.loads(result.response.body)["pid"]
+        except Exception as exc:  # reported below, per client
+            results[i] = repr(exc)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    elapsed = time.monotonic() - started
+    failures = [(i, r) for i, r in enumerate(results) if r != 200]
+    assert failures == [], failures[:10]
+    served_by = set(pids)
+    SUMMARY_LINES.append(
+        f"200 concurrent clients on 4 workers: all 200 OK in {elapsed:.2f}s, "
+        f"{len(served_by)} workers answered"
+    )
+    assert served_by <= set(srv.worker_pids())
+
+
+def test_client_that_never_sends_does_not_block_others(server):
+    """Two workers: one idle connection must not stop the other worker from answering."""
+    with connect(server.address()) as idle:
+        send_pieces(idle, [b"GET /hel"])
+        assert server.get("/hello").status == 200
