@@ -1,0 +1,31 @@
+"""The docs describe what the code does: every flag `--help` shows is in the settings
+reference and in the README's gunicorn table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from conftest import REPO_ROOT, ferricorn_command
+
+SETTINGS = (REPO_ROOT / "docs" / "settings.md").read_text()
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def help_flags() -> list[str]:
+    out = subprocess.run(
+        [*ferricorn_command(), "--help"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    flags = re.findall(r"(?<![\w-])--[a-z][a-z_-]*", out)
+    assert len(flags) >= 10, out
+    return sorted(set(flags))
+
+
+def test_settings_reference_names_every_flag():
+    missing = [flag for flag in help_flags() if f"`{flag}" not in SETTINGS]
+    assert not missing, f"docs/settings.md lacks {missing}"
+
+
+def test_readme_table_names_every_flag():
+    missing = [flag for flag in help_flags() if flag not in README]
+    assert not missing, f"README.md's gunicorn table lacks {missing}"
