@@ -88,7 +88,7 @@ impl Arbiter {
         for listener in &self.listeners {
             tracing::info!("Listening at: {} ({pid})", listener.local);
         }
-        tracing::info!("Using worker: sync");
+        tracing::info!("Using worker: {}", self.config.worker_class.name());
         let outcome = loop {
             if let Err(halt) = self.reap_workers().and_then(|()| self.manage_workers()) {
                 break Err(halt);

@@ -63,7 +63,28 @@ pub const OPTIONS: &[OptionSpec] = &[
         short: Some('k'),
         long: &["worker-class"],
         metavar: Some("STRING"),
-        help: "Worker type: sync. [sync]",
+        help: "Worker type: sync, or async (gthread is accepted as async). [sync]",
+    },
+    OptionSpec {
+        name: "threads",
+        short: None,
+        long: &["threads"],
+        metavar: Some("INT"),
+        help: "async worker: Python threads that run the app; 1 runs it on the event loop. [1]",
+    },
+    OptionSpec {
+        name: "worker_connections",
+        short: None,
+        long: &["worker-connections"],
+        metavar: Some("INT"),
+        help: "async worker: most open connections per worker. [1000]",
+    },
+    OptionSpec {
+        name: "keepalive",
+        short: None,
+        long: &["keep-alive"],
+        metavar: Some("INT"),
+        help: "async worker: seconds an idle keep-alive connection stays open. [2]",
     },
     OptionSpec {
         name: "backlog",
@@ -208,10 +229,22 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
     Ok(raw)
 }
 
-/// The worker types. Only `sync` exists yet.
+/// The worker types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerClass {
+    /// gunicorn's sync: one connection at a time, `Connection: close`.
     Sync,
+    /// One event loop per process: keep-alive, pipelining, slow clients buffered.
+    Async,
+}
+
+impl WorkerClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerClass::Sync => "sync",
+            WorkerClass::Async => "async",
+        }
+    }
 }
 
 /// Validated settings, what the master and workers run on.
@@ -222,6 +255,12 @@ pub struct Config {
     pub binds: Vec<BindSpec>,
     pub workers: usize,
     pub worker_class: WorkerClass,
+    /// Python threads running the app in an async worker; 1: on the loop thread.
+    pub threads: usize,
+    /// Most connections one async worker holds; beyond, it stops accepting.
+    pub worker_connections: usize,
+    /// How long an idle keep-alive connection is kept (gunicorn's `keepalive`).
+    pub keepalive: Duration,
     pub backlog: i32,
     pub chdir: Option<PathBuf>,
     /// Directories put first on `sys.path`, after the working directory.
@@ -268,7 +307,11 @@ impl Config {
         };
         let worker_class = match raw.last("worker_class").unwrap_or("sync") {
             "sync" => WorkerClass::Sync,
-            other => bail!("--worker-class {other:?} is not available (available: sync)"),
+            "async" | "gthread" => WorkerClass::Async,
+            other @ ("gevent" | "eventlet" | "tornado") => {
+                bail!("--worker-class {other}: not supported; use `-k async`, ferricorn's event-loop worker")
+            }
+            other => bail!("--worker-class {other:?} is not available (available: sync, async)"),
         };
         let limits = Limits {
             request_line: match int(raw, "limit_request_line", 4094)? {
@@ -296,6 +339,15 @@ impl Config {
             binds,
             workers,
             worker_class,
+            threads: match raw.last("threads") {
+                Some(t) => positive("--threads", t)?,
+                None => 1,
+            },
+            worker_connections: match raw.last("worker_connections") {
+                Some(c) => positive("--worker-connections", c)?,
+                None => 1000,
+            },
+            keepalive: Duration::from_secs(int(raw, "keepalive", 2)? as u64),
             backlog: i32::try_from(int(raw, "backlog", 2048)?.max(1)).unwrap_or(i32::MAX),
             chdir: raw.last("chdir").map(PathBuf::from),
             pythonpath: raw
@@ -314,6 +366,11 @@ impl Config {
     /// Whether more than one worker process serves (`wsgi.multiprocess`).
     pub fn multiprocess(&self) -> bool {
         self.workers > 1
+    }
+
+    /// Whether the app may be called from several threads at once (`wsgi.multithread`).
+    pub fn multithread(&self) -> bool {
+        self.worker_class == WorkerClass::Async && self.threads > 1
     }
 }
 
@@ -388,6 +445,9 @@ mod tests {
             &[],
             &["a", "b"],
             &["-k", "gevent", "app"],
+            &["-k", "nope", "app"],
+            &["--threads", "0", "app"],
+            &["--keep-alive", "-1", "app"],
             &["--log-level", "loud", "app"],
             &["-e", "NOEQUALS", "app"],
             &["--bind", "host:port", "app"],

@@ -4,6 +4,10 @@
 //! [`run`] ends with `_exit`. Boot failures leave with the exit codes in [`crate::exit`]
 //! so the master stops instead of respawning in a loop.
 
+mod async_loop;
+mod conn;
+mod io;
+mod pool;
 pub mod sync;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +15,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::config::Config;
+use crate::config::{Config, WorkerClass};
 use crate::exit;
 use crate::listener::Listener;
 use crate::log::{self, LogLevel};
@@ -41,7 +45,10 @@ pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
     tracing::info!("Booting worker with pid: {}", std::process::id());
     let code = match boot(py, ctx) {
         Ok((app, stop)) => {
-            let code = sync::serve(py, ctx, app.bind(py), &stop);
+            let code = match ctx.config.worker_class {
+                WorkerClass::Sync => sync::serve(py, ctx, app.bind(py), &stop),
+                WorkerClass::Async => async_loop::serve(py, ctx, app.bind(py), &stop),
+            };
             tracing::info!("Worker exiting (pid: {})", std::process::id());
             code
         }

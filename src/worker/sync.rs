@@ -2,35 +2,26 @@
 //! connection, `Connection: close`. Blocking socket I/O lives here, never in `http` or
 //! `wsgi`; every wait happens with the GIL released.
 
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::io::{self, Write};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use pyo3::prelude::*;
 use socket2::Socket;
 
+use super::io::{linger_close, read_some, send_file, SocketSource, READ_SIZE, READ_TIMEOUT};
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
 use crate::listener::Listener;
-use crate::wsgi::{self, BodySource, Connection, Exchange, Globals, Input, Step};
+use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step};
 
-/// How long a client may stay silent mid-request. A stand-in until `--timeout` and the
-/// heartbeat arrive: a stuck client must not pin a sync worker forever.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
 const TICK: Duration = Duration::from_secs(1);
-/// Unread request body drained before close, so the kernel does not reset the
-/// connection under the response (RFC 9112 §9.6).
-const LINGER_BYTES: usize = 1 << 20;
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// Size of one socket read.
-const READ_SIZE: usize = 64 * 1024;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
-    let globals = match Globals::new(py, ctx.config.multiprocess()) {
+    let globals = match Globals::new(py, ctx.config.multiprocess(), false) {
         Ok(globals) => globals,
         Err(err) => {
             tracing::error!("Worker failed to boot: {err}");
@@ -133,24 +124,10 @@ fn read_head(
         if let Some(head) = http::parse_head(buf, limits)? {
             return Ok(Some(head));
         }
-        match read_some(sock, buf) {
+        match read_some(sock, buf, &mut [0; READ_SIZE]) {
             Ok(0) | Err(_) if buf.is_empty() => return Ok(None),
             Ok(0) | Err(_) => return Err(http::Error::BadRequestLine("incomplete request head")),
             Ok(_) => {}
-        }
-    }
-}
-
-fn read_some(mut sock: &Socket, buf: &mut BytesMut) -> io::Result<usize> {
-    let mut chunk = [0u8; READ_SIZE];
-    loop {
-        match sock.read(&mut chunk) {
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
         }
     }
 }
@@ -166,7 +143,7 @@ fn run_app(
     rest: BytesMut,
     conn: &Connection<'_>,
 ) -> PyResult<bool> {
-    let source = SocketSource(sock.try_clone()?);
+    let source = SocketSource::new(sock.try_clone()?);
     let decoder = BodyDecoder::new(head.framing);
     let input = Py::new(py, Input::new(decoder, rest, Box::new(source), head.expect_continue))?;
     let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
@@ -181,7 +158,7 @@ fn run_app(
         let sent = py.detach(|| {
             (&*sock).write_all(&out)?;
             match step {
-                Step::SendFile(span) => send_file(sock, span),
+                Step::SendFile(mut span) => send_file(sock, &mut span, true).map(drop),
                 _ => Ok(()),
             }
         });
@@ -198,55 +175,4 @@ fn run_app(
     }
     let complete = input.borrow(py).complete();
     Ok(complete)
-}
-
-/// `sendfile(2)` the whole span; a file that shrank underneath is an error.
-fn send_file(sock: &Socket, span: wsgi::FileSpan) -> io::Result<()> {
-    // SAFETY: the fd belongs to the app's file object, which the exchange keeps open
-    // until close(); borrowing it for this call does not outlive that.
-    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(span.fd) };
-    let mut offset = span.offset as libc::off64_t;
-    let end = span.offset + span.len;
-    while (offset as u64) < end {
-        let count = (end - offset as u64).min(1 << 30) as usize;
-        match nix::sys::sendfile::sendfile64(sock.as_fd(), file, Some(&mut offset), count) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    tracing::debug!("sendfile: {} bytes", span.len);
-    Ok(())
-}
-
-/// Half-closes, then reads and drops what the client still sends (bounded), so that
-/// closing with unread data does not reset the connection before the client reads.
-fn linger_close(sock: &Socket) {
-    let _ = sock.shutdown(std::net::Shutdown::Write);
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut drained = 0;
-    let mut chunk = [0u8; READ_SIZE];
-    while drained < LINGER_BYTES && Instant::now() < deadline {
-        match (&*sock).read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => drained += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
-/// `wsgi.input`'s bytes: blocking reads on this worker's connection.
-struct SocketSource(Socket);
-
-impl BodySource for SocketSource {
-    fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        read_some(&self.0, buf)
-    }
-
-    fn send_continue(&mut self) -> io::Result<()> {
-        (&self.0).write_all(http::response::CONTINUE)
-    }
 }

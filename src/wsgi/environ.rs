@@ -17,10 +17,11 @@ pub struct Globals {
     /// `SCRIPT_NAME` from the server's environment: where the app is mounted.
     script_name: String,
     multiprocess: bool,
+    multithread: bool,
 }
 
 impl Globals {
-    pub fn new(py: Python<'_>, multiprocess: bool) -> PyResult<Globals> {
+    pub fn new(py: Python<'_>, multiprocess: bool, multithread: bool) -> PyResult<Globals> {
         Ok(Globals {
             errors: Py::new(py, Errors)?,
             file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
@@ -28,6 +29,7 @@ impl Globals {
             software: PyString::new(py, concat!("ferricorn/", env!("CARGO_PKG_VERSION"))).unbind(),
             script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
             multiprocess,
+            multithread,
         })
     }
 }
@@ -69,7 +71,7 @@ pub fn build<'py>(
     env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     env.set_item(intern!(py, "wsgi.errors"), globals.errors.bind(py))?;
-    env.set_item(intern!(py, "wsgi.multithread"), false)?;
+    env.set_item(intern!(py, "wsgi.multithread"), globals.multithread)?;
     env.set_item(intern!(py, "wsgi.multiprocess"), globals.multiprocess)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;

@@ -44,6 +44,22 @@ pub struct Input {
     finished: bool,
     /// Why the body could not be read; the worker answers this status if the app fails.
     error: Option<http::Error>,
+    /// The whole body arrived before the app was called: the connection's framing is
+    /// intact whether or not the app reads it.
+    whole: bool,
+}
+
+/// The source of a body that is already in memory: nothing more ever comes.
+struct NoMoreBytes;
+
+impl BodySource for NoMoreBytes {
+    fn fill(&mut self, _: &mut BytesMut) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    fn send_continue(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Input {
@@ -62,7 +78,26 @@ impl Input {
             source,
             finished: false,
             error: None,
+            whole: false,
         }
+    }
+
+    /// Body bytes already decoded, handed to the app before anything else.
+    pub fn with_decoded(mut self, decoded: BytesMut) -> Input {
+        self.decoded = decoded;
+        self
+    }
+
+    /// A body received whole (already de-chunked) before the app is called.
+    pub fn buffered(body: BytesMut) -> Input {
+        let decoder = BodyDecoder::Length { remaining: body.len() as u64 };
+        Input { whole: true, ..Input::new(decoder, body, Box::new(NoMoreBytes), false) }
+    }
+
+    /// Bytes received after the body (a pipelined request), once the body was read whole.
+    pub fn take_rest(&mut self) -> Option<BytesMut> {
+        (self.decoder.is_done() && self.error.is_none() && !self.whole)
+            .then(|| std::mem::take(&mut self.raw))
     }
 
     /// The framing error met while reading, if any.
@@ -72,7 +107,7 @@ impl Input {
 
     /// Whether the body was read to its end (so the connection could carry another request).
     pub fn complete(&self) -> bool {
-        self.decoder.is_done() && self.error.is_none()
+        self.whole || (self.decoder.is_done() && self.error.is_none())
     }
 
     /// Decodes more body into `decoded`; false once the body has ended.

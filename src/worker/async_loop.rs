@@ -1,0 +1,347 @@
+//! The `async` worker: one mio event loop per process owns the listeners and every
+//! client socket. Sockets are edge-triggered; accepts drain until `WouldBlock`; each
+//! connection is a [`Conn`] state machine driven when it becomes ready.
+//!
+//! With `--threads 1` the app is called on the loop thread, once a request (head and a
+//! body up to [`BODY_BUFFER`](super::conn::BODY_BUFFER)) has arrived whole, so slow
+//! clients never hold Python. The GIL is released only while the loop waits in
+//! `epoll_wait`, so a burst of ready connections costs one GIL round trip.
+
+use std::io;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use pyo3::prelude::*;
+use socket2::Socket;
+
+use super::conn::{Conn, Next, Shared};
+use super::io::READ_SIZE;
+use super::pool::{Job, Pool};
+use super::{Stop, WorkerContext};
+use crate::exit;
+use crate::listener::{Listener, Peer};
+use crate::wsgi::Globals;
+
+/// Tokens at and above this are not connections.
+const LISTENER_BASE: usize = usize::MAX / 2;
+const STOP: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// How often timeouts are swept and the parent is checked.
+const TICK: Duration = Duration::from_millis(500);
+/// App threads used with `--threads 1` for bodies too big to buffer.
+const STREAMING_THREADS: usize = 2;
+
+/// A connection slot: its token is its index.
+enum Slot {
+    Free,
+    Here(Box<Conn>),
+    /// On an app thread; readiness seen meanwhile is kept for its return.
+    Away {
+        readable: bool,
+        writable: bool,
+    },
+}
+
+struct EventLoop<'a> {
+    poll: Poll,
+    listeners: &'a [Listener],
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// Connections open, here or away: bounded by `--worker-connections`.
+    open: usize,
+    max_open: usize,
+    accepting: bool,
+    shared: Arc<Shared>,
+    pool: Pool,
+    scratch: Box<[u8]>,
+}
+
+pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
+    match EventLoop::new(py, ctx, app, stop) {
+        Ok(mut event_loop) => {
+            let code = event_loop.run(py, ctx, stop);
+            let pool = &mut event_loop.pool;
+            py.detach(|| pool.join());
+            code
+        }
+        Err(e) => {
+            tracing::error!("Worker failed to boot: {e}");
+            exit::WORKER_BOOT_ERROR
+        }
+    }
+}
+
+impl<'a> EventLoop<'a> {
+    fn new(
+        py: Python<'_>,
+        ctx: &WorkerContext<'a>,
+        app: &Bound<'_, PyAny>,
+        stop: &Stop,
+    ) -> io::Result<EventLoop<'a>> {
+        let config = ctx.config;
+        let poll = Poll::new()?;
+        for (i, listener) in ctx.listeners.iter().enumerate() {
+            let fd = listener.fd();
+            poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(LISTENER_BASE + i),
+                Interest::READABLE,
+            )?;
+        }
+        poll.registry().register(&mut SourceFd(&stop.fd()), STOP, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let globals = Globals::new(py, config.multiprocess(), config.multithread())
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            app: app.clone().unbind(),
+            globals,
+            servers: ctx.listeners.iter().map(Listener::server_name_port).collect(),
+            threaded: config.threads > 1,
+            keepalive: config.keepalive,
+            limits: config.limits,
+            stopping: Default::default(),
+        });
+        let threads = if config.threads > 1 { config.threads } else { STREAMING_THREADS };
+        let pool = Pool::new(threads, Arc::clone(&shared), waker);
+        Ok(EventLoop {
+            poll,
+            listeners: ctx.listeners,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            max_open: config.worker_connections,
+            accepting: true,
+            shared,
+            pool,
+            scratch: vec![0; READ_SIZE].into_boxed_slice(),
+        })
+    }
+
+    fn run(&mut self, py: Python<'_>, ctx: &WorkerContext<'_>, stop: &Stop) -> i32 {
+        let parent = std::os::unix::process::parent_id();
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        let mut stop_deadline = None;
+        loop {
+            let poll = &mut self.poll;
+            let waited = py.detach(|| poll.poll(&mut events, Some(TICK)));
+            if let Err(e) = waited {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("poll failed: {e}");
+                    return exit::FAILURE;
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    STOP => {}
+                    WAKER => self.take_back(py, now),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                    Token(t) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        self.ready(py, t, readable, writable, now);
+                    }
+                }
+            }
+            if stop.requested() && stop_deadline.is_none() {
+                stop_deadline = Some(now + ctx.config.graceful_timeout);
+                self.begin_stop(py);
+            }
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.sweep(py, now);
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::info!("Parent changed, shutting down");
+                    return exit::OK;
+                }
+            }
+            if let Some(deadline) = stop_deadline {
+                if self.open == 0 || now >= deadline {
+                    return exit::OK;
+                }
+            }
+        }
+    }
+
+    /// Accepts until the backlog is empty or the worker is full.
+    fn accept(&mut self, index: usize, now: Instant) {
+        while self.accepting && self.open < self.max_open {
+            let listener = &self.listeners[index];
+            // SAFETY: accept4 on our listening socket; the new descriptor is owned below.
+            let fd: RawFd = unsafe {
+                libc::accept4(
+                    listener.fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    _ => {
+                        tracing::error!("accept failed: {e}");
+                        return;
+                    }
+                }
+            }
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            let sock = unsafe { Socket::from_raw_fd(fd) };
+            let peer = sock
+                .peer_addr()
+                .map(|a| Peer::from(&a))
+                .unwrap_or(Peer { addr: String::new(), port: String::new() });
+            let conn = Conn::new(sock, peer, index, now, self.shared.keepalive);
+            let token = self.free.pop().unwrap_or_else(|| {
+                self.slots.push(Slot::Free);
+                self.slots.len() - 1
+            });
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) =
+                self.poll.registry().register(&mut SourceFd(&fd), Token(token), interest)
+            {
+                tracing::error!("register failed: {e}");
+                self.free.push(token);
+                continue;
+            }
+            self.slots[token] = Slot::Here(Box::new(conn));
+            self.open += 1;
+        }
+        self.set_accepting(self.open < self.max_open && !self.shared.stopping());
+    }
+
+    /// Stops or resumes accepting: at capacity the kernel backlog holds new clients.
+    fn set_accepting(&mut self, on: bool) {
+        if on == self.accepting {
+            return;
+        }
+        self.accepting = on;
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let fd = listener.fd();
+            let registry = self.poll.registry();
+            let _ = match on {
+                true => registry.register(
+                    &mut SourceFd(&fd),
+                    Token(LISTENER_BASE + i),
+                    Interest::READABLE,
+                ),
+                false => registry.deregister(&mut SourceFd(&fd)),
+            };
+        }
+        if on {
+            // Connections that queued while we were full raise no new edge.
+            for i in 0..self.listeners.len() {
+                self.accept(i, Instant::now());
+            }
+        }
+    }
+
+    /// Readiness on a connection: drive it as far as it goes.
+    fn ready(
+        &mut self,
+        py: Python<'_>,
+        token: usize,
+        readable: bool,
+        writable: bool,
+        now: Instant,
+    ) {
+        match self.slots.get_mut(token) {
+            Some(Slot::Here(conn)) => {
+                conn.may_read |= readable;
+                conn.may_write |= writable;
+            }
+            Some(Slot::Away { readable: r, writable: w }) => {
+                *r |= readable;
+                *w |= writable;
+                return;
+            }
+            _ => return,
+        }
+        self.drive(py, token, now);
+    }
+
+    fn drive(&mut self, py: Python<'_>, token: usize, now: Instant) {
+        let Slot::Here(conn) = &mut self.slots[token] else { return };
+        match conn.drive(py, &self.shared, &mut self.scratch, now) {
+            Next::Wait => {}
+            Next::Close => self.close(py, token),
+            Next::Offload(request) => {
+                let Slot::Here(conn) = std::mem::replace(
+                    &mut self.slots[token],
+                    Slot::Away { readable: false, writable: false },
+                ) else {
+                    unreachable!()
+                };
+                self.pool.submit(Job { token, conn: *conn, request });
+            }
+        }
+    }
+
+    /// Connections the app threads are done with.
+    fn take_back(&mut self, py: Python<'_>, now: Instant) {
+        for (token, conn) in self.pool.returned() {
+            let Slot::Away { readable, writable } = self.slots[token] else { continue };
+            match conn {
+                Some(mut conn) => {
+                    conn.may_read |= readable;
+                    conn.may_write |= writable;
+                    self.slots[token] = Slot::Here(Box::new(conn));
+                    self.drive(py, token, now);
+                }
+                None => self.release(token),
+            }
+        }
+    }
+
+    fn close(&mut self, py: Python<'_>, token: usize) {
+        if let Slot::Here(mut conn) = std::mem::replace(&mut self.slots[token], Slot::Free) {
+            conn.abandon(py);
+            // A descriptor duplicated for wsgi.input could keep the registration alive.
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&conn.sock);
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        self.release(token);
+    }
+
+    /// Frees a connection's slot and, below capacity again, resumes accepting.
+    fn release(&mut self, token: usize) {
+        self.slots[token] = Slot::Free;
+        self.free.push(token);
+        self.open -= 1;
+        if !self.accepting && !self.shared.stopping() && self.open < self.max_open {
+            self.set_accepting(true);
+        }
+    }
+
+    /// TERM: stop accepting, close idle connections now, finish the others.
+    fn begin_stop(&mut self, py: Python<'_>) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.set_accepting(false);
+        let idle: Vec<usize> = (0..self.slots.len())
+            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.is_idle()))
+            .collect();
+        for token in idle {
+            self.close(py, token);
+        }
+    }
+
+    /// Closes connections past their deadline: idle keep-alive, slow heads and bodies,
+    /// readers that stopped reading.
+    fn sweep(&mut self, py: Python<'_>, now: Instant) {
+        let expired: Vec<usize> = (0..self.slots.len())
+            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.deadline <= now))
+            .collect();
+        for token in expired {
+            self.close(py, token);
+        }
+    }
+}

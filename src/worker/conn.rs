@@ -1,0 +1,502 @@
+//! One keep-alive connection of the async worker, as a state machine.
+//!
+//! Shaped like hyper's `proto::h1` connection: the [`Phase`] says what the connection
+//! waits for, and every transition happens in [`Conn::drive`]. Reads and writes are
+//! non-blocking; `may_read`/`may_write` remember readiness between edge-triggered events
+//! so no syscall is spent on a socket known to be empty or full.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use pyo3::prelude::*;
+use socket2::Socket;
+
+use super::io::{send_file, LINGER_BYTES, LINGER_TIME, READ_TIMEOUT};
+use crate::http::response::RequestInfo;
+use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
+use crate::listener::Peer;
+use crate::wsgi::{self, Exchange, FileSpan, Input, Step};
+
+/// Bodies up to this size are buffered before the app is called, so a slow uploader
+/// never holds Python; larger ones stream to `wsgi.input` from a thread.
+pub const BODY_BUFFER: usize = 1 << 20;
+/// Response bytes queued before the app's iterator is paused until the socket drains.
+const HIGH_WATER: usize = 256 * 1024;
+/// How long a client has to send a whole request head (slowloris).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a connection is waiting for.
+pub enum Phase {
+    /// A request head: idle keep-alive while nothing of it has arrived.
+    Head,
+    /// The body of a parsed request, buffered (decoded) up to [`BODY_BUFFER`].
+    Body { head: Head, decoder: BodyDecoder, body: BytesMut },
+    /// The app was called; its response is being pulled and written.
+    Respond(Box<Responding>),
+    /// Write what is queued, then half-close and drain (RFC 9112 §9.6).
+    Closing,
+    /// Half-closed; reading and dropping what the client still sends.
+    Linger { left: usize },
+}
+
+pub struct Responding {
+    exchange: Exchange,
+    input: Py<Input>,
+    /// The part of a `wsgi.file_wrapper` file still to `sendfile`.
+    file: Option<FileSpan>,
+}
+
+/// What the event loop does with a connection after driving it.
+pub enum Next {
+    /// Wait for the next readiness event (or the deadline).
+    Wait,
+    Close,
+    /// Run this request on a thread (`--threads`, or a body too big to buffer).
+    Offload(Request),
+}
+
+/// A parsed request handed to a thread, with its body buffered or still to stream.
+pub struct Request {
+    pub head: Head,
+    pub body: Body,
+}
+
+pub enum Body {
+    Buffered(BytesMut),
+    /// The rest arrives while the app reads; `decoded` is what was already de-chunked and
+    /// raw bytes already received stay in the connection's `rbuf`.
+    Streaming {
+        decoder: BodyDecoder,
+        decoded: BytesMut,
+    },
+}
+
+/// What every connection of a worker shares, on the loop and on app threads.
+pub struct Shared {
+    pub app: Py<PyAny>,
+    pub globals: wsgi::Globals,
+    /// SERVER_NAME and SERVER_PORT of each listener.
+    pub servers: Vec<(String, String)>,
+    /// Whether the app runs on threads (`--threads` > 1) rather than on the loop.
+    pub threaded: bool,
+    /// `--keep-alive`; zero disables keep-alive.
+    pub keepalive: Duration,
+    pub limits: http::Limits,
+    /// Set once a graceful stop began: no new keep-alive.
+    pub stopping: AtomicBool,
+}
+
+impl Shared {
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Whether a response may leave the connection open for another request.
+    fn keep_alive_allowed(&self) -> bool {
+        !self.stopping() && !self.keepalive.is_zero()
+    }
+}
+
+pub struct Conn {
+    pub sock: Socket,
+    pub peer: Peer,
+    /// Index of the listener it came from.
+    pub listener: usize,
+    /// Received bytes not yet parsed.
+    pub rbuf: BytesMut,
+    /// Response bytes queued; `out[out_pos..]` is still to send.
+    out: Vec<u8>,
+    out_pos: usize,
+    pub phase: Phase,
+    /// The socket may hold unread bytes (a readable edge not yet drained).
+    pub may_read: bool,
+    /// The socket may take more bytes (no partial write since the last writable edge).
+    pub may_write: bool,
+    /// When the loop closes the connection if it has not progressed.
+    pub deadline: Instant,
+}
+
+impl Conn {
+    pub fn new(
+        sock: Socket,
+        peer: Peer,
+        listener: usize,
+        now: Instant,
+        keepalive: Duration,
+    ) -> Conn {
+        Conn {
+            sock,
+            peer,
+            listener,
+            rbuf: BytesMut::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            phase: Phase::Head,
+            may_read: true,
+            may_write: true,
+            deadline: now + keepalive.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// Whether the connection sits between requests with nothing received.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out_pos == self.out.len()
+    }
+
+    /// Advances as far as the socket allows. Every phase transition happens here.
+    pub fn drive(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Next {
+        loop {
+            let step = match &mut self.phase {
+                Phase::Head => self.on_head(py, shared, scratch, now),
+                Phase::Body { .. } => self.on_body(py, shared, scratch, now),
+                Phase::Respond(_) => self.on_respond(py, shared, now),
+                Phase::Closing => self.on_closing(),
+                Phase::Linger { .. } => self.on_linger(scratch),
+            };
+            match step {
+                Ok(Progress::Again) => continue,
+                Ok(Progress::Wait) => return self.flush_then(Next::Wait),
+                Ok(Progress::Offload(request)) => return self.flush_then(Next::Offload(request)),
+                Ok(Progress::Close) | Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    fn flush_then(&mut self, next: Next) -> Next {
+        match self.flush() {
+            Ok(_) => next,
+            Err(_) => Next::Close,
+        }
+    }
+
+    fn on_head(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> io::Result<Progress> {
+        let head = match http::parse_head(&mut self.rbuf, &shared.limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                if !self.may_read {
+                    return Ok(Progress::Wait);
+                }
+                let was_empty = self.rbuf.is_empty();
+                match self.read(scratch)? {
+                    None => return Ok(Progress::Wait),
+                    Some(0) => return Ok(Progress::Close),
+                    Some(_) => {}
+                }
+                if was_empty {
+                    self.deadline = now + HEAD_TIMEOUT;
+                }
+                return Ok(Progress::Again);
+            }
+            Err(error) => return Ok(self.refuse(&error)),
+        };
+        self.deadline = now + READ_TIMEOUT;
+        let decoder = BodyDecoder::new(head.framing);
+        if decoder.is_done() {
+            return self.dispatch(py, shared, head, Body::Buffered(BytesMut::new()));
+        }
+        // A client that waits for `100 Continue` gets it only when the app reads.
+        let expects = head.expect_continue && self.rbuf.is_empty();
+        let too_big = matches!(head.framing, BodyFraming::Length(n) if n > BODY_BUFFER as u64);
+        if expects || too_big {
+            return self.dispatch(
+                py,
+                shared,
+                head,
+                Body::Streaming { decoder, decoded: BytesMut::new() },
+            );
+        }
+        self.phase = Phase::Body { head, decoder, body: BytesMut::new() };
+        Ok(Progress::Again)
+    }
+
+    fn on_body(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> io::Result<Progress> {
+        let Phase::Body { decoder, body, .. } = &mut self.phase else { unreachable!() };
+        let error = loop {
+            match decoder.decode(&mut self.rbuf, BODY_BUFFER) {
+                Ok(Decoded::Data(data)) => {
+                    body.extend_from_slice(&data);
+                    if body.len() > BODY_BUFFER {
+                        break None;
+                    }
+                }
+                Ok(Decoded::End) => break None,
+                Ok(Decoded::NeedMore) if !self.may_read => return Ok(Progress::Wait),
+                Ok(Decoded::NeedMore) => {
+                    match read_into(&self.sock, &mut self.rbuf, &mut self.may_read, scratch)? {
+                        None => return Ok(Progress::Wait),
+                        Some(0) => return Ok(Progress::Close),
+                        Some(_) => {}
+                    }
+                    self.deadline = now + READ_TIMEOUT;
+                }
+                Err(error) => break Some(error),
+            }
+        };
+        if let Some(error) = error {
+            return Ok(self.refuse(&error));
+        }
+        let Phase::Body { head, decoder, body } = std::mem::replace(&mut self.phase, Phase::Head)
+        else {
+            unreachable!()
+        };
+        let body = match decoder.is_done() {
+            true => Body::Buffered(body),
+            // Too big to buffer: the app gets what was decoded first, then the rest streams.
+            false => Body::Streaming { decoder, decoded: body },
+        };
+        self.dispatch(py, shared, head, body)
+    }
+
+    /// Runs the request: on this thread when the app runs on the loop, else on a thread.
+    fn dispatch(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        head: Head,
+        body: Body,
+    ) -> io::Result<Progress> {
+        if shared.threaded || matches!(body, Body::Streaming { .. }) {
+            return Ok(Progress::Offload(Request { head, body }));
+        }
+        let Body::Buffered(body) = body else { unreachable!() };
+        self.start(py, shared, head, Input::buffered(body));
+        Ok(Progress::Again)
+    }
+
+    /// Calls the app; the response is then pumped in the Respond phase.
+    pub fn start(&mut self, py: Python<'_>, shared: &Shared, head: Head, input: Input) {
+        let keep_alive = head.keep_alive && shared.keep_alive_allowed();
+        let req =
+            RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive };
+        let started = Py::new(py, input).and_then(|input| {
+            let conn =
+                wsgi::Connection { peer: &self.peer, server: &shared.servers[self.listener] };
+            let environ =
+                wsgi::environ::build(py, &head, &conn, &shared.globals, input.clone_ref(py))?;
+            let uri = head.target().to_owned();
+            let exchange = Exchange::call(
+                py,
+                shared.app.bind(py),
+                environ.into_any(),
+                input.clone_ref(py),
+                req,
+                uri,
+            )?;
+            Ok(Responding { exchange, input, file: None })
+        });
+        self.phase = match started {
+            Ok(responding) => Phase::Respond(Box::new(responding)),
+            Err(err) => {
+                wsgi::exchange::log_app_error(py, head.target(), &err);
+                self.out.extend_from_slice(&wsgi::exchange::error_page(500));
+                Phase::Closing
+            }
+        };
+    }
+
+    fn on_respond(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        now: Instant,
+    ) -> io::Result<Progress> {
+        match self.pump(py)? {
+            Pumped::Blocked => {
+                self.deadline = now + READ_TIMEOUT;
+                Ok(Progress::Wait)
+            }
+            Pumped::Done { keep_alive } => {
+                self.finish_response(py, keep_alive && !shared.stopping());
+                self.deadline = now + shared.keepalive;
+                Ok(Progress::Again)
+            }
+            Pumped::Failed => Ok(Progress::Close),
+        }
+    }
+
+    /// Pulls the response into `out` and writes it, until done or the socket is full.
+    pub fn pump(&mut self, py: Python<'_>) -> io::Result<Pumped> {
+        loop {
+            let Phase::Respond(r) = &mut self.phase else { unreachable!() };
+            if let Some(span) = &mut r.file {
+                if !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)? {
+                    return Ok(Pumped::Blocked);
+                }
+                if !send_file(&self.sock, span, false)? {
+                    self.may_write = false;
+                    return Ok(Pumped::Blocked);
+                }
+                r.file = None;
+            }
+            if self.out.len() - self.out_pos >= HIGH_WATER
+                && !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)?
+            {
+                return Ok(Pumped::Blocked);
+            }
+            let Phase::Respond(r) = &mut self.phase else { unreachable!() };
+            match r.exchange.next(py, &mut self.out) {
+                Step::Send => {}
+                Step::SendFile(span) => r.file = Some(span),
+                Step::Done { keep_alive } => return Ok(Pumped::Done { keep_alive }),
+                Step::Abort => return Ok(Pumped::Failed),
+            }
+        }
+    }
+
+    /// After a complete response: the next request, or a close.
+    pub fn finish_response(&mut self, py: Python<'_>, keep_alive: bool) {
+        let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
+        let mut input = r.input.borrow_mut(py);
+        let complete = input.complete();
+        if let Some(rest) = input.take_rest() {
+            self.rbuf = rest;
+        }
+        drop(input);
+        self.phase = if keep_alive && complete { Phase::Head } else { Phase::Closing };
+    }
+
+    /// A malformed request: one error page, then close.
+    fn refuse(&mut self, error: &http::Error) -> Progress {
+        tracing::debug!("Invalid request from {}: {error}", self.peer.addr);
+        self.out.extend_from_slice(&wsgi::exchange::error_page(error.status()));
+        self.phase = Phase::Closing;
+        Progress::Again
+    }
+
+    fn on_closing(&mut self) -> io::Result<Progress> {
+        if !self.flush()? {
+            return Ok(Progress::Wait);
+        }
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        self.deadline = Instant::now() + LINGER_TIME;
+        self.phase = Phase::Linger { left: LINGER_BYTES };
+        Ok(Progress::Again)
+    }
+
+    fn on_linger(&mut self, scratch: &mut [u8]) -> io::Result<Progress> {
+        let Phase::Linger { left } = &mut self.phase else { unreachable!() };
+        while self.may_read && *left > 0 {
+            match (&self.sock).read(scratch) {
+                Ok(0) => return Ok(Progress::Close),
+                Ok(n) => {
+                    *left = left.saturating_sub(n);
+                    self.may_read = n == scratch.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.may_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(Progress::Close),
+            }
+        }
+        Ok(if *left == 0 { Progress::Close } else { Progress::Wait })
+    }
+
+    fn read(&mut self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
+        read_into(&self.sock, &mut self.rbuf, &mut self.may_read, scratch)
+    }
+
+    /// Writes queued bytes; `Ok(false)` when the socket is full.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)
+    }
+
+    pub fn is_responding_phase(&self) -> bool {
+        matches!(self.phase, Phase::Respond(_))
+    }
+
+    /// Closes the iterable of an unfinished response (PEP 3333: close() always runs).
+    pub fn abandon(&mut self, py: Python<'_>) {
+        if let Phase::Respond(r) = &mut self.phase {
+            if let Err(err) = r.exchange.close(py) {
+                wsgi::exchange::log_app_error(py, &self.peer.addr, &err);
+            }
+        }
+    }
+}
+
+/// How far pumping got.
+pub enum Pumped {
+    Done {
+        keep_alive: bool,
+    },
+    /// The socket is full; resume on the next writable event.
+    Blocked,
+    /// The response cannot be completed; close.
+    Failed,
+}
+
+enum Progress {
+    Again,
+    Wait,
+    Close,
+    Offload(Request),
+}
+
+/// One read into `rbuf`; a short read means the socket is drained (edge-triggered).
+/// `Ok(None)`: nothing to read now; `Ok(Some(0))`: the client closed.
+fn read_into(
+    mut sock: &Socket,
+    rbuf: &mut BytesMut,
+    may_read: &mut bool,
+    scratch: &mut [u8],
+) -> io::Result<Option<usize>> {
+    loop {
+        match sock.read(scratch) {
+            Ok(n) => {
+                *may_read = n == scratch.len();
+                rbuf.extend_from_slice(&scratch[..n]);
+                return Ok(Some(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *may_read = false;
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn flush_out(
+    mut sock: &Socket,
+    out: &mut Vec<u8>,
+    pos: &mut usize,
+    may_write: &mut bool,
+) -> io::Result<bool> {
+    while *pos < out.len() {
+        if !*may_write {
+            return Ok(false);
+        }
+        match sock.write(&out[*pos..]) {
+            Ok(n) => {
+                *may_write = *pos + n == out.len();
+                *pos += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *may_write = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.clear();
+    *pos = 0;
+    Ok(true)
+}
