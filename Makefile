@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Every cargo command builds pyo3 against .venv's interpreter (not the system libpython),
+# and the same one each time, so pyo3 is not rebuilt between them.
+export PYO3_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: all build run test lint rust-test py-test bench load clean
 
@@ -32,9 +35,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check python tests examples benches
 	$(VENV)/bin/ruff format --check python tests examples benches
 
-# Test binaries embed the interpreter of .venv (not the system libpython).
 rust-test: $(STAMP)
-	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test --quiet
+	cargo test --quiet
 
 py-test: build
 	$(PY) -m pytest -q tests
@@ -45,7 +47,7 @@ bench: $(STAMP)
 	cargo bench --bench parse
 
 load: build
-	$(PY) benches/load.py
+	$(PY) benches/load.py --markdown
 
 clean:
 	rm -rf target $(VENV)

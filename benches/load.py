@@ -1,129 +1,470 @@
-"""End-to-end load benchmark: ferricorn and its peers, same app, same client, one run.
+"""End-to-end load benchmark: ferricorn and its peers, same apps, same client, one run.
 
-Run on demand (not in ``make test``): ``make load`` or ``.venv/bin/python benches/load.py``.
-Needs ``wrk`` (Debian: ``apt-get install wrk``); gunicorn is pip-installed into the
-running interpreter's environment when missing. Every server runs the same number of
-workers on ``examples/hello.py``; rounds alternate between servers so that noise from
-the shared machine spreads over all of them. Prints one table with each server's ratio
-to the first one.
+Run on demand, never in ``make test``: ``.venv/bin/python benches/load.py [options]``
+(``make build`` first, so that .venv's ferricorn is the current code). With the defaults
+(5 servers, 4 scenarios, 2 connection counts, 3 rounds of 10 s) a run takes about 25 minutes.
+
+What it does:
+
+- Servers (``--servers``, default all): ``ferricorn-async``, ``ferricorn-sync``,
+  ``gunicorn-sync``, ``gunicorn-gthread`` (always ``--threads 4``, as it is usually run) and
+  ``granian`` (``--interface wsgi``), each with ``--workers`` processes (default 2) bound to
+  127.0.0.1 on a free port.
+- Scenarios (``--scenarios``, default all), apps from ``benches/apps.py``: ``hello`` (hello
+  world), ``big`` (100 KB response), ``echo`` (1 MiB POST echoed back, sent by
+  ``benches/post_1mb.lua``) and ``sleep`` (10 ms wait, as on a database; ferricorn async gets
+  ``--threads T`` and granian ``--blocking-threads T`` for it, T = ``--threads``, default 8).
+- Client: wrk, ``-t2``, keep-alive unless ``--no-keepalive`` (which sends
+  ``Connection: close``), ``--duration`` seconds per run at each of ``--connections``
+  (default 50 and 256).
+- Rounds (``--rounds``, default 3): every round runs every server on every scenario, and the
+  server order rotates between rounds, so that noise from the shared 2-core machine spreads
+  over all of them. A server is started afresh for each scenario in each round. The table
+  shows the median of the rounds; errors (non-2xx responses plus wrk's socket errors) are
+  summed over them; RSS is the mean over the server's worker processes, read from /proc
+  near the end of each run.
+- The last column is each server's req/s over Granian's (over the first server's when
+  Granian is not in the run). ``--markdown`` prints the table for docs/benchmarks.md.
+
+Servers that are not installed, fail to start or answer the scenario wrongly are reported
+and skipped; gunicorn and granian are pip-installed from ``requirements-bench.txt`` into the
+running interpreter's environment when missing. wrk comes from Debian: ``apt-get install -y
+wrk``. ``BENCH_VERBOSE=1`` shows the servers' own output.
+
+The non-keep-alive sync comparison of docs/benchmarks.md is
+``benches/load.py --workers 4 --connections 50 --scenarios hello
+--servers ferricorn-sync,gunicorn-sync --no-keepalive``.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
+import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from serving import BENCHES, BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
 
+REQUIREMENTS = ROOT / "requirements-bench.txt"
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def servers(workers: int, port: int) -> dict[str, list[str]]:
-    bind = f"127.0.0.1:{port}"
-    return {
-        "ferricorn sync": [str(BIN / "ferricorn"), "-w", str(workers), "-b", bind],
-        "gunicorn sync": [str(BIN / "gunicorn"), "-w", str(workers), "-b", bind],
-    }
+GTHREAD_THREADS = 4
+BASELINE = "granian"
+ECHO_BYTES = 1024 * 1024  # keep in step with benches/post_1mb.lua
+# RSS is read this far into a run: late enough for buffers and threads to have grown.
+RSS_AT = 0.9
+# How long wrk may overrun --duration before it is killed and the run counted as failed.
+WRK_GRACE = 30.0
 
 
-def wait_ready(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                if s.recv(16)[8:12] == b" 200":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} not ready")
+@dataclass(frozen=True)
+class Scenario:
+    """One app and the request that exercises it."""
+
+    #: Callable in benches/apps.py.
+    app: str
+    #: Body length of a correct answer, checked once before wrk runs.
+    answer_bytes: int
+    #: wrk script in benches/ for requests other than ``GET /``.
+    lua: str | None = None
+    #: Whether servers that have a thread-count setting get ``--threads`` for it.
+    threaded: bool = False
 
 
-def parse_wrk(text: str) -> dict[str, float]:
-    def seconds(value: str, unit: str) -> float:
-        return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
-
-    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)", text, re.M)
-        out[f"p{pct}"] = seconds(*m.groups()) if m else float("nan")
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-    )
-    out["socket_errors"] = sum(map(int, errors.groups())) if errors else 0
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out["non2xx"] = int(non2xx.group(1)) if non2xx else 0
-    return out
+SCENARIOS = {
+    "hello": Scenario("hello", answer_bytes=14),
+    "big": Scenario("big", answer_bytes=100 * 1024),
+    "echo": Scenario("echo", answer_bytes=ECHO_BYTES, lua="post_1mb.lua"),
+    "sleep": Scenario("sleep", answer_bytes=14, threaded=True),
+}
 
 
-def run_round(cmd: list[str], port: int, args) -> dict[str, float]:
-    proc = subprocess.Popen(
-        [*cmd, "examples.hello:app"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
-        start_new_session=True,
-    )
+@dataclass(frozen=True)
+class Server:
+    """How to start one server under test."""
+
+    #: Name in the table.
+    name: str
+    #: Executable next to the running interpreter.
+    executable: str
+    #: Command-line flags after the executable, from (workers, port, threads or None).
+    flags: Callable[[int, int, int | None], list[str]]
+
+
+def _ferricorn(worker_class: str):
+    def flags(workers: int, port: int, threads: int | None) -> list[str]:
+        out = ["-k", worker_class, "-w", str(workers), "-b", f"{HOST}:{port}"]
+        return out + (["--threads", str(threads)] if threads else [])
+
+    return flags
+
+
+def _gunicorn(worker_class: str):
+    def flags(workers: int, port: int, threads: int | None) -> list[str]:
+        out = ["-k", worker_class, "-w", str(workers), "-b", f"{HOST}:{port}"]
+        # gthread always runs 4 threads, as it is usually deployed; sync has no threads.
+        return out + (["--threads", str(GTHREAD_THREADS)] if worker_class == "gthread" else [])
+
+    return flags
+
+
+def _granian(workers: int, port: int, threads: int | None) -> list[str]:
+    out = ["--interface", "wsgi", "--workers", str(workers), "--host", HOST, "--port", str(port)]
+    return out + (["--blocking-threads", str(threads)] if threads else [])
+
+
+SERVERS = {
+    "ferricorn-async": Server("ferricorn async", "ferricorn", _ferricorn("async")),
+    "ferricorn-sync": Server("ferricorn sync", "ferricorn", _ferricorn("sync")),
+    "gunicorn-sync": Server("gunicorn sync", "gunicorn", _gunicorn("sync")),
+    "gunicorn-gthread": Server("gunicorn gthread", "gunicorn", _gunicorn("gthread")),
+    "granian": Server("granian", "granian", _granian),
+}
+# Servers whose thread setting applies to the `threaded` scenarios (granian's only when
+# the installed version has --blocking-threads: see `main`).
+THREADED = {"ferricorn-async", "granian"}
+
+
+@dataclass
+class Result:
+    """One wrk run against one server."""
+
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+    rss_mib: float
+
+
+# --- one server, one scenario --------------------------------------------------------------
+
+
+def check_answer(port: int, scenario: Scenario) -> None:
+    """One request, checked, before wrk: a fast wrong answer must not look like a fast one."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
     try:
-        wait_ready(port, time.monotonic() + 20)
-        wrk = [
-            "wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-            "-H", "Connection: close", f"http://127.0.0.1:{port}/",
-        ]  # fmt: skip
-        text = subprocess.run(wrk, capture_output=True, text=True, check=True).stdout
-        return parse_wrk(text)
+        if scenario.lua:
+            conn.request("POST", "/", body=b"x" * ECHO_BYTES)
+        else:
+            conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise ServerFailed(f"check request failed: {e!r}") from None
     finally:
-        proc.send_signal(signal.SIGTERM)
+        conn.close()
+    if response.status != 200 or len(body) != scenario.answer_bytes:
+        raise ServerFailed(
+            f"check request: status {response.status}, {len(body)} bytes, "
+            f"expected 200 and {scenario.answer_bytes}"
+        )
+
+
+# --- wrk -----------------------------------------------------------------------------------
+
+
+def wrk_command(port: int, scenario: Scenario, connections: int, seconds: int, args):
+    """wrk takes whole seconds only."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"--timeout={args.timeout}s"]
+    cmd.append("--latency")
+    if scenario.lua:
+        cmd += ["-s", str(BENCHES / scenario.lua)]
+    if not args.keepalive:
+        cmd += ["-H", "Connection: close"]
+    return [*cmd, f"http://{HOST}:{port}/"]
+
+
+def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, args) -> Result:
+    """One wrk run; the workers' RSS is read at ``RSS_AT`` of the duration, while under load."""
+    cmd = wrk_command(port, scenario, connections, args.duration, args)
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
         try:
-            proc.wait(timeout=30)
+            wrk.wait(timeout=args.duration * RSS_AT)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+        rss = server.worker_rss_mib()
+        out, _ = wrk.communicate(timeout=args.duration + WRK_GRACE)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    if wrk.returncode != 0:
+        raise ServerFailed(f"wrk exited with {wrk.returncode}: {out.strip()[-200:]!r}")
+    server.check_alive()
+    parsed = parse_wrk(out)
+    return Result(parsed["rps"], parsed["p50"], parsed["p99"], int(parsed["errors"]), rss)
+
+
+def warm_up(port: int, scenario: Scenario, args) -> None:
+    if args.warmup > 0:
+        cmd = wrk_command(port, scenario, min(args.connections), args.warmup, args)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def measure(key: str, scenario_key: str, args) -> dict[int, Result]:
+    """Starts one server on one scenario and runs wrk at every connection count."""
+    scenario = SCENARIOS[scenario_key]
+    server = SERVERS[key]
+    port = free_port()
+    threads = args.threads if scenario.threaded and key in args.threaded else None
+    argv = [str(BIN / server.executable), *server.flags(args.workers, port, threads)]
+    argv.append(f"benches.apps:{scenario.app}")
+    with Running(argv) as running:
+        running.wait_ready(port)
+        check_answer(port, scenario)
+        warm_up(port, scenario, args)
+        return {c: run_wrk(running, port, scenario, c, args) for c in args.connections}
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+
+def requirement_for(executable: str) -> str | None:
+    for line in REQUIREMENTS.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if re.split(r"[=<>!~\[ ;]", line)[0].lower() == executable:
+            return line
+    return None
+
+
+def ensure_installed(keys: list[str]) -> dict[str, str]:
+    """pip-installs the missing peers; returns the servers that still cannot run, and why."""
+    missing = sorted({SERVERS[k].executable for k in keys} - {"ferricorn"})
+    missing = [exe for exe in missing if not (BIN / exe).exists()]
+    wanted = [req for req in map(requirement_for, missing) if req]
+    if wanted:
+        print(f"installing {', '.join(wanted)} with pip", file=sys.stderr)
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", *wanted]
+        if subprocess.run(pip, check=False).returncode != 0:
+            print("pip failed: those servers are skipped", file=sys.stderr)
+    unusable = {}
+    for key in keys:
+        exe = SERVERS[key].executable
+        if not (BIN / exe).exists():
+            hint = "make build" if exe == "ferricorn" else f"pip install -r {REQUIREMENTS.name}"
+            unusable[key] = f"not installed ({BIN / exe} missing; {hint})"
+    return unusable
+
+
+def versions(keys: list[str]) -> str:
+    """One line naming what ran, for the table's header."""
+    parts = []
+    for exe in dict.fromkeys(SERVERS[k].executable for k in keys):
+        try:
+            out = subprocess.run(
+                [str(BIN / exe), "--version"], capture_output=True, text=True, timeout=30
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        found = re.search(r"(\d+\.\d+[\w.]*)", out)
+        parts.append(f"{exe} {found.group(1) if found else '?'}")
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    found = re.search(r"(\d+\.\d+\.\d+)", wrk)
+    parts.append(f"wrk {found.group(1) if found else '?'}")
+    parts.append(f"Python {platform.python_version()}")
+    return ", ".join(parts)
+
+
+def granian_has_blocking_threads() -> bool:
+    try:
+        text = subprocess.run(
+            [str(BIN / "granian"), "--help"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--blocking-threads" in text
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    values = [v for v in values if v == v]  # nan: not measured
+    return statistics.median(values) if values else float("nan")
+
+
+def baseline_of(keys: list[str]) -> str:
+    return BASELINE if BASELINE in keys else keys[0]
+
+
+def table_rows(results: dict, keys: list[str], args) -> list[list[str]]:
+    """One row per (scenario, connections, server) that has results, in command-line order."""
+    baseline = baseline_of(keys)
+    rows = []
+    for scenario in args.scenarios:
+        for conns in args.connections:
+            runs = {k: results.get((scenario, conns, k)) for k in keys}
+            base_rps = median([r.rps for r in runs[baseline]]) if runs[baseline] else None
+            for key in (k for k in keys if runs[k]):
+                rps = median([r.rps for r in runs[key]])
+                rows.append(
+                    [
+                        scenario,
+                        str(conns),
+                        SERVERS[key].name,
+                        f"{rps:.0f}",
+                        f"{median([r.p50 for r in runs[key]]) * 1e3:.2f}",
+                        f"{median([r.p99 for r in runs[key]]) * 1e3:.2f}",
+                        str(sum(r.errors for r in runs[key])),
+                        f"{median([r.rss_mib for r in runs[key]]):.1f}",
+                        f"{rps / base_rps:.2f}" if base_rps else "-",
+                    ]
+                )
+    return rows
+
+
+def conditions(keys: list[str], args, about: str) -> list[str]:
+    """The lines above the table: what a reader needs to compare the rows fairly."""
+    keepalive = "keep-alive" if args.keepalive else "Connection: close (no keep-alive)"
+    lines = [
+        f"{args.workers} workers per server; wrk -t2 --timeout {args.timeout:g}s, {keepalive}; "
+        f"median of {args.rounds} x {args.duration:g}s runs per row; errors = non-2xx + "
+        f"socket errors, summed over the runs; RSS = mean over the workers near the end of a "
+        f"run; {os.cpu_count()} cores shared by wrk and the servers."
+    ]
+    if "gunicorn-gthread" in keys:
+        lines.append(f"gunicorn gthread runs --threads {GTHREAD_THREADS} in every scenario.")
+    threaded = [SERVERS[k].name for k in keys if k in args.threaded]
+    if threaded and any(SCENARIOS[s].threaded for s in args.scenarios):
+        lines.append(
+            f"For sleep, {' and '.join(threaded)} run {args.threads} threads per worker "
+            f"(--threads / --blocking-threads); the other servers run their defaults."
+        )
+    return [*lines, f"{about}."]
+
+
+# Columns of `table_rows` that hold words (scenario, server); the others are numbers.
+TEXT_COLUMNS = (0, 2)
+
+
+def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    """The table, as Markdown or as aligned text; numbers aligned right."""
+    if markdown:
+        align = ["---" if i in TEXT_COLUMNS else "---:" for i in range(len(header))]
+        return ["| " + " | ".join(row) + " |" for row in [header, align, *rows]]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(
+            c.ljust(w) if i in TEXT_COLUMNS else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        )
+        for row in [header, *rows]
+    ]
+
+
+def print_report(results: dict, keys: list[str], failures: dict, args, about: str) -> None:
+    header = ["scenario", "conns", "server", "req/s", "p50 ms", "p99 ms", "errors"]
+    header += ["RSS/worker MiB", f"x {SERVERS[baseline_of(keys)].name}"]
+    print()
+    print("\n".join(conditions(keys, args, about)) + "\n")
+    print("\n".join(render(header, table_rows(results, keys, args), args.markdown)))
+    if failures:
+        print()
+    for what, why in failures.items():
+        print(f"- skipped {what}: {why}" if args.markdown else f"skipped {what}: {why}")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def comma_list(choices):
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        bad = [item for item in items if item not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return items
+
+    return parse
+
+
+def positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("comma-separated integers, e.g. 50,256") from None
+    if not values or min(values) < 2:
+        raise argparse.ArgumentTypeError("wrk -t2 needs at least 2 connections")
+    return values
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--servers", type=comma_list(list(SERVERS)), default=list(SERVERS), help="[all]")
+    add("--scenarios", type=comma_list(list(SCENARIOS)), default=list(SCENARIOS), help="[all]")
+    add("--connections", type=positive_ints, default=[50, 256], help="wrk -c values [50,256]")
+    add("--workers", type=int, default=2, help="worker processes per server [2]")
+    add("--threads", type=int, default=8, help="threads for the sleep app [8]")
+    add("--duration", type=int, default=10, help="seconds per wrk run [10]")
+    add("--rounds", type=int, default=3, help="rounds; the table shows the median [3]")
+    add("--warmup", type=int, default=1, help="seconds of wrk after each start, 0: none [1]")
+    add("--timeout", type=int, default=10, help="wrk --timeout in seconds [10]")
+    add("--no-keepalive", dest="keepalive", action="store_false", help="Connection: close")
+    add("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args(argv)
+    if min(args.workers, args.threads, args.rounds, args.duration, args.timeout) < 1:
+        parser.error("--workers, --threads, --rounds, --duration and --timeout must be positive")
+    args.connections = list(dict.fromkeys(args.connections))
+    return args
+
+
+def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
+    """Every round runs every server on every scenario; the server order rotates per round.
+
+    A server that fails on a scenario is skipped on it for the remaining rounds.
+    """
+    results: dict[tuple[str, int, str], list[Result]] = {}
+    for rnd in range(args.rounds):
+        order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
+        for scenario in args.scenarios:
+            for key in order:
+                what = f"{SERVERS[key].name} on {scenario}"
+                if what in failures:
+                    continue
+                try:
+                    measured = measure(key, scenario, args)
+                except ServerFailed as e:
+                    failures[what] = str(e)
+                    print(f"round {rnd + 1}: {what}: FAILED: {e}", file=sys.stderr)
+                    continue
+                for conns, r in measured.items():
+                    results.setdefault((scenario, conns, key), []).append(r)
+                    print(
+                        f"round {rnd + 1}/{args.rounds}: {scenario:<5} -c{conns:<4} "
+                        f"{SERVERS[key].name:<17}{r.rps:>9.0f} req/s  p99 {r.p99 * 1e3:8.2f} ms"
+                        f"  errors {r.errors:<6} RSS {r.rss_mib:.1f} MiB",
+                        file=sys.stderr,
+                    )
+    return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_args()
     if not shutil.which("wrk"):
-        sys.exit("wrk is needed: apt-get install wrk")
-    if not (BIN / "gunicorn").exists():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "gunicorn"], check=True)
-    results: dict[str, list[dict[str, float]]] = {}
-    for _ in range(args.rounds):
-        port = free_port()
-        for name, cmd in servers(args.workers, port).items():
-            results.setdefault(name, []).append(run_round(cmd, port, args))
-    print(
-        f"\nhello world, {args.workers} workers, wrk -c{args.connections} "
-        f"non-keep-alive, {args.rounds} x {args.duration}s, {os.cpu_count()} cores"
-    )
-    print(f"{'server':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}")
-    base = None
-    for name, rounds in results.items():
-        rps = statistics.median(r["rps"] for r in rounds)
-        p50 = statistics.median(r["p50"] for r in rounds) * 1e3
-        p99 = statistics.median(r["p99"] for r in rounds) * 1e3
-        errors = sum(r["socket_errors"] + r["non2xx"] for r in rounds)
-        base = base or rps
-        print(f"{name:<16} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7} {rps / base:>6.2f}")
+        sys.exit("benches/load.py needs wrk, from Debian: apt-get install -y wrk")
+    # A TERM to the harness unwinds through the `with Running` blocks, which stop the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    failures = {SERVERS[k].name: why for k, why in ensure_installed(args.servers).items()}
+    keys = [k for k in args.servers if SERVERS[k].name not in failures]
+    if not keys:
+        sys.exit("no server to benchmark: " + "; ".join(failures.values()))
+    args.threaded = {k for k in THREADED if k in keys}
+    if "granian" in keys and not granian_has_blocking_threads():
+        args.threaded.discard("granian")
+    about = versions(keys)
+    results = run_rounds(keys, failures, args)
+    print_report(results, keys, failures, args, about)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-//! Micro-benchmarks of the HTTP layer's hot paths: `cargo bench --bench parse` (or `make bench`).
+//! Micro-benchmarks of the per-request hot paths: head parsing, chunked decoding and
+//! environ building. `cargo bench --bench parse` (or `make bench`).
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferricorn::http::{parse_head, BodyDecoder, BodyFraming, Decoded, Limits};
+use ferricorn::listener::Peer;
+use ferricorn::wsgi::{environ, Connection, Globals, Input};
+use pyo3::prelude::*;
 
 const BROWSER_GET: &[u8] = b"GET /static/app.js?v=3 HTTP/1.1\r\n\
 Host: example.com\r\n\
@@ -56,5 +60,22 @@ fn chunked(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, chunked);
+fn environ_building(c: &mut Criterion) {
+    Python::initialize();
+    let head = parse_head(&mut BytesMut::from(BROWSER_GET), &Limits::default()).unwrap().unwrap();
+    let peer = Peer { addr: "127.0.0.1".into(), port: "50000".into() };
+    let server = ("127.0.0.1".to_owned(), "8000".to_owned());
+    Python::attach(|py| {
+        let globals = Globals::new(py, true, false).unwrap();
+        let conn = Connection { peer: &peer, server: &server };
+        c.bench_function("environ/browser_get", |b| {
+            b.iter(|| {
+                let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+                environ::build(py, &head, &conn, &globals, input).unwrap()
+            })
+        });
+    });
+}
+
+criterion_group!(benches, heads, chunked, environ_building);
 criterion_main!(benches);

@@ -5,6 +5,10 @@
   can search, and always stops it (TERM, then KILL of its process group after a deadline).
 - ``exchange`` sends raw bytes (whole or in pieces), reads until the server closes and
   parses the response; ``parse_response`` and ``decode_chunked`` do the HTTP/1.x framing.
+- ``Client`` is one connection that reads responses one at a time by their framing, for
+  keep-alive and pipelining (the async worker does not close after a response); ``fetch``
+  is one request on a fresh ``Client``.
+- ``worker_class`` (a fixture) and ``WORKER_CLASSES`` run a test on each worker class.
 - Nothing sleeps to wait for something: every wait polls its condition under a deadline.
 """
 
@@ -30,6 +34,9 @@ REPO_ROOT = TESTS_DIR.parent
 SOCKET_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+
+# The worker classes that every end-to-end behaviour common to both is checked on.
+WORKER_CLASSES = ["sync", "async"]
 
 LISTENING_RE = re.compile(r"Listening at: (\S+) \((\d+)\)")
 BOOTING_RE = re.compile(r"\[(\d+)\] \[INFO\] Booting worker with pid: (\d+)")
@@ -126,6 +133,7 @@ class Server:
         command: list[str] | None = None,
     ):
         self.argv = (command or ferricorn_command()) + list(args)
+        self.worker_class = _worker_class(args)
         full_env = dict(os.environ)
         full_env.pop("PORT", None)
         full_env.pop("WEB_CONCURRENCY", None)
@@ -281,7 +289,19 @@ class Server:
         return exchange(self.address(), [raw], **kwargs)
 
     def get(self, target: str, headers: list[tuple[str, str]] | None = None, **kwargs):
-        return self.exchange(build_request("GET", target, headers), **kwargs).response
+        """One GET on a fresh connection, read by its framing (keep-alive or not)."""
+        return fetch(self.address(), build_request("GET", target, headers), **kwargs)
+
+
+def _worker_class(args: list[str]) -> str:
+    """The worker class the arguments select, by its canonical name (gthread is async)."""
+    name = "sync"
+    for i, arg in enumerate(args):
+        if arg in ("-k", "--worker-class") and i + 1 < len(args):
+            name = args[i + 1]
+        elif arg.startswith("--worker-class="):
+            name = arg.split("=", 1)[1]
+    return "async" if name == "gthread" else name
 
 
 def _can_connect(address: str) -> bool:
@@ -304,6 +324,7 @@ def start_server(
     app: str,
     *extra: str,
     workers: int = 1,
+    worker_class: str | None = None,
     binds: tuple[str, ...] = ("127.0.0.1:0",),
     log_level: str | None = None,
     env: dict[str, str] | None = None,
@@ -315,6 +336,8 @@ def start_server(
     for bind in binds:
         args += ["--bind", bind]
     args += ["--workers", str(workers)]
+    if worker_class:
+        args += ["-k", worker_class]
     if log_level:
         args += ["--log-level", log_level]
     args += list(extra) + [app]
@@ -325,6 +348,12 @@ def start_server(
         server.stop()
         raise
     return server
+
+
+@pytest.fixture(params=WORKER_CLASSES)
+def worker_class(request) -> str:
+    """Runs the test once per worker class; pass it on as ``worker_class=``."""
+    return request.param
 
 
 @pytest.fixture
@@ -372,6 +401,7 @@ class Response:
     body: bytes  # the decoded body (chunked framing removed, cut at Content-Length)
     complete: bool  # framing says the body arrived whole (terminal chunk, or CL bytes)
     interim: list[int] = field(default_factory=list)  # 1xx status codes seen first
+    after: str | None = None  # what the connection did next, when known: see connection_after
 
     def header(self, name: str) -> str | None:
         values = self.header_all(name)
@@ -509,6 +539,189 @@ def exchange(
                 sock.shutdown(socket.SHUT_WR)
         raw, closed = read_until_close(sock, timeout)
     return Exchange(raw, closed, sent_all, parse_response(raw, head_request))
+
+
+CLOSE_DELIMITED = -1  # a response whose body runs until the server closes
+
+
+def _chunked_end(data: bytes | bytearray, pos: int) -> int | None:
+    """Offset just past a chunked body starting at ``pos``; None while it is incomplete."""
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(bytes(data[pos:eol]).split(b";", 1)[0].strip(), 16)
+        pos = eol + 2
+        if size == 0:  # the last-chunk, then trailer fields, then an empty line
+            if len(data) < pos + 2:
+                return None
+            if data[pos : pos + 2] == b"\r\n":
+                return pos + 2
+            end = data.find(b"\r\n\r\n", pos)
+            return None if end < 0 else end + 4
+        if len(data) < pos + size + 2:
+            return None
+        pos += size + 2
+
+
+def response_end(data: bytes | bytearray, pos: int = 0, head_request: bool = False) -> int | None:
+    """Where the response starting at ``pos`` ends (any 1xx before it included).
+
+    None while more bytes are needed; ``CLOSE_DELIMITED`` when only the server's close ends it.
+    """
+    while True:
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            return None
+        lines = bytes(data[pos:end]).decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        pos = end + 4
+        if not 100 <= status < 200:
+            break
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip(" \t")
+    if head_request or status in (204, 304):
+        return pos
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        return _chunked_end(data, pos)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        return pos + length if len(data) >= pos + length else None
+    return CLOSE_DELIMITED
+
+
+class Client:
+    """One connection that reads responses one at a time by their framing.
+
+    Unlike ``exchange`` it does not need the server to close, so it can follow a keep-alive
+    connection through several (pipelined) requests. ``closed`` is set ("eof" or "reset")
+    once the server has closed its side.
+    """
+
+    def __init__(self, address, timeout: float = SOCKET_TIMEOUT):
+        self.sock = connect(address, timeout)
+        self.timeout = timeout
+        self.buffer = bytearray()
+        self.pos = 0  # start of the unread bytes in ``buffer``
+        self.closed: str | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> bool:
+        """Sends all of ``data``; False when the server had closed or reset the connection."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+    def _fill(self, deadline: float, what: str) -> None:
+        """Reads more bytes into the buffer, or notes the close; fails at ``deadline``."""
+        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            self.closed = "reset"
+            return
+        except socket.timeout:
+            pending = bytes(self.buffer[self.pos : self.pos + 300])
+            raise AssertionError(f"timed out waiting for a {what}; unread: {pending!r}") from None
+        if not chunk:
+            self.closed = "eof"
+            return
+        if self.pos > (1 << 20):  # drop what was read, so the buffer does not grow forever
+            del self.buffer[: self.pos]
+            self.pos = 0
+        self.buffer += chunk
+
+    def read_response(
+        self, head_request: bool = False, timeout: float | None = None
+    ) -> Response | None:
+        """The next response; None when the server closed before sending a byte of it.
+
+        A response the server cut short (it closed mid-body) comes back with
+        ``complete`` False; a close-delimited one is read until the close.
+        """
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            end = response_end(self.buffer, self.pos, head_request)
+            if end is not None and end != CLOSE_DELIMITED:
+                break
+            if self.closed:
+                end = len(self.buffer)
+                break
+            self._fill(deadline, "whole response")
+        raw = bytes(self.buffer[self.pos : end])
+        self.pos = end
+        return parse_response(raw, head_request)
+
+    def pending(self) -> bool:
+        """True when bytes (or the close) are waiting to be read, without blocking."""
+        if self.pos < len(self.buffer) or self.closed:
+            return True
+        poller = select.poll()  # not select(): a test may hold more than 1024 descriptors
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def read_until_close(self, timeout: float | None = None) -> bytes:
+        """Every byte still to come, until the server closes; fails if it keeps it open."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not self.closed:
+            self._fill(deadline, "close from the server")
+        rest = bytes(self.buffer[self.pos :])
+        self.pos = len(self.buffer)
+        return rest
+
+
+def connection_tokens(response: Response) -> list[str]:
+    return [t.strip().lower() for v in response.header_all("Connection") for t in v.split(",")]
+
+
+def connection_after(client: Client, response: Response) -> str:
+    """What the server did with the connection after ``response``; sets ``response.after``.
+
+    - "closed": it closed, having said ``Connection: close`` (or having cut the response
+      short), and sent nothing more;
+    - "reused": it kept the connection, and a further request (``/hello`` of apps.cases, with
+      ``Connection: close``) is answered next, not after stray bytes;
+    - "dropped": it closed after a whole response without having said it would.
+
+    The client's connection is finished afterwards.
+    """
+    if client.closed or "close" in connection_tokens(response):
+        extra = client.read_until_close()
+        assert extra == b"", f"bytes after the response it closed on: {extra[:300]!r}"
+        response.after = "closed"
+        return response.after
+    client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    follow = client.read_response()
+    if follow is None:
+        response.after = "dropped"
+        return response.after
+    assert (follow.status, follow.body) == (200, b"hello\n"), follow
+    extra = client.read_until_close()
+    assert extra == b"", f"bytes after the follow-up response: {extra[:300]!r}"
+    response.after = "reused"
+    return response.after
+
+
+def fetch(address, raw: bytes, *, head_request: bool = False, timeout: float = SOCKET_TIMEOUT):
+    """Sends one request on a fresh connection and returns the first response to it.
+
+    It does not wait for the server to close: with keep-alive it would not.
+    """
+    with Client(address, timeout) as client:
+        client.send(raw)
+        return client.read_response(head_request)
 
 
 def build_request(

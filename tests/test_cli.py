@@ -15,6 +15,7 @@ import pytest
 from conftest import (
     SOCKET_TIMEOUT,
     TESTS_DIR,
+    Client,
     build_request,
     connect,
     exchange,
@@ -90,7 +91,14 @@ def no_crash_text(text):
         ["--bind", "[::1"],
         ["--log-level", "loud"],
         ["-k", "gevent"],
+        ["-k", "nope"],
         ["--graceful-timeout", "soon"],
+        ["--threads", "0"],
+        ["--threads", "many"],
+        ["--worker-connections", "0"],
+        ["--worker-connections", "lots"],
+        ["--keep-alive", "soon"],
+        ["--keep-alive", "-1"],
     ],
     ids=lambda args: " ".join(args),
 )
@@ -100,6 +108,16 @@ def test_bad_flag_exits_2_with_one_line(args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("ferricorn: error: "), lines[0]
+    no_crash_text(result.stderr + result.stdout)
+
+
+@pytest.mark.parametrize("name", ["gevent", "eventlet", "tornado"])
+def test_greenlet_worker_classes_point_to_async(name):
+    result = run_cli("-k", name, APP)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert name in lines[0] and "async" in lines[0], lines[0]
     no_crash_text(result.stderr + result.stdout)
 
 
@@ -217,15 +235,18 @@ def test_python_dash_m(server_factory):
 # --- binds and environment --------------------------------------------------------------------
 
 
-def test_unix_socket_bind_and_cleanup(server_factory):
+def test_unix_socket_bind_and_cleanup(server_factory, worker_class):
     directory = tempfile.mkdtemp(prefix="fc-")
     path = os.path.join(directory, "ferricorn.sock")
     try:
-        srv = server_factory(APP, binds=(f"unix:{path}",))
+        srv = server_factory(APP, binds=(f"unix:{path}",), worker_class=worker_class)
         assert os.path.exists(path)
-        result = exchange(path, [build_request("GET", "/hello")])
-        assert result.response.status == 200
-        assert result.response.body == b"hello\n"
+        with Client(path) as client:  # two requests: one connection on async
+            for _ in range(2 if worker_class == "async" else 1):
+                client.send(build_request("GET", "/hello"))
+                response = client.read_response()
+                assert response.status == 200
+                assert response.body == b"hello\n"
         srv.signal(signal.SIGTERM)
         assert srv.wait_exit() == 0
         assert not os.path.exists(path), "the socket file outlived the server"
@@ -308,8 +329,8 @@ def _request_in_background(srv, target):
     return thread, box
 
 
-def test_term_lets_request_in_flight_finish(server_factory):
-    srv = server_factory(APP, "--graceful-timeout", "10")
+def test_term_lets_request_in_flight_finish(server_factory, worker_class):
+    srv = server_factory(APP, "--graceful-timeout", "10", worker_class=worker_class)
     mark = srv.log_mark()
     thread, box = _request_in_background(srv, "/sleep?s=1&token=graceful1")
     srv.wait_log(r"sleep start graceful1", since=mark)
@@ -327,8 +348,8 @@ def test_term_lets_request_in_flight_finish(server_factory):
     assert srv.leftovers() == []
 
 
-def test_term_kills_request_past_graceful_timeout(server_factory):
-    srv = server_factory(APP, "--graceful-timeout", "1")
+def test_term_kills_request_past_graceful_timeout(server_factory, worker_class):
+    srv = server_factory(APP, "--graceful-timeout", "1", worker_class=worker_class)
     workers = srv.worker_pids()
     mark = srv.log_mark()
     thread, box = _request_in_background(srv, "/sleep?s=30&token=slow1")
@@ -344,9 +365,32 @@ def test_term_kills_request_past_graceful_timeout(server_factory):
     assert result is None or result.response is None or result.response.body != b"slept\n"
 
 
+# Requests that a client abandons halfway, closing its connection.
+ABANDONED = {
+    "partial-head": b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Part",
+    "partial-body": b"POST /short-body HTTP/1.1\r\nContent-Length: 100\r\n\r\nten bytes.",
+}
+
+
+@pytest.mark.parametrize("sent", ABANDONED)
+def test_abandoned_request_does_not_delay_term(server_factory, worker_class, sent):
+    """A connection whose client has gone is not a request in flight: TERM does not wait
+    for it (here, up to a --graceful-timeout of 30 s)."""
+    srv = server_factory(APP, "--graceful-timeout", "30", worker_class=worker_class)
+    with connect(srv.address()) as sock:
+        sock.sendall(ABANDONED[sent])
+    assert srv.get("/hello").status == 200  # the worker has been round its loop since
+    sent_at = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(8) == 0, srv.stderr
+    took = time.monotonic() - sent_at
+    assert took < 5, f"master took {took:.1f}s to exit after TERM"
+    assert srv.leftovers() == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT], ids=["INT", "QUIT"])
-def test_quick_shutdown(server_factory, signum):
-    srv = server_factory(APP, workers=2)
+def test_quick_shutdown(server_factory, signum, worker_class):
+    srv = server_factory(APP, workers=2, worker_class=worker_class)
     workers = srv.worker_pids()
     assert len(workers) == 2
     mark = srv.log_mark()
@@ -362,8 +406,8 @@ def test_quick_shutdown(server_factory, signum):
     thread.join(SOCKET_TIMEOUT)
 
 
-def test_killed_worker_is_respawned(server_factory):
-    srv = server_factory(APP, workers=2)
+def test_killed_worker_is_respawned(server_factory, worker_class):
+    srv = server_factory(APP, workers=2, worker_class=worker_class)
     before = srv.worker_pids()
     assert len(before) == 2
     victim = before[0]
@@ -382,8 +426,8 @@ def test_killed_worker_is_respawned(server_factory):
 # --- logging ----------------------------------------------------------------------------------
 
 
-def test_log_lines_follow_gunicorn_layout(server_factory):
-    srv = server_factory(APP, workers=2)
+def test_log_lines_follow_gunicorn_layout(server_factory, worker_class):
+    srv = server_factory(APP, workers=2, worker_class=worker_class)
     assert srv.get("/hello").status == 200
     lines = srv.stderr.splitlines()
     assert lines, "no log output"
@@ -391,7 +435,7 @@ def test_log_lines_follow_gunicorn_layout(server_factory):
     assert bad == [], bad
     text = srv.stderr
     assert re.search(rf"\[{srv.pid}\] \[INFO\] Listening at: http://127\.0\.0\.1:\d+ ", text)
-    assert re.search(rf"\[{srv.pid}\] \[INFO\] Using worker: sync", text)
+    assert re.search(rf"\[{srv.pid}\] \[INFO\] Using worker: {worker_class}", text)
     booted = srv.booted_workers()
     assert sorted(booted) == sorted(srv.worker_pids())
     for pid in booted:  # the worker logs its own boot line, under its own pid

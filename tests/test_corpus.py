@@ -1,10 +1,13 @@
 """Replays gunicorn's request-parser corpus (tests/corpus/) against ferricorn over sockets.
 
 Every case is sent three ways (whole, one byte at a time, random splits from an RNG seeded
-with the case name) to ``apps.echo:app``, which answers with JSON of what it received.
+with the case name) to ``apps.echo:app``, which answers with JSON of what it received, on
+each worker class.
 
-- valid case, default cfg: a 2xx whose echo matches the case's first request (the sync
-  worker answers one request per connection, then closes);
+- valid case, default cfg, sync worker: a 2xx whose echo matches the case's first request
+  (the sync worker answers one request per connection, then closes);
+- valid case, async worker: one 2xx per request, every request of a pipelined case answered
+  on the same connection, each echo matching its request, in order;
 - invalid case, default cfg: a 4xx, or a close without any response; never a 2xx;
 - a case whose cfg names only settings ferricorn has (the request limits) runs on a server
   started with those flags; any other cfg names a setting not built yet: skipped, counted
@@ -16,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import time
 from collections import Counter
+from functools import partial
 from urllib.parse import unquote_to_bytes
 
 import pytest
-from conftest import SUMMARY_PROVIDERS, TESTS_DIR, exchange, running
+from conftest import SUMMARY_PROVIDERS, TESTS_DIR, WORKER_CLASSES, Client, exchange, running
 
 CORPUS = json.loads((TESTS_DIR / "corpus" / "gunicorn-requests.json").read_text())
 MODES = ["whole", "bytewise", "random"]
@@ -58,21 +63,23 @@ VALID, VALID_SKIPPED = _split("valid")
 INVALID, INVALID_SKIPPED = _split("invalid")
 SKIPPED = [("valid", n) for n in VALID_SKIPPED] + [("invalid", n) for n in INVALID_SKIPPED]
 
-# (kind, name) -> {mode: passed}; filled as the tests run, read by the summary.
-RESULTS: dict[tuple[str, str], dict[str, bool]] = {}
+# (worker class, kind, name) -> {mode: passed}; filled as the tests run, read by the summary.
+RESULTS: dict[tuple[str, str, str], dict[str, bool]] = {}
 
 
 @pytest.fixture(scope="module")
 def servers():
-    """The echo server for a case's cfg: one per distinct cfg, started on first use."""
+    """The echo server for a worker class and a case's cfg: one per distinct pair, started on
+    first use."""
     with contextlib.ExitStack() as stack:
         started = {}
 
-        def for_cfg(cfg: dict):
-            key = json.dumps(cfg, sort_keys=True)
+        def for_cfg(worker_class: str, cfg: dict):
+            key = (worker_class, json.dumps(cfg, sort_keys=True))
             if key not in started:
                 flags = [x for k, v in sorted(cfg.items()) for x in (CFG_FLAGS[k], str(v))]
-                started[key] = stack.enter_context(running("apps.echo:app", *flags, workers=2))
+                server = running("apps.echo:app", *flags, workers=2, worker_class=worker_class)
+                started[key] = stack.enter_context(server)
             return started[key]
 
         yield for_cfg
@@ -97,25 +104,39 @@ def send(server, name, raw, mode, half_close):
     return exchange(server.address(), parts, half_close=half_close, pace=pace)
 
 
-def completed(case) -> tuple[bytes, str]:
-    """The bytes to send for a valid case, and the body the app must see.
+def send_all_then_read(server, name, raw, mode, count):
+    """Sends every piece (not stopping at the first answer, as ``exchange`` does) and reads
+    ``count`` responses off the one connection; a response is None once the server closed."""
+    parts, pace = pieces(raw, mode, name)
+    with Client(server.address()) as client:
+        for part in parts:
+            if not client.send(part):
+                break
+            if pace:
+                time.sleep(pace)  # pacing, so each piece reaches the server on its own
+        return [client.read_response() for _ in range(count)]
+
+
+def completed(case) -> tuple[bytes, list[str]]:
+    """The bytes to send for a valid case, and the body each of its requests must see.
 
     gunicorn's parser tests read whatever body bytes a file holds, and one case (099: a
     form upload) declares more Content-Length than it carries. Over a socket that request
     would never end, so the missing bytes are added as padding and expected in the body.
     """
     raw = bytes.fromhex(case["raw_hex"])
+    bodies = [want["body_hex"] for want in case["requests"]]
     want = case["requests"][0]
     body = bytes.fromhex(want["body_hex"])
     declared = [int(v) for k, v in want["headers"] if k == "CONTENT-LENGTH"]
     if len(case["requests"]) == 1 and declared and declared[0] > len(body):
         padding = b"=" * (declared[0] - len(body))
-        return raw + padding, (body + padding).hex()
-    return raw, want["body_hex"]
+        return raw + padding, [(body + padding).hex()]
+    return raw, bodies
 
 
-def recorded(kind, name, mode, check):
-    outcome = RESULTS.setdefault((kind, name), {})
+def recorded(worker_class, kind, name, mode, check):
+    outcome = RESULTS.setdefault((worker_class, kind, name), {})
     outcome[mode] = False
     check()
     outcome[mode] = True
@@ -156,19 +177,27 @@ def echoed_headers(echo: dict) -> dict[str, str]:
     }
 
 
-def check_valid(servers, name, mode):
+def check_valid(servers, worker_class, name, mode):
     case = CORPUS["valid"][name]
-    server = servers(case["cfg"])
-    raw, body_hex = completed(case)
-    result = send(server, name, raw, mode, half_close=False)
-    response = result.response
+    server = servers(worker_class, case["cfg"])
+    raw, bodies = completed(case)
+    if worker_class == "sync":  # one answer, then the close
+        result = send(server, name, raw, mode, half_close=False)
+        responses = [result.response]
+    else:
+        count = 1 if name in DECIDED_400 else len(case["requests"])
+        responses = send_all_then_read(server, name, raw, mode, count)
     if name in DECIDED_400:
-        assert response is not None and response.status == 400, (DECIDED_400[name], result.raw)
+        response = responses[0]
+        assert response is not None and response.status == 400, (DECIDED_400[name], response)
         return
-    assert response is not None, f"closed without a response ({result.closed})"
-    assert 200 <= response.status < 300, result.raw[:500]
-    echo = json.loads(response.body)
-    want = case["requests"][0]
+    for index, response in enumerate(responses):
+        assert response is not None, f"closed without a response to request {index + 1}"
+        assert 200 <= response.status < 300, (index + 1, response)
+        check_echo(json.loads(response.body), case["requests"][index], bodies[index])
+
+
+def check_echo(echo, want, body_hex):
     assert echo["method"] == want["method"]
     assert echo["raw_uri"] == want["uri"]
     path = expected_path(want)
@@ -180,9 +209,9 @@ def check_valid(servers, name, mode):
     assert echo["body_hex"] == body_hex
 
 
-def check_invalid(servers, name, mode):
+def check_invalid(servers, worker_class, name, mode):
     case = CORPUS["invalid"][name]
-    server = servers(case["cfg"])
+    server = servers(worker_class, case["cfg"])
     result = send(server, name, bytes.fromhex(case["raw_hex"]), mode, half_close=True)
     if result.raw == b"":
         return  # closed without any response: allowed
@@ -199,14 +228,18 @@ def check_invalid(servers, name, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", VALID)
-def test_valid(servers, name, mode):
-    recorded("valid", name, mode, lambda: check_valid(servers, name, mode))
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_valid(servers, worker_class, name, mode):
+    check = partial(check_valid, servers, worker_class, name, mode)
+    recorded(worker_class, "valid", name, mode, check)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", INVALID)
-def test_invalid(servers, name, mode):
-    recorded("invalid", name, mode, lambda: check_invalid(servers, name, mode))
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_invalid(servers, worker_class, name, mode):
+    check = partial(check_invalid, servers, worker_class, name, mode)
+    recorded(worker_class, "invalid", name, mode, check)
 
 
 @pytest.mark.parametrize("kind, name", SKIPPED, ids=[f"{k}/{n}" for k, n in SKIPPED])
@@ -217,18 +250,19 @@ def test_cfg_case_skipped(kind, name):
 # --- summary ----------------------------------------------------------------------------------
 
 
-def _tally(kind, names):
+def _tally(worker_class, kind, names):
     passed = failed = not_run = 0
     failures = []
     for name in names:
-        outcome = RESULTS.get((kind, name), {})
+        outcome = RESULTS.get((worker_class, kind, name), {})
         if len(outcome) < len(MODES):
             not_run += 1
         elif all(outcome.values()):
             passed += 1
         else:
             failed += 1
-            failures.append(f"{name}({','.join(m for m, ok in outcome.items() if not ok)})")
+            modes = ",".join(m for m, ok in outcome.items() if not ok)
+            failures.append(f"{worker_class}:{kind}/{name}({modes})")
     text = f"{kind} {passed}/{len(names)} pass"
     if not_run:
         text += f" ({not_run} not run)"
@@ -238,15 +272,22 @@ def _tally(kind, names):
 def summary_lines() -> list[str]:
     if not RESULTS:
         return []
-    valid, valid_failures = _tally("valid", VALID)
-    invalid, invalid_failures = _tally("invalid", INVALID)
+    lines = []
+    failures = []
+    for worker_class in WORKER_CLASSES:
+        if not any(key[0] == worker_class for key in RESULTS):
+            continue
+        valid, valid_failures = _tally(worker_class, "valid", VALID)
+        invalid, invalid_failures = _tally(worker_class, "invalid", INVALID)
+        lines.append(f"corpus ({worker_class}): {valid}, {invalid}")
+        failures += valid_failures + invalid_failures
     keys = Counter(key for kind, name in SKIPPED for key in CORPUS[kind][name]["cfg"])
     cfg = ", ".join(f"{key} x{count}" for key, count in sorted(keys.items()))
-    lines = [f"corpus: {valid}, {invalid}, skipped {len(SKIPPED)} (cfg: {cfg})"]
+    lines.append(f"corpus skipped {len(SKIPPED)} cases per worker class (cfg: {cfg})")
     lines.append("corpus skipped: " + " ".join(f"{k}/{n}" for k, n in SKIPPED))
     lines.append("corpus decided as 400 on the RFC: " + ", ".join(DECIDED_400))
-    if valid_failures or invalid_failures:
-        lines.append("corpus failures: " + " ".join(valid_failures + invalid_failures))
+    if failures:
+        lines.append("corpus failures: " + " ".join(failures))
     return lines
 
 
@@ -261,6 +302,8 @@ def test_corpus_counts():
     assert all(CORPUS[k][n]["cfg"] for k, n in SKIPPED), skipped
     assert set(DECIDED_400) <= set(VALID)
     failing = [
-        f"{kind}/{name}" for (kind, name), outcome in RESULTS.items() if not all(outcome.values())
+        f"{worker_class}:{kind}/{name}"
+        for (worker_class, kind, name), outcome in RESULTS.items()
+        if not all(outcome.values())
     ]
     assert failing == [], "\n".join(summary_lines())

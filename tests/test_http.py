@@ -1,4 +1,8 @@
-"""HTTP/1.x on the wire: rejecting malformed requests, connection handling, big bodies, load."""
+"""HTTP/1.x on the wire: rejecting malformed requests, connection handling, big bodies, load.
+
+Each test runs on both worker classes unless it is about the sync worker's one request per
+connection; tests/test_async.py has the async worker's keep-alive and concurrency behaviour.
+"""
 
 import hashlib
 import json
@@ -10,22 +14,24 @@ from apps import pattern_chunks
 from conftest import (
     SOCKET_TIMEOUT,
     SUMMARY_LINES,
+    WORKER_CLASSES,
+    Client,
     build_request,
     connect,
     exchange,
-    parse_response,
-    read_until_close,
+    fetch,
     rss_kib,
     running,
     send_pieces,
 )
 
 APP = "apps.cases:app"
+SYNC_ONLY = pytest.mark.parametrize("server", ["sync"], indirect=True)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with running(APP, workers=2) as srv:
+@pytest.fixture(scope="module", params=WORKER_CLASSES)
+def server(request):
+    with running(APP, workers=2, worker_class=request.param) as srv:
         yield srv
 
 
@@ -82,11 +88,11 @@ def test_malformed_request_is_rejected_and_closed(server, case):
 # --- limits set on the command line ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def limited():
+@pytest.fixture(scope="module", params=WORKER_CLASSES)
+def limited(request):
     flags = ["--limit-request-line=200", "--limit-request-fields", "5"]
     flags += ["--limit-request-field_size", "100"]
-    with running(APP, *flags) as srv:
+    with running(APP, *flags, worker_class=request.param) as srv:
         yield srv
 
 
@@ -106,15 +112,16 @@ def test_limit_request_field_size_flag(limited):
     _rejects(limited, build_request("GET", "/hello", [("X-A", "v" * 300)]), 431)
 
 
-def test_limit_request_field_size_dash_spelling(server_factory):
-    srv = server_factory(APP, "--limit-request-field-size=100")
+def test_limit_request_field_size_dash_spelling(server_factory, worker_class):
+    srv = server_factory(APP, "--limit-request-field-size=100", worker_class=worker_class)
     assert srv.get("/hello", [("X-A", "v" * 40)]).status == 200
     _rejects(srv, build_request("GET", "/hello", [("X-A", "v" * 300)]), 431)
 
 
-# --- one request per connection ---------------------------------------------------------------
+# --- one request per connection (sync) -------------------------------------------------------
 
 
+@SYNC_ONLY
 @pytest.mark.parametrize(
     "raw",
     [
@@ -132,6 +139,7 @@ def test_sync_worker_answers_once_and_closes(server, raw):
     assert result.response.raw_body == b"hello\n"
 
 
+@SYNC_ONLY
 @pytest.mark.parametrize("target", ["/hello", "/stream", "/error-before?token=c", "/nope"])
 def test_every_response_says_connection_close(server, target):
     response = server.get(target)
@@ -143,12 +151,12 @@ def test_every_response_says_connection_close(server, target):
 BIG = 50 * 1024 * 1024
 
 
-def test_50mb_upload_sha256_and_worker_rss(server_factory):
-    srv = server_factory(APP, workers=1)
+def test_50mb_upload_sha256_and_worker_rss(server_factory, worker_class):
+    srv = server_factory(APP, workers=1, worker_class=worker_class)
     worker = srv.worker_pids()[0]
     # Warm up: the first request loads code paths the measurement should not count.
-    warm = srv.exchange(build_request("POST", "/sha256", body=b"w" * 1_000_000))
-    assert warm.response.status == 200
+    warm = fetch(srv.address(), build_request("POST", "/sha256", body=b"w" * 1_000_000))
+    assert warm.status == 200
     baseline = rss_kib(worker)
     peak = [baseline]
     done = threading.Event()
@@ -163,21 +171,23 @@ def test_50mb_upload_sha256_and_worker_rss(server_factory):
     digest = hashlib.sha256()
     head = build_request("POST", "/sha256", [("Content-Length", str(BIG))])
     try:
-        with connect(srv.address(), timeout=60) as sock:
-            sock.sendall(head)
+        with Client(srv.address(), timeout=60) as client:
+            client.send(head)
             for piece in pattern_chunks(BIG, seed=50):
                 digest.update(piece)
-                sock.sendall(piece)
-            raw, _ = read_until_close(sock, timeout=60)
+                client.send(piece)
+            response = client.read_response()
     finally:
         done.set()
         sampler.join()
-    response = parse_response(raw)
-    assert response.status == 200, raw[:300]
+    assert response.status == 200, response
     doc = json.loads(response.body)
     assert doc == {"sha256": digest.hexdigest(), "length": BIG}
     growth_mib = (peak[0] - baseline) / 1024
-    line = f"worker RSS during a 50 MB upload: {baseline / 1024:.1f} MiB + {growth_mib:.2f} MiB"
+    line = (
+        f"{worker_class} worker RSS during a 50 MB upload: "
+        f"{baseline / 1024:.1f} MiB + {growth_mib:.2f} MiB"
+    )
     print(line)
     SUMMARY_LINES.append(line)
     assert growth_mib < 10, line
@@ -187,8 +197,7 @@ def test_50mb_download_sha256(server):
     expected = hashlib.sha256()
     for piece in pattern_chunks(BIG):
         expected.update(piece)
-    result = exchange(server.address(), [build_request("GET", f"/download?n={BIG}")], timeout=60)
-    response = result.response
+    response = fetch(server.address(), build_request("GET", f"/download?n={BIG}"), timeout=60)
     assert response.status == 200
     assert response.header("Content-Length") == str(BIG)
     assert len(response.raw_body) == BIG
@@ -198,8 +207,8 @@ def test_50mb_download_sha256(server):
 # --- concurrency ------------------------------------------------------------------------------
 
 
-def test_four_workers_serve_200_concurrent_clients(server_factory):
-    srv = server_factory(APP, workers=4)
+def test_four_workers_serve_200_concurrent_clients(server_factory, worker_class):
+    srv = server_factory(APP, workers=4, worker_class=worker_class)
     clients = 200
     barrier = threading.Barrier(clients)
     results = [None] * clients
@@ -208,9 +217,9 @@ def test_four_workers_serve_200_concurrent_clients(server_factory):
     def client(i):
         try:
             barrier.wait(SOCKET_TIMEOUT)
-            result = exchange(srv.address(), [build_request("GET", "/pid")], timeout=30)
-            results[i] = result.response.status if result.response else "closed"
-            pids[i] = json.loads(result.response.body)["pid"]
+            response = fetch(srv.address(), build_request("GET", "/pid"), timeout=30)
+            results[i] = response.status if response else "closed"
+            pids[i] = json.loads(response.body)["pid"]
         except Exception as exc:  # reported below, per client
             results[i] = repr(exc)
 
@@ -225,7 +234,7 @@ def test_four_workers_serve_200_concurrent_clients(server_factory):
     assert failures == [], failures[:10]
     served_by = set(pids)
     SUMMARY_LINES.append(
-        f"200 concurrent clients on 4 workers: all 200 OK in {elapsed:.2f}s, "
+        f"200 concurrent clients on 4 {worker_class} workers: all 200 OK in {elapsed:.2f}s, "
         f"{len(served_by)} workers answered"
     )
     assert served_by <= set(srv.worker_pids())

@@ -1,7 +1,9 @@
 """The WSGI contract end to end: environ, wsgi.input, start_response, bodies, file_wrapper.
 
-Most tests share one server (``apps.cases:app``, two workers, debug logs) and pick a
-behaviour by path; see tests/apps/cases.py.
+Most tests share one server per worker class (``apps.cases:app``, two workers, debug logs)
+and pick a behaviour by path; see tests/apps/cases.py. Every request is followed by a look at
+what the server did with the connection (``conftest.connection_after``): the sync worker
+always closes; the async worker keeps a connection after a whole, framed response.
 """
 
 import hashlib
@@ -15,35 +17,46 @@ import pytest
 from apps import pattern
 from conftest import (
     SOCKET_TIMEOUT,
+    WORKER_CLASSES,
+    Client,
     build_request,
     chunked,
-    connect,
-    parse_response,
-    read_until_close,
+    connection_after,
     running,
     wait_for,
 )
 
 APP = "apps.cases:app"
 
-
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("state")
+# What the connection does after a whole, framed response to a plain HTTP/1.1 request.
+KEPT = {"sync": "closed", "async": "reused"}
 
 
-@pytest.fixture(scope="module")
-def server(state_dir):
+@pytest.fixture(scope="module", params=WORKER_CLASSES)
+def server(request, tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp(f"state-{request.param}")
     env = {"FERRICORN_TEST_STATE": str(state_dir)}
-    with running(APP, workers=2, log_level="debug", env=env) as srv:
+    with running(APP, workers=2, worker_class=request.param, log_level="debug", env=env) as srv:
+        srv.state_dir = state_dir
         yield srv
+
+
+def roundtrip(server, raw, *, head_request=False, timeout=SOCKET_TIMEOUT):
+    """Sends ``raw`` on a fresh connection, reads the response, then sees what the server
+    does with the connection (``response.after``)."""
+    with Client(server.address(), timeout) as client:
+        client.send(raw)
+        response = client.read_response(head_request)
+        assert response is not None, f"no response to {raw[:200]!r}"
+        connection_after(client, response)
+    if server.worker_class == "sync":
+        assert response.after == "closed", "the sync worker answers once and closes"
+    return response
 
 
 def request(server, method, target, headers=None, body=None, version="1.1", **kwargs):
     raw = build_request(method, target, headers, body, version)
-    result = server.exchange(raw, head_request=(method == "HEAD"), **kwargs)
-    assert result.response is not None, f"no response to {raw[:200]!r}"
-    return result.response
+    return roundtrip(server, raw, head_request=(method == "HEAD"), **kwargs)
 
 
 def get_json(server, target, **kwargs):
@@ -65,6 +78,7 @@ def test_validated_get_with_query_and_headers(server):
     assert echo["headers"]["HTTP_X_CUSTOM"] == "v 1"
     assert echo["headers"]["HTTP_HOST"] == "127.0.0.1"
     assert echo["body_hex"] == ""
+    assert response.after == KEPT[server.worker_class]
 
 
 def test_validated_post_with_content_length(server):
@@ -79,6 +93,7 @@ def test_validated_post_with_content_length(server):
     assert echo["headers"]["CONTENT_LENGTH"] == str(len(body))
     assert "HTTP_CONTENT_TYPE" not in echo["headers"]
     assert "HTTP_CONTENT_LENGTH" not in echo["headers"]
+    assert response.after == KEPT[server.worker_class]
 
 
 @pytest.mark.parametrize(
@@ -94,11 +109,12 @@ def test_chunked_upload_is_decoded(server):
     raw = b"POST /validated HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(
         b"hello ", b"chunked ", b"world"
     )
-    response = server.exchange(raw).response
+    response = roundtrip(server, raw)
     assert response.status == 200, response.body
     echo = json.loads(response.body)
     assert bytes.fromhex(echo["body_hex"]) == b"hello chunked world"
     assert "CONTENT_LENGTH" not in echo["headers"] or echo["headers"]["CONTENT_LENGTH"] == ""
+    assert response.after == KEPT[server.worker_class]
 
 
 # --- response bodies -------------------------------------------------------------------------
@@ -111,6 +127,7 @@ def test_streaming_body_is_chunked_on_http11(server):
     assert response.header("Content-Length") is None
     assert response.complete, response.raw_body
     assert response.body == b"".join(f"part {i}\n".encode() for i in range(5))
+    assert response.after == KEPT[server.worker_class]
 
 
 def test_streaming_body_is_close_delimited_on_http10(server):
@@ -119,6 +136,7 @@ def test_streaming_body_is_close_delimited_on_http10(server):
     assert response.header("Transfer-Encoding") is None
     assert response.header("Content-Length") is None
     assert response.raw_body == b"".join(f"part {i}\n".encode() for i in range(5))
+    assert response.after == "closed"  # only the close ends this body
 
 
 def test_write_callable(server):
@@ -126,6 +144,7 @@ def test_write_callable(server):
     assert response.status == 200
     assert response.complete
     assert response.body == b"from write, then iterable"
+    assert response.after == KEPT[server.worker_class]
 
 
 def test_file_wrapper_real_file_uses_sendfile(server, tmp_path):
@@ -137,6 +156,7 @@ def test_file_wrapper_real_file_uses_sendfile(server, tmp_path):
     assert response.status == 200
     assert response.complete
     assert hashlib.sha256(response.body).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert response.after == KEPT[server.worker_class]
     server.wait_log(rf"sendfile: {len(data)} bytes", since=mark)
 
 
@@ -147,6 +167,7 @@ def test_file_wrapper_bytesio_is_read_in_blocks(server):
     assert response.status == 200
     assert response.complete
     assert response.body == pattern(size)
+    assert response.after == KEPT[server.worker_class]
     request(server, "GET", "/hello")  # a later request: its log lines come after ours
     assert f"sendfile: {size} bytes" not in server.log_since(mark)
 
@@ -159,6 +180,7 @@ def test_file_wrapper_honours_content_length(server, tmp_path):
     assert response.status == 200
     assert response.header("Content-Length") == "1000"
     assert response.raw_body == data[:1000]
+    assert response.after == KEPT[server.worker_class]
 
 
 def test_file_wrapper_honours_file_offset(server, tmp_path):
@@ -169,6 +191,7 @@ def test_file_wrapper_honours_file_offset(server, tmp_path):
     assert response.status == 200
     assert response.complete
     assert response.body == data[12345:]
+    assert response.after == KEPT[server.worker_class]
 
 
 def test_file_wrapper_offset_and_content_length(server, tmp_path):
@@ -178,6 +201,7 @@ def test_file_wrapper_offset_and_content_length(server, tmp_path):
     response = request(server, "GET", f"/file?path={quote(str(path))}&seek=100&cl=500")
     assert response.status == 200
     assert response.raw_body == data[100:600]
+    assert response.after == KEPT[server.worker_class]
 
 
 # --- errors from the application ------------------------------------------------------------
@@ -195,6 +219,7 @@ def test_exc_info_after_headers_closes_connection(server):
     assert response.header("Content-Length") == "100"
     assert not response.complete
     assert response.raw_body == b"first part;"
+    assert response.after == "closed"
 
 
 def test_exception_before_headers_is_500_with_traceback_logged(server):
@@ -220,11 +245,12 @@ def test_exception_after_headers_truncates_body(server):
     assert response.header("Content-Length") == "1000"
     assert response.raw_body == b"x" * 10
     assert not response.complete
+    assert response.after == "closed"
     server.wait_log(r"RuntimeError: boom after headers tok-after-1", since=mark)
 
 
-def _close_record(state_dir, token):
-    path = state_dir / f"close-{token}.json"
+def _close_record(server, token):
+    path = server.state_dir / f"close-{token}.json"
     wait_for(path.exists, SOCKET_TIMEOUT, f"close() of {token} to be recorded")
     return wait_for(lambda: _load_json(path), SOCKET_TIMEOUT, f"a whole record in {path}")
 
@@ -236,29 +262,31 @@ def _load_json(path):
         return None
 
 
-def test_close_called_on_success(server, state_dir):
+def test_close_called_on_success(server):
     response = request(server, "GET", "/close-track?mode=ok&token=ok1")
     assert response.status == 200
     assert response.body == b"y" * 30
-    record = _close_record(state_dir, "ok1")
+    assert response.after == KEPT[server.worker_class]
+    record = _close_record(server, "ok1")
     assert record == {"closed": True, "sent": 3, "exhausted": True}
 
 
-def test_close_called_on_app_error(server, state_dir):
+def test_close_called_on_app_error(server):
     response = request(server, "GET", "/close-track?mode=error&token=err1")
     assert response.status == 200  # the first chunk had gone out: the connection is cut
     assert not response.complete
-    record = _close_record(state_dir, "err1")
+    assert response.after == "closed"
+    record = _close_record(server, "err1")
     assert record["closed"] is True
     assert record["exhausted"] is False
 
 
-def test_close_called_on_client_disconnect(server, state_dir):
-    with connect(server.address()) as sock:
-        sock.sendall(build_request("GET", "/close-track?mode=disconnect&token=gone1"))
-        first = sock.recv(1024)
+def test_close_called_on_client_disconnect(server):
+    with Client(server.address()) as client:
+        client.send(build_request("GET", "/close-track?mode=disconnect&token=gone1"))
+        first = client.sock.recv(1024)
         assert first.startswith(b"HTTP/1.1 200"), first
-    record = _close_record(state_dir, "gone1")
+    record = _close_record(server, "gone1")
     assert record["closed"] is True
     assert record["exhausted"] is False, "the server kept iterating after the client left"
 
@@ -271,7 +299,8 @@ def test_head_has_headers_but_no_body(server):
     assert response.status == 200
     assert response.header("Content-Length") == "11"
     assert response.header("X-Head-Test") == "kept"
-    assert response.raw_body == b""
+    assert response.raw_body == b""  # connection_after: nothing strays after the head
+    assert response.after == KEPT[server.worker_class]
 
 
 @pytest.mark.parametrize("code", [204, 304])
@@ -281,6 +310,7 @@ def test_no_body_statuses(server, code):
     assert response.header("X-Status-Test") == str(code)
     assert response.header("Transfer-Encoding") is None
     assert response.raw_body == b""
+    assert response.after == KEPT[server.worker_class]
 
 
 def test_header_value_with_newline_is_500_and_logged(server):
@@ -299,13 +329,16 @@ def test_bad_header_name_is_500(server):
 
 
 def test_hop_by_hop_headers_from_app_are_dropped(server):
-    response = request(server, "GET", "/hop-by-hop")
+    # The client asks for a close, so that an app's "Connection: keep-alive" passed through
+    # would show next to the server's own "close" on either worker.
+    response = request(server, "GET", "/hop-by-hop", [("Connection", "close")])
     assert response.status == 200
     assert response.header_all("Connection") == ["close"]
     assert response.header("Keep-Alive") is None
     assert response.header("Transfer-Encoding") is None
     assert response.header("X-End-To-End") == "kept"
     assert response.raw_body == b"hello"
+    assert response.after == "closed"
 
 
 def test_server_and_date_headers(server):
@@ -325,7 +358,8 @@ def test_content_length_cuts_longer_body(server):
     response = request(server, "GET", "/cl-more")
     assert response.status == 200
     assert response.header("Content-Length") == "5"
-    assert response.raw_body == b"hello"
+    assert response.raw_body == b"hello"  # connection_after: the rest of the body is not sent
+    assert response.after in ("closed", KEPT[server.worker_class])
 
 
 def test_content_length_longer_than_body_closes(server):
@@ -334,6 +368,7 @@ def test_content_length_longer_than_body_closes(server):
     assert response.header("Content-Length") == "20"
     assert response.raw_body == b"short"
     assert not response.complete
+    assert response.after == "closed"
 
 
 # --- request bodies --------------------------------------------------------------------------
@@ -356,35 +391,40 @@ EXPECT_HEADERS = [("Expect", "100-continue"), ("Content-Length", "5")]
 
 def test_expect_100_continue_sent_when_app_reads(server):
     head = build_request("POST", "/continue?read=1", EXPECT_HEADERS)
-    with connect(server.address()) as sock:
-        sock.sendall(head)
-        interim = _read_interim(sock, time.monotonic() + SOCKET_TIMEOUT)
+    with Client(server.address()) as client:
+        client.send(head)
+        interim = _read_interim(client.sock, time.monotonic() + SOCKET_TIMEOUT)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
-        sock.sendall(b"hello")
-        raw, _ = read_until_close(sock)
-    response = parse_response(raw)
-    assert response.status == 200
-    assert response.interim == []
-    assert response.body == b"hello"
+        client.send(b"hello")
+        response = client.read_response()
+        assert response.status == 200
+        assert response.interim == []
+        assert response.body == b"hello"
+        assert connection_after(client, response) == KEPT[server.worker_class]
 
 
 def test_expect_100_continue_not_sent_when_app_does_not_read(server):
     head = build_request("POST", "/continue?read=0", EXPECT_HEADERS)
-    result = server.exchange(head)
-    assert b"100 Continue" not in result.raw
-    assert result.response.status == 200
-    assert result.response.interim == []
-    assert result.response.body == b"(not read)"
+    response = roundtrip(server, head)
+    assert response.status == 200
+    assert response.interim == []  # no 100 Continue
+    assert response.body == b"(not read)"
+    # The body never came and the app did not ask for it: the connection cannot go on.
+    assert response.header_all("Connection") == ["close"]
+    assert response.after == "closed"
 
 
 def _short_body(server):
-    head = build_request("POST", "/short-body", [("Content-Length", "100")])
-    with connect(server.address()) as sock:
-        sock.sendall(head + b"only ten b")
-        sock.shutdown(socket.SHUT_WR)
-        raw, _ = read_until_close(sock)
-    response = parse_response(raw)
-    assert response is not None and response.status == 200, raw
+    # The async worker buffers bodies up to 1 MiB before calling the app (a short one is
+    # answered 400 without it, see test_async.py); a bigger one streams to wsgi.input.
+    length = 100 if server.worker_class == "sync" else 2 * 1024 * 1024
+    head = build_request("POST", "/short-body", [("Content-Length", str(length))])
+    with Client(server.address()) as client:
+        client.send(head + b"only ten b")
+        client.sock.shutdown(socket.SHUT_WR)
+        response = client.read_response()
+        assert response is not None and response.status == 200, response
+        assert client.read_until_close() == b""
     return json.loads(response.body)
 
 
@@ -417,8 +457,9 @@ def _input_request(mode, framing):
     "mode", ["read", "read_n", "readline", "readline_n", "readlines_hint", "iter"]
 )
 def test_wsgi_input_methods(server, mode, framing):
-    response = server.exchange(_input_request(mode, framing)).response
+    response = roundtrip(server, _input_request(mode, framing))
     assert response.status == 200, response.body
+    assert response.after == KEPT[server.worker_class]
     doc = json.loads(response.body)
     assert doc["types"] == ["bytes"]
     if mode == "readlines_hint":
@@ -444,11 +485,10 @@ def test_wsgi_input_methods(server, mode, framing):
 
 
 def test_environ_basics(server):
-    with connect(server.address()) as sock:
-        local_port = sock.getsockname()[1]
-        sock.sendall(build_request("GET", "/environ/a?x=1"))
-        raw, _ = read_until_close(sock)
-    doc = json.loads(parse_response(raw).body)
+    with Client(server.address()) as client:
+        local_port = client.sock.getsockname()[1]
+        client.send(build_request("GET", "/environ/a?x=1"))
+        doc = json.loads(client.read_response().body)
     env = doc["str"]
     assert doc["is_dict"] is True
     assert env["REQUEST_METHOD"] == "GET"
@@ -515,9 +555,9 @@ def test_wsgi_errors_goes_to_server_stderr(server):
     server.wait_log(r"wsgi\.errors says errors-token-42", since=mark)
 
 
-def test_script_name_from_environment_and_single_worker(tmp_path):
+def test_script_name_from_environment_and_single_worker(tmp_path, worker_class):
     env = {"SCRIPT_NAME": "/mount", "FERRICORN_TEST_STATE": str(tmp_path)}
-    with running(APP, workers=1, env=env) as srv:
+    with running(APP, workers=1, worker_class=worker_class, env=env) as srv:
         doc = get_json(srv, "/mount/environ/x%20y?z=1")
     env = doc["str"]
     assert env["SCRIPT_NAME"] == "/mount"

@@ -9,7 +9,6 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,13 +34,22 @@ const TICK: Duration = Duration::from_millis(500);
 /// App threads used with `--threads 1` for bodies too big to buffer.
 const STREAMING_THREADS: usize = 2;
 
+/// What one event says about a connection.
+#[derive(Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// The client half-closed (or the socket failed).
+    closed: bool,
+}
+
 /// A connection slot: its token is its index.
 enum Slot {
     Free,
     Here(Box<Conn>),
-    /// On an app thread; readiness seen meanwhile is kept for its return.
+    /// On an app thread; write readiness seen meanwhile is kept for its return (the
+    /// thread may have read, so it is read again anyway).
     Away {
-        readable: bool,
         writable: bool,
     },
 }
@@ -103,7 +111,7 @@ impl<'a> EventLoop<'a> {
             threaded: config.threads > 1,
             keepalive: config.keepalive,
             limits: config.limits,
-            stopping: Default::default(),
+            stopping: stop.flag(),
         });
         let threads = if config.threads > 1 { config.threads } else { STREAMING_THREADS };
         let pool = Pool::new(threads, Arc::clone(&shared), waker);
@@ -146,7 +154,8 @@ impl<'a> EventLoop<'a> {
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         let writable =
                             event.is_writable() || event.is_write_closed() || event.is_error();
-                        self.ready(py, t, readable, writable, now);
+                        let closed = event.is_read_closed() || event.is_error();
+                        self.ready(py, t, Readiness { readable, writable, closed }, now);
                     }
                 }
             }
@@ -246,22 +255,15 @@ impl<'a> EventLoop<'a> {
     }
 
     /// Readiness on a connection: drive it as far as it goes.
-    fn ready(
-        &mut self,
-        py: Python<'_>,
-        token: usize,
-        readable: bool,
-        writable: bool,
-        now: Instant,
-    ) {
+    fn ready(&mut self, py: Python<'_>, token: usize, ready: Readiness, now: Instant) {
         match self.slots.get_mut(token) {
             Some(Slot::Here(conn)) => {
-                conn.may_read |= readable;
-                conn.may_write |= writable;
+                conn.may_read |= ready.readable;
+                conn.may_write |= ready.writable;
+                conn.peer_closed |= ready.closed;
             }
-            Some(Slot::Away { readable: r, writable: w }) => {
-                *r |= readable;
-                *w |= writable;
+            Some(Slot::Away { writable: w }) => {
+                *w |= ready.writable;
                 return;
             }
             _ => return,
@@ -275,10 +277,9 @@ impl<'a> EventLoop<'a> {
             Next::Wait => {}
             Next::Close => self.close(py, token),
             Next::Offload(request) => {
-                let Slot::Here(conn) = std::mem::replace(
-                    &mut self.slots[token],
-                    Slot::Away { readable: false, writable: false },
-                ) else {
+                let Slot::Here(conn) =
+                    std::mem::replace(&mut self.slots[token], Slot::Away { writable: false })
+                else {
                     unreachable!()
                 };
                 self.pool.submit(Job { token, conn: *conn, request });
@@ -289,10 +290,11 @@ impl<'a> EventLoop<'a> {
     /// Connections the app threads are done with.
     fn take_back(&mut self, py: Python<'_>, now: Instant) {
         for (token, conn) in self.pool.returned() {
-            let Slot::Away { readable, writable } = self.slots[token] else { continue };
+            let Slot::Away { writable } = self.slots[token] else { continue };
             match conn {
                 Some(mut conn) => {
-                    conn.may_read |= readable;
+                    // The thread may have read from the socket; one read finds out.
+                    conn.may_read = true;
                     conn.may_write |= writable;
                     self.slots[token] = Slot::Here(Box::new(conn));
                     self.drive(py, token, now);
@@ -324,10 +326,9 @@ impl<'a> EventLoop<'a> {
 
     /// TERM: stop accepting, close idle connections now, finish the others.
     fn begin_stop(&mut self, py: Python<'_>) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
         self.set_accepting(false);
         let idle: Vec<usize> = (0..self.slots.len())
-            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.is_idle()))
+            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.is_waiting_for_request()))
             .collect();
         for token in idle {
             self.close(py, token);

@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -26,6 +27,9 @@ pub const BODY_BUFFER: usize = 1 << 20;
 const HIGH_WATER: usize = 256 * 1024;
 /// How long a client has to send a whole request head (slowloris).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new connection may stay silent (at least `--keep-alive`): browsers open
+/// connections ahead of the requests they will carry.
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
 
 /// What a connection is waiting for.
 pub enum Phase {
@@ -84,8 +88,8 @@ pub struct Shared {
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
     pub limits: http::Limits,
-    /// Set once a graceful stop began: no new keep-alive.
-    pub stopping: AtomicBool,
+    /// Set by TERM (the signal handler's own flag): no new keep-alive from then on.
+    pub stopping: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -112,6 +116,9 @@ pub struct Conn {
     pub phase: Phase,
     /// The socket may hold unread bytes (a readable edge not yet drained).
     pub may_read: bool,
+    /// The client's FIN was seen: after the data before it, a read returns EOF. A short
+    /// read then does not mean "drained", since the FIN raises no further edge.
+    pub peer_closed: bool,
     /// The socket may take more bytes (no partial write since the last writable edge).
     pub may_write: bool,
     /// When the loop closes the connection if it has not progressed.
@@ -135,14 +142,17 @@ impl Conn {
             out_pos: 0,
             phase: Phase::Head,
             may_read: true,
+            peer_closed: false,
             may_write: true,
-            deadline: now + keepalive.max(Duration::from_secs(1)),
+            deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
         }
     }
 
-    /// Whether the connection sits between requests with nothing received.
-    pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out_pos == self.out.len()
+    /// Whether no request of this connection has reached the app and nothing is owed
+    /// to the client: idle keep-alive, or a head or body still arriving. A graceful
+    /// stop closes these at once (as gunicorn does), rather than wait for slow clients.
+    pub fn is_waiting_for_request(&self) -> bool {
+        matches!(self.phase, Phase::Head | Phase::Body { .. }) && self.out_pos == self.out.len()
     }
 
     /// Advances as far as the socket allows. Every phase transition happens here.
@@ -193,7 +203,10 @@ impl Conn {
                 let was_empty = self.rbuf.is_empty();
                 match self.read(scratch)? {
                     None => return Ok(Progress::Wait),
-                    Some(0) => return Ok(Progress::Close),
+                    Some(0) if was_empty => return Ok(Progress::Close),
+                    Some(0) => {
+                        return Ok(self.refuse(&http::Error::BadRequestLine("incomplete head")))
+                    }
                     Some(_) => {}
                 }
                 if was_empty {
@@ -219,6 +232,10 @@ impl Conn {
                 Body::Streaming { decoder, decoded: BytesMut::new() },
             );
         }
+        if let BodyFraming::Length(n) = head.framing {
+            // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
+            self.rbuf.reserve(n as usize);
+        }
         self.phase = Phase::Body { head, decoder, body: BytesMut::new() };
         Ok(Progress::Again)
     }
@@ -231,6 +248,12 @@ impl Conn {
         now: Instant,
     ) -> io::Result<Progress> {
         let Phase::Body { decoder, body, .. } = &mut self.phase else { unreachable!() };
+        if let BodyDecoder::Length { remaining } = decoder {
+            if body.is_empty() && self.rbuf.len() as u64 >= *remaining {
+                *body = self.rbuf.split_to(*remaining as usize);
+                *remaining = 0;
+            }
+        }
         let error = loop {
             match decoder.decode(&mut self.rbuf, BODY_BUFFER) {
                 Ok(Decoded::Data(data)) => {
@@ -242,9 +265,15 @@ impl Conn {
                 Ok(Decoded::End) => break None,
                 Ok(Decoded::NeedMore) if !self.may_read => return Ok(Progress::Wait),
                 Ok(Decoded::NeedMore) => {
-                    match read_into(&self.sock, &mut self.rbuf, &mut self.may_read, scratch)? {
+                    match read_into(
+                        &self.sock,
+                        &mut self.rbuf,
+                        &mut self.may_read,
+                        self.peer_closed,
+                        scratch,
+                    )? {
                         None => return Ok(Progress::Wait),
-                        Some(0) => return Ok(Progress::Close),
+                        Some(0) => break Some(http::Error::IncompleteBody),
                         Some(_) => {}
                     }
                     self.deadline = now + READ_TIMEOUT;
@@ -294,7 +323,7 @@ impl Conn {
             let environ =
                 wsgi::environ::build(py, &head, &conn, &shared.globals, input.clone_ref(py))?;
             let uri = head.target().to_owned();
-            let exchange = Exchange::call(
+            let mut exchange = Exchange::call(
                 py,
                 shared.app.bind(py),
                 environ.into_any(),
@@ -302,6 +331,7 @@ impl Conn {
                 req,
                 uri,
             )?;
+            exchange.watch_stop(Arc::clone(&shared.stopping));
             Ok(Responding { exchange, input, file: None })
         });
         self.phase = match started {
@@ -330,7 +360,12 @@ impl Conn {
                 self.deadline = now + shared.keepalive;
                 Ok(Progress::Again)
             }
-            Pumped::Failed => Ok(Progress::Close),
+            // The app failed mid-body: send what is queued, then close (the client sees
+            // a truncated body, never a complete-looking one).
+            Pumped::Failed => {
+                self.phase = Phase::Closing;
+                Ok(Progress::Again)
+            }
         }
     }
 
@@ -400,7 +435,7 @@ impl Conn {
                 Ok(0) => return Ok(Progress::Close),
                 Ok(n) => {
                     *left = left.saturating_sub(n);
-                    self.may_read = n == scratch.len();
+                    self.may_read = n == scratch.len() || self.peer_closed;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.may_read = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -411,7 +446,7 @@ impl Conn {
     }
 
     fn read(&mut self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
-        read_into(&self.sock, &mut self.rbuf, &mut self.may_read, scratch)
+        read_into(&self.sock, &mut self.rbuf, &mut self.may_read, self.peer_closed, scratch)
     }
 
     /// Writes queued bytes; `Ok(false)` when the socket is full.
@@ -457,12 +492,13 @@ fn read_into(
     mut sock: &Socket,
     rbuf: &mut BytesMut,
     may_read: &mut bool,
+    peer_closed: bool,
     scratch: &mut [u8],
 ) -> io::Result<Option<usize>> {
     loop {
         match sock.read(scratch) {
             Ok(n) => {
-                *may_read = n == scratch.len();
+                *may_read = n == scratch.len() || (peer_closed && n > 0);
                 rbuf.extend_from_slice(&scratch[..n]);
                 return Ok(Some(n));
             }

@@ -126,6 +126,11 @@ impl Stop {
         self.graceful.load(Ordering::Relaxed)
     }
 
+    /// The flag TERM sets, for code that must see a stop the moment it is asked for.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.graceful)
+    }
+
     /// Readable when a stop signal arrives, so a worker waiting in poll(2) wakes up.
     pub fn fd(&self) -> std::os::fd::RawFd {
         self.queue.fd()

@@ -71,22 +71,23 @@ impl Pool {
     }
 }
 
+/// A thread's life: attached to the interpreter throughout (one thread state), the GIL
+/// released while it waits for work.
 fn work(
     rx: &Mutex<mpsc::Receiver<Job>>,
     done: &Mutex<Vec<Returned>>,
     shared: &Shared,
     waker: &Waker,
 ) {
-    loop {
-        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return,
+    Python::attach(|py| loop {
+        let Ok(job) = py.detach(|| rx.lock().unwrap_or_else(|e| e.into_inner()).recv()) else {
+            return;
         };
         let token = job.token;
-        let conn = Python::attach(|py| run(py, shared, job));
+        let conn = run(py, shared, job);
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
-    }
+    })
 }
 
 /// Calls the app for one request and writes what the socket takes.

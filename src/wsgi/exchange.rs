@@ -5,6 +5,8 @@
 //! blocking worker and an event loop that stops pulling while a socket is full.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
@@ -66,6 +68,8 @@ pub struct Exchange {
     sent: u64,
     /// The length the server worked out when the app gave none (one-item list, file).
     known_length: Option<u64>,
+    /// Set when the worker is stopping: the response then says `Connection: close`.
+    stopping: Option<Arc<AtomicBool>>,
 }
 
 impl Exchange {
@@ -88,6 +92,7 @@ impl Exchange {
             plan: None,
             sent: 0,
             known_length: None,
+            stopping: None,
         };
         exchange.body = match app.call1((environ, exchange.start.bind(py))) {
             Err(err) => Body::Failed(err),
@@ -118,6 +123,11 @@ impl Exchange {
         }
         let iter = iterable.try_iter()?.unbind();
         Ok(Body::Iter { iterable: iterable.unbind(), iter })
+    }
+
+    /// Keep-alive is refused once `flag` is set (a graceful stop began mid-request).
+    pub fn watch_stop(&mut self, flag: Arc<AtomicBool>) {
+        self.stopping = Some(flag);
     }
 
     /// Appends the next bytes of the response to `out`.
@@ -221,7 +231,13 @@ impl Exchange {
         let Some(status) = start.status.as_deref() else {
             return Err(PyRuntimeError::new_err("the app did not call start_response()"));
         };
-        let plan = response::plan(start.code, start.content_length.or(self.known_length), self.req);
+        // Decided when the head goes out: a body the app has not read whole by now, or a
+        // stop that began while the app ran, ends the connection after this response.
+        let mut req = self.req;
+        let stopping = self.stopping.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+        let body_read = self.input.try_borrow(py).is_ok_and(|input| input.complete());
+        req.keep_alive &= body_read && !stopping;
+        let plan = response::plan(start.code, start.content_length.or(self.known_length), req);
         let headers = start.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
         response::encode_head(out, status, headers, start.code, plan);
         start.headers_sent = true;

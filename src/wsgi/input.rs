@@ -117,6 +117,11 @@ impl Input {
         }
         while !self.finished {
             match self.decoder.decode(&mut self.raw, READ_CHUNK) {
+                Ok(Decoded::Data(data)) if self.decoded.is_empty() => {
+                    // The common case: no leftover, so the piece is taken without a copy.
+                    self.decoded = data.try_into_mut().unwrap_or_else(|d| BytesMut::from(&d[..]));
+                    return Ok(true);
+                }
                 Ok(Decoded::Data(data)) => {
                     self.decoded.extend_from_slice(&data);
                     return Ok(true);

@@ -66,6 +66,14 @@ def hello(environ, start_response, query):
     return [b"hello\n"]
 
 
+@route("seq")
+def seq(environ, start_response, query):
+    """Answers with its query string, so that pipelined answers can be matched to requests."""
+    body = environ.get("QUERY_STRING", "").encode("latin-1")
+    start_response("200 OK", TEXT + [("Content-Length", str(len(body)))])
+    return [body]
+
+
 @route("pid")
 def pid(environ, start_response, query):
     return _json(start_response, {"pid": os.getpid()})
