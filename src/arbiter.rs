@@ -1,41 +1,94 @@
-//! The master process: forks workers, keeps their number up, and stops them.
+//! The master process: forks workers, keeps their number up, reloads and stops them.
 //!
 //! Shaped like gunicorn's `Arbiter`: signal handlers only enqueue ([`SignalQueue`]); the
-//! loop waits for a signal or a one-second tick, handles each with one short method,
-//! reaps children and brings the worker count back to target.
+//! loop waits for a signal or a one-second tick, handles each signal with one short
+//! `handle_*` method, then reaps children, kills silent workers and brings the worker
+//! count back to target.
+//!
+//! Workers come in generations. Start-up, HUP and `--reload` start a new generation; the
+//! previous one keeps serving until every new worker has imported the app, and only then
+//! gets a graceful TERM. A new generation that cannot boot is abandoned and the old one
+//! keeps serving (gunicorn takes the site down there); at start-up, when nothing serves
+//! yet, the master stops instead.
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::exit;
+use crate::heartbeat::Heartbeat;
 use crate::listener::Listener;
+use crate::pidfile::{self, Pidfile};
+use crate::process;
+use crate::reexec::ReExec;
+use crate::reloader::Reloader;
 use crate::signals::{ReportToken, SignalQueue};
+use crate::systemd::Notifier;
 use crate::worker::{self, WorkerContext};
 
 /// How long the loop sleeps when nothing happens.
 const TICK: Duration = Duration::from_secs(1);
+/// A worker sent SIGABRT for a timeout gets this long before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+/// After a respawned worker fails to boot while others serve, the wait before the next try.
+const RESPAWN_BACKOFF: Duration = Duration::from_secs(5);
+/// Editors write in bursts: a reload waits this long after the first change it sees.
+const RELOAD_SETTLE: Duration = Duration::from_millis(150);
 
 /// The signals the master handles, as the loop sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
     /// TERM: finish in-flight requests, then exit. INT, QUIT: exit now.
-    Stop { graceful: bool },
-    /// CHLD: a worker exited; reaping happens every tick anyway.
+    Stop {
+        graceful: bool,
+    },
+    /// HUP: re-read the settings and replace the workers with a new generation.
+    Reload,
+    /// USR2: start a new master from the current code, handing it the sockets.
+    Reexec,
+    /// TTIN, TTOU: one worker more or less.
+    Incr,
+    Decr,
+    /// USR1: reopen the log file here and in every worker.
+    ReopenLogs,
+    /// WINCH: stop the workers but keep the sockets (the old master after USR2).
+    StopWorkers,
+    /// CHLD: a child exited; reaping happens every tick anyway.
     ChildExited,
+    /// Not a signal: a worker wrote [`worker::BOOTED_BYTE`] into the queue's pipe.
+    WorkerBooted,
 }
 
-const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGCHLD];
+const HANDLED: [libc::c_int; 10] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGCHLD,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGWINCH,
+];
 
 impl Signal {
     fn from_raw(signal: libc::c_int) -> Option<Signal> {
         match signal {
             libc::SIGTERM => Some(Signal::Stop { graceful: true }),
             libc::SIGINT | libc::SIGQUIT => Some(Signal::Stop { graceful: false }),
+            libc::SIGHUP => Some(Signal::Reload),
+            libc::SIGUSR2 => Some(Signal::Reexec),
+            libc::SIGTTIN => Some(Signal::Incr),
+            libc::SIGTTOU => Some(Signal::Decr),
+            libc::SIGUSR1 => Some(Signal::ReopenLogs),
+            libc::SIGWINCH => Some(Signal::StopWorkers),
             libc::SIGCHLD => Some(Signal::ChildExited),
+            s if s == libc::c_int::from(worker::BOOTED_BYTE) => Some(Signal::WorkerBooted),
             _ => None,
         }
     }
@@ -47,7 +100,12 @@ fn signal_name(signal: libc::c_int) -> &'static str {
         libc::SIGTERM => "term",
         libc::SIGINT => "int",
         libc::SIGQUIT => "quit",
-        libc::SIGCHLD => "chld",
+        libc::SIGHUP => "hup",
+        libc::SIGUSR1 => "usr1",
+        libc::SIGUSR2 => "usr2",
+        libc::SIGTTIN => "ttin",
+        libc::SIGTTOU => "ttou",
+        libc::SIGWINCH => "winch",
         _ => "unknown",
     }
 }
@@ -58,26 +116,98 @@ struct Halt {
     code: i32,
 }
 
-pub struct Arbiter {
-    config: Config,
-    listeners: Vec<Listener>,
-    /// Live workers by pid, with the order they were born in (gunicorn's `age`).
-    workers: BTreeMap<libc::pid_t, u64>,
-    /// Age of the next worker.
-    next_age: u64,
-    signals: SignalQueue,
+/// A worker as the master tracks it.
+struct Worker {
+    /// Birth order, as gunicorn's `age`: TTOU retires the oldest.
+    age: u64,
+    generation: u64,
+    heartbeat: Heartbeat,
+    /// When it was sent TERM (reload, recycling, fewer workers); it no longer counts.
+    retiring: Option<Instant>,
+    /// When it was sent SIGABRT for a timeout.
+    aborted: Option<Instant>,
+}
+
+/// Workers started together, that replace the previous ones once all of them boot.
+struct Generation {
+    number: u64,
+    /// Whoever takes it prints the app's import error, once for the generation.
     report: ReportToken,
 }
 
+impl Generation {
+    fn new(number: u64) -> std::io::Result<Generation> {
+        Ok(Generation { number, report: ReportToken::new()? })
+    }
+}
+
+/// What the master starts with, besides the settings.
+pub struct Start {
+    pub argv: Vec<String>,
+    pub listeners: Vec<Listener>,
+    /// The sockets came from systemd: never unlinked, handed on as such over USR2.
+    pub systemd: bool,
+    /// The master that started this one with USR2, while it lives.
+    pub old_master: Option<libc::pid_t>,
+    /// The app, when `--preload` imported it here.
+    pub app: Option<Py<PyAny>>,
+    /// The directory the command was started in, where USR2 starts the next master.
+    pub start_dir: PathBuf,
+}
+
+pub struct Arbiter {
+    config: Config,
+    start: Start,
+    workers: BTreeMap<libc::pid_t, Worker>,
+    next_age: u64,
+    /// How many workers each generation keeps: `--workers`, moved by TTIN/TTOU/WINCH.
+    num_workers: usize,
+    /// The generation serving; number 0 (no workers) until the first one has booted.
+    serving: Generation,
+    /// A generation booting to replace `serving`.
+    pending: Option<Generation>,
+    last_generation: u64,
+    signals: SignalQueue,
+    pidfile: Option<Pidfile>,
+    /// The master started by USR2, while it runs.
+    reexec_pid: Option<libc::pid_t>,
+    /// No respawn before then: a worker failed to boot while others serve.
+    respawn_after: Option<Instant>,
+    notifier: Notifier,
+    reloader: Option<Reloader>,
+    /// A change `--reload` saw, and when to act on it.
+    reload_due: Option<(Instant, PathBuf)>,
+}
+
 impl Arbiter {
-    pub fn new(config: Config, listeners: Vec<Listener>) -> std::io::Result<Arbiter> {
+    pub fn new(config: Config, start: Start) -> std::io::Result<Arbiter> {
+        let pidfile = match &config.pidfile {
+            Some(path) if start.old_master.is_some() => {
+                Some(Pidfile::create(&pidfile::upgrade_path(path), std::process::id())?)
+            }
+            Some(path) => Some(Pidfile::create(path, std::process::id())?),
+            None => None,
+        };
+        let reloader = match config.reload {
+            true => Some(Reloader::new(&config.reload_extra_files)?),
+            false => None,
+        };
         Ok(Arbiter {
+            num_workers: config.workers,
             config,
-            listeners,
+            start,
             workers: BTreeMap::new(),
             next_age: 0,
+            serving: Generation::new(0)?,
+            pending: None,
+            last_generation: 0,
             signals: SignalQueue::new(&HANDLED)?,
-            report: ReportToken::new()?,
+            pidfile,
+            reexec_pid: None,
+            respawn_after: None,
+            notifier: Notifier::from_env(),
+            reloader,
+            reload_due: None,
         })
     }
 
@@ -85,40 +215,239 @@ impl Arbiter {
     pub fn run(mut self) -> i32 {
         let pid = std::process::id();
         tracing::info!("Starting ferricorn {}", env!("CARGO_PKG_VERSION"));
-        for listener in &self.listeners {
+        for listener in &self.start.listeners {
             tracing::info!("Listening at: {} ({pid})", listener.local);
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
-        let outcome = loop {
-            if let Err(halt) = self.reap_workers().and_then(|()| self.manage_workers()) {
-                break Err(halt);
+        if let Err(halt) = self.start_generation() {
+            return self.halt(halt);
+        }
+        let graceful = loop {
+            if let Err(halt) = self.tick() {
+                return self.halt(halt);
             }
-            let stop =
-                self.signals.wait(TICK).into_iter().find_map(|raw| match Signal::from_raw(raw)? {
-                    Signal::Stop { graceful } => {
-                        tracing::info!("Handling signal: {}", signal_name(raw));
-                        Some(graceful)
-                    }
-                    Signal::ChildExited => None,
-                });
-            if let Some(graceful) = stop {
-                break Ok(graceful);
+            if let Some(graceful) = self.wait_and_handle() {
+                break graceful;
             }
         };
-        match outcome {
-            Ok(graceful) => self.stop(graceful),
-            Err(halt) => {
-                self.stop(true);
-                tracing::error!("Shutting down: Master");
-                tracing::error!("Reason: {}", halt.reason);
-                return halt.code;
-            }
-        }
+        self.stop(graceful);
         tracing::info!("Shutting down: Master");
         exit::OK
     }
 
-    /// Collects every exited child; a worker that could not boot stops the master.
+    fn halt(&mut self, halt: Halt) -> i32 {
+        self.stop(true);
+        tracing::error!("Shutting down: Master");
+        tracing::error!("Reason: {}", halt.reason);
+        halt.code
+    }
+
+    /// Everything the master checks on each pass, signal or not.
+    fn tick(&mut self) -> Result<(), Halt> {
+        self.reap_workers()?;
+        self.murder_workers();
+        self.check_memory();
+        self.promote_pending();
+        self.maybe_promote_master();
+        if let Some((due, path)) = self.reload_due.take() {
+            match Instant::now() >= due {
+                true => {
+                    tracing::info!("Reloading: {} modified", path.display());
+                    self.reload()?;
+                }
+                false => self.reload_due = Some((due, path)),
+            }
+        }
+        self.manage_workers()
+    }
+
+    /// Sleeps until a signal, a worker's news or a file change; handles what came.
+    /// `Some(graceful)` when the master is to stop.
+    fn wait_and_handle(&mut self) -> Option<bool> {
+        let timeout = match &self.reload_due {
+            Some((due, _)) => due.saturating_duration_since(Instant::now()).min(TICK),
+            None => TICK,
+        };
+        let mut fds = vec![self.signals.fd()];
+        if let Some(reloader) = &self.reloader {
+            fds.extend(reloader.poll_fds());
+        }
+        wait_readable(&fds, timeout);
+        if let Some(reloader) = &mut self.reloader {
+            reloader.read_feed();
+            if let Some(path) = reloader.changed() {
+                self.reload_due.get_or_insert((Instant::now() + RELOAD_SETTLE, path));
+            }
+        }
+        for raw in self.signals.drain() {
+            let Some(signal) = Signal::from_raw(raw) else { continue };
+            if !matches!(signal, Signal::ChildExited | Signal::WorkerBooted) {
+                tracing::info!("Handling signal: {}", signal_name(raw));
+            }
+            if let Err(halt) = self.handle(signal) {
+                tracing::error!("{}", halt.reason);
+            }
+            if let Signal::Stop { graceful } = signal {
+                return Some(graceful);
+            }
+        }
+        None
+    }
+
+    fn handle(&mut self, signal: Signal) -> Result<(), Halt> {
+        match signal {
+            Signal::Reload => self.handle_hup()?,
+            Signal::Reexec => self.handle_usr2(),
+            Signal::Incr => self.num_workers += 1,
+            Signal::Decr => self.num_workers = self.num_workers.saturating_sub(1).max(1),
+            Signal::ReopenLogs => self.handle_usr1(),
+            Signal::StopWorkers => self.handle_winch(),
+            Signal::Stop { .. } | Signal::ChildExited | Signal::WorkerBooted => {}
+        }
+        Ok(())
+    }
+
+    /// HUP: new settings (from the same command line) and a new generation of workers.
+    fn handle_hup(&mut self) -> Result<(), Halt> {
+        tracing::info!("Hang up: Master");
+        match config::load(self.start.argv.get(1..).unwrap_or_default()) {
+            Ok(config) => {
+                if config.binds != self.config.binds {
+                    tracing::warn!(
+                        "HUP does not change --bind; USR2 starts a master that binds anew"
+                    );
+                }
+                crate::log::init(config.log_level);
+                self.config = config;
+            }
+            Err(e) => {
+                tracing::error!("HUP: the settings no longer parse ({e}); keeping the running ones")
+            }
+        }
+        if self.config.preload {
+            tracing::warn!(
+                "HUP restarts the workers from the app preloaded in the master, so code \
+                 changes are not picked up: use USR2 to start a master with the new code"
+            );
+        }
+        self.num_workers = self.config.workers;
+        self.reload()
+    }
+
+    /// Starts a generation that replaces the serving one once it has booted.
+    fn reload(&mut self) -> Result<(), Halt> {
+        self.notifier.reloading();
+        self.start_generation()
+    }
+
+    fn start_generation(&mut self) -> Result<(), Halt> {
+        if let Some(abandoned) = self.pending.take() {
+            self.retire_generation(abandoned.number);
+        }
+        self.last_generation += 1;
+        let generation = Generation::new(self.last_generation).map_err(|e| {
+            tracing::error!("Can't start workers: {e}");
+            Halt { reason: "Unable to start workers.", code: exit::FAILURE }
+        })?;
+        self.pending = Some(generation);
+        self.manage_workers()
+    }
+
+    /// Once every worker of the pending generation has booted, it serves and the
+    /// previous workers stop gracefully.
+    fn promote_pending(&mut self) {
+        let Some(pending) = &self.pending else { return };
+        let number = pending.number;
+        let booted = self.live(number).filter(|(_, w)| w.heartbeat.booted()).count();
+        if booted < self.num_workers {
+            return;
+        }
+        let first = self.serving.number == 0;
+        self.serving = self.pending.take().expect("checked above");
+        let old: Vec<libc::pid_t> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation != number && w.retiring.is_none())
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in old {
+            self.retire(pid);
+        }
+        if !first {
+            tracing::info!("Reloaded: {booted} workers of generation {number} serving");
+        }
+        self.notifier.ready();
+    }
+
+    /// USR2: a new master from the same command line, inheriting the sockets.
+    fn handle_usr2(&mut self) {
+        if let Some(pid) = self.reexec_pid {
+            tracing::warn!("USR2 ignored: the master it started (pid:{pid}) still runs");
+            return;
+        }
+        if let Some(pid) = self.start.old_master {
+            tracing::warn!(
+                "USR2 ignored: this master is not promoted yet (the old one, pid:{pid}, runs)"
+            );
+            return;
+        }
+        let exec = Python::attach(|py| ReExec::prepare(py, &self.start));
+        let exec = match exec {
+            Ok(exec) => exec,
+            Err(e) => {
+                tracing::error!("USR2: can't prepare the new master: {e}");
+                return;
+            }
+        };
+        match Python::attach(process::fork) {
+            Ok(None) => exec.exec(),
+            Ok(Some(pid)) => {
+                tracing::info!("Started a new master (pid:{pid}) from the current code");
+                self.reexec_pid = Some(pid);
+            }
+            Err(e) => tracing::error!("USR2: fork failed: {e}"),
+        }
+    }
+
+    /// A master started by USR2 takes over once the old one has exited.
+    fn maybe_promote_master(&mut self) {
+        let Some(old) = self.start.old_master else { return };
+        if std::os::unix::process::parent_id() == old as u32 {
+            return;
+        }
+        self.start.old_master = None;
+        tracing::info!("Master has been promoted.");
+        if let (Some(pidfile), Some(path)) = (&mut self.pidfile, &self.config.pidfile) {
+            if let Err(e) = pidfile.rename(path) {
+                tracing::error!("Can't move the pidfile to {}: {e}", path.display());
+            }
+        }
+        self.notifier.main_pid();
+    }
+
+    fn handle_usr1(&mut self) {
+        if let Err(e) = crate::log::reopen() {
+            tracing::error!("USR1: can't reopen the log file: {e}");
+        }
+        self.kill_workers(libc::SIGUSR1);
+    }
+
+    /// WINCH stops the workers and keeps the sockets; HUP brings workers back. A terminal
+    /// sends WINCH when its window is resized, so a master in a terminal ignores it.
+    fn handle_winch(&mut self) {
+        // SAFETY: isatty only inspects a descriptor.
+        if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+            tracing::debug!("SIGWINCH ignored: the master runs in a terminal");
+            return;
+        }
+        tracing::info!("graceful stop of workers");
+        if let Some(abandoned) = self.pending.take() {
+            self.retire_generation(abandoned.number);
+        }
+        self.num_workers = 0;
+    }
+
+    /// Collects every exited child.
     fn reap_workers(&mut self) -> Result<(), Halt> {
         loop {
             let mut status = 0;
@@ -127,53 +456,176 @@ impl Arbiter {
             if pid <= 0 {
                 return Ok(());
             }
-            if self.workers.remove(&pid).is_none() {
+            if Some(pid) == self.reexec_pid {
+                tracing::warn!("The master started by USR2 (pid:{pid}) exited");
+                self.reexec_pid = None;
                 continue;
             }
-            if libc::WIFEXITED(status) {
-                match libc::WEXITSTATUS(status) {
-                    exit::OK => {}
-                    exit::WORKER_BOOT_ERROR => {
-                        return Err(Halt {
-                            reason: "Worker failed to boot.",
-                            code: exit::WORKER_BOOT_ERROR,
-                        })
-                    }
-                    exit::APP_LOAD_ERROR => {
-                        return Err(Halt {
-                            reason: "App failed to load.",
-                            code: exit::APP_LOAD_ERROR,
-                        })
-                    }
-                    code => tracing::error!("Worker (pid:{pid}) exited with code {code}"),
-                }
-            } else if libc::WIFSIGNALED(status) {
+            let Some(worker) = self.workers.remove(&pid) else { continue };
+            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+            if libc::WIFSIGNALED(status) {
                 match libc::WTERMSIG(status) {
-                    libc::SIGKILL => tracing::error!(
-                        "Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?"
-                    ),
+                    libc::SIGKILL if worker.retiring.is_none() && worker.aborted.is_none() => {
+                        tracing::error!(
+                            "Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?"
+                        )
+                    }
                     sig => tracing::error!("Worker (pid:{pid}) was sent signal {sig}!"),
                 }
+            } else if !matches!(code, exit::OK | exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR) {
+                tracing::error!("Worker (pid:{pid}) exited with code {code}");
+            }
+            // Only a worker's own verdict is a boot failure; one killed from outside while
+            // booting is replaced like any other (as gunicorn does).
+            let failed_boot = matches!(code, exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR);
+            if failed_boot && worker.retiring.is_none() {
+                self.boot_failed(&worker, code)?;
             }
         }
     }
 
-    /// Forks workers until there are as many as configured.
+    /// A worker could not boot: the reload it belonged to is abandoned, or, at start-up
+    /// or when no worker serves any more, the master stops.
+    fn boot_failed(&mut self, worker: &Worker, code: i32) -> Result<(), Halt> {
+        let halt = match code {
+            exit::APP_LOAD_ERROR => Halt { reason: "App failed to load.", code },
+            _ => Halt { reason: "Worker failed to boot.", code: exit::WORKER_BOOT_ERROR },
+        };
+        if self.pending.as_ref().is_some_and(|p| p.number == worker.generation) {
+            if self.serving.number == 0 {
+                return Err(halt);
+            }
+            let abandoned = self.pending.take().expect("checked above");
+            self.retire_generation(abandoned.number);
+            tracing::error!(
+                "Reload failed: the new workers could not boot; the old workers keep serving"
+            );
+            self.notifier.ready();
+            return Ok(());
+        }
+        if worker.generation != self.serving.number {
+            return Ok(());
+        }
+        let serving = self.live(self.serving.number).filter(|(_, w)| w.heartbeat.booted()).count();
+        if serving == 0 {
+            return Err(halt);
+        }
+        tracing::error!(
+            "A new worker failed to boot; {serving} keep serving; next try in {}s",
+            RESPAWN_BACKOFF.as_secs()
+        );
+        self.respawn_after = Some(Instant::now() + RESPAWN_BACKOFF);
+        Ok(())
+    }
+
+    /// `--timeout`: SIGABRT to a silent worker (the app sees an exception, the client a
+    /// 500), SIGKILL if it is still there a moment later. Retiring workers past
+    /// `--graceful-timeout` are killed too.
+    fn murder_workers(&mut self) {
+        let now = Instant::now();
+        for (&pid, worker) in &mut self.workers {
+            if let Some(since) = worker.retiring {
+                if now.duration_since(since) > self.config.graceful_timeout {
+                    kill(pid, libc::SIGKILL);
+                }
+            }
+            let Some(timeout) = self.config.timeout else { continue };
+            match worker.aborted {
+                None if worker.heartbeat.silent_for() > timeout => {
+                    match worker.heartbeat.request() {
+                        Some(request) => {
+                            tracing::error!(target: "critical", "WORKER TIMEOUT (pid:{pid}) handling {request}")
+                        }
+                        None => tracing::error!(target: "critical", "WORKER TIMEOUT (pid:{pid})"),
+                    }
+                    kill(pid, libc::SIGABRT);
+                    worker.aborted = Some(now);
+                }
+                Some(at) if now.duration_since(at) > ABORT_GRACE => kill(pid, libc::SIGKILL),
+                _ => {}
+            }
+        }
+    }
+
+    /// `--max-worker-memory`: a worker past the bound finishes its requests and is replaced.
+    fn check_memory(&mut self) {
+        let Some(limit) = self.config.max_worker_memory else { return };
+        let over: Vec<(libc::pid_t, u64)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.retiring.is_none())
+            .filter_map(|(&pid, _)| {
+                process::rss_bytes(pid).filter(|&rss| rss > limit).map(|rss| (pid, rss))
+            })
+            .collect();
+        for (pid, rss) in over {
+            tracing::info!(
+                "Worker (pid:{pid}) uses {} MiB, over --max-worker-memory {} MiB: replacing it",
+                rss >> 20,
+                limit >> 20
+            );
+            self.retire(pid);
+        }
+    }
+
+    /// Forks or retires workers until each live generation has `num_workers`.
     fn manage_workers(&mut self) -> Result<(), Halt> {
-        while self.workers.len() < self.config.workers {
-            self.spawn_worker()?;
+        if let Some(number) = self.pending.as_ref().map(|p| p.number) {
+            while self.live(number).count() < self.num_workers {
+                self.spawn_worker(number)?;
+            }
+        }
+        let number = self.serving.number;
+        if number == 0 {
+            return Ok(());
+        }
+        let mut live: Vec<(u64, libc::pid_t)> =
+            self.live(number).map(|(&pid, w)| (w.age, pid)).collect();
+        if live.len() > self.num_workers {
+            live.sort_unstable();
+            for &(_, pid) in &live[..live.len() - self.num_workers] {
+                self.retire(pid);
+            }
+            return Ok(());
+        }
+        if self.respawn_after.is_some_and(|after| Instant::now() < after) {
+            return Ok(());
+        }
+        self.respawn_after = None;
+        for _ in live.len()..self.num_workers {
+            self.spawn_worker(number)?;
         }
         Ok(())
     }
 
-    fn spawn_worker(&mut self) -> Result<(), Halt> {
-        let pid = Python::attach(|py| fork(py, |py| self.become_worker(py)));
-        match pid {
-            Ok(pid) => {
-                self.workers.insert(pid, self.next_age);
+    /// Workers of `generation` that are not on their way out.
+    fn live(&self, generation: u64) -> impl Iterator<Item = (&libc::pid_t, &Worker)> {
+        self.workers.iter().filter(move |(_, w)| w.generation == generation && w.retiring.is_none())
+    }
+
+    fn spawn_worker(&mut self, generation: u64) -> Result<(), Halt> {
+        let heartbeat = Heartbeat::new(self.config.worker_tmp_dir.as_deref()).map_err(|e| {
+            tracing::error!("Can't create a worker heartbeat: {e}");
+            Halt { reason: "Unable to start a worker.", code: exit::FAILURE }
+        })?;
+        let forked = Python::attach(|py| match process::fork(py) {
+            Ok(None) => self.become_worker(py, generation, &heartbeat),
+            other => other,
+        });
+        match forked {
+            Ok(Some(pid)) => {
+                let worker = Worker {
+                    age: self.next_age,
+                    generation,
+                    heartbeat,
+                    retiring: None,
+                    aborted: None,
+                };
+                self.workers.insert(pid, worker);
                 self.next_age += 1;
                 Ok(())
             }
+            Ok(None) => unreachable!("the child never returns"),
             Err(e) => {
                 tracing::error!("fork failed: {e}");
                 Err(Halt { reason: "Unable to fork a worker.", code: exit::FAILURE })
@@ -182,22 +634,54 @@ impl Arbiter {
     }
 
     /// In the child: drop the master's signal handling and run the worker to its end.
-    fn become_worker(&mut self, py: Python<'_>) -> ! {
+    fn become_worker(&mut self, py: Python<'_>, generation: u64, heartbeat: &Heartbeat) -> ! {
         self.signals.unregister();
+        let report = match &self.pending {
+            Some(p) if p.number == generation => &p.report,
+            _ => &self.serving.report,
+        };
         let ctx = WorkerContext {
             config: &self.config,
-            listeners: &self.listeners,
-            report: &self.report,
+            listeners: &self.start.listeners,
+            report,
+            pulse: heartbeat.pulse(),
+            app: self.start.app.as_ref(),
+            master_wake: self.signals.wake_fd(),
+            reload_feed: self.reloader.as_ref().map(Reloader::feed_fd),
         };
         worker::run(py, &ctx)
     }
 
+    /// A graceful TERM; the worker no longer counts and is replaced.
+    fn retire(&mut self, pid: libc::pid_t) {
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            if worker.retiring.is_none() {
+                worker.retiring = Some(Instant::now());
+                kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    fn retire_generation(&mut self, generation: u64) {
+        let pids: Vec<libc::pid_t> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == generation)
+            .map(|(&p, _)| p)
+            .collect();
+        for pid in pids {
+            self.retire(pid);
+        }
+    }
+
     /// TERM (graceful) or QUIT to every worker, wait up to `--graceful-timeout`, then KILL.
     fn stop(&mut self, graceful: bool) {
-        for listener in &self.listeners {
-            listener.unlink();
+        self.notifier.stopping();
+        // Sockets a USR2 master shares are left in place, as are systemd's.
+        if self.reexec_pid.is_none() && self.start.old_master.is_none() {
+            self.start.listeners.iter().for_each(Listener::unlink);
         }
-        self.listeners.clear();
+        self.start.listeners.clear();
         self.kill_workers(if graceful { libc::SIGTERM } else { libc::SIGQUIT });
         let deadline = Instant::now() + self.config.graceful_timeout;
         while !self.workers.is_empty() && Instant::now() < deadline {
@@ -219,39 +703,28 @@ impl Arbiter {
             // SAFETY: blocking wait for our own, already killed, child.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         }
+        if let Some(pidfile) = &self.pidfile {
+            pidfile.unlink();
+        }
     }
 
     fn kill_workers(&self, signal: libc::c_int) {
         for &pid in self.workers.keys() {
-            // SAFETY: signalling our own children; ESRCH for one already gone is harmless.
-            unsafe { libc::kill(pid, signal) };
+            kill(pid, signal);
         }
     }
 }
 
-/// Forks with the GIL held, bracketed as `os.fork()` brackets it, so the child's
-/// interpreter state (locks, thread ids) is valid. Runs `child` in the child, which
-/// must exit the process itself.
-fn fork(py: Python<'_>, child: impl FnOnce(Python<'_>)) -> std::io::Result<libc::pid_t> {
-    // SAFETY: we hold the GIL (the `py` token), which PyOS_BeforeFork requires; fork()
-    // is followed by the matching AfterFork call in each process, exactly as os.fork().
-    unsafe {
-        ffi::PyOS_BeforeFork();
-        match libc::fork() {
-            -1 => {
-                let err = std::io::Error::last_os_error();
-                ffi::PyOS_AfterFork_Parent();
-                Err(err)
-            }
-            0 => {
-                ffi::PyOS_AfterFork_Child();
-                child(py);
-                libc::_exit(exit::WORKER_BOOT_ERROR)
-            }
-            pid => {
-                ffi::PyOS_AfterFork_Parent();
-                Ok(pid)
-            }
-        }
-    }
+fn kill(pid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: signalling our own child; ESRCH for one already gone is harmless.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// poll(2) for readability on `fds`, up to `timeout`; EINTR returns early.
+fn wait_readable(fds: &[RawFd], timeout: Duration) {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: a valid slice of pollfd for the duration of the call.
+    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
 }

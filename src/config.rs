@@ -143,6 +143,127 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Maximum size of one request header line in bytes. [8190]",
     },
     OptionSpec {
+        name: "timeout",
+        short: Some('t'),
+        long: &["timeout"],
+        metavar: Some("INT"),
+        help: "Seconds a worker may stay silent (stuck in a request) before it is killed \
+               and replaced; 0 disables. [30]",
+    },
+    OptionSpec {
+        name: "max_requests",
+        short: None,
+        long: &["max-requests"],
+        metavar: Some("INT"),
+        help: "Requests a worker serves before it is replaced; 0 disables. [0]",
+    },
+    OptionSpec {
+        name: "max_requests_jitter",
+        short: None,
+        long: &["max-requests-jitter"],
+        metavar: Some("INT"),
+        help: "Random extra requests (0 to INT) added to --max-requests per worker. [0]",
+    },
+    OptionSpec {
+        name: "max_worker_memory",
+        short: None,
+        long: &["max-worker-memory"],
+        metavar: Some("MB"),
+        help: "A worker whose RSS passes MB MiB finishes its request and is replaced; \
+               0 disables. [0]",
+    },
+    OptionSpec {
+        name: "preload_app",
+        short: None,
+        long: &["preload"],
+        metavar: None,
+        help: "Load the app in the master before forking workers.",
+    },
+    OptionSpec {
+        name: "reload",
+        short: None,
+        long: &["reload"],
+        metavar: None,
+        help: "Restart workers when the app's Python source files change (development).",
+    },
+    OptionSpec {
+        name: "reload_extra_files",
+        short: None,
+        long: &["reload-extra-file"],
+        metavar: Some("FILE"),
+        help: "Another file whose change triggers --reload. Repeatable.",
+    },
+    OptionSpec {
+        name: "pidfile",
+        short: Some('p'),
+        long: &["pid"],
+        metavar: Some("FILE"),
+        help: "Write the master's pid to FILE.",
+    },
+    OptionSpec {
+        name: "daemon",
+        short: Some('D'),
+        long: &["daemon"],
+        metavar: None,
+        help: "Detach from the terminal and run in the background.",
+    },
+    OptionSpec {
+        name: "user",
+        short: Some('u'),
+        long: &["user"],
+        metavar: Some("USER"),
+        help: "Run workers as this user (name or uid).",
+    },
+    OptionSpec {
+        name: "group",
+        short: Some('g'),
+        long: &["group"],
+        metavar: Some("GROUP"),
+        help: "Run workers as this group (name or gid).",
+    },
+    OptionSpec {
+        name: "initgroups",
+        short: None,
+        long: &["initgroups"],
+        metavar: None,
+        help: "Give workers the supplementary groups of --user.",
+    },
+    OptionSpec {
+        name: "umask",
+        short: Some('m'),
+        long: &["umask"],
+        metavar: Some("INT"),
+        help: "File mode creation mask of the server processes (0o22, 022 or 18).",
+    },
+    OptionSpec {
+        name: "worker_tmp_dir",
+        short: None,
+        long: &["worker-tmp-dir"],
+        metavar: Some("DIR"),
+        help: "Directory for the workers' heartbeat files. [shared memory]",
+    },
+    OptionSpec {
+        name: "reuse_port",
+        short: None,
+        long: &["reuse-port"],
+        metavar: None,
+        help: "Each worker also listens on its own SO_REUSEPORT socket; the kernel balances.",
+    },
+    OptionSpec {
+        name: "proc_name",
+        short: Some('n'),
+        long: &["name"],
+        metavar: Some("STRING"),
+        help: "Name in the process titles `ferricorn: master [NAME]`. [APP_MODULE]",
+    },
+    OptionSpec {
+        name: "errorlog",
+        short: None,
+        long: &["error-logfile", "log-file"],
+        metavar: Some("FILE"),
+        help: "Error log file; - is stderr. USR1 reopens it. [-]",
+    },
+    OptionSpec {
         name: "loglevel",
         short: None,
         long: &["log-level"],
@@ -270,6 +391,41 @@ pub struct Config {
     pub graceful_timeout: Duration,
     pub limits: Limits,
     pub log_level: LogLevel,
+    /// How long a worker may go without a heartbeat; `None`: never killed for silence.
+    pub timeout: Option<Duration>,
+    /// Requests before a worker is recycled (0: never), plus up to `jitter` more.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// RSS in bytes past which a worker is recycled.
+    pub max_worker_memory: Option<u64>,
+    /// Import the app in the master, so workers share its memory (and HUP keeps its code).
+    pub preload: bool,
+    /// Watch the app's source files and reload on change.
+    pub reload: bool,
+    pub reload_extra_files: Vec<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub daemon: bool,
+    /// The identity workers switch to after fork; the master keeps its own.
+    pub user: Option<User>,
+    pub group: Option<libc::gid_t>,
+    pub initgroups: bool,
+    pub umask: Option<libc::mode_t>,
+    /// Where heartbeat files live; `None`: anonymous shared memory.
+    pub worker_tmp_dir: Option<PathBuf>,
+    pub reuse_port: bool,
+    /// NAME in the process titles.
+    pub proc_name: String,
+    /// `None`: stderr.
+    pub errorlog: Option<PathBuf>,
+}
+
+/// `--user`, resolved when the command line is read so a typo fails at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: libc::uid_t,
+    /// For `--initgroups`, and the group workers get when `--group` is not given.
+    pub name: String,
+    pub gid: libc::gid_t,
 }
 
 /// Environment variables gunicorn reads for defaults.
@@ -334,8 +490,13 @@ impl Config {
             },
         };
         let env_pairs = raw.all("env").map(parse_env).collect::<Result<Vec<_>, _>>()?;
+        let preload = raw.has("preload_app");
+        let reload = raw.has("reload");
+        if preload && reload {
+            bail!("--reload cannot be used with --preload: the master would hold the old code");
+        }
+        let user = raw.last("user").map(parse_user).transpose()?;
         Ok(Config {
-            app,
             binds,
             workers,
             worker_class,
@@ -360,6 +521,33 @@ impl Config {
             graceful_timeout: Duration::from_secs(int(raw, "graceful_timeout", 30)? as u64),
             limits,
             log_level,
+            timeout: match int(raw, "timeout", 30)? {
+                0 => None,
+                n => Some(Duration::from_secs(n as u64)),
+            },
+            max_requests: int(raw, "max_requests", 0)? as u64,
+            max_requests_jitter: int(raw, "max_requests_jitter", 0)? as u64,
+            max_worker_memory: match int(raw, "max_worker_memory", 0)? as u64 {
+                0 => None,
+                mib => Some(mib.saturating_mul(1024 * 1024)),
+            },
+            preload,
+            reload,
+            reload_extra_files: raw.all("reload_extra_files").map(PathBuf::from).collect(),
+            pidfile: raw.last("pidfile").map(PathBuf::from),
+            daemon: raw.has("daemon"),
+            group: match raw.last("group") {
+                Some(g) => Some(parse_group(g)?),
+                None => user.as_ref().map(|u| u.gid),
+            },
+            user,
+            initgroups: raw.has("initgroups"),
+            umask: raw.last("umask").map(parse_umask).transpose()?,
+            worker_tmp_dir: raw.last("worker_tmp_dir").map(PathBuf::from),
+            reuse_port: raw.has("reuse_port"),
+            proc_name: raw.last("proc_name").unwrap_or(&app).to_owned(),
+            errorlog: raw.last("errorlog").filter(|p| *p != "-").map(PathBuf::from),
+            app,
         })
     }
 
@@ -391,11 +579,62 @@ fn positive(what: &str, v: &str) -> Result<usize, Error> {
     }
 }
 
+/// A user name or uid, as gunicorn's `--user`.
+fn parse_user(v: &str) -> Result<User, Error> {
+    let found = match v.parse::<libc::uid_t>() {
+        Ok(uid) => nix::unistd::User::from_uid(uid.into()),
+        Err(_) => nix::unistd::User::from_name(v),
+    };
+    match found {
+        Ok(Some(u)) => Ok(User { uid: u.uid.as_raw(), name: u.name, gid: u.gid.as_raw() }),
+        Ok(None) | Err(_) => match v.parse::<libc::uid_t>() {
+            // A bare uid need not be in the password database.
+            Ok(uid) => Ok(User { uid, name: String::new(), gid: libc::gid_t::MAX }),
+            Err(_) => bail!("--user {v:?}: no such user"),
+        },
+    }
+}
+
+fn parse_group(v: &str) -> Result<libc::gid_t, Error> {
+    if let Ok(gid) = v.parse::<libc::gid_t>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(v) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => bail!("--group {v:?}: no such group"),
+    }
+}
+
+/// gunicorn reads the umask with `int(value, 0)`; a leading 0 alone also means octal here,
+/// since `077` is what people write.
+fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
+    let t = v.trim();
+    let parsed = if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        u32::from_str_radix(oct, 8)
+    } else if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16)
+    } else if t.len() > 1 && t.starts_with('0') {
+        u32::from_str_radix(&t[1..], 8)
+    } else {
+        t.parse::<u32>()
+    };
+    match parsed {
+        Ok(mask) if mask <= 0o777 => Ok(mask as libc::mode_t),
+        _ => bail!("--umask {v:?}: expected a mask from 0 to 0o777, like 0o22 or 077"),
+    }
+}
+
 fn parse_env(pair: &str) -> Result<(String, String), Error> {
     match pair.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => bail!("--env {pair:?}: expected KEY=VALUE"),
     }
+}
+
+/// The command line (without the program name) read into settings: for HUP, which reads
+/// it again.
+pub fn load<S: AsRef<str>>(args: &[S]) -> Result<Config, Error> {
+    Config::from_raw(&parse_args(args)?, &EnvDefaults::from_process())
 }
 
 /// `--help`, generated from [`OPTIONS`].
@@ -451,9 +690,34 @@ mod tests {
             &["--log-level", "loud", "app"],
             &["-e", "NOEQUALS", "app"],
             &["--bind", "host:port", "app"],
+            &["--reload", "--preload", "app"],
+            &["--umask", "0o1000", "app"],
+            &["--umask", "08", "app"],
+            &["--user", "no-such-user-here", "app"],
+            &["--group", "no-such-group-here", "app"],
+            &["--timeout", "soon", "app"],
         ] {
             assert!(config(args).is_err(), "{args:?} accepted");
         }
+    }
+
+    #[test]
+    fn supervision_settings() {
+        let c = config(&["app:x"]).unwrap();
+        assert_eq!(
+            (c.timeout, c.max_requests, c.proc_name.as_str()),
+            (Some(Duration::from_secs(30)), 0, "app:x")
+        );
+        let c = config(&["-t", "0", "--max-worker-memory", "2", "-n", "web", "app"]).unwrap();
+        assert_eq!(
+            (c.timeout, c.max_worker_memory, c.proc_name.as_str()),
+            (None, Some(2 << 20), "web")
+        );
+        for (mask, want) in [("0o22", 0o22), ("077", 0o77), ("18", 18), ("0x12", 0x12), ("0", 0)] {
+            assert_eq!(config(&["-m", mask, "app"]).unwrap().umask, Some(want), "{mask}");
+        }
+        let c = config(&["-u", "0", "--log-file", "-", "app"]).unwrap();
+        assert_eq!((c.user.map(|u| u.uid), c.group, c.errorlog), (Some(0), Some(0), None));
     }
 
     #[test]

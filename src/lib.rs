@@ -4,30 +4,43 @@
 //!
 //! - [`config`]: the command line, parsed then validated into a [`config::Config`].
 //! - [`listener`]: `--bind` addresses and the sockets the master binds once.
-//! - [`arbiter`]: the master process: forks, reaps, respawns and stops workers.
-//! - [`worker`]: a worker's boot (signals, app import) and the `sync` worker loop.
+//! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
+//! - [`worker`]: a worker's boot (signals, app import) and the `sync` and `async` loops.
 //! - [`http`]: HTTP/1.1 bytes: request heads, body decoding, response heads. No I/O, no Python.
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
+//! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.
 //! - [`signals`]: signal handlers that only enqueue (self-pipe).
-//! - [`log`]: the error log in gunicorn's layout.
+//! - [`reexec`]: USR2, a new master that inherits the sockets.
+//! - [`reloader`]: `--reload`, inotify on the app's source files.
+//! - [`systemd`]: socket activation and `sd_notify`.
+//! - [`pidfile`]: the `--pid` file.
+//! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
+//! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`exit`]: exit codes shared by master and workers.
 //!
-//! The Python package (`python/ferricorn`) holds the console script and the app loader;
-//! `ferricorn.__main__` calls [`run`].
+//! The Python package (`python/ferricorn`) holds the console script, the app loader and
+//! the worker's timeout handler; `ferricorn.__main__` calls [`run`].
 
 pub mod arbiter;
 pub mod config;
 pub mod exit;
+pub mod heartbeat;
 pub mod http;
 pub mod listener;
 pub mod log;
+pub mod pidfile;
+pub mod process;
+pub mod reexec;
+pub mod reloader;
 pub mod signals;
+pub mod systemd;
 pub mod worker;
 pub mod wsgi;
 
 use pyo3::prelude::*;
 
-use crate::config::{Config, EnvDefaults};
+use crate::arbiter::{Arbiter, Start};
+use crate::config::Config;
 use crate::listener::Listener;
 use crate::log::LogLevel;
 
@@ -44,25 +57,44 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
         }
     };
     log::init(config.log_level);
+    let start_dir = std::env::current_dir().unwrap_or_else(|_| "/".into());
     if let Err(e) = prepare_process(py, &config) {
         eprintln!("ferricorn: error: {e}");
         return exit::USAGE;
     }
-    let mut listeners = Vec::with_capacity(config.binds.len());
-    for spec in &config.binds {
-        match Listener::bind(spec, config.backlog) {
-            Ok(listener) => listeners.push(listener),
+    if config.daemon {
+        match process::daemonize(py) {
+            Ok(true) => {}
+            Ok(false) => return exit::OK,
             Err(e) => {
-                tracing::error!("Can't bind {spec:?}: {e}");
-                listeners.iter().for_each(Listener::unlink);
+                eprintln!("ferricorn: error: --daemon: {e}");
                 return exit::FAILURE;
             }
         }
     }
-    let arbiter = match arbiter::Arbiter::new(config, listeners) {
+    let inherited = reexec::inherited();
+    let (listeners, systemd) = match listeners(&config, &inherited) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let app = match config.preload {
+        true => match worker::load_app(py, &config.app) {
+            Ok(app) => Some(app),
+            Err(message) => {
+                worker::report_load_error(&config.app, &message);
+                listeners.iter().for_each(Listener::unlink);
+                return exit::APP_LOAD_ERROR;
+            }
+        },
+        false => None,
+    };
+    process::set_title(&format!("ferricorn: master [{}]", config.proc_name));
+    let start =
+        Start { argv, listeners, systemd, old_master: inherited.old_master, app, start_dir };
+    let arbiter = match Arbiter::new(config, start) {
         Ok(arbiter) => arbiter,
         Err(e) => {
-            tracing::error!("Can't set up signal handling: {e}");
+            tracing::error!("Can't start the master: {e}");
             return exit::FAILURE;
         }
     };
@@ -71,7 +103,8 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
 
 /// `Ok(None)`: `--help` or `--version` was answered.
 fn parse_command_line(argv: &[String]) -> Result<Option<Config>, config::Error> {
-    let raw = config::parse_args(argv.get(1..).unwrap_or_default())?;
+    let args = argv.get(1..).unwrap_or_default();
+    let raw = config::parse_args(args)?;
     if raw.has("help") {
         print!("{}", config::help_text());
         return Ok(None);
@@ -80,12 +113,54 @@ fn parse_command_line(argv: &[String]) -> Result<Option<Config>, config::Error> 
         println!("ferricorn (version {})", env!("CARGO_PKG_VERSION"));
         return Ok(None);
     }
-    Config::from_raw(&raw, &EnvDefaults::from_process()).map(Some)
+    config::load(args).map(Some)
 }
 
-/// `--chdir`, `-e` and `--pythonpath`, applied in the master so every worker inherits them.
+/// The sockets: handed over by the master before us (USR2), by systemd, or bound here.
+/// `Err` is the exit code, the reason already logged.
+fn listeners(config: &Config, inherited: &reexec::Inherited) -> Result<(Vec<Listener>, bool), i32> {
+    let (fds, systemd) = match inherited.fds.is_empty() {
+        false => (inherited.fds.clone(), inherited.systemd),
+        true => (systemd::listen_fds(), true),
+    };
+    if !fds.is_empty() {
+        let adopted: std::io::Result<Vec<Listener>> =
+            fds.iter().map(|&fd| Listener::adopt(fd, !systemd)).collect();
+        return adopted.map(|l| (l, systemd)).map_err(|e| {
+            tracing::error!("Can't use the inherited sockets {fds:?}: {e}");
+            exit::FAILURE
+        });
+    }
+    let mut listeners = Vec::with_capacity(config.binds.len());
+    for spec in &config.binds {
+        match Listener::bind(spec, config.backlog, config.reuse_port) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => {
+                tracing::error!("Can't bind {spec:?}: {e}");
+                listeners.iter().for_each(Listener::unlink);
+                return Err(exit::FAILURE);
+            }
+        }
+    }
+    Ok((listeners, false))
+}
+
+/// `--umask`, `--error-logfile`, `--chdir`, `-e` and `--pythonpath`, applied in the master
+/// so every worker inherits them.
 fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error> {
     let fail = |what: String| config::Error(what);
+    if let Some(mask) = config.umask {
+        // SAFETY: umask has no preconditions.
+        unsafe { libc::umask(mask) };
+    }
+    if let Some(path) = &config.errorlog {
+        log::open_file(path)
+            .map_err(|e| fail(format!("--error-logfile {}: {e}", path.display())))?;
+        if let (Some(fd), Some(user)) = (log::file_fd(), &config.user) {
+            // SAFETY: fchown of our own log descriptor, so workers can reopen it on USR1.
+            unsafe { libc::fchown(fd, user.uid, config.group.unwrap_or(libc::gid_t::MAX)) };
+        }
+    }
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir)
             .map_err(|e| fail(format!("--chdir {}: {e}", dir.display())))?;

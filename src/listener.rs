@@ -93,9 +93,19 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn bind(spec: &BindSpec, backlog: i32) -> io::Result<Listener> {
+    /// Binds `spec`; with `reuse_port`, TCP sockets get SO_REUSEPORT so that each worker
+    /// can bind its own socket to the same address.
+    pub fn bind(spec: &BindSpec, backlog: i32, reuse_port: bool) -> io::Result<Listener> {
         let (socket, owns_path) = match spec {
-            BindSpec::Tcp { host, port } => (bind_tcp(host, *port, backlog)?, false),
+            BindSpec::Tcp { host, port } => {
+                let addr = (host.as_str(), *port).to_socket_addrs()?.next().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{host} resolves to no address"),
+                    )
+                })?;
+                (bind_tcp(addr, backlog, reuse_port)?, false)
+            }
             BindSpec::Unix(path) => (bind_unix(path, backlog)?, true),
             // SAFETY: the user handed us this descriptor to own (fd://N); it is checked
             // below to be a socket by local_addr().
@@ -104,6 +114,34 @@ impl Listener {
         socket.set_nonblocking(true)?;
         let local = local_addr(&socket.local_addr()?)?;
         Ok(Listener { socket, local, owns_path })
+    }
+
+    /// A socket inherited from an earlier master (USR2) or from systemd. `owns_path`: a
+    /// unix socket file is removed when this master finally exits.
+    pub fn adopt(fd: RawFd, owns_path: bool) -> io::Result<Listener> {
+        // SAFETY: the descriptor was handed to this process to own (FERRICORN_FD or
+        // LISTEN_FDS); local_addr() below checks that it is a socket.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        let local = local_addr(&socket.local_addr()?)?;
+        socket.set_nonblocking(true)?;
+        // SAFETY: setting close-on-exec on our own descriptor; USR2 clears it when it must.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        Ok(Listener { socket, local, owns_path })
+    }
+
+    /// The same socket under a second descriptor, for a worker's own list of listeners.
+    pub fn share(&self) -> io::Result<Listener> {
+        let socket = self.socket.try_clone()?;
+        Ok(Listener { socket, local: self.local.clone(), owns_path: false })
+    }
+
+    /// `--reuse-port`: a worker's own socket on this TCP address, in the same
+    /// SO_REUSEPORT group, so the kernel spreads new connections over the workers.
+    pub fn reuse_port_twin(&self, backlog: i32) -> io::Result<Option<Listener>> {
+        let LocalAddr::Tcp(addr) = &self.local else { return Ok(None) };
+        let socket = bind_tcp(*addr, backlog, true)?;
+        socket.set_nonblocking(true)?;
+        Ok(Some(Listener { socket, local: self.local.clone(), owns_path: false }))
     }
 
     /// Accepts one connection, blocking-mode socket; `WouldBlock` when none is waiting.
@@ -133,12 +171,12 @@ impl Listener {
     }
 }
 
-fn bind_tcp(host: &str, port: u16, backlog: i32) -> io::Result<Socket> {
-    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{host} resolves to no address"))
-    })?;
+fn bind_tcp(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_tcp_nodelay(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;

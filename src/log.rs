@@ -1,11 +1,18 @@
 //! The error log, in gunicorn's layout: `[2026-11-25 10:00:00 +0000] [PID] [INFO] message`.
 //!
 //! Code logs through `tracing`'s macros; this module is the one subscriber, writing each
-//! event as one line to stderr with a single `write` so lines from workers never interleave.
+//! event as one line with a single `write(2)` so lines from workers never interleave.
+//! The log goes to stderr, or to `--error-logfile`, which USR1 reopens in place: the new
+//! file is `dup2`'d onto the descriptor every writer uses, so no writer sees a gap.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -109,7 +116,64 @@ impl Visit for Message {
     }
 }
 
-/// One formatted line (or block, for tracebacks) to stderr.
+/// The descriptor every line goes to: stderr until [`open_file`].
+static LOG_FD: AtomicI32 = AtomicI32::new(libc::STDERR_FILENO);
+/// The `--error-logfile` path, for [`reopen`].
+static LOG_PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Sends the log to `path` (appending) from now on, in this process and the ones it forks.
+pub fn open_file(path: &Path) -> io::Result<()> {
+    let fd = open_append(path)?.into_raw_fd();
+    LOG_FD.store(fd, Ordering::Release);
+    *LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_owned());
+    Ok(())
+}
+
+/// USR1: opens the log file's path afresh (after logrotate moved it) in this process.
+pub fn reopen() -> io::Result<()> {
+    let path = LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(path) = path else { return Ok(()) };
+    let file = open_append(&path)?;
+    // SAFETY: dup2 onto our own log descriptor; writers racing with it see the old file
+    // or the new one, never a closed descriptor.
+    if unsafe { libc::dup2(file.as_raw_fd(), LOG_FD.load(Ordering::Acquire)) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The log file's descriptor (for `chown` to the workers' user), if the log is a file.
+pub fn file_fd() -> Option<RawFd> {
+    let has_file = LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    has_file.then(|| LOG_FD.load(Ordering::Acquire))
+}
+
+/// One whole buffer to the log with as few `write(2)` calls as the kernel allows.
+fn write_log(mut data: &[u8]) {
+    let fd = LOG_FD.load(Ordering::Acquire);
+    while !data.is_empty() {
+        // SAFETY: writing from a live slice to our log descriptor.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// One formatted line (or block, for tracebacks) to the error log.
 pub fn write_line(level: LogLevel, message: &str) {
     let mut line = String::with_capacity(48 + message.len());
     line.push('[');
@@ -117,12 +181,12 @@ pub fn write_line(level: LogLevel, message: &str) {
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() };
     let _ = writeln!(line, "] [{pid}] [{}] {message}", level.label());
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    write_log(line.as_bytes());
 }
 
 /// Raw text to the error log, as `wsgi.errors` writes it (no prefix, like gunicorn's).
 pub fn write_raw(text: &[u8]) {
-    let _ = std::io::stderr().lock().write_all(text);
+    write_log(text);
 }
 
 /// Local time as `%Y-%m-%d %H:%M:%S %z`, gunicorn's `[%(asctime)s]` layout.

@@ -37,6 +37,11 @@ impl SignalQueue {
         self.read.as_raw_fd()
     }
 
+    /// The pipe's write end: a forked worker writes a byte here to wake the master.
+    pub fn wake_fd(&self) -> RawFd {
+        self.write.as_raw_fd()
+    }
+
     /// Signals received, waiting up to `timeout` for the first one.
     pub fn wait(&self, timeout: Duration) -> Vec<libc::c_int> {
         let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };

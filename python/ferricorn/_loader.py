@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import sys
+import sysconfig
 import traceback
 
 
@@ -89,3 +91,16 @@ def prepend_paths(paths: list[str]) -> None:
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
+
+
+def module_files() -> list[str]:
+    """Source files of the loaded modules outside the standard library, for ``--reload``."""
+    stdlib = tuple(os.path.join(sysconfig.get_paths()[key], "") for key in ("stdlib", "platstdlib"))
+    files = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py"):
+            path = os.path.abspath(path)
+            if not path.startswith(stdlib):
+                files.append(path)
+    return files

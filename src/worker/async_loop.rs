@@ -112,6 +112,7 @@ impl<'a> EventLoop<'a> {
             keepalive: config.keepalive,
             limits: config.limits,
             stopping: stop.flag(),
+            recycler: stop.recycler(),
         });
         let threads = if config.threads > 1 { config.threads } else { STREAMING_THREADS };
         let pool = Pool::new(threads, Arc::clone(&shared), waker);
@@ -143,10 +144,13 @@ impl<'a> EventLoop<'a> {
                     return exit::FAILURE;
                 }
             }
+            if let Some(code) = stop.between_requests() {
+                return code;
+            }
             let now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    STOP => {}
+                    STOP => stop.drain(),
                     WAKER => self.take_back(py, now),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
                     Token(t) => {

@@ -90,6 +90,8 @@ pub struct Shared {
     pub limits: http::Limits,
     /// Set by TERM (the signal handler's own flag): no new keep-alive from then on.
     pub stopping: Arc<AtomicBool>,
+    /// `--max-requests`.
+    pub recycler: super::Recycler,
 }
 
 impl Shared {
@@ -308,12 +310,16 @@ impl Conn {
             return Ok(Progress::Offload(Request { head, body }));
         }
         let Body::Buffered(body) = body else { unreachable!() };
+        if let Some(pulse) = super::pulse() {
+            pulse.enter(head.method(), head.target());
+        }
         self.start(py, shared, head, Input::buffered(body));
         Ok(Progress::Again)
     }
 
     /// Calls the app; the response is then pumped in the Respond phase.
     pub fn start(&mut self, py: Python<'_>, shared: &Shared, head: Head, input: Input) {
+        shared.recycler.count_request();
         let keep_alive = head.keep_alive && shared.keep_alive_allowed();
         let req =
             RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive };

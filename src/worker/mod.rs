@@ -10,44 +10,68 @@ mod io;
 mod pool;
 pub mod sync;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 
 use crate::config::{Config, WorkerClass};
 use crate::exit;
+use crate::heartbeat::Pulse;
 use crate::listener::Listener;
 use crate::log::{self, LogLevel};
+use crate::process;
 use crate::signals::{self, ReportToken, SignalQueue};
+
+/// What a worker writes into the master's signal pipe once it has booted; no signal has
+/// this number.
+pub const BOOTED_BYTE: u8 = 0;
+/// Exit code of a worker the master aborted for a timeout (gunicorn's).
+const ABORTED: i32 = 1;
 
 /// What a worker inherits from the master.
 pub struct WorkerContext<'a> {
     pub config: &'a Config,
     pub listeners: &'a [Listener],
-    /// Shared with sibling workers: who prints an app load error.
+    /// Shared with sibling workers of the generation: who prints an app load error.
     pub report: &'a ReportToken,
+    /// This worker's heartbeat page.
+    pub pulse: Pulse,
+    /// The app, when the master preloaded it.
+    pub app: Option<&'a Py<PyAny>>,
+    /// The master's signal pipe, written to once booted.
+    pub master_wake: RawFd,
+    /// `--reload`: where to report the app's source files.
+    pub reload_feed: Option<RawFd>,
 }
 
-/// Signals the master's handlers no longer serve in a worker; default action restored.
-const DEFAULT_IN_WORKER: [libc::c_int; 7] = [
-    libc::SIGHUP,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGWINCH,
-    libc::SIGCHLD,
-];
+/// This worker's heartbeat, set once at boot, for the loops deep down to beat and note
+/// requests.
+static PULSE: OnceLock<Pulse> = OnceLock::new();
+
+pub(crate) fn pulse() -> Option<&'static Pulse> {
+    PULSE.get()
+}
+
+/// Signals whose default action a worker needs back (the app may wait for children).
+/// The master's other signals keep signal-hook's handler with no action left in the
+/// worker: ignored here (a HUP or USR2 sent to the whole process group must not kill
+/// workers), yet reset to default by `exec` in any program the app starts. USR1 and TERM
+/// must keep that handler, since signal-hook never installs a handler twice.
+const DEFAULT_IN_WORKER: [libc::c_int; 1] = [libc::SIGCHLD];
 
 /// Runs a freshly forked worker to the end and exits the process.
 pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
     tracing::info!("Booting worker with pid: {}", std::process::id());
+    let _ = PULSE.set(ctx.pulse);
+    process::set_title(&format!("ferricorn: worker [{}]", ctx.config.proc_name));
     let code = match boot(py, ctx) {
-        Ok((app, stop)) => {
+        Ok((app, stop, listeners)) => {
+            let ctx = WorkerContext { listeners: &listeners, ..*ctx };
             let code = match ctx.config.worker_class {
-                WorkerClass::Sync => sync::serve(py, ctx, app.bind(py), &stop),
-                WorkerClass::Async => async_loop::serve(py, ctx, app.bind(py), &stop),
+                WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
+                WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
             };
             tracing::info!("Worker exiting (pid: {})", std::process::id());
             code
@@ -59,27 +83,105 @@ pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Boot: signal handling, then the app. The queue lives as long as the worker.
-fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop), i32> {
-    signals::reset_default(&DEFAULT_IN_WORKER);
-    let stop = Stop::install().map_err(|e| {
-        tracing::error!("Worker failed to set up signals: {e}");
+/// Boot: signal handling, sockets, identity, then the app; tells the master once done.
+fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop, Vec<Listener>), i32> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!("Worker failed to boot: {what}: {e}");
         exit::WORKER_BOOT_ERROR
-    })?;
-    let app = load_app(py, &ctx.config.app).map_err(|message| {
-        if ctx.report.take() {
-            let sep = if message.contains('\n') { "\n" } else { " " };
-            let line =
-                format!("Failed to load the application {:?}:{sep}{message}", ctx.config.app);
-            log::write_line(LogLevel::Error, &line);
+    };
+    signals::reset_default(&DEFAULT_IN_WORKER);
+    let stop = Stop::install(py, request_budget(ctx.config)).map_err(|e| failed("signals", &e))?;
+    let listeners = own_listeners(ctx).map_err(|e| failed("--reuse-port", &e))?;
+    process::switch_user(ctx.config.user.as_ref(), ctx.config.group, ctx.config.initgroups)
+        .map_err(|e| failed("--user/--group", &e))?;
+    let app = match ctx.app {
+        Some(app) => app.clone_ref(py),
+        None => load_app(py, &ctx.config.app).map_err(|message| {
+            if ctx.report.take() {
+                report_load_error(&ctx.config.app, &message);
+            }
+            exit::APP_LOAD_ERROR
+        })?,
+    };
+    if let Some(fd) = ctx.reload_feed {
+        report_source_files(py, fd);
+    }
+    ctx.pulse.booted();
+    // SAFETY: one byte from a stack value into the master's (non-blocking) pipe.
+    unsafe { libc::write(ctx.master_wake, [BOOTED_BYTE].as_ptr().cast(), 1) };
+    Ok((app, stop, listeners))
+}
+
+/// The sockets this worker accepts on: the master's, and with `--reuse-port` one of its
+/// own per TCP address (bound before any `--user` switch: the group needs one owner).
+fn own_listeners(ctx: &WorkerContext<'_>) -> std::io::Result<Vec<Listener>> {
+    let mut own = Vec::new();
+    for listener in ctx.listeners {
+        own.push(listener.share()?);
+        if ctx.config.reuse_port {
+            own.extend(listener.reuse_port_twin(ctx.config.backlog)?);
         }
-        exit::APP_LOAD_ERROR
-    })?;
-    Ok((app, stop))
+    }
+    Ok(own)
+}
+
+/// `--reload`: the paths of the app's modules, one per line, to the master.
+fn report_source_files(py: Python<'_>, fd: RawFd) {
+    let files: Vec<String> = match py
+        .import("ferricorn._loader")
+        .and_then(|l| l.call_method0("module_files"))
+        .and_then(|f| f.extract())
+    {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!("--reload: can't list the app's modules: {e}");
+            return;
+        }
+    };
+    for file in files {
+        let line = format!("{file}\n");
+        if line.len() <= libc::PIPE_BUF {
+            // SAFETY: writing a live buffer to the master's feed pipe; one write of at
+            // most PIPE_BUF bytes is atomic, so lines from several workers never mix.
+            unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+        }
+    }
+}
+
+/// The app's import error, in one block: the master prints it once per generation.
+pub(crate) fn report_load_error(app: &str, message: &str) {
+    let sep = if message.contains('\n') { "\n" } else { " " };
+    log::write_line(
+        LogLevel::Error,
+        &format!("Failed to load the application {app:?}:{sep}{message}"),
+    );
+}
+
+/// `--max-requests` plus this worker's share of `--max-requests-jitter`; `None`: no limit.
+fn request_budget(config: &Config) -> Option<u64> {
+    if config.max_requests == 0 {
+        return None;
+    }
+    let jitter = match config.max_requests_jitter {
+        0 => 0,
+        j => random_seed() % (j + 1),
+    };
+    Some(config.max_requests + jitter)
+}
+
+/// Good enough randomness for spreading restarts: the pid and the clock, mixed.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut x = (u64::from(std::process::id()) << 32) ^ nanos ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
 }
 
 /// Imports the app through `ferricorn._loader`; the error is the text to show the user.
-fn load_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, String> {
+pub(crate) fn load_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, String> {
     let loader = py.import("ferricorn._loader").map_err(|e| e.to_string())?;
     loader.call_method1("load", (spec,)).map(Bound::unbind).map_err(|err| {
         let is_ours = loader
@@ -104,22 +206,42 @@ fn finalize(py: Python<'_>) {
     }
 }
 
-/// A worker's stop signals: TERM stops gracefully after the current request;
-/// INT and QUIT end the process at once.
+/// A worker's signals and its reasons to stop. TERM stops gracefully after the current
+/// requests; INT and QUIT end the process at once; USR1 asks for the log to be reopened;
+/// SIGABRT (the master's timeout) raises an exception in the app, then ends the worker.
 pub struct Stop {
     queue: SignalQueue,
     graceful: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    aborted: Arc<AtomicBool>,
+    recycler: Recycler,
 }
 
 impl Stop {
-    fn install() -> std::io::Result<Stop> {
+    fn install(py: Python<'_>, budget: Option<u64>) -> std::io::Result<Stop> {
         let graceful = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let aborted = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(libc::SIGTERM, Arc::clone(&graceful))?;
+        signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&reopen))?;
         for signal in [libc::SIGINT, libc::SIGQUIT] {
             // SAFETY: _exit is async-signal-safe; a fast stop abandons the request in flight.
             unsafe { signal_hook::low_level::register(signal, || libc::_exit(exit::OK)) }?;
         }
-        Ok(Stop { queue: SignalQueue::new(&[libc::SIGTERM])?, graceful })
+        // Python's handler first (it raises WorkerTimeout in the app); signal-hook's flag
+        // then runs ahead of it and chains to it.
+        py.import("ferricorn._worker")
+            .and_then(|m| m.call_method0("install_abort_handler"))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        signal_hook::flag::register(libc::SIGABRT, Arc::clone(&aborted))?;
+        let left = budget.map(|b| Arc::new(AtomicU64::new(b)));
+        Ok(Stop {
+            queue: SignalQueue::new(&[libc::SIGTERM, libc::SIGUSR1])?,
+            recycler: Recycler { left, stop: Arc::clone(&graceful) },
+            graceful,
+            reopen,
+            aborted,
+        })
     }
 
     pub fn requested(&self) -> bool {
@@ -131,8 +253,49 @@ impl Stop {
         Arc::clone(&self.graceful)
     }
 
-    /// Readable when a stop signal arrives, so a worker waiting in poll(2) wakes up.
-    pub fn fd(&self) -> std::os::fd::RawFd {
+    /// Readable when a signal arrives, so a worker waiting in poll(2) wakes up.
+    pub fn fd(&self) -> RawFd {
         self.queue.fd()
+    }
+
+    /// Empties the signal pipe (it only wakes the loop; the flags carry the news).
+    pub fn drain(&self) {
+        self.queue.drain();
+    }
+
+    /// What the loops do between events: beat, reopen the log if USR1 asked. Returns the
+    /// exit code when the master aborted this worker.
+    pub fn between_requests(&self) -> Option<i32> {
+        if let Some(pulse) = pulse() {
+            pulse.leave();
+        }
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            if let Err(e) = log::reopen() {
+                tracing::error!("USR1: can't reopen the log file: {e}");
+            }
+        }
+        self.aborted.load(Ordering::Relaxed).then_some(ABORTED)
+    }
+
+    pub fn recycler(&self) -> Recycler {
+        self.recycler.clone()
+    }
+}
+
+/// `--max-requests`: counts requests; the last one starts a graceful stop.
+#[derive(Clone)]
+pub struct Recycler {
+    /// Requests left; `None`: no limit.
+    left: Option<Arc<AtomicU64>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Recycler {
+    pub fn count_request(&self) {
+        let Some(left) = &self.left else { return };
+        if left.fetch_sub(1, Ordering::Relaxed) == 1 {
+            tracing::info!("Autorestarting worker after current request.");
+            self.stop.store(true, Ordering::Relaxed);
+        }
     }
 }

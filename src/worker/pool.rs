@@ -79,6 +79,7 @@ fn work(
     shared: &Shared,
     waker: &Waker,
 ) {
+    block_abort();
     Python::attach(|py| loop {
         let Ok(job) = py.detach(|| rx.lock().unwrap_or_else(|e| e.into_inner()).recv()) else {
             return;
@@ -88,6 +89,18 @@ fn work(
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
     })
+}
+
+/// The master's timeout SIGABRT must reach the main thread, where Python runs signal
+/// handlers and where a blocking call is interrupted by it.
+fn block_abort() {
+    // SAFETY: building a signal set in a local and masking it for this thread only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGABRT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Calls the app for one request and writes what the socket takes.

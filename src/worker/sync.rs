@@ -39,7 +39,11 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
     while !stop.requested() {
+        if let Some(code) = stop.between_requests() {
+            return code;
+        }
         py.detach(|| wait(&mut fds));
+        stop.drain();
         if std::os::unix::process::parent_id() != parent {
             tracing::info!("Parent changed, shutting down");
             break;
@@ -52,13 +56,15 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
                 Ok((sock, peer)) => {
                     let conn = Connection { peer: &peer, server: &servers[i] };
                     handle(py, ctx, app, &globals, sock, &conn);
+                    stop.recycler().count_request();
+                    break;
                 }
                 Err(e) if is_transient(&e) => {}
                 Err(e) => tracing::error!("accept failed: {e}"),
             }
         }
     }
-    exit::OK
+    stop.between_requests().unwrap_or(exit::OK)
 }
 
 fn wait(fds: &mut [libc::pollfd]) {
@@ -86,7 +92,7 @@ fn handle(
     sock: Socket,
     conn: &Connection<'_>,
 ) {
-    let _ = sock.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = sock.set_read_timeout(Some(read_timeout(ctx)));
     let mut buf = BytesMut::with_capacity(8192);
     let head = match py.detach(|| read_head(&sock, &mut buf, &ctx.config.limits)) {
         Ok(Some(head)) => head,
@@ -101,6 +107,9 @@ fn handle(
             return;
         }
     };
+    if let Some(pulse) = super::pulse() {
+        pulse.enter(head.method(), head.target());
+    }
     let complete = match run_app(py, app, globals, &sock, head, buf, conn) {
         Ok(complete) => complete,
         Err(err) => {
@@ -112,6 +121,14 @@ fn handle(
         true => drop(sock.shutdown(std::net::Shutdown::Write)),
         false => linger_close(&sock),
     });
+}
+
+/// A silent client is dropped before `--timeout` would take the worker for a stuck one.
+fn read_timeout(ctx: &WorkerContext<'_>) -> Duration {
+    match ctx.config.timeout {
+        Some(timeout) => (timeout / 2).clamp(Duration::from_secs(1), READ_TIMEOUT),
+        None => READ_TIMEOUT,
+    }
 }
 
 /// Reads until a whole head is parsed. `Ok(None)`: the client left before sending one.

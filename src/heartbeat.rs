@@ -1,0 +1,239 @@
+//! Worker heartbeats: a page of memory shared by the master and one worker.
+//!
+//! gunicorn's workers `fchmod` a temporary file and the master reads its ctime; here the
+//! worker stores the monotonic clock (system-wide on Linux, so both processes read the
+//! same clock) into a shared mapping, which costs a store instead of a syscall and never
+//! touches a disk. The same page says whether the worker has booted (the app imported,
+//! which a reload waits for) and which request it is in, so a `WORKER TIMEOUT` line can
+//! name it. The mapping is anonymous, or backed by an unlinked file in `--worker-tmp-dir`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Longest request description kept (method, space, path), in bytes.
+const REQUEST_BYTES: usize = 128;
+const WORDS: usize = REQUEST_BYTES / 8;
+
+/// `Page::state` once the app is imported (a fresh page is 0: booting).
+const BOOTED: u32 = 1;
+
+/// The shared page's layout. Only atomics, so both processes may touch it at any time.
+#[repr(C)]
+struct Page {
+    /// Monotonic milliseconds of the worker's last sign of life.
+    beat_ms: AtomicU64,
+    state: AtomicU32,
+    /// Bytes of `request` in use; 0 when the worker is between requests.
+    request_len: AtomicU32,
+    request: [AtomicU64; WORDS],
+}
+
+/// The master's side: owns the mapping.
+pub struct Heartbeat {
+    page: NonNull<Page>,
+    size: usize,
+}
+
+// SAFETY: the page holds only atomics; the pointer stays valid until Drop unmaps it.
+unsafe impl Send for Heartbeat {}
+
+impl Heartbeat {
+    /// Maps a fresh page, stamped "booting, alive now".
+    pub fn new(dir: Option<&Path>) -> io::Result<Heartbeat> {
+        let size = page_size().max(std::mem::size_of::<Page>());
+        let fd = match dir {
+            Some(dir) => Some(unlinked_file(dir, size)?),
+            None => None,
+        };
+        let (flags, raw_fd) = match &fd {
+            Some(f) => (libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(f)),
+            None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh shared mapping of `size` bytes; the fd (if any) is sized to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                raw_fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let page = NonNull::new(ptr.cast::<Page>()).ok_or_else(io::Error::last_os_error)?;
+        let heartbeat = Heartbeat { page, size };
+        heartbeat.pulse().beat();
+        Ok(heartbeat)
+    }
+
+    /// The worker's handle to the same page.
+    pub fn pulse(&self) -> Pulse {
+        Pulse { page: self.page }
+    }
+
+    /// How long ago the worker last beat.
+    pub fn silent_for(&self) -> Duration {
+        let last = self.page().beat_ms.load(Ordering::Acquire);
+        Duration::from_millis(now_ms().saturating_sub(last))
+    }
+
+    pub fn booted(&self) -> bool {
+        self.page().state.load(Ordering::Acquire) == BOOTED
+    }
+
+    /// The request the worker is in, as `METHOD /path`.
+    pub fn request(&self) -> Option<String> {
+        let page = self.page();
+        let len = (page.request_len.load(Ordering::Acquire) as usize).min(REQUEST_BYTES);
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(REQUEST_BYTES);
+        for word in &page.request {
+            bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        bytes.truncate(len);
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn page(&self) -> &Page {
+        // SAFETY: mapped for the life of self, and made only of atomics.
+        unsafe { self.page.as_ref() }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the region this value mapped; no Pulse outlives it in this
+        // process (a worker's copy lives in the worker's own address space).
+        unsafe { libc::munmap(self.page.as_ptr().cast(), self.size) };
+    }
+}
+
+/// The worker's side: cheap to copy, used from the loop (and app threads).
+#[derive(Clone, Copy)]
+pub struct Pulse {
+    page: NonNull<Page>,
+}
+
+// SAFETY: as for Heartbeat: only atomics behind a pointer that stays mapped in the worker
+// until it exits.
+unsafe impl Send for Pulse {}
+unsafe impl Sync for Pulse {}
+
+impl Pulse {
+    fn page(&self) -> &Page {
+        // SAFETY: the worker never unmaps its page before it exits.
+        unsafe { self.page.as_ref() }
+    }
+
+    /// "Still alive."
+    pub fn beat(&self) {
+        self.page().beat_ms.store(now_ms(), Ordering::Release);
+    }
+
+    /// The app is imported: this worker can take traffic.
+    pub fn booted(&self) {
+        self.beat();
+        self.page().state.store(BOOTED, Ordering::Release);
+    }
+
+    /// Notes the request the app is about to run (a beat as well).
+    pub fn enter(&self, method: &str, target: &str) {
+        let page = self.page();
+        let mut buf = [0u8; REQUEST_BYTES];
+        let mut len = 0;
+        for part in [method.as_bytes(), b" ", target.as_bytes()] {
+            let take = part.len().min(REQUEST_BYTES - len);
+            buf[len..len + take].copy_from_slice(&part[..take]);
+            len += take;
+        }
+        for (word, chunk) in page.request.iter().zip(buf.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+        }
+        page.request_len.store(len as u32, Ordering::Release);
+        self.beat();
+    }
+
+    /// Back between requests (a beat as well).
+    pub fn leave(&self) {
+        self.page().request_len.store(0, Ordering::Release);
+        self.beat();
+    }
+}
+
+/// Milliseconds on CLOCK_MONOTONIC, the same clock in every process of the machine.
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// A file of `size` bytes in `dir`, already unlinked: only the mapping keeps it.
+fn unlinked_file(dir: &Path, size: usize) -> io::Result<std::fs::File> {
+    let mut template = dir.join("ferricorn-heartbeat-XXXXXX").as_os_str().as_bytes().to_vec();
+    template.push(0);
+    let template = CString::from_vec_with_nul(template).map_err(io::Error::other)?;
+    let mut raw = template.into_bytes_with_nul();
+    // SAFETY: mkstemp rewrites the XXXXXX of a NUL-terminated buffer we own.
+    let fd = unsafe { libc::mkstemp(raw.as_mut_ptr().cast()) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display())));
+    }
+    // SAFETY: mkstemp returned a new descriptor we own; the path is NUL-terminated.
+    let file = unsafe {
+        libc::unlink(raw.as_ptr().cast());
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    };
+    file.set_len(size as u64)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip() {
+        let heartbeat = Heartbeat::new(None).unwrap();
+        assert!(!heartbeat.booted());
+        assert_eq!(heartbeat.request(), None);
+        let pulse = heartbeat.pulse();
+        pulse.booted();
+        pulse.enter("GET", "/slow?x=1");
+        assert!(heartbeat.booted());
+        assert_eq!(heartbeat.request().as_deref(), Some("GET /slow?x=1"));
+        pulse.enter("POST", &"/a".repeat(100));
+        assert_eq!(heartbeat.request().map(|r| r.len()), Some(REQUEST_BYTES));
+        pulse.leave();
+        assert_eq!(heartbeat.request(), None);
+        assert!(heartbeat.silent_for() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn file_backed() {
+        let dir = std::env::temp_dir();
+        let heartbeat = Heartbeat::new(Some(&dir)).unwrap();
+        heartbeat.pulse().enter("GET", "/");
+        assert_eq!(heartbeat.request().as_deref(), Some("GET /"));
+        assert!(Heartbeat::new(Some(Path::new("/no/such/dir"))).is_err());
+    }
+}
