@@ -216,7 +216,6 @@ def test_10000_pipelined_requests_answered_in_order(server):
         assert failures == []
         assert not client.closed
     SUMMARY_LINES.append(f"async: {total} pipelined GETs on one connection in {elapsed:.2f}s")
-    assert elapsed < 60
 
 
 def test_pipelined_mixed_requests_answered_in_order(server):
