@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # and the same one each time, so pyo3 is not rebuilt between them.
 export PYO3_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: all build run test lint rust-test py-test bench load clean
+.PHONY: all build run test lint rust-test py-test bench load docs clean
 
 all: build
 
@@ -45,6 +45,10 @@ test: lint rust-test py-test
 
 bench: $(STAMP)
 	cargo bench --bench parse
+
+# Regenerates the settings table of docs/settings.md from src/config.rs.
+docs: build
+	$(PY) -m ferricorn._docs docs/settings.md
 
 load: build
 	$(PY) benches/load.py --markdown

@@ -38,7 +38,14 @@ pub struct OptionSpec {
     pub short: Option<char>,
     pub long: &'static [&'static str],
     pub metavar: Option<&'static str>,
+    /// One line for `--help`.
     pub help: &'static str,
+    /// Whether gunicorn has this setting under `name` (its config-file name too).
+    pub gunicorn: bool,
+    /// The default, as the settings reference shows it.
+    pub default: &'static str,
+    /// The settings reference's description (Markdown).
+    pub doc: &'static str,
 }
 
 /// Every flag ferricorn has today. Only flags that work are listed.
@@ -50,6 +57,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         metavar: Some("ADDRESS"),
         help: "Socket to bind: HOST, HOST:PORT, [::1]:PORT, unix:PATH or fd://N. Repeatable. \
                [127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set]",
+        gunicorn: true,
+        default: "`127.0.0.1:8000`, or `0.0.0.0:$PORT` when `PORT` is set",
+        doc: "Socket to listen on: `HOST`, `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` or `fd://N`. Repeat to listen on several. A unix socket file is created (a stale one replaced) and removed on exit.",
     },
     OptionSpec {
         name: "workers",
@@ -57,6 +67,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["workers"],
         metavar: Some("INT"),
         help: "Number of worker processes. [1, or $WEB_CONCURRENCY]",
+        gunicorn: true,
+        default: "1, or `$WEB_CONCURRENCY`",
+        doc: "Number of worker processes (positive).",
     },
     OptionSpec {
         name: "worker_class",
@@ -64,6 +77,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["worker-class"],
         metavar: Some("STRING"),
         help: "Worker type: sync, or async (gthread is accepted as async). [sync]",
+        gunicorn: true,
+        default: "`sync`",
+        doc: "Worker type: `sync` (one request per connection, like gunicorn's) or `async` (an event loop with keep-alive and pipelining; `gthread` is accepted as `async`). `gevent`, `eventlet` and `tornado` are refused with a pointer to `async`.",
     },
     OptionSpec {
         name: "threads",
@@ -71,6 +87,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["threads"],
         metavar: Some("INT"),
         help: "async worker: Python threads that run the app; 1 runs it on the event loop. [1]",
+        gunicorn: true,
+        default: "1",
+        doc: "`async` only: with 1 the app runs on the event loop thread; with N > 1 on a pool of N Python threads (`wsgi.multithread` is then true).",
     },
     OptionSpec {
         name: "worker_connections",
@@ -78,6 +97,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["worker-connections"],
         metavar: Some("INT"),
         help: "async worker: most open connections per worker. [1000]",
+        gunicorn: true,
+        default: "1000",
+        doc: "`async` only: most open connections per worker; beyond it the worker stops accepting and the kernel backlog holds new clients.",
     },
     OptionSpec {
         name: "keepalive",
@@ -85,6 +107,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["keep-alive"],
         metavar: Some("INT"),
         help: "async worker: seconds an idle keep-alive connection stays open. [2]",
+        gunicorn: true,
+        default: "2",
+        doc: "`async` only: seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
     },
     OptionSpec {
         name: "backlog",
@@ -92,6 +117,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["backlog"],
         metavar: Some("INT"),
         help: "Maximum number of pending connections. [2048]",
+        gunicorn: true,
+        default: "2048",
+        doc: "Pending-connection queue length passed to `listen(2)`.",
     },
     OptionSpec {
         name: "chdir",
@@ -99,6 +127,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["chdir"],
         metavar: Some("DIR"),
         help: "Change to this directory before loading the app.",
+        gunicorn: true,
+        default: "the current directory",
+        doc: "Directory to change to before loading the app.",
     },
     OptionSpec {
         name: "pythonpath",
@@ -106,13 +137,19 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["pythonpath"],
         metavar: Some("PATHS"),
         help: "Comma-separated directories to add to the Python path.",
+        gunicorn: true,
+        default: "none",
+        doc: "Comma-separated directories put at the front of `sys.path`.",
     },
     OptionSpec {
-        name: "env",
+        name: "raw_env",
         short: Some('e'),
         long: &["env"],
         metavar: Some("KEY=VALUE"),
         help: "Set an environment variable in the workers. Repeatable.",
+        gunicorn: true,
+        default: "none",
+        doc: "Environment variable set for the app (repeatable).",
     },
     OptionSpec {
         name: "graceful_timeout",
@@ -120,6 +157,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["graceful-timeout"],
         metavar: Some("INT"),
         help: "Seconds workers get to finish requests after TERM before they are killed. [30]",
+        gunicorn: true,
+        default: "30",
+        doc: "Seconds workers get after TERM to finish in-flight requests before they are killed.",
     },
     OptionSpec {
         name: "limit_request_line",
@@ -127,6 +167,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["limit-request-line"],
         metavar: Some("INT"),
         help: "Maximum request line size in bytes, 0 for the cap of 8190. [4094]",
+        gunicorn: true,
+        default: "4094",
+        doc: "Longest request line in bytes; 0 or anything above 8190 means 8190. Longer lines get 414.",
     },
     OptionSpec {
         name: "limit_request_fields",
@@ -134,6 +177,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["limit-request-fields"],
         metavar: Some("INT"),
         help: "Maximum number of request header fields. [100]",
+        gunicorn: true,
+        default: "100",
+        doc: "Most header fields per request; 0 or anything above 32768 means 32768. More get 431.",
     },
     OptionSpec {
         name: "limit_request_field_size",
@@ -141,6 +187,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["limit-request-field_size", "limit-request-field-size"],
         metavar: Some("INT"),
         help: "Maximum size of one request header line in bytes. [8190]",
+        gunicorn: true,
+        default: "8190",
+        doc: "Longest header line in bytes; 0 means 8190. Longer get 431.",
     },
     OptionSpec {
         name: "timeout",
@@ -149,6 +198,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         metavar: Some("INT"),
         help: "Seconds a worker may stay silent (stuck in a request) before it is killed \
                and replaced; 0 disables. [30]",
+        gunicorn: true,
+        default: "30",
+        doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log line names the request it was stuck in. 0 disables. Workers beat from their loop, so only a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) can time out.",
     },
     OptionSpec {
         name: "max_requests",
@@ -156,6 +208,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["max-requests"],
         metavar: Some("INT"),
         help: "Requests a worker serves before it is replaced; 0 disables. [0]",
+        gunicorn: true,
+        default: "0",
+        doc: "A worker that has served this many requests finishes the ones in hand and is replaced. 0 disables.",
     },
     OptionSpec {
         name: "max_requests_jitter",
@@ -163,6 +218,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["max-requests-jitter"],
         metavar: Some("INT"),
         help: "Random extra requests (0 to INT) added to --max-requests per worker. [0]",
+        gunicorn: true,
+        default: "0",
+        doc: "Each worker adds a random 0 to INT to `--max-requests`, so workers do not restart together.",
     },
     OptionSpec {
         name: "max_worker_memory",
@@ -171,6 +229,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         metavar: Some("MB"),
         help: "A worker whose RSS passes MB MiB finishes its request and is replaced; \
                0 disables. [0]",
+        gunicorn: false,
+        default: "0",
+        doc: "The master reads each worker's RSS every second; a worker over MB MiB gets a graceful TERM and a replacement starts at once. 0 disables.",
     },
     OptionSpec {
         name: "preload_app",
@@ -178,6 +239,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["preload"],
         metavar: None,
         help: "Load the app in the master before forking workers.",
+        gunicorn: true,
+        default: "off",
+        doc: "Import the app in the master before forking, so workers share its memory. HUP then restarts workers from the same code (a warning says so); use USR2 to load new code.",
     },
     OptionSpec {
         name: "reload",
@@ -185,6 +249,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["reload"],
         metavar: None,
         help: "Restart workers when the app's Python source files change (development).",
+        gunicorn: true,
+        default: "off",
+        doc: "Development: the master watches the source files of the app's modules (reported by the workers) with inotify and reloads the workers, as HUP does, when one changes. A file that no longer imports leaves the last good workers serving. Refused with `--preload`.",
     },
     OptionSpec {
         name: "reload_extra_files",
@@ -192,6 +259,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["reload-extra-file"],
         metavar: Some("FILE"),
         help: "Another file whose change triggers --reload. Repeatable.",
+        gunicorn: true,
+        default: "none",
+        doc: "Another file whose change triggers `--reload` (repeatable).",
     },
     OptionSpec {
         name: "pidfile",
@@ -199,6 +269,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["pid"],
         metavar: Some("FILE"),
         help: "Write the master's pid to FILE.",
+        gunicorn: true,
+        default: "none",
+        doc: "Write the master's pid to FILE (removed on exit). A master started by USR2 writes `FILE.2` and renames it to `FILE` when the old master exits. Refused if FILE names another running process.",
     },
     OptionSpec {
         name: "daemon",
@@ -206,6 +279,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["daemon"],
         metavar: None,
         help: "Detach from the terminal and run in the background.",
+        gunicorn: true,
+        default: "off",
+        doc: "Detach: fork twice, new session, stdin/stdout/stderr to `/dev/null`. Use `--error-logfile` to keep the log.",
     },
     OptionSpec {
         name: "user",
@@ -213,6 +289,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["user"],
         metavar: Some("USER"),
         help: "Run workers as this user (name or uid).",
+        gunicorn: true,
+        default: "the current user",
+        doc: "Workers switch to this user (name or uid) after fork; the master keeps its identity to bind and supervise.",
     },
     OptionSpec {
         name: "group",
@@ -220,6 +299,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["group"],
         metavar: Some("GROUP"),
         help: "Run workers as this group (name or gid).",
+        gunicorn: true,
+        default: "the user's group",
+        doc: "Workers switch to this group (name or gid).",
     },
     OptionSpec {
         name: "initgroups",
@@ -227,6 +309,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["initgroups"],
         metavar: None,
         help: "Give workers the supplementary groups of --user.",
+        gunicorn: true,
+        default: "off",
+        doc: "Workers also get the supplementary groups of `--user`.",
     },
     OptionSpec {
         name: "umask",
@@ -234,6 +319,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["umask"],
         metavar: Some("INT"),
         help: "File mode creation mask of the server processes (0o22, 022 or 18).",
+        gunicorn: true,
+        default: "unchanged",
+        doc: "File mode creation mask of the master and workers, set before binding (so it applies to unix socket files): `0o22`, `022` or `18`.",
     },
     OptionSpec {
         name: "worker_tmp_dir",
@@ -241,6 +329,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["worker-tmp-dir"],
         metavar: Some("DIR"),
         help: "Directory for the workers' heartbeat files. [shared memory]",
+        gunicorn: true,
+        default: "shared memory",
+        doc: "Where the workers' heartbeat pages live, as unlinked files. By default they are anonymous shared memory, which never touches a disk.",
     },
     OptionSpec {
         name: "reuse_port",
@@ -248,6 +339,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["reuse-port"],
         metavar: None,
         help: "Each worker also listens on its own SO_REUSEPORT socket; the kernel balances.",
+        gunicorn: true,
+        default: "off",
+        doc: "Sockets get SO_REUSEPORT and each worker also listens on its own socket at the same TCP address, so the kernel spreads connections over the workers. See [deploy.md](deploy.md) for the caveat on reloads.",
     },
     OptionSpec {
         name: "proc_name",
@@ -255,6 +349,29 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["name"],
         metavar: Some("STRING"),
         help: "Name in the process titles `ferricorn: master [NAME]`. [APP_MODULE]",
+        gunicorn: true,
+        default: "`APP_MODULE`",
+        doc: "Process titles become `ferricorn: master [STRING]` and `ferricorn: worker [STRING]` (cut to the length of the original command line).",
+    },
+    OptionSpec {
+        name: "accesslog",
+        short: None,
+        long: &["access-logfile"],
+        metavar: Some("FILE"),
+        help: "Access log file; - is stdout. Off unless given. USR1 reopens it.",
+        gunicorn: true,
+        default: "none",
+        doc: "The access log, one line per response; `-` is stdout. Off unless given. USR1 reopens it.",
+    },
+    OptionSpec {
+        name: "access_log_format",
+        short: None,
+        long: &["access-logformat"],
+        metavar: Some("STRING"),
+        help: "Access log line, in gunicorn's atoms: %(h)s %(r)s %(s)s {header}i ...",
+        gunicorn: true,
+        default: "`%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"`",
+        doc: "The access log line, in gunicorn's atoms: `h` remote address, `l` `-`, `u` Basic-auth user, `t` time, `r` request line, `s` status, `m` method, `U` path, `q` query, `H` protocol, `b`/`B` body bytes, `f` referer, `a` user agent, `T`/`M`/`D`/`L` request time in s/ms/µs/decimal s, `p` `<pid>`, `{header}i`, `{header}o`, `{variable}e`. Unknown atoms print `-`; `\"` in values is escaped.",
     },
     OptionSpec {
         name: "errorlog",
@@ -262,6 +379,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["error-logfile", "log-file"],
         metavar: Some("FILE"),
         help: "Error log file; - is stderr. USR1 reopens it. [-]",
+        gunicorn: true,
+        default: "`-`",
+        doc: "The error log; `-` is stderr. Opened in append mode; USR1 reopens it in the master and every worker.",
     },
     OptionSpec {
         name: "loglevel",
@@ -269,6 +389,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["log-level"],
         metavar: Some("LEVEL"),
         help: "debug, info, warning, error or critical. [info]",
+        gunicorn: true,
+        default: "`info`",
+        doc: "`debug`, `info`, `warning`, `error` or `critical`.",
     },
     OptionSpec {
         name: "version",
@@ -276,6 +399,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["version"],
         metavar: None,
         help: "Show the version and exit.",
+        gunicorn: true,
+        default: "",
+        doc: "Print `ferricorn (version X)` and exit.",
     },
     OptionSpec {
         name: "help",
@@ -283,6 +409,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["help"],
         metavar: None,
         help: "Show this help and exit.",
+        gunicorn: true,
+        default: "",
+        doc: "Print the options and exit.",
     },
 ];
 
@@ -417,6 +546,9 @@ pub struct Config {
     pub proc_name: String,
     /// `None`: stderr.
     pub errorlog: Option<PathBuf>,
+    /// `None`: no access log; `-`: stdout.
+    pub accesslog: Option<PathBuf>,
+    pub access_log_format: String,
 }
 
 /// `--user`, resolved when the command line is read so a typo fails at once.
@@ -489,7 +621,7 @@ impl Config {
                 }
             },
         };
-        let env_pairs = raw.all("env").map(parse_env).collect::<Result<Vec<_>, _>>()?;
+        let env_pairs = raw.all("raw_env").map(parse_env).collect::<Result<Vec<_>, _>>()?;
         let preload = raw.has("preload_app");
         let reload = raw.has("reload");
         if preload && reload {
@@ -547,6 +679,11 @@ impl Config {
             reuse_port: raw.has("reuse_port"),
             proc_name: raw.last("proc_name").unwrap_or(&app).to_owned(),
             errorlog: raw.last("errorlog").filter(|p| *p != "-").map(PathBuf::from),
+            accesslog: raw.last("accesslog").map(PathBuf::from),
+            access_log_format: raw
+                .last("access_log_format")
+                .unwrap_or(crate::wsgi::access::DEFAULT_FORMAT)
+                .to_owned(),
             app,
         })
     }
@@ -635,6 +772,26 @@ fn parse_env(pair: &str) -> Result<(String, String), Error> {
 /// it again.
 pub fn load<S: AsRef<str>>(args: &[S]) -> Result<Config, Error> {
     Config::from_raw(&parse_args(args)?, &EnvDefaults::from_process())
+}
+
+/// The settings table of `docs/settings.md`, generated from [`OPTIONS`] (`make docs`; a
+/// test fails when the page drifts from the code).
+pub fn settings_markdown() -> String {
+    let mut out =
+        String::from("| flag | gunicorn setting | default | meaning |\n|---|---|---|---|\n");
+    for o in OPTIONS {
+        let arg = o.metavar.map(|m| format!(" {m}")).unwrap_or_default();
+        let mut flags: Vec<String> = o.short.map(|c| format!("`-{c}{arg}`")).into_iter().collect();
+        flags.extend(o.long.iter().map(|l| format!("`--{l}{arg}`")));
+        let setting = if o.gunicorn { format!("`{}`", o.name) } else { "(none)".to_owned() };
+        out.push_str(&format!(
+            "| {} | {setting} | {} | {} |\n",
+            flags.join(", "),
+            o.default,
+            o.doc
+        ));
+    }
+    out
 }
 
 /// `--help`, generated from [`OPTIONS`].

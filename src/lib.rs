@@ -154,13 +154,24 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error>
         unsafe { libc::umask(mask) };
     }
     if let Some(path) = &config.errorlog {
-        log::open_file(path)
+        log::ERROR_LOG
+            .open_file(path)
             .map_err(|e| fail(format!("--error-logfile {}: {e}", path.display())))?;
-        if let (Some(fd), Some(user)) = (log::file_fd(), &config.user) {
+    }
+    match &config.accesslog {
+        None => {}
+        Some(path) if path.as_os_str() == "-" => log::ACCESS_LOG.use_fd(libc::STDOUT_FILENO),
+        Some(path) => log::ACCESS_LOG
+            .open_file(path)
+            .map_err(|e| fail(format!("--access-logfile {}: {e}", path.display())))?,
+    }
+    for sink in [&log::ERROR_LOG, &log::ACCESS_LOG] {
+        if let (Some(fd), Some(user)) = (sink.file_fd(), &config.user) {
             // SAFETY: fchown of our own log descriptor, so workers can reopen it on USR1.
             unsafe { libc::fchown(fd, user.uid, config.group.unwrap_or(libc::gid_t::MAX)) };
         }
     }
+    wsgi::access::set_format(&config.access_log_format);
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir)
             .map_err(|e| fail(format!("--chdir {}: {e}", dir.display())))?;
@@ -179,10 +190,17 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error>
     python().map_err(|e| fail(format!("setting up Python: {e}")))
 }
 
+/// The settings reference table, for `make docs` and the test that keeps the page true.
+#[pyfunction]
+fn settings_markdown() -> String {
+    config::settings_markdown()
+}
+
 #[pymodule]
 fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(settings_markdown, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;
     Ok(())

@@ -116,10 +116,76 @@ impl Visit for Message {
     }
 }
 
-/// The descriptor every line goes to: stderr until [`open_file`].
-static LOG_FD: AtomicI32 = AtomicI32::new(libc::STDERR_FILENO);
-/// The `--error-logfile` path, for [`reopen`].
-static LOG_PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Where one log goes: a descriptor every writer uses, and the file behind it, if any.
+/// USR1 opens the path afresh and `dup2`s it onto the same descriptor, so writers racing
+/// with the reopen see the old file or the new one, never a closed descriptor.
+pub struct Sink {
+    fd: AtomicI32,
+    path: Mutex<Option<PathBuf>>,
+}
+
+impl Sink {
+    const fn new(fd: RawFd) -> Sink {
+        Sink { fd: AtomicI32::new(fd), path: Mutex::new(None) }
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        self.path.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From now on, in this process and the ones it forks, lines go to `path` (appended).
+    pub fn open_file(&self, path: &Path) -> io::Result<()> {
+        let fd = open_append(path)?.into_raw_fd();
+        self.fd.store(fd, Ordering::Release);
+        *self.path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// Lines go to an inherited descriptor (stdout for `--access-logfile -`).
+    pub fn use_fd(&self, fd: RawFd) {
+        self.fd.store(fd, Ordering::Release);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.fd.load(Ordering::Relaxed) >= 0
+    }
+
+    fn reopen(&self) -> io::Result<()> {
+        let Some(path) = self.path() else { return Ok(()) };
+        let file = open_append(&path)?;
+        // SAFETY: dup2 onto our own log descriptor (see the type's comment).
+        if unsafe { libc::dup2(file.as_raw_fd(), self.fd.load(Ordering::Acquire)) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The file's descriptor (for `chown` to the workers' user), if the sink is a file.
+    pub fn file_fd(&self) -> Option<RawFd> {
+        self.path().map(|_| self.fd.load(Ordering::Acquire))
+    }
+
+    /// One whole buffer with as few `write(2)` calls as the kernel allows.
+    pub fn write(&self, mut data: &[u8]) {
+        let fd = self.fd.load(Ordering::Acquire);
+        while !data.is_empty() && fd >= 0 {
+            // SAFETY: writing from a live slice to our log descriptor.
+            let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n <= 0 {
+                return;
+            }
+            data = &data[n as usize..];
+        }
+    }
+}
+
+/// The error log: stderr, or `--error-logfile`.
+pub static ERROR_LOG: Sink = Sink::new(libc::STDERR_FILENO);
+/// The access log: off (-1) unless `--access-logfile` is given.
+pub static ACCESS_LOG: Sink = Sink::new(-1);
 
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
     OpenOptions::new()
@@ -130,47 +196,10 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Sends the log to `path` (appending) from now on, in this process and the ones it forks.
-pub fn open_file(path: &Path) -> io::Result<()> {
-    let fd = open_append(path)?.into_raw_fd();
-    LOG_FD.store(fd, Ordering::Release);
-    *LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_owned());
-    Ok(())
-}
-
-/// USR1: opens the log file's path afresh (after logrotate moved it) in this process.
+/// USR1: opens both log files afresh (after logrotate moved them) in this process.
 pub fn reopen() -> io::Result<()> {
-    let path = LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(path) = path else { return Ok(()) };
-    let file = open_append(&path)?;
-    // SAFETY: dup2 onto our own log descriptor; writers racing with it see the old file
-    // or the new one, never a closed descriptor.
-    if unsafe { libc::dup2(file.as_raw_fd(), LOG_FD.load(Ordering::Acquire)) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The log file's descriptor (for `chown` to the workers' user), if the log is a file.
-pub fn file_fd() -> Option<RawFd> {
-    let has_file = LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-    has_file.then(|| LOG_FD.load(Ordering::Acquire))
-}
-
-/// One whole buffer to the log with as few `write(2)` calls as the kernel allows.
-fn write_log(mut data: &[u8]) {
-    let fd = LOG_FD.load(Ordering::Acquire);
-    while !data.is_empty() {
-        // SAFETY: writing from a live slice to our log descriptor.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        if n <= 0 {
-            return;
-        }
-        data = &data[n as usize..];
-    }
+    ERROR_LOG.reopen()?;
+    ACCESS_LOG.reopen()
 }
 
 /// One formatted line (or block, for tracebacks) to the error log.
@@ -181,12 +210,12 @@ pub fn write_line(level: LogLevel, message: &str) {
     // SAFETY: getpid has no preconditions and cannot fail.
     let pid = unsafe { libc::getpid() };
     let _ = writeln!(line, "] [{pid}] [{}] {message}", level.label());
-    write_log(line.as_bytes());
+    ERROR_LOG.write(line.as_bytes());
 }
 
 /// Raw text to the error log, as `wsgi.errors` writes it (no prefix, like gunicorn's).
 pub fn write_raw(text: &[u8]) {
-    write_log(text);
+    ERROR_LOG.write(text);
 }
 
 /// Local time as `%Y-%m-%d %H:%M:%S %z`, gunicorn's `[%(asctime)s]` layout.

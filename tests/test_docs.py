@@ -7,6 +7,7 @@ import re
 import subprocess
 
 from conftest import REPO_ROOT, ferricorn_command
+from ferricorn import _docs, _ferricorn
 
 SETTINGS = (REPO_ROOT / "docs" / "settings.md").read_text()
 README = (REPO_ROOT / "README.md").read_text()
@@ -29,3 +30,9 @@ def test_settings_reference_names_every_flag():
 def test_readme_table_names_every_flag():
     missing = [flag for flag in help_flags() if flag not in README]
     assert not missing, f"README.md's gunicorn table lacks {missing}"
+
+
+def test_settings_table_is_generated_from_the_code():
+    assert _docs.generated_section(SETTINGS) == _ferricorn.settings_markdown(), (
+        "docs/settings.md drifted from src/config.rs: run `make docs`"
+    )

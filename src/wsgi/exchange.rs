@@ -7,16 +7,17 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
 use crate::http::chunked::{encode_chunk, LAST_CHUNK};
 use crate::http::response::{self, BodyMode, Plan, RequestInfo};
 use crate::log::{self, LogLevel};
-use crate::wsgi::{FileWrapper, Input, StartResponse};
+use crate::wsgi::{access, FileWrapper, Input, StartResponse};
 
 /// A region of an open file for the worker to send with `sendfile(2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,10 @@ pub struct Exchange {
     known_length: Option<u64>,
     /// Set when the worker is stopping: the response then says `Connection: close`.
     stopping: Option<Arc<AtomicBool>>,
+    /// For the access log line (when it is on): the environ and when the app was called.
+    logged: Option<(Py<PyDict>, Instant)>,
+    /// The status actually sent when the app failed before its headers went out.
+    error_status: Option<u16>,
 }
 
 impl Exchange {
@@ -93,6 +98,12 @@ impl Exchange {
             sent: 0,
             known_length: None,
             stopping: None,
+            logged: access::enabled()
+                .then(|| {
+                    environ.cast::<PyDict>().ok().map(|e| (e.clone().unbind(), Instant::now()))
+                })
+                .flatten(),
+            error_status: None,
         };
         exchange.body = match app.call1((environ, exchange.start.bind(py))) {
             Err(err) => Body::Failed(err),
@@ -293,12 +304,15 @@ impl Exchange {
             return Step::Abort;
         }
         let status = body_error.map_or(500, |e| e.status());
+        self.error_status = Some(status);
         out.extend_from_slice(&error_page(status));
         Step::Done { keep_alive: false }
     }
 
-    /// Calls the iterable's `close()` once, whatever happened (PEP 3333).
+    /// Calls the iterable's `close()` once, whatever happened (PEP 3333); writes the
+    /// access log line.
     pub fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.log_access(py);
         let iterable = match std::mem::replace(&mut self.body, Body::Finished) {
             Body::Iter { iterable, .. } | Body::File { iterable, .. } => iterable,
             Body::Failed(_) | Body::Finished => return Ok(()),
@@ -308,6 +322,31 @@ impl Exchange {
             iterable.call_method0(intern!(py, "close"))?;
         }
         Ok(())
+    }
+}
+
+impl Exchange {
+    /// The access log line, once, for a response that got a status.
+    fn log_access(&mut self, py: Python<'_>) {
+        let Some((environ, started)) = self.logged.take() else { return };
+        let start = self.start.borrow(py);
+        let error;
+        let (status, headers): (&str, &[(String, String)]) =
+            match (self.error_status, &start.status) {
+                (Some(code), _) => {
+                    error = format!("{code} {}", crate::http::reason(code));
+                    (&error, &[])
+                }
+                (None, Some(status)) => (status, &start.headers),
+                (None, None) => return,
+            };
+        access::write(&access::Record {
+            environ: environ.bind(py),
+            status,
+            headers,
+            sent: self.sent,
+            elapsed: started.elapsed(),
+        });
     }
 }
 

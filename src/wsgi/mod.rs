@@ -5,6 +5,7 @@
 //! closed connection once headers are out). This layer never touches sockets: bytes in
 //! come through [`BodySource`], bytes out go back to the worker through [`Exchange`].
 
+pub mod access;
 pub mod environ;
 pub mod errors;
 pub mod exchange;

@@ -1,0 +1,351 @@
+//! The access log: one line per response, in gunicorn's format language.
+//!
+//! `--access-logformat` is Python %-formatting over gunicorn's atoms (`%(h)s`,
+//! `%({user-agent}i)s`, ...). It is parsed once into [`Piece`]s; each line is then
+//! rendered from the request's environ and the response, the way gunicorn's
+//! `glogging.Logger.atoms` and `SafeAtoms` do it: unknown atoms print `-`, and string
+//! values have `"` escaped as `\"`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::log::ACCESS_LOG;
+
+/// gunicorn's `access_log_format` default.
+pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Atom(Atom),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Atom {
+    /// `h`, `l`, `u`, `t`, `r`, `s`, `m`, `U`, `q`, `H`, `b`, `B`, `f`, `a`, `T`, `M`, `D`,
+    /// `L`, `p`: one letter each.
+    Letter(char),
+    /// `{name}i`: a request header, as the environ key holding it.
+    Request(String),
+    /// `{name}o`: a response header, lower-case.
+    Response(String),
+    /// `{name}e`: an environ variable, lower-case (gunicorn lower-cases both sides).
+    Environ(String),
+    /// Anything else: gunicorn prints `-`.
+    Unknown,
+}
+
+static FORMAT: OnceLock<Vec<Piece>> = OnceLock::new();
+
+/// Parses `--access-logformat` once, in the master, when the access log is on.
+pub fn set_format(format: &str) {
+    if ACCESS_LOG.enabled() {
+        let _ = FORMAT.set(parse(format));
+    }
+}
+
+/// Whether requests need what a log line is made from.
+pub fn enabled() -> bool {
+    FORMAT.get().is_some()
+}
+
+/// What one line is made from.
+pub struct Record<'a, 'py> {
+    pub environ: &'a Bound<'py, PyDict>,
+    /// `200 OK`.
+    pub status: &'a str,
+    pub headers: &'a [(String, String)],
+    /// Body bytes sent.
+    pub sent: u64,
+    pub elapsed: Duration,
+}
+
+/// Writes the line for one response, if the access log is on.
+pub fn write(record: &Record<'_, '_>) {
+    if let Some(pieces) = FORMAT.get() {
+        let mut line = render(pieces, record);
+        line.push('\n');
+        ACCESS_LOG.write(line.as_bytes());
+    }
+}
+
+/// `%(name)s` (any conversion letter; flags and width are accepted and ignored), `%%`.
+fn parse(format: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut rest = format;
+    while let Some(at) = rest.find('%') {
+        text.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('%') {
+            text.push('%');
+            rest = after;
+            continue;
+        }
+        let Some(close) = rest.strip_prefix('(').and_then(|r| r.find(')').map(|i| (i, r))) else {
+            text.push('%');
+            continue;
+        };
+        let (end, inner) = close;
+        let name = &inner[..end];
+        let spec = &inner[end + 1..];
+        let conv = spec.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(spec.len());
+        rest = spec.get(conv + 1..).unwrap_or("");
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        pieces.push(Piece::Atom(atom(name)));
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    pieces
+}
+
+fn atom(name: &str) -> Atom {
+    let braced = |suffix: char| {
+        name.strip_prefix('{')
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|n| n.strip_suffix('}'))
+    };
+    if let Some(header) = braced('i') {
+        let upper = header.to_ascii_uppercase().replace('-', "_");
+        return match upper.as_str() {
+            "CONTENT_TYPE" | "CONTENT_LENGTH" => Atom::Request(upper),
+            _ => Atom::Request(format!("HTTP_{upper}")),
+        };
+    }
+    if let Some(header) = braced('o') {
+        return Atom::Response(header.to_ascii_lowercase());
+    }
+    if let Some(var) = braced('e') {
+        return Atom::Environ(var.to_lowercase());
+    }
+    let mut chars = name.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if "hlutrsmUqHbBfaTMDLp".contains(c) => Atom::Letter(c),
+        _ => Atom::Unknown,
+    }
+}
+
+fn render(pieces: &[Piece], record: &Record<'_, '_>) -> String {
+    let mut line = String::with_capacity(160);
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => line.push_str(text),
+            Piece::Atom(atom) => value(atom, record, &mut line),
+        }
+    }
+    line
+}
+
+/// Appends one atom's value; strings have `"` escaped, as gunicorn's SafeAtoms does.
+fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
+    let env = |key: &str| environ_str(record.environ, key);
+    let text = |out: &mut String, value: Option<Cow<'_, str>>| match value {
+        Some(v) => escape_into(out, &v),
+        None => out.push('-'),
+    };
+    let micros = record.elapsed.as_micros();
+    match atom {
+        Atom::Letter('h') => text(out, env("REMOTE_ADDR")),
+        Atom::Letter('l') => out.push('-'),
+        Atom::Letter('u') => text(out, env("HTTP_AUTHORIZATION").and_then(|a| basic_user(&a))),
+        Atom::Letter('t') => timestamp(out),
+        Atom::Letter('r') => {
+            let parts = ["REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL"].map(env);
+            let joined = parts.iter().map(|p| p.as_deref().unwrap_or("None")).collect::<Vec<_>>();
+            escape_into(out, &joined.join(" "));
+        }
+        Atom::Letter('s') => {
+            escape_into(out, record.status.split_whitespace().next().unwrap_or(""))
+        }
+        Atom::Letter('m') => text(out, env("REQUEST_METHOD")),
+        Atom::Letter('U') => text(out, env("PATH_INFO")),
+        Atom::Letter('q') => text(out, env("QUERY_STRING")),
+        Atom::Letter('H') => text(out, env("SERVER_PROTOCOL")),
+        Atom::Letter('b' | 'B') => {
+            let _ = write!(out, "{}", record.sent);
+        }
+        Atom::Letter('f') => text(out, env("HTTP_REFERER")),
+        Atom::Letter('a') => text(out, env("HTTP_USER_AGENT")),
+        Atom::Letter('T') => {
+            let _ = write!(out, "{}", record.elapsed.as_secs());
+        }
+        Atom::Letter('M') => {
+            let _ = write!(out, "{}", micros / 1000);
+        }
+        Atom::Letter('D') => {
+            let _ = write!(out, "{micros}");
+        }
+        Atom::Letter('L') => {
+            let _ = write!(out, "{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        }
+        Atom::Letter('p') => {
+            let _ = write!(out, "<{}>", std::process::id());
+        }
+        Atom::Request(key) => text(out, env(key)),
+        Atom::Response(name) => {
+            let found = record.headers.iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(name));
+            text(out, found.map(|(_, v)| Cow::Borrowed(v.as_str())));
+        }
+        Atom::Environ(name) => environ_var(record.environ, name, out),
+        Atom::Letter(_) | Atom::Unknown => out.push('-'),
+    }
+}
+
+/// A string environ value; `None` when absent (gunicorn then prints `-`).
+fn environ_str<'a>(environ: &Bound<'_, PyDict>, key: &str) -> Option<Cow<'a, str>> {
+    let value = environ.get_item(key).ok().flatten()?;
+    let text = match value.cast::<PyString>() {
+        Ok(s) => s.to_cow().ok()?.into_owned(),
+        Err(_) => value.str().ok()?.to_cow().ok()?.into_owned(),
+    };
+    Some(Cow::Owned(text))
+}
+
+/// `{var}e`: the environ key whose lower-case form is `name`.
+fn environ_var(environ: &Bound<'_, PyDict>, name: &str, out: &mut String) {
+    let direct = [name.to_uppercase(), name.to_owned()];
+    let key = direct.into_iter().find(|k| environ.contains(k).unwrap_or(false)).or_else(|| {
+        environ
+            .keys()
+            .iter()
+            .filter_map(|k| k.extract::<String>().ok())
+            .find(|k| k.to_lowercase() == name)
+    });
+    let Some(value) = key.and_then(|k| environ.get_item(k).ok().flatten()) else {
+        out.push('-');
+        return;
+    };
+    match value.cast::<PyString>() {
+        Ok(s) => escape_into(out, &s.to_cow().map(|c| c.into_owned()).unwrap_or_default()),
+        Err(_) => out.push_str(&value.str().map(|s| s.to_string()).unwrap_or_default()),
+    }
+}
+
+/// The user of `Authorization: Basic ...`, as gunicorn's `_get_user`.
+fn basic_user(header: &str) -> Option<Cow<'static, str>> {
+    if !header.to_ascii_lowercase().starts_with("basic") {
+        return None;
+    }
+    let (_, encoded) = header.split_once(' ')?;
+    let decoded = base64_decode(encoded.trim())?;
+    let user = decoded.split(|&b| b == b':').next()?;
+    String::from_utf8(user.to_vec()).ok().map(Cow::Owned)
+}
+
+/// Standard base64 with padding, as Python's `b64decode` (non-alphabet bytes rejected).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let values = chunk.iter().map(|&c| sextet(c)).collect::<Option<Vec<u8>>>()?;
+        let n = values.iter().fold(0u32, |acc, &v| (acc << 6) | u32::from(v))
+            << (6 * (4 - values.len()));
+        let take = values.len().saturating_sub(1);
+        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
+    }
+    Some(out)
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    if value.contains('"') {
+        out.push_str(&value.replace('"', "\\\""));
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// `[10/Oct/2026:13:55:36 +0000]`, gunicorn's `now()`, in local time.
+fn timestamp(out: &mut String) {
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    // SAFETY: time(NULL) and localtime_r with valid pointers to stack values are sound.
+    let tm = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        tm
+    };
+    let offset = tm.tm_gmtoff / 60;
+    let sign = if offset < 0 { '-' } else { '+' };
+    let _ = write!(
+        out,
+        "[{:02}/{}/{:04}:{:02}:{:02}:{:02} {sign}{:02}{:02}]",
+        tm.tm_mday,
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        offset.abs() / 60,
+        offset.abs() % 60
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gunicorn_formats() {
+        let pieces = parse(DEFAULT_FORMAT);
+        assert_eq!(pieces[0], Piece::Atom(Atom::Letter('h')));
+        assert_eq!(pieces[1], Piece::Text(" ".into()));
+        assert_eq!(pieces.len(), 18);
+        let pieces = parse("%% %({User-Agent}i)s %({X-App}o)-10s %({path_info}e)d %(zz)s %");
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Text("% ".into()),
+                Piece::Atom(Atom::Request("HTTP_USER_AGENT".into())),
+                Piece::Text(" ".into()),
+                Piece::Atom(Atom::Response("x-app".into())),
+                Piece::Text(" ".into()),
+                Piece::Atom(Atom::Environ("path_info".into())),
+                Piece::Text(" ".into()),
+                Piece::Atom(Atom::Unknown),
+                Piece::Text(" %".into()),
+            ]
+        );
+        assert_eq!(
+            parse("%({content-type}i)s"),
+            vec![Piece::Atom(Atom::Request("CONTENT_TYPE".into()))]
+        );
+    }
+
+    #[test]
+    fn basic_auth_user() {
+        assert_eq!(basic_user("Basic dXNlcjpwYXNz").as_deref(), Some("user"));
+        assert_eq!(basic_user("basic YWxpY2U=").as_deref(), Some("alice"));
+        assert_eq!(basic_user("Bearer dXNlcjpwYXNz"), None);
+        assert_eq!(basic_user("Basic !!!"), None);
+        assert_eq!(base64_decode("YWI="), Some(b"ab".to_vec()));
+        assert_eq!(base64_decode("YQ=="), Some(b"a".to_vec()));
+    }
+
+    #[test]
+    fn escapes_quotes() {
+        let mut out = String::new();
+        escape_into(&mut out, r#"say "hi""#);
+        assert_eq!(out, r#"say \"hi\""#);
+    }
+}
