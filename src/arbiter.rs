@@ -310,7 +310,8 @@ impl Arbiter {
     /// HUP: new settings (from the same command line) and a new generation of workers.
     fn handle_hup(&mut self) -> Result<(), Halt> {
         tracing::info!("Hang up: Master");
-        match config::load(self.start.argv.get(1..).unwrap_or_default()) {
+        let args = self.start.argv.get(1..).unwrap_or_default();
+        match Python::attach(|py| config::load(py, args)) {
             Ok(config) => {
                 if config.binds != self.config.binds {
                     tracing::warn!(

@@ -48,7 +48,7 @@ use crate::log::LogLevel;
 #[pyfunction]
 fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     log::init(LogLevel::Info);
-    let config = match parse_command_line(&argv) {
+    let config = match parse_command_line(py, &argv) {
         Ok(Some(config)) => config,
         Ok(None) => return exit::OK,
         Err(e) => {
@@ -61,6 +61,9 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     if let Err(e) = prepare_process(py, &config) {
         eprintln!("ferricorn: error: {e}");
         return exit::USAGE;
+    }
+    if config.check_config {
+        return check_config(py, &config);
     }
     if config.daemon {
         match process::daemonize(py) {
@@ -78,7 +81,7 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
         Err(code) => return code,
     };
     let app = match config.preload {
-        true => match worker::load_app(py, &config.app) {
+        true => match worker::load_app(py, &config) {
             Ok(app) => Some(app),
             Err(message) => {
                 worker::report_load_error(&config.app, &message);
@@ -102,7 +105,7 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
 }
 
 /// `Ok(None)`: `--help` or `--version` was answered.
-fn parse_command_line(argv: &[String]) -> Result<Option<Config>, config::Error> {
+fn parse_command_line(py: Python<'_>, argv: &[String]) -> Result<Option<Config>, config::Error> {
     let args = argv.get(1..).unwrap_or_default();
     let raw = config::parse_args(args)?;
     if raw.has("help") {
@@ -113,7 +116,26 @@ fn parse_command_line(argv: &[String]) -> Result<Option<Config>, config::Error> 
         println!("ferricorn (version {})", env!("CARGO_PKG_VERSION"));
         return Ok(None);
     }
-    config::load(args).map(Some)
+    let raw = config::gather(py, args)?;
+    if raw.has("print_config") {
+        print!("{}", config::print_config(&raw));
+        return Ok(None);
+    }
+    Config::from_raw(&raw, &config::EnvDefaults::from_process()).map(Some)
+}
+
+/// `--check-config`: the settings parsed; now the app must load, here.
+fn check_config(py: Python<'_>, config: &Config) -> i32 {
+    match worker::load_app(py, config) {
+        Ok(_) => {
+            println!("ferricorn: the configuration and the app {:?} are fine", config.app);
+            exit::OK
+        }
+        Err(message) => {
+            worker::report_load_error(&config.app, &message);
+            exit::FAILURE
+        }
+    }
 }
 
 /// The sockets: handed over by the master before us (USR2), by systemd, or bound here.
@@ -172,6 +194,9 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error>
         }
     }
     wsgi::access::set_format(&config.access_log_format);
+    if config.capture_output && config.errorlog.is_some() {
+        log::ERROR_LOG.capture_stdio();
+    }
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir)
             .map_err(|e| fail(format!("--chdir {}: {e}", dir.display())))?;
@@ -185,9 +210,20 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error>
         let mut paths = vec![cwd];
         paths.extend(config.pythonpath.iter().cloned());
         py.import("ferricorn._loader")?.call_method1("prepend_paths", (paths,))?;
+        let logging = (config.logconfig.as_deref(), config.logconfig_json.as_deref());
+        py.import("ferricorn._config")?.call_method1("apply_logging", logging)?;
         Ok(())
     };
-    python().map_err(|e| fail(format!("setting up Python: {e}")))
+    python().map_err(|e| fail(e.value(py).to_string()))
+}
+
+/// A log line from the Python side (config warnings, hook errors), in our layout.
+#[pyfunction(name = "log")]
+fn log_line(level: &str, message: &str) {
+    let level = LogLevel::parse(level).unwrap_or(LogLevel::Error);
+    if log::enabled(level) {
+        log::write_line(level, message);
+    }
 }
 
 /// The settings reference table, for `make docs` and the test that keeps the page true.
@@ -201,6 +237,7 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(settings_markdown, m)?)?;
+    m.add_function(wrap_pyfunction!(log_line, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;
     Ok(())

@@ -122,11 +122,17 @@ impl Visit for Message {
 pub struct Sink {
     fd: AtomicI32,
     path: Mutex<Option<PathBuf>>,
+    /// `--capture-output`: stdout and stderr are this file too, and are reopened with it.
+    stdio: std::sync::atomic::AtomicBool,
 }
 
 impl Sink {
     const fn new(fd: RawFd) -> Sink {
-        Sink { fd: AtomicI32::new(fd), path: Mutex::new(None) }
+        Sink {
+            fd: AtomicI32::new(fd),
+            path: Mutex::new(None),
+            stdio: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn path(&self) -> Option<PathBuf> {
@@ -153,11 +159,30 @@ impl Sink {
     fn reopen(&self) -> io::Result<()> {
         let Some(path) = self.path() else { return Ok(()) };
         let file = open_append(&path)?;
-        // SAFETY: dup2 onto our own log descriptor (see the type's comment).
-        if unsafe { libc::dup2(file.as_raw_fd(), self.fd.load(Ordering::Acquire)) } < 0 {
-            return Err(io::Error::last_os_error());
+        let mut targets = vec![self.fd.load(Ordering::Acquire)];
+        if self.stdio.load(Ordering::Relaxed) {
+            targets.extend([libc::STDOUT_FILENO, libc::STDERR_FILENO]);
+        }
+        for target in targets {
+            // SAFETY: dup2 onto our own log descriptors (see the type's comment).
+            if unsafe { libc::dup2(file.as_raw_fd(), target) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         Ok(())
+    }
+
+    /// `--capture-output`: stdout and stderr go to this sink's file from now on.
+    pub fn capture_stdio(&self) {
+        let fd = self.fd.load(Ordering::Acquire);
+        if self.path().is_none() || fd < 0 {
+            return;
+        }
+        for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            // SAFETY: dup2 of our log file onto the standard descriptors.
+            unsafe { libc::dup2(fd, target) };
+        }
+        self.stdio.store(true, Ordering::Relaxed);
     }
 
     /// The file's descriptor (for `chown` to the workers' user), if the sink is a file.

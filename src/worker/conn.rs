@@ -328,14 +328,13 @@ impl Conn {
                 wsgi::Connection { peer: &self.peer, server: &shared.servers[self.listener] };
             let environ =
                 wsgi::environ::build(py, &head, &conn, &shared.globals, input.clone_ref(py))?;
-            let uri = head.target().to_owned();
             let mut exchange = Exchange::call(
                 py,
                 shared.app.bind(py),
                 environ.into_any(),
                 input.clone_ref(py),
                 req,
-                uri,
+                &head,
             )?;
             exchange.watch_stop(Arc::clone(&shared.stopping));
             Ok(Responding { exchange, input, file: None })

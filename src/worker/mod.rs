@@ -96,7 +96,7 @@ fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop, Vec
         .map_err(|e| failed("--user/--group", &e))?;
     let app = match ctx.app {
         Some(app) => app.clone_ref(py),
-        None => load_app(py, &ctx.config.app).map_err(|message| {
+        None => load_app(py, ctx.config).map_err(|message| {
             if ctx.report.take() {
                 report_load_error(&ctx.config.app, &message);
             }
@@ -181,9 +181,19 @@ fn random_seed() -> u64 {
 }
 
 /// Imports the app through `ferricorn._loader`; the error is the text to show the user.
-pub(crate) fn load_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, String> {
+pub(crate) fn load_app(py: Python<'_>, config: &Config) -> Result<Py<PyAny>, String> {
     let loader = py.import("ferricorn._loader").map_err(|e| e.to_string())?;
-    loader.call_method1("load", (spec,)).map(Bound::unbind).map_err(|err| {
+    let loaded = match &config.paste {
+        None => loader.call_method1("load", (config.app.as_str(),)),
+        Some(paste) => py.import("ferricorn._config").and_then(|c| {
+            let globals = pyo3::types::PyDict::new(py);
+            for (k, v) in &paste.globals {
+                globals.set_item(k, v)?;
+            }
+            c.call_method1("load_paste", (&paste.path, paste.name.as_str(), globals))
+        }),
+    };
+    loaded.map(Bound::unbind).map_err(|err| {
         let is_ours = loader
             .getattr("AppLoadError")
             .is_ok_and(|cls| err.get_type(py).is_subclass(&cls).unwrap_or(false));

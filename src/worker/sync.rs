@@ -166,8 +166,8 @@ fn run_app(
     let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
     let req =
         RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
-    let uri = head.target().to_owned();
-    let mut exchange = Exchange::call(py, app, environ.into_any(), input.clone_ref(py), req, uri)?;
+    let mut exchange =
+        Exchange::call(py, app, environ.into_any(), input.clone_ref(py), req, &head)?;
     let mut out = Vec::with_capacity(16 * 1024);
     loop {
         out.clear();

@@ -14,6 +14,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use crate::http::Head;
 use crate::log::ACCESS_LOG;
 
 /// gunicorn's `access_log_format` default.
@@ -30,7 +31,7 @@ enum Atom {
     /// `h`, `l`, `u`, `t`, `r`, `s`, `m`, `U`, `q`, `H`, `b`, `B`, `f`, `a`, `T`, `M`, `D`,
     /// `L`, `p`: one letter each.
     Letter(char),
-    /// `{name}i`: a request header, as the environ key holding it.
+    /// `{name}i`: a request header, lower-case; its last value, as gunicorn's dict keeps.
     Request(String),
     /// `{name}o`: a response header, lower-case.
     Response(String),
@@ -60,6 +61,8 @@ pub struct Record<'a, 'py> {
     /// `200 OK`.
     pub status: &'a str,
     pub headers: &'a [(String, String)],
+    /// Request headers the format names, from [`capture`].
+    pub request_headers: &'a [(String, String)],
     /// Body bytes sent.
     pub sent: u64,
     pub elapsed: Duration,
@@ -72,6 +75,54 @@ pub fn write(record: &Record<'_, '_>) {
         line.push('\n');
         ACCESS_LOG.write(line.as_bytes());
     }
+}
+
+/// The request headers the format names (lower-case names, latin-1 values), so that
+/// `{name}i` shows the last of repeated headers as gunicorn does, not the environ's join.
+pub fn capture(head: &Head) -> Vec<(String, String)> {
+    let Some(pieces) = FORMAT.get() else { return Vec::new() };
+    let wanted: Vec<&str> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Atom(Atom::Request(name)) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    head.fields()
+        .filter_map(|(name, value)| {
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            wanted
+                .contains(&name.as_str())
+                .then(|| (name, value.iter().map(|&b| b as char).collect()))
+        })
+        .collect()
+}
+
+/// The environ gunicorn logs an error page with (`default_environ` and the peer): the
+/// request line's parts only, no headers, no path.
+pub fn bare_environ<'py>(environ: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    let bare = PyDict::new(environ.py());
+    for (key, value) in environ.iter() {
+        let name: String = key.extract()?;
+        let keep = name.starts_with("wsgi.")
+            || matches!(
+                name.as_str(),
+                "SERVER_SOFTWARE"
+                    | "REQUEST_METHOD"
+                    | "QUERY_STRING"
+                    | "RAW_URI"
+                    | "SERVER_PROTOCOL"
+                    | "REMOTE_ADDR"
+                    | "REMOTE_PORT"
+            );
+        if keep {
+            bare.set_item(key, value)?;
+        }
+    }
+    Ok(bare)
 }
 
 /// `%(name)s` (any conversion letter; flags and width are accepted and ignored), `%%`.
@@ -115,11 +166,7 @@ fn atom(name: &str) -> Atom {
             .and_then(|n| n.strip_suffix('}'))
     };
     if let Some(header) = braced('i') {
-        let upper = header.to_ascii_uppercase().replace('-', "_");
-        return match upper.as_str() {
-            "CONTENT_TYPE" | "CONTENT_LENGTH" => Atom::Request(upper),
-            _ => Atom::Request(format!("HTTP_{upper}")),
-        };
+        return Atom::Request(header.to_ascii_lowercase());
     }
     if let Some(header) = braced('o') {
         return Atom::Response(header.to_ascii_lowercase());
@@ -166,10 +213,11 @@ fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
         Atom::Letter('s') => {
             escape_into(out, record.status.split_whitespace().next().unwrap_or(""))
         }
-        Atom::Letter('m') => text(out, env("REQUEST_METHOD")),
-        Atom::Letter('U') => text(out, env("PATH_INFO")),
-        Atom::Letter('q') => text(out, env("QUERY_STRING")),
-        Atom::Letter('H') => text(out, env("SERVER_PROTOCOL")),
+        // gunicorn's `environ.get(...)` without a default: a missing key prints `None`.
+        Atom::Letter('m') => none_or(out, env("REQUEST_METHOD")),
+        Atom::Letter('U') => none_or(out, env("PATH_INFO")),
+        Atom::Letter('q') => none_or(out, env("QUERY_STRING")),
+        Atom::Letter('H') => none_or(out, env("SERVER_PROTOCOL")),
         Atom::Letter('b' | 'B') => {
             let _ = write!(out, "{}", record.sent);
         }
@@ -190,7 +238,10 @@ fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
         Atom::Letter('p') => {
             let _ = write!(out, "<{}>", std::process::id());
         }
-        Atom::Request(key) => text(out, env(key)),
+        Atom::Request(name) => {
+            let found = record.request_headers.iter().rev().find(|(n, _)| n == name);
+            text(out, found.map(|(_, v)| Cow::Borrowed(v.as_str())));
+        }
         Atom::Response(name) => {
             let found = record.headers.iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(name));
             text(out, found.map(|(_, v)| Cow::Borrowed(v.as_str())));
@@ -266,6 +317,13 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+fn none_or(out: &mut String, value: Option<Cow<'_, str>>) {
+    match value {
+        Some(v) => escape_into(out, &v),
+        None => out.push_str("None"),
+    }
+}
+
 fn escape_into(out: &mut String, value: &str) {
     if value.contains('"') {
         out.push_str(&value.replace('"', "\\\""));
@@ -316,7 +374,7 @@ mod tests {
             pieces,
             vec![
                 Piece::Text("% ".into()),
-                Piece::Atom(Atom::Request("HTTP_USER_AGENT".into())),
+                Piece::Atom(Atom::Request("user-agent".into())),
                 Piece::Text(" ".into()),
                 Piece::Atom(Atom::Response("x-app".into())),
                 Piece::Text(" ".into()),
@@ -327,8 +385,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse("%({content-type}i)s"),
-            vec![Piece::Atom(Atom::Request("CONTENT_TYPE".into()))]
+            parse("%({Content-Type}i)s"),
+            vec![Piece::Atom(Atom::Request("content-type".into()))]
         );
     }
 

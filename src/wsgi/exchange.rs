@@ -16,6 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
 use crate::http::chunked::{encode_chunk, LAST_CHUNK};
 use crate::http::response::{self, BodyMode, Plan, RequestInfo};
+use crate::http::Head;
 use crate::log::{self, LogLevel};
 use crate::wsgi::{access, FileWrapper, Input, StartResponse};
 
@@ -71,8 +72,8 @@ pub struct Exchange {
     known_length: Option<u64>,
     /// Set when the worker is stopping: the response then says `Connection: close`.
     stopping: Option<Arc<AtomicBool>>,
-    /// For the access log line (when it is on): the environ and when the app was called.
-    logged: Option<(Py<PyDict>, Instant)>,
+    /// For the access log line (when it is on).
+    logged: Option<Logged>,
     /// The status actually sent when the app failed before its headers went out.
     error_status: Option<u16>,
 }
@@ -85,14 +86,14 @@ impl Exchange {
         environ: Bound<'_, PyAny>,
         input: Py<Input>,
         req: RequestInfo,
-        uri: String,
+        head: &Head,
     ) -> PyResult<Exchange> {
         let start = Py::new(py, StartResponse::default())?;
         let mut exchange = Exchange {
             start,
             input,
             req,
-            uri,
+            uri: head.target().to_owned(),
             body: Body::Finished,
             plan: None,
             sent: 0,
@@ -100,7 +101,9 @@ impl Exchange {
             stopping: None,
             logged: access::enabled()
                 .then(|| {
-                    environ.cast::<PyDict>().ok().map(|e| (e.clone().unbind(), Instant::now()))
+                    let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
+                    let request_headers = access::capture(head);
+                    Some(Logged { environ, started: Instant::now(), request_headers })
                 })
                 .flatten(),
             error_status: None,
@@ -297,14 +300,16 @@ impl Exchange {
             }
             None => log_app_error(py, &self.uri, &err),
         }
+        let status = body_error.map_or(500, |e| e.status());
+        if !headers_sent {
+            self.error_status = Some(status);
+        }
         if let Err(close_err) = self.close(py) {
             log_app_error(py, &self.uri, &close_err);
         }
         if headers_sent {
             return Step::Abort;
         }
-        let status = body_error.map_or(500, |e| e.status());
-        self.error_status = Some(status);
         out.extend_from_slice(&error_page(status));
         Step::Done { keep_alive: false }
     }
@@ -325,28 +330,43 @@ impl Exchange {
     }
 }
 
+/// What an access log line is made from, kept from the call to the end.
+struct Logged {
+    environ: Py<PyDict>,
+    started: Instant,
+    /// The request headers the log format names.
+    request_headers: Vec<(String, String)>,
+}
+
 impl Exchange {
     /// The access log line, once, for a response that got a status.
     fn log_access(&mut self, py: Python<'_>) {
-        let Some((environ, started)) = self.logged.take() else { return };
+        let Some(logged) = self.logged.take() else { return };
         let start = self.start.borrow(py);
-        let error;
-        let (status, headers): (&str, &[(String, String)]) =
-            match (self.error_status, &start.status) {
-                (Some(code), _) => {
-                    error = format!("{code} {}", crate::http::reason(code));
-                    (&error, &[])
+        let record = |environ: &Bound<'_, PyDict>, status: &str, headers, sent| {
+            access::write(&access::Record {
+                environ,
+                status,
+                headers,
+                request_headers: &logged.request_headers,
+                sent,
+                elapsed: logged.started.elapsed(),
+            })
+        };
+        match (self.error_status, &start.status) {
+            // gunicorn logs its error page from a bare environ (handle_error's
+            // default_environ), with no response headers and nothing counted as sent.
+            (Some(code), _) => {
+                let status = format!("{code} {}", crate::http::reason(code));
+                if let Ok(bare) = access::bare_environ(logged.environ.bind(py)) {
+                    record(&bare, &status, &[], 0);
                 }
-                (None, Some(status)) => (status, &start.headers),
-                (None, None) => return,
-            };
-        access::write(&access::Record {
-            environ: environ.bind(py),
-            status,
-            headers,
-            sent: self.sent,
-            elapsed: started.elapsed(),
-        });
+            }
+            (None, Some(status)) => {
+                record(logged.environ.bind(py), status, &start.headers, self.sent)
+            }
+            (None, None) => {}
+        }
     }
 }
 

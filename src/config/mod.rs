@@ -1,0 +1,447 @@
+//! Settings: the command line (gunicorn's names and defaults) parsed into [`Config`].
+//!
+//! Two steps, as in ripgrep: flags become raw strings first ([`parse_args`]), then
+//! [`Config::from_raw`] validates them into the values the program runs on. Every
+//! setting is described once, in [`OPTIONS`]; `--help` is generated from it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::http::Limits;
+use crate::listener::BindSpec;
+use crate::log::LogLevel;
+/// A bad command line: one line for the user, exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(Error(format!($($arg)*))) };
+}
+/// gunicorn's hard caps on the request limits (message.py).
+const MAX_REQUEST_LINE: usize = 8190;
+const MAX_HEADERS: usize = 32768;
+mod options;
+mod sources;
+
+pub use options::{help_text, settings_markdown, OptionSpec, OPTIONS};
+pub use sources::{gather, load, parse_args, print_config, RawArgs};
+
+/// The worker types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerClass {
+    /// gunicorn's sync: one connection at a time, `Connection: close`.
+    Sync,
+    /// One event loop per process: keep-alive, pipelining, slow clients buffered.
+    Async,
+}
+
+impl WorkerClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerClass::Sync => "sync",
+            WorkerClass::Async => "async",
+        }
+    }
+}
+
+/// Validated settings, what the master and workers run on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// APP_MODULE, e.g. `myproject.wsgi` or `app:create_app()`.
+    pub app: String,
+    pub binds: Vec<BindSpec>,
+    pub workers: usize,
+    pub worker_class: WorkerClass,
+    /// Python threads running the app in an async worker; 1: on the loop thread.
+    pub threads: usize,
+    /// Most connections one async worker holds; beyond, it stops accepting.
+    pub worker_connections: usize,
+    /// How long an idle keep-alive connection is kept (gunicorn's `keepalive`).
+    pub keepalive: Duration,
+    pub backlog: i32,
+    pub chdir: Option<PathBuf>,
+    /// Directories put first on `sys.path`, after the working directory.
+    pub pythonpath: Vec<String>,
+    /// `-e KEY=VALUE` pairs, set in the master's environment before any worker forks.
+    pub env: Vec<(String, String)>,
+    pub graceful_timeout: Duration,
+    pub limits: Limits,
+    pub log_level: LogLevel,
+    /// How long a worker may go without a heartbeat; `None`: never killed for silence.
+    pub timeout: Option<Duration>,
+    /// Requests before a worker is recycled (0: never), plus up to `jitter` more.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// RSS in bytes past which a worker is recycled.
+    pub max_worker_memory: Option<u64>,
+    /// Import the app in the master, so workers share its memory (and HUP keeps its code).
+    pub preload: bool,
+    /// Watch the app's source files and reload on change.
+    pub reload: bool,
+    pub reload_extra_files: Vec<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub daemon: bool,
+    /// The identity workers switch to after fork; the master keeps its own.
+    pub user: Option<User>,
+    pub group: Option<libc::gid_t>,
+    pub initgroups: bool,
+    pub umask: Option<libc::mode_t>,
+    /// Where heartbeat files live; `None`: anonymous shared memory.
+    pub worker_tmp_dir: Option<PathBuf>,
+    pub reuse_port: bool,
+    /// NAME in the process titles.
+    pub proc_name: String,
+    /// `None`: stderr.
+    pub errorlog: Option<PathBuf>,
+    /// `None`: no access log; `-`: stdout.
+    pub accesslog: Option<PathBuf>,
+    pub access_log_format: String,
+    /// `--paste`: the app comes from a PasteDeploy ini file.
+    pub paste: Option<Paste>,
+    pub capture_output: bool,
+    /// Python logging configuration files (ini, JSON).
+    pub logconfig: Option<PathBuf>,
+    pub logconfig_json: Option<PathBuf>,
+    /// `--check-config`, `--print-config`: answer, then exit.
+    pub check_config: bool,
+    pub print_config: bool,
+}
+
+/// `--paste INI[#name]` with its `--paste-global` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paste {
+    pub path: PathBuf,
+    /// The `[app:NAME]` section; `main` by default.
+    pub name: String,
+    pub globals: Vec<(String, String)>,
+}
+
+/// `--user`, resolved when the command line is read so a typo fails at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: libc::uid_t,
+    /// For `--initgroups`, and the group workers get when `--group` is not given.
+    pub name: String,
+    pub gid: libc::gid_t,
+}
+
+/// Environment variables gunicorn reads for defaults.
+pub struct EnvDefaults {
+    pub port: Option<String>,
+    pub web_concurrency: Option<String>,
+}
+
+impl EnvDefaults {
+    pub fn from_process() -> Self {
+        EnvDefaults {
+            port: std::env::var("PORT").ok(),
+            web_concurrency: std::env::var("WEB_CONCURRENCY").ok(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_raw(raw: &RawArgs, env: &EnvDefaults) -> Result<Config, Error> {
+        let paste = raw.last("paste").map(|spec| parse_paste(spec, raw)).transpose()?;
+        let app = match (&paste, raw.app.clone()) {
+            (Some(_), Some(app)) => {
+                bail!("--paste replaces APP_MODULE; give one of them, not {app:?} too")
+            }
+            (Some(paste), None) => paste.path.display().to_string(),
+            (None, Some(app)) => app,
+            (None, None) => {
+                bail!("APP_MODULE is required, e.g. `ferricorn myproject.wsgi` (see --help)")
+            }
+        };
+        let mut binds = raw.all("bind").map(BindSpec::parse).collect::<Result<Vec<_>, _>>()?;
+        if binds.is_empty() {
+            let default = match &env.port {
+                Some(port) => format!("0.0.0.0:{port}"),
+                None => "127.0.0.1:8000".to_owned(),
+            };
+            binds.push(BindSpec::parse(&default).map_err(|e| Error(format!("$PORT: {e}")))?);
+        }
+        let workers = match (raw.last("workers"), &env.web_concurrency) {
+            (Some(w), _) => positive("--workers", w)?,
+            (None, Some(w)) => positive("$WEB_CONCURRENCY", w)?,
+            (None, None) => 1,
+        };
+        let worker_class = match raw.last("worker_class").unwrap_or("sync") {
+            "sync" => WorkerClass::Sync,
+            "async" | "gthread" => WorkerClass::Async,
+            other @ ("gevent" | "eventlet" | "tornado") => {
+                bail!("--worker-class {other}: not supported; use `-k async`, ferricorn's event-loop worker")
+            }
+            other => bail!("--worker-class {other:?} is not available (available: sync, async)"),
+        };
+        let limits = Limits {
+            request_line: match int(raw, "limit_request_line", 4094)? {
+                0 => MAX_REQUEST_LINE,
+                n => n.min(MAX_REQUEST_LINE),
+            },
+            fields: match int(raw, "limit_request_fields", 100)? {
+                0 => MAX_HEADERS,
+                n => n.min(MAX_HEADERS),
+            },
+            field_size: int(raw, "limit_request_field_size", 8190)?,
+        };
+        let log_level = match raw.last("loglevel") {
+            None => LogLevel::Info,
+            Some(l) => match LogLevel::parse(l) {
+                Some(level) => level,
+                None => {
+                    bail!("--log-level {l:?}: expected debug, info, warning, error or critical")
+                }
+            },
+        };
+        let env_pairs = raw.all("raw_env").map(parse_env).collect::<Result<Vec<_>, _>>()?;
+        let preload = raw.has("preload_app");
+        let reload = raw.has("reload");
+        if preload && reload {
+            bail!("--reload cannot be used with --preload: the master would hold the old code");
+        }
+        let user = raw.last("user").map(parse_user).transpose()?;
+        Ok(Config {
+            binds,
+            workers,
+            worker_class,
+            threads: match raw.last("threads") {
+                Some(t) => positive("--threads", t)?,
+                None => 1,
+            },
+            worker_connections: match raw.last("worker_connections") {
+                Some(c) => positive("--worker-connections", c)?,
+                None => 1000,
+            },
+            keepalive: Duration::from_secs(int(raw, "keepalive", 2)? as u64),
+            backlog: i32::try_from(int(raw, "backlog", 2048)?.max(1)).unwrap_or(i32::MAX),
+            chdir: raw.last("chdir").map(PathBuf::from),
+            pythonpath: raw
+                .all("pythonpath")
+                .flat_map(|p| p.split(','))
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            env: env_pairs,
+            graceful_timeout: Duration::from_secs(int(raw, "graceful_timeout", 30)? as u64),
+            limits,
+            log_level,
+            timeout: match int(raw, "timeout", 30)? {
+                0 => None,
+                n => Some(Duration::from_secs(n as u64)),
+            },
+            max_requests: int(raw, "max_requests", 0)? as u64,
+            max_requests_jitter: int(raw, "max_requests_jitter", 0)? as u64,
+            max_worker_memory: match int(raw, "max_worker_memory", 0)? as u64 {
+                0 => None,
+                mib => Some(mib.saturating_mul(1024 * 1024)),
+            },
+            preload,
+            reload,
+            reload_extra_files: raw.all("reload_extra_files").map(PathBuf::from).collect(),
+            pidfile: raw.last("pidfile").map(PathBuf::from),
+            daemon: raw.has("daemon"),
+            group: match raw.last("group") {
+                Some(g) => Some(parse_group(g)?),
+                None => user.as_ref().map(|u| u.gid),
+            },
+            user,
+            initgroups: raw.has("initgroups"),
+            umask: raw.last("umask").map(parse_umask).transpose()?,
+            worker_tmp_dir: raw.last("worker_tmp_dir").map(PathBuf::from),
+            reuse_port: raw.has("reuse_port"),
+            proc_name: raw.last("proc_name").unwrap_or(&app).to_owned(),
+            errorlog: raw.last("errorlog").filter(|p| *p != "-").map(PathBuf::from),
+            accesslog: raw.last("accesslog").map(PathBuf::from),
+            access_log_format: raw
+                .last("access_log_format")
+                .unwrap_or(crate::wsgi::access::DEFAULT_FORMAT)
+                .to_owned(),
+            paste,
+            capture_output: raw.has("capture_output"),
+            logconfig: raw.last("logconfig").map(PathBuf::from),
+            logconfig_json: raw.last("logconfig_json").map(PathBuf::from),
+            check_config: raw.has("check_config"),
+            print_config: raw.has("print_config"),
+            app,
+        })
+    }
+
+    /// Whether more than one worker process serves (`wsgi.multiprocess`).
+    pub fn multiprocess(&self) -> bool {
+        self.workers > 1
+    }
+
+    /// Whether the app may be called from several threads at once (`wsgi.multithread`).
+    pub fn multithread(&self) -> bool {
+        self.worker_class == WorkerClass::Async && self.threads > 1
+    }
+}
+
+fn int(raw: &RawArgs, name: &str, default: usize) -> Result<usize, Error> {
+    match raw.last(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            let flag = OPTIONS.iter().find(|o| o.name == name).map_or(name, |o| o.long[0]);
+            Error(format!("--{flag} {v:?}: expected a non-negative integer"))
+        }),
+    }
+}
+
+fn positive(what: &str, v: &str) -> Result<usize, Error> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{what} {v:?}: expected a positive integer"),
+    }
+}
+
+/// A user name or uid, as gunicorn's `--user`.
+fn parse_user(v: &str) -> Result<User, Error> {
+    let found = match v.parse::<libc::uid_t>() {
+        Ok(uid) => nix::unistd::User::from_uid(uid.into()),
+        Err(_) => nix::unistd::User::from_name(v),
+    };
+    match found {
+        Ok(Some(u)) => Ok(User { uid: u.uid.as_raw(), name: u.name, gid: u.gid.as_raw() }),
+        Ok(None) | Err(_) => match v.parse::<libc::uid_t>() {
+            // A bare uid need not be in the password database.
+            Ok(uid) => Ok(User { uid, name: String::new(), gid: libc::gid_t::MAX }),
+            Err(_) => bail!("--user {v:?}: no such user"),
+        },
+    }
+}
+
+fn parse_group(v: &str) -> Result<libc::gid_t, Error> {
+    if let Ok(gid) = v.parse::<libc::gid_t>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(v) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => bail!("--group {v:?}: no such group"),
+    }
+}
+
+/// gunicorn reads the umask with `int(value, 0)`; a leading 0 alone also means octal here,
+/// since `077` is what people write.
+fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
+    let t = v.trim();
+    let parsed = if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        u32::from_str_radix(oct, 8)
+    } else if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16)
+    } else if t.len() > 1 && t.starts_with('0') {
+        u32::from_str_radix(&t[1..], 8)
+    } else {
+        t.parse::<u32>()
+    };
+    match parsed {
+        Ok(mask) if mask <= 0o777 => Ok(mask as libc::mode_t),
+        _ => bail!("--umask {v:?}: expected a mask from 0 to 0o777, like 0o22 or 077"),
+    }
+}
+
+fn parse_paste(spec: &str, raw: &RawArgs) -> Result<Paste, Error> {
+    let (path, name) = spec.split_once('#').unwrap_or((spec, "main"));
+    if path.is_empty() {
+        bail!("--paste {spec:?}: expected INI or INI#name");
+    }
+    let globals = raw
+        .all("raw_paste_global_conf")
+        .map(|pair| {
+            parse_env(pair)
+                .map_err(|_| Error(format!("--paste-global {pair:?}: expected KEY=VALUE")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Paste { path: PathBuf::from(path), name: name.to_owned(), globals })
+}
+
+fn parse_env(pair: &str) -> Result<(String, String), Error> {
+    match pair.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => bail!("--env {pair:?}: expected KEY=VALUE"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, Error> {
+        let env = EnvDefaults { port: None, web_concurrency: None };
+        Config::from_raw(&parse_args(args)?, &env)
+    }
+
+    #[test]
+    fn flag_forms() {
+        let c = config(&["-w", "3", "--bind=127.0.0.1:9", "-b127.0.0.1:10", "app:x"]).unwrap();
+        assert_eq!((c.workers, c.binds.len(), c.app.as_str()), (3, 2, "app:x"));
+        let c = config(&["--limit-request-field_size", "10", "app"]).unwrap();
+        assert_eq!(c.limits.field_size, 10);
+        let c =
+            config(&["--limit-request-field-size=11", "--limit-request-line", "0", "a"]).unwrap();
+        assert_eq!((c.limits.field_size, c.limits.request_line), (11, 8190));
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        for args in [
+            &["--nope", "app"][..],
+            &["-w", "abc", "app"],
+            &["-w", "0", "app"],
+            &["--workers"],
+            &[],
+            &["a", "b"],
+            &["-k", "gevent", "app"],
+            &["-k", "nope", "app"],
+            &["--threads", "0", "app"],
+            &["--keep-alive", "-1", "app"],
+            &["--log-level", "loud", "app"],
+            &["-e", "NOEQUALS", "app"],
+            &["--bind", "host:port", "app"],
+            &["--reload", "--preload", "app"],
+            &["--umask", "0o1000", "app"],
+            &["--umask", "08", "app"],
+            &["--user", "no-such-user-here", "app"],
+            &["--group", "no-such-group-here", "app"],
+            &["--timeout", "soon", "app"],
+        ] {
+            assert!(config(args).is_err(), "{args:?} accepted");
+        }
+    }
+
+    #[test]
+    fn supervision_settings() {
+        let c = config(&["app:x"]).unwrap();
+        assert_eq!(
+            (c.timeout, c.max_requests, c.proc_name.as_str()),
+            (Some(Duration::from_secs(30)), 0, "app:x")
+        );
+        let c = config(&["-t", "0", "--max-worker-memory", "2", "-n", "web", "app"]).unwrap();
+        assert_eq!(
+            (c.timeout, c.max_worker_memory, c.proc_name.as_str()),
+            (None, Some(2 << 20), "web")
+        );
+        for (mask, want) in [("0o22", 0o22), ("077", 0o77), ("18", 18), ("0x12", 0x12), ("0", 0)] {
+            assert_eq!(config(&["-m", mask, "app"]).unwrap().umask, Some(want), "{mask}");
+        }
+        let c = config(&["-u", "0", "--log-file", "-", "app"]).unwrap();
+        assert_eq!((c.user.map(|u| u.uid), c.group, c.errorlog), (Some(0), Some(0), None));
+    }
+
+    #[test]
+    fn env_defaults() {
+        let env = EnvDefaults { port: Some("5000".into()), web_concurrency: Some("3".into()) };
+        let c = Config::from_raw(&parse_args(&["app"]).unwrap(), &env).unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.binds, vec![BindSpec::parse("0.0.0.0:5000").unwrap()]);
+    }
+}

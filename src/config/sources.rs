@@ -1,0 +1,190 @@
+//! Where settings come from, merged with gunicorn's precedence: a Python config file <
+//! `FERRICORN_CMD_ARGS` (or `GUNICORN_CMD_ARGS`) < the command line. Each source is read
+//! into [`RawArgs`] (setting names and text values); higher sources replace a setting's
+//! values from lower ones.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::options::OPTIONS;
+use super::{Config, EnvDefaults, Error};
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(Error(format!($($arg)*))) };
+}
+
+/// The command line as given: (setting name, value) pairs in order, and the app.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RawArgs {
+    pub values: Vec<(&'static str, String)>,
+    pub app: Option<String>,
+}
+
+/// How a config file says a flag is off (`daemon = False`).
+const OFF: &str = "false";
+
+impl RawArgs {
+    pub(super) fn last(&self, name: &str) -> Option<&str> {
+        self.values.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.values.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a flag is on: given on the command line, or true in a config file.
+    pub fn has(&self, name: &str) -> bool {
+        self.last(name).is_some_and(|v| !v.eq_ignore_ascii_case(OFF))
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.values.iter().map(|(n, _)| *n)
+    }
+
+    /// `self` with every setting `higher` gives replaced by `higher`'s values.
+    pub fn overlay(mut self, higher: RawArgs) -> RawArgs {
+        let replaced: Vec<&'static str> = higher.names().collect();
+        self.values.retain(|(n, _)| !replaced.contains(n));
+        self.values.extend(higher.values);
+        RawArgs { values: self.values, app: higher.app.or(self.app) }
+    }
+}
+
+/// `--opt value`, `--opt=value`, `-o value`, `-ovalue`; `--` ends the options.
+pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
+    let mut raw = RawArgs::default();
+    let mut rest = args.iter().map(AsRef::as_ref);
+    while let Some(arg) = rest.next() {
+        let (spec, inline) = if let Some(long) = arg.strip_prefix("--") {
+            if long.is_empty() {
+                raw.app = rest.next().map(str::to_owned).or(raw.app.take());
+                continue;
+            }
+            let (flag, inline) = long.split_once('=').map_or((long, None), |(f, v)| (f, Some(v)));
+            match OPTIONS.iter().find(|o| o.long.contains(&flag)) {
+                Some(spec) => (spec, inline.map(str::to_owned)),
+                None => bail!("unrecognized option: --{flag}"),
+            }
+        } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let c = short.chars().next().unwrap_or_default();
+            let inline = Some(&short[c.len_utf8()..]).filter(|s| !s.is_empty());
+            match OPTIONS.iter().find(|o| o.short == Some(c)) {
+                Some(spec) => (spec, inline.map(str::to_owned)),
+                None => bail!("unrecognized option: -{c}"),
+            }
+        } else {
+            if raw.app.is_some() {
+                bail!("unexpected argument: {arg} (only one APP_MODULE)");
+            }
+            raw.app = Some(arg.to_owned());
+            continue;
+        };
+        let value = match (spec.metavar, inline) {
+            (None, None) => String::new(),
+            (None, Some(_)) => bail!("option --{} takes no value", spec.long[0]),
+            (Some(_), Some(v)) => v,
+            (Some(metavar), None) => match rest.next() {
+                Some(v) => v.to_owned(),
+                None => bail!("option --{} needs a value ({metavar})", spec.long[0]),
+            },
+        };
+        raw.values.push((spec.name, value));
+    }
+    Ok(raw)
+}
+
+/// Every source of settings for this command line (without the program name), merged and
+/// validated. HUP calls it again, so an edited config file takes effect.
+pub fn load<S: AsRef<str>>(py: Python<'_>, args: &[S]) -> Result<Config, Error> {
+    Config::from_raw(&gather(py, args)?, &EnvDefaults::from_process())
+}
+
+/// The merged raw settings, before validation.
+pub fn gather<S: AsRef<str>>(py: Python<'_>, args: &[S]) -> Result<RawArgs, Error> {
+    let cli = parse_args(args)?;
+    let env = env_args(py)?;
+    let file = match cli.last("config").or(env.last("config")) {
+        Some(spec) => Some(spec.to_owned()),
+        None => python_call(py, "default_file", ())?.extract::<Option<String>>().unwrap_or(None),
+    };
+    let from_file = match file {
+        Some(spec) => config_file(py, &spec)?,
+        None => RawArgs::default(),
+    };
+    Ok(from_file.overlay(env).overlay(cli))
+}
+
+/// `FERRICORN_CMD_ARGS`, or gunicorn's `GUNICORN_CMD_ARGS` when that is unset, split as a
+/// shell would.
+fn env_args(py: Python<'_>) -> Result<RawArgs, Error> {
+    let Some((var, text)) = ["FERRICORN_CMD_ARGS", "GUNICORN_CMD_ARGS"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().map(|text| (*var, text)))
+    else {
+        return Ok(RawArgs::default());
+    };
+    let words: Vec<String> = py
+        .import("shlex")
+        .and_then(|shlex| shlex.call_method1("split", (text.as_str(),)))
+        .and_then(|words| words.extract())
+        .map_err(|e| Error(format!("${var}: {e}")))?;
+    let raw = parse_args(&words).map_err(|e| Error(format!("${var}: {e}")))?;
+    if raw.app.is_some() {
+        bail!("${var} holds settings only, not APP_MODULE");
+    }
+    Ok(raw)
+}
+
+/// A gunicorn-style Python config file (`-c PATH` or `-c python:module`).
+fn config_file(py: Python<'_>, spec: &str) -> Result<RawArgs, Error> {
+    let known: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+    let values = python_call(py, "read_file", (spec, known))?;
+    let values = values.cast::<PyDict>().map_err(|e| Error(e.to_string()))?;
+    let mut raw = RawArgs::default();
+    for (name, value) in values.iter() {
+        let name: String = name.extract().map_err(|e: PyErr| Error(e.to_string()))?;
+        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else { continue };
+        let texts: Vec<String> = python_call(py, "stringify", (value,))?
+            .extract()
+            .map_err(|e: PyErr| Error(e.to_string()))?;
+        if spec.name == "wsgi_app" {
+            raw.app = texts.into_iter().next();
+            continue;
+        }
+        if texts.is_empty() {
+            raw.values.push((spec.name, OFF.to_owned()));
+        }
+        raw.values.extend(texts.into_iter().map(|t| (spec.name, t)));
+    }
+    Ok(raw)
+}
+
+/// Calls `ferricorn._config.NAME`; its `ConfigError` becomes our one-line error.
+fn python_call<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+) -> Result<Bound<'py, PyAny>, Error> {
+    py.import("ferricorn._config")
+        .and_then(|m| m.call_method1(name, args))
+        .map_err(|e| Error(e.value(py).to_string()))
+}
+
+/// `--print-config`: every setting as gunicorn prints them, `name = value`, sorted.
+pub fn print_config(raw: &RawArgs) -> String {
+    let mut names: Vec<&'static str> = OPTIONS.iter().map(|o| o.name).collect();
+    names.sort_unstable();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for name in names {
+        let values: Vec<&str> = raw.all(name).collect();
+        let shown = match (values.as_slice(), OPTIONS.iter().find(|o| o.name == name)) {
+            ([], Some(spec)) if spec.metavar.is_none() => "False".to_owned(),
+            ([], Some(spec)) => spec.default.replace('`', ""),
+            ([one], _) => one.to_string(),
+            (many, _) => format!("{many:?}"),
+        };
+        out.push_str(&format!("{name:<width$} = {shown}\n"));
+    }
+    out
+}
