@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use crate::config::{self, Config};
 use crate::exit;
 use crate::heartbeat::Heartbeat;
+use crate::hooks::{self, Hook};
 use crate::listener::Listener;
 use crate::pidfile::{self, Pidfile};
 use crate::process;
@@ -219,6 +220,7 @@ impl Arbiter {
             tracing::info!("Listening at: {} ({pid})", listener.local);
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
+        Python::attach(|py| hooks::call(py, Hook::WhenReady, (self.num_workers,)));
         if let Err(halt) = self.start_generation() {
             return self.halt(halt);
         }
@@ -232,6 +234,7 @@ impl Arbiter {
         };
         self.stop(graceful);
         tracing::info!("Shutting down: Master");
+        Python::attach(|py| hooks::call(py, Hook::OnExit, (self.num_workers,)));
         exit::OK
     }
 
@@ -239,7 +242,16 @@ impl Arbiter {
         self.stop(true);
         tracing::error!("Shutting down: Master");
         tracing::error!("Reason: {}", halt.reason);
+        Python::attach(|py| hooks::call(py, Hook::OnExit, (self.num_workers,)));
         halt.code
+    }
+
+    /// TTIN, TTOU, WINCH and HUP change the worker count; `nworkers_changed` hears of it.
+    fn set_num_workers(&mut self, count: usize) {
+        let old = std::mem::replace(&mut self.num_workers, count);
+        if old != count {
+            Python::attach(|py| hooks::call(py, Hook::NworkersChanged, (count, old)));
+        }
     }
 
     /// Everything the master checks on each pass, signal or not.
@@ -298,8 +310,8 @@ impl Arbiter {
         match signal {
             Signal::Reload => self.handle_hup()?,
             Signal::Reexec => self.handle_usr2(),
-            Signal::Incr => self.num_workers += 1,
-            Signal::Decr => self.num_workers = self.num_workers.saturating_sub(1).max(1),
+            Signal::Incr => self.set_num_workers(self.num_workers + 1),
+            Signal::Decr => self.set_num_workers(self.num_workers.saturating_sub(1).max(1)),
             Signal::ReopenLogs => self.handle_usr1(),
             Signal::StopWorkers => self.handle_winch(),
             Signal::Stop { .. } | Signal::ChildExited | Signal::WorkerBooted => {}
@@ -319,6 +331,7 @@ impl Arbiter {
                     );
                 }
                 crate::log::init(config.log_level);
+                Python::attach(|py| hooks::configure(py, &config));
                 self.config = config;
             }
             Err(e) => {
@@ -331,7 +344,8 @@ impl Arbiter {
                  changes are not picked up: use USR2 to start a master with the new code"
             );
         }
-        self.num_workers = self.config.workers;
+        Python::attach(|py| hooks::call(py, Hook::OnReload, (self.num_workers,)));
+        self.set_num_workers(self.config.workers);
         self.reload()
     }
 
@@ -400,8 +414,15 @@ impl Arbiter {
                 return;
             }
         };
-        match Python::attach(process::fork) {
-            Ok(None) => exec.exec(),
+        let forked = Python::attach(|py| match process::fork(py) {
+            Ok(None) => {
+                hooks::call(py, Hook::PreExec, (self.num_workers,));
+                exec.exec()
+            }
+            other => other,
+        });
+        match forked {
+            Ok(None) => unreachable!("the child execs or exits"),
             Ok(Some(pid)) => {
                 tracing::info!("Started a new master (pid:{pid}) from the current code");
                 self.reexec_pid = Some(pid);
@@ -445,7 +466,7 @@ impl Arbiter {
         if let Some(abandoned) = self.pending.take() {
             self.retire_generation(abandoned.number);
         }
-        self.num_workers = 0;
+        self.set_num_workers(0);
     }
 
     /// Collects every exited child.
@@ -463,6 +484,7 @@ impl Arbiter {
                 continue;
             }
             let Some(worker) = self.workers.remove(&pid) else { continue };
+            Python::attach(|py| hooks::call(py, Hook::ChildExit, (pid, worker.age)));
             let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
             if libc::WIFSIGNALED(status) {
                 match libc::WTERMSIG(status) {
@@ -609,9 +631,13 @@ impl Arbiter {
             tracing::error!("Can't create a worker heartbeat: {e}");
             Halt { reason: "Unable to start a worker.", code: exit::FAILURE }
         })?;
-        let forked = Python::attach(|py| match process::fork(py) {
-            Ok(None) => self.become_worker(py, generation, &heartbeat),
-            other => other,
+        let age = self.next_age;
+        let forked = Python::attach(|py| {
+            hooks::call(py, Hook::PreFork, (0, age));
+            match process::fork(py) {
+                Ok(None) => self.become_worker(py, generation, age, &heartbeat),
+                other => other,
+            }
         });
         match forked {
             Ok(Some(pid)) => {
@@ -635,8 +661,15 @@ impl Arbiter {
     }
 
     /// In the child: drop the master's signal handling and run the worker to its end.
-    fn become_worker(&mut self, py: Python<'_>, generation: u64, heartbeat: &Heartbeat) -> ! {
+    fn become_worker(
+        &mut self,
+        py: Python<'_>,
+        generation: u64,
+        age: u64,
+        heartbeat: &Heartbeat,
+    ) -> ! {
         self.signals.unregister();
+        hooks::call(py, Hook::PostFork, (std::process::id(), age));
         let report = match &self.pending {
             Some(p) if p.number == generation => &p.report,
             _ => &self.serving.report,
@@ -649,6 +682,7 @@ impl Arbiter {
             app: self.start.app.as_ref(),
             master_wake: self.signals.wake_fd(),
             reload_feed: self.reloader.as_ref().map(Reloader::feed_fd),
+            age,
         };
         worker::run(py, &ctx)
     }

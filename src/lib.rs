@@ -9,6 +9,7 @@
 //! - [`http`]: HTTP/1.1 bytes: request heads, body decoding, response heads. No I/O, no Python.
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.
+//! - [`hooks`]: gunicorn's server hooks from the config file.
 //! - [`signals`]: signal handlers that only enqueue (self-pipe).
 //! - [`reexec`]: USR2, a new master that inherits the sockets.
 //! - [`reloader`]: `--reload`, inotify on the app's source files.
@@ -25,6 +26,7 @@ pub mod arbiter;
 pub mod config;
 pub mod exit;
 pub mod heartbeat;
+pub mod hooks;
 pub mod http;
 pub mod listener;
 pub mod log;
@@ -65,6 +67,8 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     if config.check_config {
         return check_config(py, &config);
     }
+    hooks::configure(py, &config);
+    hooks::call(py, hooks::Hook::OnStarting, (config.workers,));
     if config.daemon {
         match process::daemonize(py) {
             Ok(true) => {}

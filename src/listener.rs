@@ -27,6 +27,17 @@ pub enum BindSpec {
     Fd(RawFd),
 }
 
+impl fmt::Display for BindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            BindSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
+            BindSpec::Unix(path) => write!(f, "unix:{}", path.display()),
+            BindSpec::Fd(fd) => write!(f, "fd://{fd}"),
+        }
+    }
+}
+
 /// gunicorn's port when `--bind HOST` gives none.
 const DEFAULT_PORT: u16 = 8000;
 

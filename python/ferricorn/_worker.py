@@ -3,6 +3,7 @@ abort (SIGABRT, ``--timeout``) into an exception inside the app."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 
@@ -15,6 +16,10 @@ class WorkerTimeout(BaseException):
 
 
 def _on_abort(signum, frame):
+    from ferricorn import _config, _hooks
+
+    if "worker_abort" in _config.hooks:
+        _hooks.call("worker_abort", (os.getpid(), 0))
     raise WorkerTimeout("the worker timed out (--timeout) and is being replaced")
 
 

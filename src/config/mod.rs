@@ -114,6 +114,8 @@ pub struct Config {
     /// `--check-config`, `--print-config`: answer, then exit.
     pub check_config: bool,
     pub print_config: bool,
+    /// Every setting as merged from all sources, for the `cfg` that hooks see.
+    pub raw: RawArgs,
 }
 
 /// `--paste INI[#name]` with its `--paste-global` values.
@@ -272,6 +274,7 @@ impl Config {
             logconfig_json: raw.last("logconfig_json").map(PathBuf::from),
             check_config: raw.has("check_config"),
             print_config: raw.has("print_config"),
+            raw: raw.clone(),
             app,
         })
     }

@@ -28,7 +28,7 @@ impl RawArgs {
         self.values.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
-    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.values.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 

@@ -144,7 +144,7 @@ impl<'a> EventLoop<'a> {
                     return exit::FAILURE;
                 }
             }
-            if let Some(code) = stop.between_requests() {
+            if let Some(code) = stop.between_requests(py) {
                 return code;
             }
             let now = Instant::now();

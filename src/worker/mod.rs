@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use crate::config::{Config, WorkerClass};
 use crate::exit;
 use crate::heartbeat::Pulse;
+use crate::hooks::{self, Hook};
 use crate::listener::Listener;
 use crate::log::{self, LogLevel};
 use crate::process;
@@ -44,6 +45,8 @@ pub struct WorkerContext<'a> {
     pub master_wake: RawFd,
     /// `--reload`: where to report the app's source files.
     pub reload_feed: Option<RawFd>,
+    /// Birth order among the master's workers (gunicorn's `age`), for hooks.
+    pub age: u64,
 }
 
 /// This worker's heartbeat, set once at boot, for the loops deep down to beat and note
@@ -74,6 +77,7 @@ pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
                 WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
             };
             tracing::info!("Worker exiting (pid: {})", std::process::id());
+            hooks::call(py, Hook::WorkerExit, (std::process::id(), ctx.age));
             code
         }
         Err(code) => code,
@@ -106,6 +110,7 @@ fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop, Vec
     if let Some(fd) = ctx.reload_feed {
         report_source_files(py, fd);
     }
+    hooks::call(py, Hook::PostWorkerInit, (std::process::id(), ctx.age));
     ctx.pulse.booted();
     // SAFETY: one byte from a stack value into the master's (non-blocking) pipe.
     unsafe { libc::write(ctx.master_wake, [BOOTED_BYTE].as_ptr().cast(), 1) };
@@ -224,6 +229,8 @@ pub struct Stop {
     graceful: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     aborted: Arc<AtomicBool>,
+    /// INT or QUIT when a `worker_int` hook is defined (else they end the process at once).
+    interrupted: Arc<AtomicBool>,
     recycler: Recycler,
 }
 
@@ -234,9 +241,16 @@ impl Stop {
         let aborted = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(libc::SIGTERM, Arc::clone(&graceful))?;
         signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&reopen))?;
+        let interrupted = Arc::new(AtomicBool::new(false));
         for signal in [libc::SIGINT, libc::SIGQUIT] {
-            // SAFETY: _exit is async-signal-safe; a fast stop abandons the request in flight.
-            unsafe { signal_hook::low_level::register(signal, || libc::_exit(exit::OK)) }?;
+            if hooks::defined(Hook::WorkerInt) {
+                // The loop runs the hook, then exits, at its next turn.
+                signal_hook::flag::register(signal, Arc::clone(&interrupted))?;
+            } else {
+                // SAFETY: _exit is async-signal-safe; a fast stop abandons the request in
+                // flight.
+                unsafe { signal_hook::low_level::register(signal, || libc::_exit(exit::OK)) }?;
+            }
         }
         // Python's handler first (it raises WorkerTimeout in the app); signal-hook's flag
         // then runs ahead of it and chains to it.
@@ -246,7 +260,8 @@ impl Stop {
         signal_hook::flag::register(libc::SIGABRT, Arc::clone(&aborted))?;
         let left = budget.map(|b| Arc::new(AtomicU64::new(b)));
         Ok(Stop {
-            queue: SignalQueue::new(&[libc::SIGTERM, libc::SIGUSR1])?,
+            queue: SignalQueue::new(&[libc::SIGTERM, libc::SIGUSR1, libc::SIGINT, libc::SIGQUIT])?,
+            interrupted,
             recycler: Recycler { left, stop: Arc::clone(&graceful) },
             graceful,
             reopen,
@@ -275,7 +290,11 @@ impl Stop {
 
     /// What the loops do between events: beat, reopen the log if USR1 asked. Returns the
     /// exit code when the master aborted this worker.
-    pub fn between_requests(&self) -> Option<i32> {
+    pub fn between_requests(&self, py: Python<'_>) -> Option<i32> {
+        if self.interrupted.load(Ordering::Relaxed) {
+            hooks::call(py, Hook::WorkerInt, (std::process::id(), 0));
+            return Some(exit::OK);
+        }
         if let Some(pulse) = pulse() {
             pulse.leave();
         }

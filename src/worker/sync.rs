@@ -39,7 +39,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
     while !stop.requested() {
-        if let Some(code) = stop.between_requests() {
+        if let Some(code) = stop.between_requests(py) {
             return code;
         }
         py.detach(|| wait(&mut fds));
@@ -64,7 +64,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             }
         }
     }
-    stop.between_requests().unwrap_or(exit::OK)
+    stop.between_requests(py).unwrap_or(exit::OK)
 }
 
 fn wait(fds: &mut [libc::pollfd]) {

@@ -14,6 +14,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
+use crate::hooks::{self, Hook};
 use crate::http::chunked::{encode_chunk, LAST_CHUNK};
 use crate::http::response::{self, BodyMode, Plan, RequestInfo};
 use crate::http::Head;
@@ -99,7 +100,7 @@ impl Exchange {
             sent: 0,
             known_length: None,
             stopping: None,
-            logged: access::enabled()
+            logged: (access::enabled() || hooks::defined(Hook::PostRequest))
                 .then(|| {
                     let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
                     let request_headers = access::capture(head);
@@ -108,6 +109,7 @@ impl Exchange {
                 .flatten(),
             error_status: None,
         };
+        hooks::call(py, Hook::PreRequest, (&environ,));
         exchange.body = match app.call1((environ, exchange.start.bind(py))) {
             Err(err) => Body::Failed(err),
             Ok(iterable) => match exchange.body_of(py, iterable) {
@@ -343,16 +345,22 @@ impl Exchange {
     fn log_access(&mut self, py: Python<'_>) {
         let Some(logged) = self.logged.take() else { return };
         let start = self.start.borrow(py);
-        let record = |environ: &Bound<'_, PyDict>, status: &str, headers, sent| {
-            access::write(&access::Record {
-                environ,
-                status,
-                headers,
-                request_headers: &logged.request_headers,
-                sent,
-                elapsed: logged.started.elapsed(),
-            })
-        };
+        let record =
+            |environ: &Bound<'_, PyDict>, status: &str, headers: &[(String, String)], sent| {
+                access::write(&access::Record {
+                    environ,
+                    status,
+                    headers,
+                    request_headers: &logged.request_headers,
+                    sent,
+                    elapsed: logged.started.elapsed(),
+                });
+                hooks::call(
+                    py,
+                    Hook::PostRequest,
+                    (logged.environ.bind(py), status, headers.to_vec(), sent),
+                );
+            };
         match (self.error_status, &start.status) {
             // gunicorn logs its error page from a bare environ (handle_error's
             // default_environ), with no response headers and nothing counted as sent.
