@@ -6,7 +6,8 @@ Run on demand, never in ``make test``: ``.venv/bin/python benches/load.py [optio
 
 What it does:
 
-- Servers (``--servers``, default all): ``ferricorn-async``, ``ferricorn-sync``,
+- Servers (``--servers``, default all): ``ferricorn-async``, ``ferricorn-async-log`` (the
+  same with ``--access-logfile`` to a file, for the cost of access logging), ``ferricorn-sync``,
   ``gunicorn-sync``, ``gunicorn-gthread`` (always ``--threads 4``, as it is usually run) and
   ``granian`` (``--interface wsgi``), each with ``--workers`` processes (default 2) bound to
   127.0.0.1 on a free port.
@@ -48,8 +49,10 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from serving import BENCHES, BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
 
@@ -98,12 +101,17 @@ class Server:
     flags: Callable[[int, int, int | None], list[str]]
 
 
-def _ferricorn(worker_class: str):
+def _ferricorn(worker_class: str, *extra: str):
     def flags(workers: int, port: int, threads: int | None) -> list[str]:
-        out = ["-k", worker_class, "-w", str(workers), "-b", f"{HOST}:{port}"]
+        out = ["-k", worker_class, "-w", str(workers), "-b", f"{HOST}:{port}", *extra]
         return out + (["--threads", str(threads)] if threads else [])
 
     return flags
+
+
+# Where ferricorn-async-log writes its access log (a file, as in production; emptied
+# by each start since the file is opened for appending and may grow large).
+ACCESS_LOG = Path(tempfile.gettempdir()) / "ferricorn-bench-access.log"
 
 
 def _gunicorn(worker_class: str):
@@ -122,6 +130,9 @@ def _granian(workers: int, port: int, threads: int | None) -> list[str]:
 
 SERVERS = {
     "ferricorn-async": Server("ferricorn async", "ferricorn", _ferricorn("async")),
+    "ferricorn-async-log": Server(
+        "ferricorn async+log", "ferricorn", _ferricorn("async", "--access-logfile", str(ACCESS_LOG))
+    ),
     "ferricorn-sync": Server("ferricorn sync", "ferricorn", _ferricorn("sync")),
     "gunicorn-sync": Server("gunicorn sync", "gunicorn", _gunicorn("sync")),
     "gunicorn-gthread": Server("gunicorn gthread", "gunicorn", _gunicorn("gthread")),
@@ -129,7 +140,7 @@ SERVERS = {
 }
 # Servers whose thread setting applies to the `threaded` scenarios (granian's only when
 # the installed version has --blocking-threads: see `main`).
-THREADED = {"ferricorn-async", "granian"}
+THREADED = {"ferricorn-async", "ferricorn-async-log", "granian"}
 
 
 @dataclass
@@ -217,6 +228,7 @@ def measure(key: str, scenario_key: str, args) -> dict[int, Result]:
     threads = args.threads if scenario.threaded and key in args.threaded else None
     argv = [str(BIN / server.executable), *server.flags(args.workers, port, threads)]
     argv.append(f"benches.apps:{scenario.app}")
+    ACCESS_LOG.unlink(missing_ok=True)
     with Running(argv) as running:
         running.wait_ready(port)
         check_answer(port, scenario)

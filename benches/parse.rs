@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ferricorn::http::forwarded::Policy;
 use ferricorn::http::{parse_head, BodyDecoder, BodyFraming, Decoded, Limits};
 use ferricorn::listener::Peer;
 use ferricorn::wsgi::{environ, Connection, Globals, Input};
@@ -66,7 +67,7 @@ fn environ_building(c: &mut Criterion) {
     let peer = Peer { addr: "127.0.0.1".into(), port: "50000".into() };
     let server = ("127.0.0.1".to_owned(), "8000".to_owned());
     Python::attach(|py| {
-        let globals = Globals::new(py, true, false).unwrap();
+        let globals = Globals::new(py, true, false, Policy::default()).unwrap();
         let conn = Connection { peer: &peer, server: &server };
         c.bench_function("environ/browser_get", |b| {
             b.iter(|| {

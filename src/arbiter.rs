@@ -27,7 +27,7 @@ use crate::pidfile::{self, Pidfile};
 use crate::process;
 use crate::reexec::ReExec;
 use crate::reloader::Reloader;
-use crate::signals::{ReportToken, SignalQueue};
+use crate::signals::{self, ReportToken, SignalQueue};
 use crate::systemd::Notifier;
 use crate::worker::{self, WorkerContext};
 
@@ -356,6 +356,8 @@ impl Arbiter {
     }
 
     fn start_generation(&mut self) -> Result<(), Halt> {
+        // A generation that booted since the last tick serves before another replaces it.
+        self.promote_pending();
         if let Some(abandoned) = self.pending.take() {
             self.retire_generation(abandoned.number);
         }
@@ -377,7 +379,9 @@ impl Arbiter {
         if booted < self.num_workers {
             return;
         }
-        let first = self.serving.number == 0;
+        // Start-up's own generation is 1; any later one came from a reload, even one sent
+        // before the first generation had booted.
+        let first = number == 1;
         self.serving = self.pending.take().expect("checked above");
         let old: Vec<libc::pid_t> = self
             .workers
@@ -634,10 +638,13 @@ impl Arbiter {
         let age = self.next_age;
         let forked = Python::attach(|py| {
             hooks::call(py, Hook::PreFork, (0, age));
-            match process::fork(py) {
-                Ok(None) => self.become_worker(py, generation, age, &heartbeat),
-                other => other,
+            signals::set_blocked(&signals::WORKER_SIGNALS, true);
+            let forked = process::fork(py);
+            if let Ok(None) = forked {
+                self.become_worker(py, generation, age, &heartbeat);
             }
+            signals::set_blocked(&signals::WORKER_SIGNALS, false);
+            forked
         });
         match forked {
             Ok(Some(pid)) => {

@@ -228,6 +228,13 @@ pub struct Peer {
     pub port: String,
 }
 
+impl Peer {
+    /// The peer's IP address; `None` on a unix socket.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.addr.parse().ok()
+    }
+}
+
 impl From<&SockAddr> for Peer {
     fn from(addr: &SockAddr) -> Peer {
         match addr.as_socket() {

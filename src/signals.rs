@@ -122,3 +122,23 @@ pub fn reset_default(signals: &[libc::c_int]) {
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
 }
+
+/// Signals a new worker must not lose before its own handlers are in place: the master
+/// blocks them across `fork`, and the worker unblocks them once it handles them, so one
+/// sent in between (a TERM right after a HUP) waits instead of vanishing.
+pub const WORKER_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1];
+
+/// Blocks (`true`) or unblocks `signals` for the calling thread.
+pub fn set_blocked(signals: &[libc::c_int], blocked: bool) {
+    // SAFETY: a signal set built in a local; pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        let how = if blocked { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}

@@ -46,7 +46,14 @@ CFG_FLAGS = {
     "limit_request_line": "--limit-request-line",
     "limit_request_fields": "--limit-request-fields",
     "limit_request_field_size": "--limit-request-field_size",
+    "forwarded_allow_ips": "--forwarded-allow-ips",
+    "header_map": "--header-map",
 }
+
+
+def _flag_value(value) -> str:
+    """A cfg value as its flag takes it: lists comma-separated, as gunicorn's CLI does."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _runnable(case) -> bool:
@@ -77,7 +84,7 @@ def servers():
         def for_cfg(worker_class: str, cfg: dict):
             key = (worker_class, json.dumps(cfg, sort_keys=True))
             if key not in started:
-                flags = [x for k, v in sorted(cfg.items()) for x in (CFG_FLAGS[k], str(v))]
+                flags = [x for k, v in sorted(cfg.items()) for x in (CFG_FLAGS[k], _flag_value(v))]
                 server = running("apps.echo:app", *flags, workers=2, worker_class=worker_class)
                 started[key] = stack.enter_context(server)
             return started[key]

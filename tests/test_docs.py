@@ -36,3 +36,15 @@ def test_settings_table_is_generated_from_the_code():
     assert _docs.generated_section(SETTINGS) == _ferricorn.settings_markdown(), (
         "docs/settings.md drifted from src/config.rs: run `make docs`"
     )
+
+
+def test_migration_table_covers_every_gunicorn_setting():
+    from ferricorn import _config
+
+    table = (REPO_ROOT / "docs" / "migrating.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_0-9]+)` \|[^|]*\| ([a-z ]+) \|", table, re.M))
+    assert set(rows) == set(_config.GUNICORN_SETTINGS), set(rows) ^ set(_config.GUNICORN_SETTINGS)
+    settings = _docs.generated_section(SETTINGS)
+    for name, status in rows.items():
+        if status in ("supported", "different") and name not in _config.HOOKS:
+            assert f"`{name}`" in settings or name == "logconfig_dict", name

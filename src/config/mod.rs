@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::Limits;
+use crate::http::{forwarded, Limits};
 use crate::listener::BindSpec;
 use crate::log::LogLevel;
 /// A bad command line: one line for the user, exit code 2.
@@ -116,6 +116,9 @@ pub struct Config {
     pub print_config: bool,
     /// Every setting as merged from all sources, for the `cfg` that hooks see.
     pub raw: RawArgs,
+    /// Which proxy headers are believed: `--forwarded-allow-ips`, `secure_scheme_headers`,
+    /// `--forwarder-headers`, `--header-map`.
+    pub forwarded: forwarded::Policy,
 }
 
 /// `--paste INI[#name]` with its `--paste-global` values.
@@ -140,6 +143,7 @@ pub struct User {
 pub struct EnvDefaults {
     pub port: Option<String>,
     pub web_concurrency: Option<String>,
+    pub forwarded_allow_ips: Option<String>,
 }
 
 impl EnvDefaults {
@@ -147,6 +151,7 @@ impl EnvDefaults {
         EnvDefaults {
             port: std::env::var("PORT").ok(),
             web_concurrency: std::env::var("WEB_CONCURRENCY").ok(),
+            forwarded_allow_ips: std::env::var("FORWARDED_ALLOW_IPS").ok(),
         }
     }
 }
@@ -275,6 +280,7 @@ impl Config {
             check_config: raw.has("check_config"),
             print_config: raw.has("print_config"),
             raw: raw.clone(),
+            forwarded: forwarded_policy(raw, env)?,
             app,
         })
     }
@@ -352,6 +358,38 @@ fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
     }
 }
 
+fn forwarded_policy(raw: &RawArgs, env: &EnvDefaults) -> Result<forwarded::Policy, Error> {
+    let allow = match raw.all("forwarded_allow_ips").collect::<Vec<_>>() {
+        given if !given.is_empty() => given.join(","),
+        _ => env.forwarded_allow_ips.clone().unwrap_or_else(|| "127.0.0.1,::1".to_owned()),
+    };
+    let secure: Vec<(String, String)> = match raw.all("secure_scheme_headers").collect::<Vec<_>>() {
+        given if !given.is_empty() && given != [sources::OFF] => given
+            .iter()
+            .map(|pair| {
+                pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| {
+                    Error(format!(
+                        "secure_scheme_headers {pair:?}: expected a dict of header: value"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        given if !given.is_empty() => Vec::new(),
+        _ => forwarded::DEFAULT_SECURE_SCHEME_HEADERS
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    };
+    let forwarders = raw.all("forwarder_headers").collect::<Vec<_>>().join(",");
+    let forwarders = if raw.last("forwarder_headers").is_some() {
+        forwarders
+    } else {
+        "SCRIPT_NAME,PATH_INFO".to_owned()
+    };
+    forwarded::Policy::parse(&allow, &secure, &forwarders, raw.last("header_map").unwrap_or("drop"))
+        .map_err(Error)
+}
+
 fn parse_paste(spec: &str, raw: &RawArgs) -> Result<Paste, Error> {
     let (path, name) = spec.split_once('#').unwrap_or((spec, "main"));
     if path.is_empty() {
@@ -379,7 +417,7 @@ mod tests {
     use super::*;
 
     fn config(args: &[&str]) -> Result<Config, Error> {
-        let env = EnvDefaults { port: None, web_concurrency: None };
+        let env = EnvDefaults { port: None, web_concurrency: None, forwarded_allow_ips: None };
         Config::from_raw(&parse_args(args)?, &env)
     }
 
@@ -442,7 +480,11 @@ mod tests {
 
     #[test]
     fn env_defaults() {
-        let env = EnvDefaults { port: Some("5000".into()), web_concurrency: Some("3".into()) };
+        let env = EnvDefaults {
+            port: Some("5000".into()),
+            web_concurrency: Some("3".into()),
+            forwarded_allow_ips: None,
+        };
         let c = Config::from_raw(&parse_args(&["app"]).unwrap(), &env).unwrap();
         assert_eq!(c.workers, 3);
         assert_eq!(c.binds, vec![BindSpec::parse("0.0.0.0:5000").unwrap()]);

@@ -21,7 +21,7 @@ pub struct RawArgs {
 }
 
 /// How a config file says a flag is off (`daemon = False`).
-const OFF: &str = "false";
+pub(super) const OFF: &str = "false";
 
 impl RawArgs {
     pub(super) fn last(&self, name: &str) -> Option<&str> {

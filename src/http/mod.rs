@@ -7,6 +7,7 @@
 pub mod body;
 pub mod chunked;
 pub mod date;
+pub mod forwarded;
 pub mod request;
 pub mod response;
 

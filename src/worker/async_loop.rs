@@ -31,6 +31,9 @@ const STOP: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// How often timeouts are swept and the parent is checked.
 const TICK: Duration = Duration::from_millis(500);
+/// How long a stopping worker waits for the first request of a connection it accepted
+/// just before the stop.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 /// App threads used with `--threads 1` for bodies too big to buffer.
 const STREAMING_THREADS: usize = 2;
 
@@ -102,8 +105,9 @@ impl<'a> EventLoop<'a> {
         }
         poll.registry().register(&mut SourceFd(&stop.fd()), STOP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let globals = Globals::new(py, config.multiprocess(), config.multithread())
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let globals =
+            Globals::new(py, config.multiprocess(), config.multithread(), config.forwarded.clone())
+                .map_err(|e| io::Error::other(e.to_string()))?;
         let shared = Arc::new(Shared {
             app: app.clone().unbind(),
             globals,
@@ -165,7 +169,7 @@ impl<'a> EventLoop<'a> {
             }
             if stop.requested() && stop_deadline.is_none() {
                 stop_deadline = Some(now + ctx.config.graceful_timeout);
-                self.begin_stop(py);
+                self.begin_stop(py, now);
             }
             if now >= next_tick {
                 next_tick = now + TICK;
@@ -329,13 +333,28 @@ impl<'a> EventLoop<'a> {
     }
 
     /// TERM: stop accepting, close idle connections now, finish the others.
-    fn begin_stop(&mut self, py: Python<'_>) {
+    /// A request already in an idle socket's buffer (its edge not handled yet) is read
+    /// and answered, with `Connection: close`, before the connection is closed, and a
+    /// connection accepted but not yet used gets [`NEW_CONNECTION_GRACE`] for its first
+    /// request: a client never sees a reset for a request it had sent. Requests still
+    /// arriving finish.
+    fn begin_stop(&mut self, py: Python<'_>, now: Instant) {
         self.set_accepting(false);
         let idle: Vec<usize> = (0..self.slots.len())
-            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.is_waiting_for_request()))
+            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.is_idle()))
             .collect();
         for token in idle {
-            self.close(py, token);
+            if let Slot::Here(conn) = &mut self.slots[token] {
+                conn.may_read = true;
+            }
+            self.drive(py, token, now);
+            match &mut self.slots[token] {
+                Slot::Here(c) if c.is_idle() && !c.served => {
+                    c.deadline = c.deadline.min(now + NEW_CONNECTION_GRACE);
+                }
+                Slot::Here(c) if c.is_idle() => self.close(py, token),
+                _ => {}
+            }
         }
     }
 

@@ -32,6 +32,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
 
 /// What a connection is waiting for.
+// A Head inline costs no allocation per request; the Conn holding this is boxed anyway.
+#[allow(clippy::large_enum_variant)]
 pub enum Phase {
     /// A request head: idle keep-alive while nothing of it has arrived.
     Head,
@@ -53,6 +55,8 @@ pub struct Responding {
 }
 
 /// What the event loop does with a connection after driving it.
+// As for Phase: the request moves to a thread without a box of its own.
+#[allow(clippy::large_enum_variant)]
 pub enum Next {
     /// Wait for the next readiness event (or the deadline).
     Wait,
@@ -125,6 +129,9 @@ pub struct Conn {
     pub may_write: bool,
     /// When the loop closes the connection if it has not progressed.
     pub deadline: Instant,
+    /// A response went out on this connection: the client knows it may find it closed
+    /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
+    pub served: bool,
 }
 
 impl Conn {
@@ -147,14 +154,14 @@ impl Conn {
             peer_closed: false,
             may_write: true,
             deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
+            served: false,
         }
     }
 
-    /// Whether no request of this connection has reached the app and nothing is owed
-    /// to the client: idle keep-alive, or a head or body still arriving. A graceful
-    /// stop closes these at once (as gunicorn does), rather than wait for slow clients.
-    pub fn is_waiting_for_request(&self) -> bool {
-        matches!(self.phase, Phase::Head | Phase::Body { .. }) && self.out_pos == self.out.len()
+    /// Whether the connection is idle: no byte of a next request received, nothing owed
+    /// to the client. A graceful stop closes these (once a last read found nothing).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out_pos == self.out.len()
     }
 
     /// Advances as far as the socket allows. Every phase transition happens here.
@@ -196,7 +203,7 @@ impl Conn {
         scratch: &mut [u8],
         now: Instant,
     ) -> io::Result<Progress> {
-        let head = match http::parse_head(&mut self.rbuf, &shared.limits) {
+        let mut head = match http::parse_head(&mut self.rbuf, &shared.limits) {
             Ok(Some(head)) => head,
             Ok(None) => {
                 if !self.may_read {
@@ -218,6 +225,10 @@ impl Conn {
             }
             Err(error) => return Ok(self.refuse(&error)),
         };
+        match shared.globals.forwarded.judge(&head, self.peer.ip()) {
+            Ok(verdict) => head.forwarded = verdict,
+            Err(error) => return Ok(self.refuse(&error)),
+        }
         self.deadline = now + READ_TIMEOUT;
         let decoder = BodyDecoder::new(head.framing);
         if decoder.is_done() {
@@ -406,6 +417,7 @@ impl Conn {
     /// After a complete response: the next request, or a close.
     pub fn finish_response(&mut self, py: Python<'_>, keep_alive: bool) {
         let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
+        self.served = true;
         let mut input = r.input.borrow_mut(py);
         let complete = input.complete();
         if let Some(rest) = input.take_rest() {
@@ -484,6 +496,8 @@ pub enum Pumped {
     Failed,
 }
 
+// As for Phase.
+#[allow(clippy::large_enum_variant)]
 enum Progress {
     Again,
     Wait,

@@ -95,6 +95,8 @@ fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop, Vec
     };
     signals::reset_default(&DEFAULT_IN_WORKER);
     let stop = Stop::install(py, request_budget(ctx.config)).map_err(|e| failed("signals", &e))?;
+    // Blocked by the master across fork; any that came meanwhile are delivered now.
+    signals::set_blocked(&signals::WORKER_SIGNALS, false);
     let listeners = own_listeners(ctx).map_err(|e| failed("--reuse-port", &e))?;
     process::switch_user(ctx.config.user.as_ref(), ctx.config.group, ctx.config.initgroups)
         .map_err(|e| failed("--user/--group", &e))?;

@@ -21,13 +21,14 @@ use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step};
 const TICK: Duration = Duration::from_secs(1);
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
-    let globals = match Globals::new(py, ctx.config.multiprocess(), false) {
-        Ok(globals) => globals,
-        Err(err) => {
-            tracing::error!("Worker failed to boot: {err}");
-            return exit::WORKER_BOOT_ERROR;
-        }
-    };
+    let globals =
+        match Globals::new(py, ctx.config.multiprocess(), false, ctx.config.forwarded.clone()) {
+            Ok(globals) => globals,
+            Err(err) => {
+                tracing::error!("Worker failed to boot: {err}");
+                return exit::WORKER_BOOT_ERROR;
+            }
+        };
     let servers: Vec<(String, String)> =
         ctx.listeners.iter().map(Listener::server_name_port).collect();
     let parent = std::os::unix::process::parent_id();
@@ -55,8 +56,9 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             match listener.accept() {
                 Ok((sock, peer)) => {
                     let conn = Connection { peer: &peer, server: &servers[i] };
-                    handle(py, ctx, app, &globals, sock, &conn);
-                    stop.recycler().count_request();
+                    if handle(py, ctx, app, &globals, sock, &conn) {
+                        stop.recycler().count_request();
+                    }
                     break;
                 }
                 Err(e) if is_transient(&e) => {}
@@ -83,7 +85,8 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// One connection: read a head, run the app, write the response, close.
+/// One connection: read a head, run the app, write the response, close. Returns whether
+/// a request reached the app (what `--max-requests` counts, as gunicorn does).
 fn handle(
     py: Python<'_>,
     ctx: &WorkerContext<'_>,
@@ -91,12 +94,17 @@ fn handle(
     globals: &Globals,
     sock: Socket,
     conn: &Connection<'_>,
-) {
+) -> bool {
     let _ = sock.set_read_timeout(Some(read_timeout(ctx)));
     let mut buf = BytesMut::with_capacity(8192);
-    let head = match py.detach(|| read_head(&sock, &mut buf, &ctx.config.limits)) {
+    let judged = py.detach(|| read_head(&sock, &mut buf, &ctx.config.limits)).and_then(|head| {
+        let Some(mut head) = head else { return Ok(None) };
+        head.forwarded = globals.forwarded.judge(&head, conn.peer.ip())?;
+        Ok(Some(head))
+    });
+    let head = match judged {
         Ok(Some(head)) => head,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(error) => {
             tracing::debug!("Invalid request from {}: {error}", conn.peer.addr);
             let page = wsgi::exchange::error_page(error.status());
@@ -104,7 +112,7 @@ fn handle(
                 let _ = (&sock).write_all(&page);
                 linger_close(&sock);
             });
-            return;
+            return false;
         }
     };
     if let Some(pulse) = super::pulse() {
@@ -121,6 +129,7 @@ fn handle(
         true => drop(sock.shutdown(std::net::Shutdown::Write)),
         false => linger_close(&sock),
     });
+    true
 }
 
 /// A silent client is dropped before `--timeout` would take the worker for a stuck one.

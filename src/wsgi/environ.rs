@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{intern, Py};
 
+use crate::http::forwarded::Policy;
 use crate::http::Head;
 use crate::listener::Peer;
 use crate::wsgi::{Errors, FileWrapper, Input};
@@ -18,10 +19,17 @@ pub struct Globals {
     script_name: String,
     multiprocess: bool,
     multithread: bool,
+    /// Which proxy headers are believed; the worker judged each request with it.
+    pub forwarded: Policy,
 }
 
 impl Globals {
-    pub fn new(py: Python<'_>, multiprocess: bool, multithread: bool) -> PyResult<Globals> {
+    pub fn new(
+        py: Python<'_>,
+        multiprocess: bool,
+        multithread: bool,
+        forwarded: Policy,
+    ) -> PyResult<Globals> {
         Ok(Globals {
             errors: Py::new(py, Errors)?,
             file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
@@ -30,6 +38,7 @@ impl Globals {
             script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
             multiprocess,
             multithread,
+            forwarded,
         })
     }
 }
@@ -51,7 +60,8 @@ pub fn build<'py>(
     let env = PyDict::new(py);
     let (path, query) = head.path_and_query();
     let path_info = latin1(&percent_decode(path.as_bytes()));
-    let script_name = globals.script_name.trim_end_matches('/');
+    let mounted = head.forwarded.script_name.as_deref().unwrap_or(&globals.script_name);
+    let script_name = mounted.trim_end_matches('/');
     let path_info = match path_info.strip_prefix(script_name) {
         Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
         _ => path_info.as_str(),
@@ -68,7 +78,8 @@ pub fn build<'py>(
     env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
     env.set_item(intern!(py, "SERVER_SOFTWARE"), globals.software.bind(py))?;
     env.set_item(intern!(py, "wsgi.version"), globals.version.bind(py))?;
-    env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+    let scheme = if head.forwarded.https { intern!(py, "https") } else { intern!(py, "http") };
+    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     env.set_item(intern!(py, "wsgi.errors"), globals.errors.bind(py))?;
     env.set_item(intern!(py, "wsgi.multithread"), globals.multithread)?;
@@ -76,7 +87,7 @@ pub fn build<'py>(
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     env.set_item(intern!(py, "wsgi.file_wrapper"), globals.file_wrapper.bind(py))?;
-    add_headers(&env, head)?;
+    add_headers(&env, head, &globals.forwarded)?;
     Ok(env)
 }
 
@@ -87,29 +98,27 @@ fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {
     }
 }
 
-/// `HTTP_*` keys; repeated fields joined with ","; names with `_` dropped, as gunicorn
-/// does by default (they could pose as a dash-named header once mapped).
-fn add_headers(env: &Bound<'_, PyDict>, head: &Head) -> PyResult<()> {
+/// `HTTP_*` keys; repeated fields joined with ","; names with `_` only when `policy`
+/// allows them (they could pose as a dash-named header once mapped).
+fn add_headers(env: &Bound<'_, PyDict>, head: &Head, policy: &Policy) -> PyResult<()> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for (name, value) in head.fields() {
-        if name.contains(&b'_') {
+        if name.contains(&b'_')
+            && !policy
+                .keeps(&String::from_utf8_lossy(name).to_ascii_uppercase(), head.forwarded.trusted)
+        {
             continue;
         }
-        let mut key = String::with_capacity(name.len() + 5);
-        if !name.eq_ignore_ascii_case(b"content-type")
-            && !name.eq_ignore_ascii_case(b"content-length")
-        {
-            key.push_str("HTTP_");
-        }
-        key.extend(name.iter().map(
-            |&b| {
-                if b == b'-' {
-                    '_'
-                } else {
-                    b.to_ascii_uppercase() as char
-                }
-            },
-        ));
+        let upper: String = name
+            .iter()
+            .map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char })
+            .collect();
+        // By the mapped name, so `--header-map dangerous` lets `Content_Length` join
+        // CONTENT_LENGTH, as it does in gunicorn.
+        let key = match upper.as_str() {
+            "CONTENT_TYPE" | "CONTENT_LENGTH" => upper,
+            _ => format!("HTTP_{upper}"),
+        };
         let value = latin1(value);
         match keys.iter_mut().find(|(k, _)| *k == key) {
             Some((_, joined)) => {

@@ -1,0 +1,251 @@
+//! What a front-end proxy may tell us, as gunicorn decides it.
+//!
+//! Only a peer in `--forwarded-allow-ips` (or one on a unix socket) is trusted: its
+//! `secure_scheme_headers` set `wsgi.url_scheme` (two that disagree: 400), and the
+//! `--forwarder-headers` it sends (`SCRIPT_NAME`, ...) may carry an underscore into the
+//! environ. Other headers with `_` in their name are dropped, refused or passed on as
+//! `--header-map` says, since `X_Forwarded_For` and `X-Forwarded-For` would otherwise
+//! map to the same `HTTP_X_FORWARDED_FOR` (RFC 9110 §17.10).
+
+use std::net::IpAddr;
+
+use super::{Error, Head};
+
+/// `--header-map`: what happens to a header whose name holds `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMap {
+    Drop,
+    Refuse,
+    Dangerous,
+}
+
+/// gunicorn's default `secure_scheme_headers`.
+pub const DEFAULT_SECURE_SCHEME_HEADERS: [(&str, &str); 3] =
+    [("X-FORWARDED-PROTOCOL", "ssl"), ("X-FORWARDED-PROTO", "https"), ("X-FORWARDED-SSL", "on")];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// `*`: every peer is trusted.
+    trust_all: bool,
+    /// Trusted networks, as (address, prefix length).
+    networks: Vec<(IpAddr, u8)>,
+    /// Upper-case header name and the value that means https.
+    secure_scheme_headers: Vec<(String, String)>,
+    /// Upper-case names a trusted peer may send with `_`; `*`: any.
+    forwarder_headers: Vec<String>,
+    header_map: HeaderMap,
+}
+
+impl Default for Policy {
+    /// gunicorn's defaults: trust the loopback addresses, its three scheme headers,
+    /// `SCRIPT_NAME,PATH_INFO` from forwarders, drop other `_` headers.
+    fn default() -> Policy {
+        let secure: Vec<(String, String)> = DEFAULT_SECURE_SCHEME_HEADERS
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Policy::parse("127.0.0.1,::1", &secure, "SCRIPT_NAME,PATH_INFO", "drop")
+            .expect("the defaults parse")
+    }
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The peer may set forwarding headers.
+    pub trusted: bool,
+    /// A trusted scheme header said https.
+    pub https: bool,
+    /// `SCRIPT_NAME` sent by a trusted forwarder: where the app is mounted.
+    pub script_name: Option<String>,
+}
+
+impl Policy {
+    /// From the settings' text: `--forwarded-allow-ips`, `secure_scheme_headers`
+    /// (`NAME=value` pairs), `--forwarder-headers`, `--header-map`.
+    pub fn parse(
+        allow_ips: &str,
+        secure_scheme_headers: &[(String, String)],
+        forwarder_headers: &str,
+        header_map: &str,
+    ) -> Result<Policy, String> {
+        let mut policy = Policy {
+            trust_all: false,
+            networks: Vec::new(),
+            secure_scheme_headers: secure_scheme_headers
+                .iter()
+                .map(|(n, v)| (n.trim().to_ascii_uppercase(), v.trim().to_owned()))
+                .collect(),
+            forwarder_headers: list(forwarder_headers).map(|h| h.to_ascii_uppercase()).collect(),
+            header_map: match header_map.trim() {
+                "drop" => HeaderMap::Drop,
+                "refuse" => HeaderMap::Refuse,
+                "dangerous" => HeaderMap::Dangerous,
+                other => {
+                    return Err(format!(
+                        "--header-map {other:?}: expected drop, refuse or dangerous"
+                    ))
+                }
+            },
+        };
+        for entry in list(allow_ips) {
+            match entry {
+                "*" => policy.trust_all = true,
+                _ => policy.networks.push(network(entry).ok_or_else(|| {
+                    format!("--forwarded-allow-ips: {entry:?} is not an IP address or network")
+                })?),
+            }
+        }
+        Ok(policy)
+    }
+
+    fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            None => true, // a unix socket: gunicorn trusts it unconditionally
+            Some(ip) => {
+                self.trust_all || self.networks.iter().any(|&(net, len)| contains(net, len, ip))
+            }
+        }
+    }
+
+    /// Judges a request's forwarding headers; an error is the 400 gunicorn gives.
+    pub fn judge(&self, head: &Head, peer: Option<IpAddr>) -> Result<Verdict, Error> {
+        let mut verdict = Verdict { trusted: self.trusts(peer), ..Verdict::default() };
+        let mut scheme_seen = false;
+        for (name, value) in head.fields() {
+            let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+            if verdict.trusted {
+                if let Some((_, secure)) =
+                    self.secure_scheme_headers.iter().find(|(n, _)| *n == name)
+                {
+                    let https = value == secure.as_bytes();
+                    if scheme_seen && https != verdict.https {
+                        return Err(Error::BadHeader("contradictory scheme headers"));
+                    }
+                    scheme_seen = true;
+                    verdict.https = https;
+                }
+            }
+            if name.contains('_') {
+                match self.keeps(&name, verdict.trusted) {
+                    true if name == "SCRIPT_NAME" => {
+                        verdict.script_name = Some(value.iter().map(|&b| b as char).collect())
+                    }
+                    true => {}
+                    false if self.header_map == HeaderMap::Refuse => {
+                        return Err(Error::BadHeaderName)
+                    }
+                    false => {}
+                }
+            }
+        }
+        if let Some(script_name) = &verdict.script_name {
+            if !head.path_and_query().0.starts_with(script_name.as_str()) {
+                return Err(Error::BadHeader("the path does not start with SCRIPT_NAME"));
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// Whether an upper-case header name holding `_` reaches the environ.
+    pub fn keeps(&self, name: &str, trusted: bool) -> bool {
+        let forwarded = trusted && self.forwarder_headers.iter().any(|h| h == "*" || h == name);
+        forwarded || self.header_map == HeaderMap::Dangerous
+    }
+}
+
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `10.0.0.1` (a host) or `10.0.0.0/8`.
+fn network(entry: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = entry.split_once('/').unwrap_or((entry, ""));
+    let ip: IpAddr = addr.trim().parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len.trim() {
+        "" => max,
+        n => n.parse().ok().filter(|&n| n <= max)?,
+    };
+    Some((ip, len))
+}
+
+fn contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+    let (net, ip, bits) = match (net, ip.to_canonical()) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+        (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+        _ => return false,
+    };
+    let shift = bits - u32::from(len);
+    shift >= bits || (net >> shift) == (ip >> shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::http::{parse_head, Limits};
+
+    fn head(headers: &str) -> Head {
+        let raw = format!("GET /app/x HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+        let limits = Limits { request_line: 4094, fields: 100, field_size: 8190 };
+        parse_head(&mut BytesMut::from(raw.as_bytes()), &limits).unwrap().unwrap()
+    }
+
+    fn defaults(map: &str) -> Policy {
+        let secure: Vec<(String, String)> = DEFAULT_SECURE_SCHEME_HEADERS
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Policy::parse("127.0.0.1,::1,10.0.0.0/8", &secure, "SCRIPT_NAME,PATH_INFO", map).unwrap()
+    }
+
+    const LOCAL: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    const FAR: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 9)));
+
+    #[test]
+    fn scheme_headers_from_trusted_peers_only() {
+        let p = defaults("drop");
+        let https = head("X-Forwarded-Proto: https\r\n");
+        assert!(p.judge(&https, LOCAL).unwrap().https);
+        assert!(p.judge(&https, Some("10.2.3.4".parse().unwrap())).unwrap().https);
+        assert!(p.judge(&https, Some("::ffff:127.0.0.1".parse().unwrap())).unwrap().https);
+        assert!(!p.judge(&https, FAR).unwrap().https);
+        assert!(p.judge(&https, None).unwrap().https, "unix sockets are trusted");
+        let both = head("X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n");
+        assert!(p.judge(&both, LOCAL).unwrap().https);
+        let clash = head("X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n");
+        assert_eq!(p.judge(&clash, LOCAL), Err(Error::BadHeader("contradictory scheme headers")));
+        assert!(p.judge(&clash, FAR).is_ok(), "an untrusted peer's scheme headers are ignored");
+    }
+
+    #[test]
+    fn underscore_headers() {
+        let mounted = head("SCRIPT_NAME: /app\r\n");
+        assert_eq!(
+            defaults("drop").judge(&mounted, LOCAL).unwrap().script_name.as_deref(),
+            Some("/app")
+        );
+        assert_eq!(defaults("drop").judge(&mounted, FAR).unwrap().script_name, None);
+        assert_eq!(defaults("refuse").judge(&mounted, FAR), Err(Error::BadHeaderName));
+        let elsewhere = head("SCRIPT_NAME: /other\r\n");
+        assert!(defaults("drop").judge(&elsewhere, LOCAL).is_err());
+        let sneaky = head("X_Forwarded_For: 1.2.3.4\r\n");
+        assert!(!defaults("drop").keeps("X_FORWARDED_FOR", true));
+        assert!(defaults("dangerous").keeps("X_FORWARDED_FOR", false));
+        assert_eq!(defaults("refuse").judge(&sneaky, LOCAL), Err(Error::BadHeaderName));
+    }
+
+    #[test]
+    fn allow_list_forms() {
+        assert!(Policy::parse("*", &[], "", "drop").unwrap().trusts(FAR));
+        assert!(Policy::parse("192.168.0.0/16, fd00::/8", &[], "", "drop").is_ok());
+        for bad in ["nope", "10.0.0.0/33", "::1/129"] {
+            assert!(Policy::parse(bad, &[], "", "drop").is_err(), "{bad}");
+        }
+        assert!(Policy::parse("*", &[], "", "loose").is_err());
+        let p = Policy::parse("::1", &[], "", "drop").unwrap();
+        assert!(p.trusts(Some("::1".parse().unwrap())) && !p.trusts(LOCAL));
+    }
+}
