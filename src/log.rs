@@ -243,8 +243,8 @@ pub fn write_raw(text: &[u8]) {
     ERROR_LOG.write(text);
 }
 
-/// Local time as `%Y-%m-%d %H:%M:%S %z`, gunicorn's `[%(asctime)s]` layout.
-fn timestamp(out: &mut String) {
+/// The local time now, and its offset from UTC as `+hhmm` (strftime's `%z`).
+pub(crate) fn local_now() -> (libc::tm, String) {
     // SAFETY: time(NULL) and localtime_r with valid pointers to stack values are sound.
     let tm = unsafe {
         let now = libc::time(std::ptr::null_mut());
@@ -254,16 +254,20 @@ fn timestamp(out: &mut String) {
     };
     let offset = tm.tm_gmtoff / 60;
     let sign = if offset < 0 { '-' } else { '+' };
+    (tm, format!("{sign}{:02}{:02}", offset.abs() / 60, offset.abs() % 60))
+}
+
+/// Local time as `%Y-%m-%d %H:%M:%S %z`, gunicorn's `[%(asctime)s]` layout.
+fn timestamp(out: &mut String) {
+    let (tm, zone) = local_now();
     let _ = write!(
         out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {zone}",
         tm.tm_year + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec,
-        offset.abs() / 60,
-        offset.abs() % 60
     );
 }

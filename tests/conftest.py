@@ -34,6 +34,8 @@ REPO_ROOT = TESTS_DIR.parent
 SOCKET_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+# Bound for a ferricorn run that must exit by itself (flags, load failures, checks).
+RUN_DEADLINE = 15.0
 
 # The worker classes that every end-to-end behaviour common to both is checked on.
 WORKER_CLASSES = ["sync", "async"]
@@ -65,6 +67,24 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.01):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line (its title, once ferricorn set one), NULs as spaces."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid a pidfile holds, or None while it is missing or partial."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def child_pids(pid: int) -> list[int]:
@@ -386,6 +406,37 @@ def running(app: str, *extra: str, **kwargs):
         yield server
     finally:
         server.stop()
+
+
+def run_cli(*args, timeout=RUN_DEADLINE, env=None, cwd=TESTS_DIR):
+    """Runs ferricorn to completion (for flags and load failures that must exit by themselves).
+
+    A run that outlives ``timeout`` is killed with its whole process group and fails the test.
+    """
+    full_env = dict(os.environ)
+    full_env.pop("PORT", None)
+    full_env.pop("WEB_CONCURRENCY", None)
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        ferricorn_command() + list(args),
+        cwd=str(cwd),
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started
+        stdout, stderr = proc.communicate()
+        raise AssertionError(
+            f"ferricorn {' '.join(args)} still running after {timeout:g}s:\n{stderr}"
+        ) from None
+    wait_for(lambda: not group_members(proc.pid), 5, "no process left behind", interval=0.02)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 # --- HTTP over raw sockets ----------------------------------------------------------------

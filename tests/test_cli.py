@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,12 +18,11 @@ from conftest import (
     build_request,
     connect,
     exchange,
-    ferricorn_command,
     free_port,
-    group_members,
     parse_response,
     pid_alive,
     read_until_close,
+    run_cli,
     wait_for,
 )
 
@@ -36,37 +34,6 @@ LOG_LINE_RE = re.compile(
     r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] "
     r"\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] "
 )
-
-
-def run_cli(*args, timeout=LOAD_DEADLINE, env=None, cwd=TESTS_DIR):
-    """Runs ferricorn to completion (for flags and load failures that must exit by themselves).
-
-    A run that outlives ``timeout`` is killed with its whole process group and fails the test.
-    """
-    full_env = dict(os.environ)
-    full_env.pop("PORT", None)
-    full_env.pop("WEB_CONCURRENCY", None)
-    full_env.update(env or {})
-    proc = subprocess.Popen(
-        ferricorn_command() + list(args),
-        cwd=str(cwd),
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started
-        stdout, stderr = proc.communicate()
-        raise AssertionError(
-            f"ferricorn {' '.join(args)} still running after {timeout:g}s:\n{stderr}"
-        ) from None
-    wait_for(lambda: not group_members(proc.pid), 5, "no process left behind", interval=0.02)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def no_crash_text(text):

@@ -14,8 +14,8 @@ import pytest
 from conftest import (
     SOCKET_TIMEOUT,
     TESTS_DIR,
-    ferricorn_command,
     free_port,
+    run_cli,
     wait_for,
 )
 
@@ -44,15 +44,8 @@ def post_fork(server, worker):
 """
 
 
-def run(args: list[str], cwd, env=None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ferricorn_command() + args,
-        cwd=str(cwd),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run(args: list[str], cwd, env=None) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd, env=env, timeout=60)
 
 
 def printed(output: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +26,10 @@ from conftest import (
     Client,
     build_request,
     child_pids,
-    ferricorn_command,
-    group_members,
+    cmdline,
     pid_alive,
+    read_pid,
+    run_cli,
     wait_for,
 )
 from loadclient import LoadClient
@@ -129,22 +129,6 @@ def assert_no_failures(result) -> None:
     assert result.failures == 0, result.samples
     assert result.connection_errors == 0, result.samples
     assert result.successes > 0, result.summary()
-
-
-def cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 # --- HUP --------------------------------------------------------------------------------------
@@ -251,25 +235,10 @@ def test_hup_with_preload_warns_that_code_needs_usr2(server_factory):
 
 
 def test_reload_with_preload_is_a_usage_error():
-    proc = subprocess.Popen(
-        ferricorn_command() + ["--reload", "--preload", "--bind", "127.0.0.1:0", REPO_APP],
-        cwd=str(TESTS_DIR),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=BOOT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started
-        proc.communicate()
-        raise AssertionError("--reload --preload started a server") from None
-    wait_for(lambda: not group_members(proc.pid), 5, "no process left behind")
-    assert proc.returncode == 2, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
+    out = run_cli("--reload", "--preload", "--bind", "127.0.0.1:0", REPO_APP, timeout=BOOT)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
     assert "preload" in lines[0].lower(), lines[0]
 
 

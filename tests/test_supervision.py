@@ -29,11 +29,13 @@ from conftest import (
     TESTS_DIR,
     Client,
     build_request,
+    cmdline,
     connect,
     ferricorn_command,
     fetch,
     free_port,
     pid_alive,
+    read_pid,
     wait_for,
 )
 from loadclient import LoadClient
@@ -46,22 +48,6 @@ LOG_PREFIX = r"\[[^\]]+\] \[(\d+)\] \[(\w+)\] "
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 def wait_file(path: Path, pattern: str, timeout: float = PROMPT):

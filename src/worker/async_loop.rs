@@ -140,6 +140,7 @@ impl<'a> EventLoop<'a> {
         let mut next_tick = Instant::now() + TICK;
         let mut stop_deadline = None;
         loop {
+            crate::wsgi::access::flush();
             let poll = &mut self.poll;
             let waited = py.detach(|| poll.poll(&mut events, Some(TICK)));
             if let Err(e) = waited {

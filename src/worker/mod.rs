@@ -82,6 +82,7 @@ pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
         }
         Err(code) => code,
     };
+    crate::wsgi::access::flush();
     finalize(py);
     // SAFETY: _exit ends this forked process without unwinding into the master's frames.
     unsafe { libc::_exit(code) }
@@ -301,6 +302,7 @@ impl Stop {
             pulse.leave();
         }
         if self.reopen.swap(false, Ordering::Relaxed) {
+            crate::wsgi::access::flush();
             if let Err(e) = log::reopen() {
                 tracing::error!("USR1: can't reopen the log file: {e}");
             }

@@ -59,6 +59,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
                     if handle(py, ctx, app, &globals, sock, &conn) {
                         stop.recycler().count_request();
                     }
+                    crate::wsgi::access::flush();
                     break;
                 }
                 Err(e) if is_transient(&e) => {}

@@ -7,10 +7,12 @@
 //! values have `"` escaped as `\"`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -43,6 +45,11 @@ enum Atom {
 
 static FORMAT: OnceLock<Vec<Piece>> = OnceLock::new();
 
+/// Lines rendered but not yet written (see [`flush`]).
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// A buffer this full is written at once.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// Parses `--access-logformat` once, in the master, when the access log is on.
 pub fn set_format(format: &str) {
     if ACCESS_LOG.enabled() {
@@ -73,7 +80,26 @@ pub fn write(record: &Record<'_, '_>) {
     if let Some(pieces) = FORMAT.get() {
         let mut line = render(pieces, record);
         line.push('\n');
-        ACCESS_LOG.write(line.as_bytes());
+        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend_from_slice(line.as_bytes());
+        if pending.len() >= FLUSH_AT {
+            ACCESS_LOG.write(&pending);
+            pending.clear();
+        }
+    }
+}
+
+/// Writes the lines waiting in this process. The workers call it before they wait for
+/// more work, so a line is never held while the worker is idle, and a busy worker
+/// writes many lines with one `write(2)`.
+pub fn flush() {
+    if !enabled() {
+        return;
+    }
+    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    if !pending.is_empty() {
+        ACCESS_LOG.write(&pending);
+        pending.clear();
     }
 }
 
@@ -194,19 +220,27 @@ fn render(pieces: &[Piece], record: &Record<'_, '_>) -> String {
 
 /// Appends one atom's value; strings have `"` escaped, as gunicorn's SafeAtoms does.
 fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
-    let env = |key: &str| environ_str(record.environ, key);
+    let py = record.environ.py();
+    let env = |key: &Bound<'_, PyString>| environ_str(record.environ, key);
     let text = |out: &mut String, value: Option<Cow<'_, str>>| match value {
         Some(v) => escape_into(out, &v),
         None => out.push('-'),
     };
     let micros = record.elapsed.as_micros();
     match atom {
-        Atom::Letter('h') => text(out, env("REMOTE_ADDR")),
+        Atom::Letter('h') => text(out, env(intern!(py, "REMOTE_ADDR"))),
         Atom::Letter('l') => out.push('-'),
-        Atom::Letter('u') => text(out, env("HTTP_AUTHORIZATION").and_then(|a| basic_user(&a))),
+        Atom::Letter('u') => {
+            text(out, env(intern!(py, "HTTP_AUTHORIZATION")).and_then(|a| basic_user(&a)))
+        }
         Atom::Letter('t') => timestamp(out),
         Atom::Letter('r') => {
-            let parts = ["REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL"].map(env);
+            let parts = [
+                intern!(py, "REQUEST_METHOD"),
+                intern!(py, "RAW_URI"),
+                intern!(py, "SERVER_PROTOCOL"),
+            ]
+            .map(env);
             let joined = parts.iter().map(|p| p.as_deref().unwrap_or("None")).collect::<Vec<_>>();
             escape_into(out, &joined.join(" "));
         }
@@ -214,15 +248,15 @@ fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
             escape_into(out, record.status.split_whitespace().next().unwrap_or(""))
         }
         // gunicorn's `environ.get(...)` without a default: a missing key prints `None`.
-        Atom::Letter('m') => none_or(out, env("REQUEST_METHOD")),
-        Atom::Letter('U') => none_or(out, env("PATH_INFO")),
-        Atom::Letter('q') => none_or(out, env("QUERY_STRING")),
-        Atom::Letter('H') => none_or(out, env("SERVER_PROTOCOL")),
+        Atom::Letter('m') => none_or(out, env(intern!(py, "REQUEST_METHOD"))),
+        Atom::Letter('U') => none_or(out, env(intern!(py, "PATH_INFO"))),
+        Atom::Letter('q') => none_or(out, env(intern!(py, "QUERY_STRING"))),
+        Atom::Letter('H') => none_or(out, env(intern!(py, "SERVER_PROTOCOL"))),
         Atom::Letter('b' | 'B') => {
             let _ = write!(out, "{}", record.sent);
         }
-        Atom::Letter('f') => text(out, env("HTTP_REFERER")),
-        Atom::Letter('a') => text(out, env("HTTP_USER_AGENT")),
+        Atom::Letter('f') => text(out, env(intern!(py, "HTTP_REFERER"))),
+        Atom::Letter('a') => text(out, env(intern!(py, "HTTP_USER_AGENT"))),
         Atom::Letter('T') => {
             let _ = write!(out, "{}", record.elapsed.as_secs());
         }
@@ -252,7 +286,7 @@ fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
 }
 
 /// A string environ value; `None` when absent (gunicorn then prints `-`).
-fn environ_str<'a>(environ: &Bound<'_, PyDict>, key: &str) -> Option<Cow<'a, str>> {
+fn environ_str<'a>(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<Cow<'a, str>> {
     let value = environ.get_item(key).ok().flatten()?;
     let text = match value.cast::<PyString>() {
         Ok(s) => s.to_cow().ok()?.into_owned(),
@@ -332,30 +366,38 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+thread_local! {
+    /// The last `t` rendered and the second it is for: it changes once a second.
+    static STAMP: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+}
+
 /// `[10/Oct/2026:13:55:36 +0000]`, gunicorn's `now()`, in local time.
 fn timestamp(out: &mut String) {
+    // SAFETY: time(NULL) has no preconditions.
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    STAMP.with_borrow_mut(|(second, stamp)| {
+        if *second != now {
+            stamp.clear();
+            render_timestamp(stamp);
+            *second = now;
+        }
+        out.push_str(stamp);
+    });
+}
+
+fn render_timestamp(out: &mut String) {
     const MONTHS: [&str; 12] =
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    // SAFETY: time(NULL) and localtime_r with valid pointers to stack values are sound.
-    let tm = unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        tm
-    };
-    let offset = tm.tm_gmtoff / 60;
-    let sign = if offset < 0 { '-' } else { '+' };
+    let (tm, zone) = crate::log::local_now();
     let _ = write!(
         out,
-        "[{:02}/{}/{:04}:{:02}:{:02}:{:02} {sign}{:02}{:02}]",
+        "[{:02}/{}/{:04}:{:02}:{:02}:{:02} {zone}]",
         tm.tm_mday,
         MONTHS[tm.tm_mon.clamp(0, 11) as usize],
         tm.tm_year + 1900,
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec,
-        offset.abs() / 60,
-        offset.abs() % 60
     );
 }
 
