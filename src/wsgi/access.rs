@@ -77,8 +77,10 @@ pub struct Record<'a, 'py> {
 
 /// Writes the line for one response, if the access log is on.
 pub fn write(record: &Record<'_, '_>) {
-    if let Some(pieces) = FORMAT.get() {
-        let mut line = render(pieces, record);
+    let Some(pieces) = FORMAT.get() else { return };
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        render(pieces, record, line);
         line.push('\n');
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         pending.extend_from_slice(line.as_bytes());
@@ -86,7 +88,7 @@ pub fn write(record: &Record<'_, '_>) {
             ACCESS_LOG.write(&pending);
             pending.clear();
         }
-    }
+    });
 }
 
 /// Writes the lines waiting in this process. The workers call it before they wait for
@@ -207,56 +209,68 @@ fn atom(name: &str) -> Atom {
     }
 }
 
-fn render(pieces: &[Piece], record: &Record<'_, '_>) -> String {
-    let mut line = String::with_capacity(160);
+fn render(pieces: &[Piece], record: &Record<'_, '_>, line: &mut String) {
     for piece in pieces {
         match piece {
             Piece::Text(text) => line.push_str(text),
-            Piece::Atom(atom) => value(atom, record, &mut line),
+            Piece::Atom(atom) => value(atom, record, line),
         }
     }
-    line
 }
 
 /// Appends one atom's value; strings have `"` escaped, as gunicorn's SafeAtoms does.
 fn value(atom: &Atom, record: &Record<'_, '_>, out: &mut String) {
     let py = record.environ.py();
     let env = |key: &Bound<'_, PyString>| environ_str(record.environ, key);
+    // Appends an environ string in place, `missing` when the key is absent (hot path:
+    // no copy of the value).
+    let put = |out: &mut String, key: &Bound<'_, PyString>, missing: &str| match record
+        .environ
+        .get_item(key)
+        .ok()
+        .flatten()
+    {
+        Some(value) => match value.cast::<PyString>() {
+            Ok(s) => match s.to_str() {
+                Ok(text) => escape_into(out, text),
+                Err(_) => escape_into(out, &s.to_string_lossy()),
+            },
+            Err(_) => out.push_str(&value.str().map(|s| s.to_string()).unwrap_or_default()),
+        },
+        None => out.push_str(missing),
+    };
     let text = |out: &mut String, value: Option<Cow<'_, str>>| match value {
         Some(v) => escape_into(out, &v),
         None => out.push('-'),
     };
     let micros = record.elapsed.as_micros();
     match atom {
-        Atom::Letter('h') => text(out, env(intern!(py, "REMOTE_ADDR"))),
+        Atom::Letter('h') => put(out, intern!(py, "REMOTE_ADDR"), "-"),
         Atom::Letter('l') => out.push('-'),
         Atom::Letter('u') => {
             text(out, env(intern!(py, "HTTP_AUTHORIZATION")).and_then(|a| basic_user(&a)))
         }
         Atom::Letter('t') => timestamp(out),
         Atom::Letter('r') => {
-            let parts = [
-                intern!(py, "REQUEST_METHOD"),
-                intern!(py, "RAW_URI"),
-                intern!(py, "SERVER_PROTOCOL"),
-            ]
-            .map(env);
-            let joined = parts.iter().map(|p| p.as_deref().unwrap_or("None")).collect::<Vec<_>>();
-            escape_into(out, &joined.join(" "));
+            put(out, intern!(py, "REQUEST_METHOD"), "None");
+            out.push(' ');
+            put(out, intern!(py, "RAW_URI"), "None");
+            out.push(' ');
+            put(out, intern!(py, "SERVER_PROTOCOL"), "None");
         }
         Atom::Letter('s') => {
             escape_into(out, record.status.split_whitespace().next().unwrap_or(""))
         }
         // gunicorn's `environ.get(...)` without a default: a missing key prints `None`.
-        Atom::Letter('m') => none_or(out, env(intern!(py, "REQUEST_METHOD"))),
-        Atom::Letter('U') => none_or(out, env(intern!(py, "PATH_INFO"))),
-        Atom::Letter('q') => none_or(out, env(intern!(py, "QUERY_STRING"))),
-        Atom::Letter('H') => none_or(out, env(intern!(py, "SERVER_PROTOCOL"))),
+        Atom::Letter('m') => put(out, intern!(py, "REQUEST_METHOD"), "None"),
+        Atom::Letter('U') => put(out, intern!(py, "PATH_INFO"), "None"),
+        Atom::Letter('q') => put(out, intern!(py, "QUERY_STRING"), "None"),
+        Atom::Letter('H') => put(out, intern!(py, "SERVER_PROTOCOL"), "None"),
         Atom::Letter('b' | 'B') => {
             let _ = write!(out, "{}", record.sent);
         }
-        Atom::Letter('f') => text(out, env(intern!(py, "HTTP_REFERER"))),
-        Atom::Letter('a') => text(out, env(intern!(py, "HTTP_USER_AGENT"))),
+        Atom::Letter('f') => put(out, intern!(py, "HTTP_REFERER"), "-"),
+        Atom::Letter('a') => put(out, intern!(py, "HTTP_USER_AGENT"), "-"),
         Atom::Letter('T') => {
             let _ = write!(out, "{}", record.elapsed.as_secs());
         }
@@ -351,13 +365,6 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn none_or(out: &mut String, value: Option<Cow<'_, str>>) {
-    match value {
-        Some(v) => escape_into(out, &v),
-        None => out.push_str("None"),
-    }
-}
-
 fn escape_into(out: &mut String, value: &str) {
     if value.contains('"') {
         out.push_str(&value.replace('"', "\\\""));
@@ -367,6 +374,8 @@ fn escape_into(out: &mut String, value: &str) {
 }
 
 thread_local! {
+    /// The line being rendered, reused from request to request.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
     /// The last `t` rendered and the second it is for: it changes once a second.
     static STAMP: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
 }
