@@ -12,7 +12,6 @@
 //! yet, the master stops instead.
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -220,7 +219,7 @@ impl Arbiter {
             tracing::info!("Listening at: {} ({pid})", listener.local);
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
-        Python::attach(|py| hooks::call(py, Hook::WhenReady, (self.num_workers,)));
+        hooks::call_attached(Hook::WhenReady, (self.num_workers,));
         if let Err(halt) = self.start_generation() {
             return self.halt(halt);
         }
@@ -234,7 +233,7 @@ impl Arbiter {
         };
         self.stop(graceful);
         tracing::info!("Shutting down: Master");
-        Python::attach(|py| hooks::call(py, Hook::OnExit, (self.num_workers,)));
+        hooks::call_attached(Hook::OnExit, (self.num_workers,));
         exit::OK
     }
 
@@ -242,7 +241,7 @@ impl Arbiter {
         self.stop(true);
         tracing::error!("Shutting down: Master");
         tracing::error!("Reason: {}", halt.reason);
-        Python::attach(|py| hooks::call(py, Hook::OnExit, (self.num_workers,)));
+        hooks::call_attached(Hook::OnExit, (self.num_workers,));
         halt.code
     }
 
@@ -250,7 +249,7 @@ impl Arbiter {
     fn set_num_workers(&mut self, count: usize) {
         let old = std::mem::replace(&mut self.num_workers, count);
         if old != count {
-            Python::attach(|py| hooks::call(py, Hook::NworkersChanged, (count, old)));
+            hooks::call_attached(Hook::NworkersChanged, (count, old));
         }
     }
 
@@ -284,7 +283,7 @@ impl Arbiter {
         if let Some(reloader) = &self.reloader {
             fds.extend(reloader.poll_fds());
         }
-        wait_readable(&fds, timeout);
+        signals::wait_readable(&fds, timeout);
         if let Some(reloader) = &mut self.reloader {
             reloader.read_feed();
             if let Some(path) = reloader.changed() {
@@ -344,7 +343,7 @@ impl Arbiter {
                  changes are not picked up: use USR2 to start a master with the new code"
             );
         }
-        Python::attach(|py| hooks::call(py, Hook::OnReload, (self.num_workers,)));
+        hooks::call_attached(Hook::OnReload, (self.num_workers,));
         self.set_num_workers(self.config.workers);
         self.reload()
     }
@@ -488,7 +487,7 @@ impl Arbiter {
                 continue;
             }
             let Some(worker) = self.workers.remove(&pid) else { continue };
-            Python::attach(|py| hooks::call(py, Hook::ChildExit, (pid, worker.age)));
+            hooks::call_attached(Hook::ChildExit, (pid, worker.age));
             let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
             if libc::WIFSIGNALED(status) {
                 match libc::WTERMSIG(status) {
@@ -648,13 +647,7 @@ impl Arbiter {
         });
         match forked {
             Ok(Some(pid)) => {
-                let worker = Worker {
-                    age: self.next_age,
-                    generation,
-                    heartbeat,
-                    retiring: None,
-                    aborted: None,
-                };
+                let worker = Worker { age, generation, heartbeat, retiring: None, aborted: None };
                 self.workers.insert(pid, worker);
                 self.next_age += 1;
                 Ok(())
@@ -760,13 +753,4 @@ impl Arbiter {
 fn kill(pid: libc::pid_t, signal: libc::c_int) {
     // SAFETY: signalling our own child; ESRCH for one already gone is harmless.
     unsafe { libc::kill(pid, signal) };
-}
-
-/// poll(2) for readability on `fds`, up to `timeout`; EINTR returns early.
-fn wait_readable(fds: &[RawFd], timeout: Duration) {
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: a valid slice of pollfd for the duration of the call.
-    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
 }

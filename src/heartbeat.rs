@@ -45,7 +45,7 @@ unsafe impl Send for Heartbeat {}
 impl Heartbeat {
     /// Maps a fresh page, stamped "booting, alive now".
     pub fn new(dir: Option<&Path>) -> io::Result<Heartbeat> {
-        let size = page_size().max(std::mem::size_of::<Page>());
+        let size = crate::process::page_size().max(std::mem::size_of::<Page>());
         let fd = match dir {
             Some(dir) => Some(unlinked_file(dir, size)?),
             None => None,
@@ -174,16 +174,7 @@ impl Pulse {
 
 /// Milliseconds on CLOCK_MONOTONIC, the same clock in every process of the machine.
 fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096)
+    crate::process::monotonic().as_millis() as u64
 }
 
 /// A file of `size` bytes in `dir`, already unlinked: only the mapping keeps it.

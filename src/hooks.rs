@@ -113,6 +113,17 @@ where
     }
 }
 
+/// [`call`] from code that does not hold the GIL (the master's loop): the interpreter
+/// is only entered when the hook exists.
+pub fn call_attached<A>(hook: Hook, args: A)
+where
+    A: for<'py> IntoPyObject<'py, Target = pyo3::types::PyTuple>,
+{
+    if defined(hook) {
+        Python::attach(|py| call(py, hook, args));
+    }
+}
+
 /// Every setting by gunicorn's name for `cfg`: the merged values (flags as booleans,
 /// numbers as ints, repeatable settings as lists), and the main ones as resolved.
 fn settings<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, PyDict>> {

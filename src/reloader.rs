@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
@@ -36,17 +36,8 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(extra_files: &[PathBuf]) -> io::Result<Reloader> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills two descriptors we then own.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just created and belong to nobody else.
-        let (feed_read, feed_write) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // Only the master's end is non-blocking: a worker's write waits for the master.
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe { libc::fcntl(feed_read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let (feed_read, feed_write) = crate::signals::pipe(false)?;
         let mut reloader = Reloader {
             inotify,
             dirs: HashMap::new(),

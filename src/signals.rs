@@ -16,7 +16,7 @@ pub struct SignalQueue {
 impl SignalQueue {
     /// Starts queueing `signals`; until dropped or forgotten, they no longer kill the process.
     pub fn new(signals: &[libc::c_int]) -> io::Result<SignalQueue> {
-        let (read, write) = nonblocking_pipe()?;
+        let (read, write) = pipe(true)?;
         let mut queue = SignalQueue { read, write, ids: Vec::new() };
         for &signal in signals {
             let fd = queue.write.as_raw_fd();
@@ -44,10 +44,7 @@ impl SignalQueue {
 
     /// Signals received, waiting up to `timeout` for the first one.
     pub fn wait(&self, timeout: Duration) -> Vec<libc::c_int> {
-        let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd on the stack; EINTR just returns early.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        wait_readable(&[self.fd()], timeout);
         self.drain()
     }
 
@@ -82,14 +79,31 @@ impl Drop for SignalQueue {
     }
 }
 
-fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// A close-on-exec pipe whose read end never blocks; the write end blocks unless
+/// `nonblocking_write` (a writer that must never wait, like a signal handler).
+pub(crate) fn pipe(nonblocking_write: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let ends = [Some(&read), nonblocking_write.then_some(&write)];
+    for fd in ends.into_iter().flatten() {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    }
+    Ok((read, write))
+}
+
+/// poll(2) for readability on `fds`, up to `timeout`; EINTR returns early.
+pub fn wait_readable(fds: &[RawFd], timeout: Duration) {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: a valid slice of pollfd for the duration of the call.
+    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
 }
 
 /// A pipe holding one byte: the first worker to take it reports an app load error, so the
@@ -101,7 +115,7 @@ pub struct ReportToken {
 
 impl ReportToken {
     pub fn new() -> io::Result<ReportToken> {
-        let (read, write) = nonblocking_pipe()?;
+        let (read, write) = pipe(true)?;
         // SAFETY: writing one byte from a stack value into our own pipe.
         unsafe { libc::write(write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
         Ok(ReportToken { read, _write: write })

@@ -63,7 +63,10 @@ impl Notifier {
 
     /// systemd 253 and later want the time the reload began (Type=notify-reload).
     pub fn reloading(&self) {
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            crate::process::monotonic().as_micros()
+        ));
     }
 
     pub fn stopping(&self) {
@@ -74,13 +77,6 @@ impl Notifier {
     pub fn main_pid(&self) {
         self.send(&format!("MAINPID={}\nREADY=1", std::process::id()));
     }
-}
-
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 #[cfg(test)]

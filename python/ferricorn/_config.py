@@ -14,7 +14,6 @@ import logging
 import logging.config
 import os
 import runpy
-import sys
 import traceback
 
 # gunicorn's server hooks and how many arguments each takes.
@@ -211,11 +210,3 @@ def stringify(value) -> list[str]:
     if value is None:
         return []
     return [str(value)]
-
-
-def to_raw(values: dict) -> list[tuple[str, list[str]]]:
-    return [(name, stringify(value)) for name, value in values.items()]
-
-
-def print_error(message: str) -> None:
-    sys.stderr.write(f"ferricorn: error: {message}\n")

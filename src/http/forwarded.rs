@@ -112,11 +112,14 @@ impl Policy {
     pub fn judge(&self, head: &Head, peer: Option<IpAddr>) -> Result<Verdict, Error> {
         let mut verdict = Verdict { trusted: self.trusts(peer), ..Verdict::default() };
         let mut scheme_seen = false;
+        // Every request passes here: names are compared in place, and only the rare one
+        // holding `_` is copied.
         for (name, value) in head.fields() {
-            let name = String::from_utf8_lossy(name).to_ascii_uppercase();
             if verdict.trusted {
-                if let Some((_, secure)) =
-                    self.secure_scheme_headers.iter().find(|(n, _)| *n == name)
+                if let Some((_, secure)) = self
+                    .secure_scheme_headers
+                    .iter()
+                    .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
                 {
                     let https = value == secure.as_bytes();
                     if scheme_seen && https != verdict.https {
@@ -126,7 +129,8 @@ impl Policy {
                     verdict.https = https;
                 }
             }
-            if name.contains('_') {
+            if name.contains(&b'_') {
+                let name = String::from_utf8_lossy(name).to_ascii_uppercase();
                 match self.keeps(&name, verdict.trusted) {
                     true if name == "SCRIPT_NAME" => {
                         verdict.script_name = Some(value.iter().map(|&b| b as char).collect())

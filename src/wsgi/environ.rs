@@ -109,16 +109,16 @@ fn add_headers(env: &Bound<'_, PyDict>, head: &Head, policy: &Policy) -> PyResul
         {
             continue;
         }
-        let upper: String = name
-            .iter()
-            .map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char })
-            .collect();
+        let mut key = String::with_capacity(name.len() + 5);
+        key.push_str("HTTP_");
+        key.extend(
+            name.iter().map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char }),
+        );
         // By the mapped name, so `--header-map dangerous` lets `Content_Length` join
         // CONTENT_LENGTH, as it does in gunicorn.
-        let key = match upper.as_str() {
-            "CONTENT_TYPE" | "CONTENT_LENGTH" => upper,
-            _ => format!("HTTP_{upper}"),
-        };
+        if matches!(&key[5..], "CONTENT_TYPE" | "CONTENT_LENGTH") {
+            key.drain(..5);
+        }
         let value = latin1(value);
         match keys.iter_mut().find(|(k, _)| *k == key) {
             Some((_, joined)) => {

@@ -355,11 +355,10 @@ impl Exchange {
                     sent,
                     elapsed: logged.started.elapsed(),
                 });
-                hooks::call(
-                    py,
-                    Hook::PostRequest,
-                    (logged.environ.bind(py), status, headers.to_vec(), sent),
-                );
+                if hooks::defined(Hook::PostRequest) {
+                    let args = (logged.environ.bind(py), status, headers.to_vec(), sent);
+                    hooks::call(py, Hook::PostRequest, args);
+                }
             };
         match (self.error_status, &start.status) {
             // gunicorn logs its error page from a bare environ (handle_error's
