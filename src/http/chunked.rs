@@ -6,7 +6,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::body::Decoded;
-use super::{is_token, Error};
+use super::{is_tchar, is_token, Error};
 
 /// Chunk sizes beyond this are refused rather than risk overflow (2^60 bytes).
 const MAX_CHUNK_SIZE: u64 = 1 << 60;
@@ -40,7 +40,13 @@ enum State {
     SizeSpace {
         size: u64,
     },
-    /// `;name=value` extensions, ignored up to CR.
+    /// Just after `;`: optional whitespace, then an extension name must start
+    /// (RFC 9112 §7.1.1: `chunk-ext-name` is a token, so `5;` alone is malformed).
+    ExtensionName {
+        size: u64,
+        len: usize,
+    },
+    /// The rest of a `;name=value` extension, ignored up to CR.
     Extension {
         size: u64,
         len: usize,
@@ -118,9 +124,10 @@ impl ChunkedDecoder {
             State::Size { size, digits } => size_byte(size, digits, b),
             State::SizeSpace { size } => match b {
                 b' ' | b'\t' => Ok(State::SizeSpace { size }),
-                b';' => Ok(State::Extension { size, len: 0 }),
+                b';' => Ok(State::ExtensionName { size, len: 0 }),
                 _ => Err(Error::BadChunk("whitespace after the size without an extension")),
             },
+            State::ExtensionName { size, len } => extension_name_byte(size, len, b),
             State::Extension { size, len } => extension_byte(size, len, b),
             State::SizeLf { size } => match (b, size) {
                 (b'\n', 0) => Ok(State::Trailer { line: Vec::new(), total: 0 }),
@@ -146,22 +153,34 @@ impl ChunkedDecoder {
     }
 }
 
+/// A size digit. The size is a number from the wire, so it is built with checked
+/// arithmetic: a size that wrapped to 0 would read as the last chunk and let the rest of
+/// the body be parsed as the next request (smuggling).
 fn size_byte(size: u64, digits: usize, b: u8) -> Result<State, Error> {
     if let Some(d) = (b as char).to_digit(16) {
-        let size = size * 16 + u64::from(d);
-        if size > MAX_CHUNK_SIZE {
-            return Err(Error::BadChunk("chunk size too large"));
-        }
-        return Ok(State::Size { size, digits: digits + 1 });
+        let size = size.checked_mul(16).and_then(|s| s.checked_add(u64::from(d)));
+        return match size {
+            Some(size) if size <= MAX_CHUNK_SIZE => Ok(State::Size { size, digits: digits + 1 }),
+            _ => Err(Error::BadChunk("chunk size too large")),
+        };
     }
     if digits == 0 {
         return Err(Error::BadChunk("missing chunk size"));
     }
     match b {
         b'\r' => Ok(State::SizeLf { size }),
-        b';' => Ok(State::Extension { size, len: 0 }),
+        b';' => Ok(State::ExtensionName { size, len: 0 }),
         b' ' | b'\t' => Ok(State::SizeSpace { size }),
         _ => Err(Error::BadChunk("invalid character in chunk size")),
+    }
+}
+
+fn extension_name_byte(size: u64, len: usize, b: u8) -> Result<State, Error> {
+    match b {
+        _ if len >= MAX_EXTENSION => Err(Error::BadChunk("chunk extension too long")),
+        b' ' | b'\t' => Ok(State::ExtensionName { size, len: len + 1 }),
+        _ if is_tchar(b) => Ok(State::Extension { size, len: len + 1 }),
+        _ => Err(Error::BadChunk("chunk extension without a name")),
     }
 }
 
@@ -269,6 +288,10 @@ mod tests {
         ("trailer Host", b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n"),
         ("trailer TE", b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"),
         ("huge size", b"fffffffffffffffffff\r\n"),
+        ("empty extension", b"21;\r\n"),
+        ("empty extension before CRLF data", b"5;\r\nhello\r\n0\r\n\r\n"),
+        ("extension of only whitespace", b"5; \r\nhello\r\n0\r\n\r\n"),
+        ("two semicolons", b"5;;a\r\nhello\r\n0\r\n\r\n"),
     ];
 
     #[test]
@@ -286,6 +309,51 @@ mod tests {
         for (name, input) in INVALID {
             for step in [input.len(), 1] {
                 assert!(decode_in_steps(input, step).is_err(), "{name} step {step} decoded");
+            }
+        }
+    }
+
+    /// Bug: sizes were accumulated with unchecked `* 16 + digit`, so one digit past 2^60
+    /// wrapped (release) to a small number, or to 0, the last chunk, and the rest of the
+    /// body was read as a second request. Every size that does not fit is refused.
+    #[test]
+    fn regression_chunk_size_overflow_smuggles_a_request() {
+        let sizes: &[&[u8]] = &[
+            b"10000000000000000",
+            b"10000000000000005",
+            b"100000000000000005",
+            b"1000000000000000000000000000005",
+            b"20000000000000005",
+            b"ffffffffffffffff",
+            b"1000000000000001",
+        ];
+        for size in sizes {
+            let body =
+                [size, &b"\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"[..]].concat();
+            for step in [body.len(), 1] {
+                let got = decode_in_steps(&body, step);
+                assert_eq!(
+                    got,
+                    Err(Error::BadChunk("chunk size too large")),
+                    "{} step {step}",
+                    String::from_utf8_lossy(size)
+                );
+            }
+        }
+        // 2^60 itself is the largest size accepted (its data simply has not arrived).
+        assert_eq!(decode_in_steps(b"1000000000000000\r\nab", 1), Ok((b"ab".to_vec(), false)));
+    }
+
+    /// Bug: `21;` then CRLF was accepted; RFC 9112 §7.1.1 needs a name after `;`.
+    #[test]
+    fn regression_empty_chunk_extension_is_refused() {
+        for input in [&b"21;\r\n"[..], b"5;\r\nhello\r\n0\r\n\r\n", b"0; \r\n\r\n"] {
+            for step in [input.len(), 1] {
+                assert_eq!(
+                    decode_in_steps(input, step),
+                    Err(Error::BadChunk("chunk extension without a name")),
+                    "{input:?} step {step}"
+                );
             }
         }
     }
