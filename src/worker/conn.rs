@@ -129,6 +129,9 @@ pub struct Conn {
     pub may_write: bool,
     /// When the loop closes the connection if it has not progressed.
     pub deadline: Instant,
+    /// `--keep-alive`: how long it may stay idle between requests. Kept here so that the
+    /// thread that finishes a response sets the same idle deadline as the loop.
+    keepalive: Duration,
     /// A response went out on this connection: the client knows it may find it closed
     /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
     pub served: bool,
@@ -154,6 +157,7 @@ impl Conn {
             peer_closed: false,
             may_write: true,
             deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
+            keepalive,
             served: false,
         }
     }
@@ -162,6 +166,12 @@ impl Conn {
     /// to the client. A graceful stop closes these (once a last read found nothing).
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out_pos == self.out.len()
+    }
+
+    /// Idle after a response: the client knows such a connection may close under it
+    /// (RFC 9112 §9.3.1), so a full table may close it to make room for a new one.
+    pub fn is_idle_keep_alive(&self) -> bool {
+        self.served && self.is_idle()
     }
 
     /// Advances as far as the socket allows. Every phase transition happens here.
@@ -176,7 +186,7 @@ impl Conn {
             let step = match &mut self.phase {
                 Phase::Head => self.on_head(py, shared, scratch, now),
                 Phase::Body { .. } => self.on_body(py, shared, scratch, now),
-                Phase::Respond(_) => self.on_respond(py, shared, now),
+                Phase::Respond(_) => self.on_respond(py, shared),
                 Phase::Closing => self.on_closing(),
                 Phase::Linger { .. } => self.on_linger(scratch),
             };
@@ -212,7 +222,15 @@ impl Conn {
                 let was_empty = self.rbuf.is_empty();
                 match self.read(scratch)? {
                     None => return Ok(Progress::Wait),
-                    Some(0) if was_empty => return Ok(Progress::Close),
+                    // The client's FIN ends its requests, not our responses (RFC 9112
+                    // §9.6): what is queued for the requests before it still goes out.
+                    Some(0) if was_empty && self.out_pos == self.out.len() => {
+                        return Ok(Progress::Close)
+                    }
+                    Some(0) if was_empty => {
+                        self.phase = Phase::Closing;
+                        return Ok(Progress::Again);
+                    }
                     Some(0) => {
                         return Ok(self.refuse(&http::Error::BadRequestLine("incomplete head")))
                     }
@@ -360,20 +378,11 @@ impl Conn {
         };
     }
 
-    fn on_respond(
-        &mut self,
-        py: Python<'_>,
-        shared: &Shared,
-        now: Instant,
-    ) -> io::Result<Progress> {
+    fn on_respond(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Progress> {
         match self.pump(py)? {
-            Pumped::Blocked => {
-                self.deadline = now + READ_TIMEOUT;
-                Ok(Progress::Wait)
-            }
+            Pumped::Blocked => Ok(Progress::Wait),
             Pumped::Done { keep_alive } => {
                 self.finish_response(py, keep_alive && !shared.stopping());
-                self.deadline = now + shared.keepalive;
                 Ok(Progress::Again)
             }
             // The app failed mid-body: send what is queued, then close (the client sees
@@ -386,7 +395,16 @@ impl Conn {
     }
 
     /// Pulls the response into `out` and writes it, until done or the socket is full.
+    /// Blocked, the client has [`READ_TIMEOUT`] to take more (on the loop or a thread).
     pub fn pump(&mut self, py: Python<'_>) -> io::Result<Pumped> {
+        let pumped = self.pump_until_blocked(py);
+        if let Ok(Pumped::Blocked) = pumped {
+            self.deadline = Instant::now() + READ_TIMEOUT;
+        }
+        pumped
+    }
+
+    fn pump_until_blocked(&mut self, py: Python<'_>) -> io::Result<Pumped> {
         loop {
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             if let Some(span) = &mut r.file {
@@ -414,10 +432,12 @@ impl Conn {
         }
     }
 
-    /// After a complete response: the next request, or a close.
+    /// After a complete response: the next request, or a close. The idle deadline is set
+    /// here, so it is `--keep-alive` whichever thread finished the response.
     pub fn finish_response(&mut self, py: Python<'_>, keep_alive: bool) {
         let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
         self.served = true;
+        self.deadline = Instant::now() + self.keepalive;
         let mut input = r.input.borrow_mut(py);
         let complete = input.complete();
         if let Some(rest) = input.take_rest() {

@@ -230,6 +230,9 @@ fn finalize(py: Python<'_>) {
 pub struct Stop {
     queue: SignalQueue,
     graceful: Arc<AtomicBool>,
+    /// TERM itself, not `--max-requests`: the master wants this worker gone and no
+    /// sibling may be left to take the connections waiting in the listen backlog.
+    terminated: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     aborted: Arc<AtomicBool>,
     /// INT or QUIT when a `worker_int` hook is defined (else they end the process at once).
@@ -243,6 +246,8 @@ impl Stop {
         let reopen = Arc::new(AtomicBool::new(false));
         let aborted = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(libc::SIGTERM, Arc::clone(&graceful))?;
+        let terminated = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGTERM, Arc::clone(&terminated))?;
         signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&reopen))?;
         let interrupted = Arc::new(AtomicBool::new(false));
         for signal in [libc::SIGINT, libc::SIGQUIT] {
@@ -267,9 +272,16 @@ impl Stop {
             interrupted,
             recycler: Recycler { left, stop: Arc::clone(&graceful) },
             graceful,
+            terminated,
             reopen,
             aborted,
         })
+    }
+
+    /// Whether the stop came from TERM (rather than `--max-requests`, whose replacement
+    /// shares the listeners).
+    pub fn terminated(&self) -> bool {
+        self.terminated.load(Ordering::Relaxed)
     }
 
     pub fn requested(&self) -> bool {
