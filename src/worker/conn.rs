@@ -415,15 +415,13 @@ impl Conn {
     }
 
     /// After a complete response: the next request, or a close.
-    pub fn finish_response(&mut self, py: Python<'_>, keep_alive: bool) {
+    pub fn finish_response(&mut self, _py: Python<'_>, keep_alive: bool) {
         let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
         self.served = true;
-        let mut input = r.input.borrow_mut(py);
-        let complete = input.complete();
-        if let Some(rest) = input.take_rest() {
+        let (complete, rest) = r.input.get().end_of_body();
+        if let Some(rest) = rest {
             self.rbuf = rest;
         }
-        drop(input);
         self.phase = if keep_alive && complete { Phase::Head } else { Phase::Closing };
     }
 
