@@ -434,16 +434,14 @@ impl Conn {
 
     /// After a complete response: the next request, or a close. The idle deadline is set
     /// here, so it is `--keep-alive` whichever thread finished the response.
-    pub fn finish_response(&mut self, py: Python<'_>, keep_alive: bool) {
+    pub fn finish_response(&mut self, _py: Python<'_>, keep_alive: bool) {
         let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
         self.served = true;
         self.deadline = Instant::now() + self.keepalive;
-        let mut input = r.input.borrow_mut(py);
-        let complete = input.complete();
-        if let Some(rest) = input.take_rest() {
+        let (complete, rest) = r.input.get().end_of_body();
+        if let Some(rest) = rest {
             self.rbuf = rest;
         }
-        drop(input);
         self.phase = if keep_alive && complete { Phase::Head } else { Phase::Closing };
     }
 

@@ -200,6 +200,6 @@ fn run_app(
     if let Err(err) = exchange.close(py) {
         wsgi::exchange::log_app_error(py, &conn.peer.addr, &err);
     }
-    let complete = input.borrow(py).complete();
+    let complete = input.get().complete();
     Ok(complete)
 }

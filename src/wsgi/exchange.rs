@@ -155,7 +155,7 @@ impl Exchange {
     }
 
     fn step(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<Step> {
-        let written = std::mem::take(&mut self.start.borrow_mut(py).written);
+        let written = std::mem::take(&mut self.start.get().lock(py).written);
         for data in written {
             self.emit(py, data.bind(py).as_bytes(), out)?;
         }
@@ -243,7 +243,7 @@ impl Exchange {
     }
 
     fn write_head(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<Plan> {
-        let mut start = self.start.borrow_mut(py);
+        let mut start = self.start.get().lock(py);
         let Some(status) = start.status.as_deref() else {
             return Err(PyRuntimeError::new_err("the app did not call start_response()"));
         };
@@ -251,7 +251,7 @@ impl Exchange {
         // stop that began while the app ran, ends the connection after this response.
         let mut req = self.req;
         let stopping = self.stopping.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
-        let body_read = self.input.try_borrow(py).is_ok_and(|input| input.complete());
+        let body_read = self.input.get().complete();
         req.keep_alive &= body_read && !stopping;
         let plan = response::plan(start.code, start.content_length.or(self.known_length), req);
         let headers = start.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
@@ -270,7 +270,7 @@ impl Exchange {
             }
         }
         let plan = self.plan.unwrap_or(Plan { body: BodyMode::Close, keep_alive: false });
-        let mut keep_alive = plan.keep_alive && self.input.borrow(py).complete();
+        let mut keep_alive = plan.keep_alive && self.input.get().complete();
         match plan.body {
             BodyMode::Chunked => out.extend_from_slice(LAST_CHUNK),
             BodyMode::Length(n) if self.sent < n => {
@@ -294,8 +294,8 @@ impl Exchange {
 
     /// The app failed: a 500 (or the body's 4xx) if nothing was sent yet, else close.
     fn fail(&mut self, py: Python<'_>, err: PyErr, out: &mut Vec<u8>) -> Step {
-        let headers_sent = self.start.borrow(py).headers_sent;
-        let body_error = self.input.borrow(py).error().cloned();
+        let headers_sent = self.start.get().lock(py).headers_sent;
+        let body_error = self.input.get().error();
         match &body_error {
             Some(e) => {
                 tracing::warn!("Invalid request body for {}: {e} (the app raised {err})", self.uri)
@@ -344,7 +344,11 @@ impl Exchange {
     /// The access log line, once, for a response that got a status.
     fn log_access(&mut self, py: Python<'_>) {
         let Some(logged) = self.logged.take() else { return };
-        let start = self.start.borrow(py);
+        // Copied out: the lock is never held across Python code (the post_request hook).
+        let (status, headers) = {
+            let start = self.start.get().lock(py);
+            (start.status.clone(), start.headers.clone())
+        };
         let record =
             |environ: &Bound<'_, PyDict>, status: &str, headers: &[(String, String)], sent| {
                 access::write(&access::Record {
@@ -360,7 +364,7 @@ impl Exchange {
                     hooks::call(py, Hook::PostRequest, args);
                 }
             };
-        match (self.error_status, &start.status) {
+        match (self.error_status, &status) {
             // gunicorn logs its error page from a bare environ (handle_error's
             // default_environ), with no response headers and nothing counted as sent.
             (Some(code), _) => {
@@ -369,9 +373,7 @@ impl Exchange {
                     record(&bare, &status, &[], 0);
                 }
             }
-            (None, Some(status)) => {
-                record(logged.environ.bind(py), status, &start.headers, self.sent)
-            }
+            (None, Some(status)) => record(logged.environ.bind(py), status, &headers, self.sent),
             (None, None) => {}
         }
     }

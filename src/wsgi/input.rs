@@ -5,6 +5,7 @@
 //! and a body is never held whole in memory.
 
 use std::io;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use bytes::{Bytes, BytesMut};
 use pyo3::prelude::*;
@@ -30,13 +31,23 @@ pub trait BodySource: Send + Sync {
     fn send_continue(&mut self) -> io::Result<()>;
 }
 
-#[pyclass(module = "ferricorn")]
+/// `wsgi.input`. The app may hand it to any of its threads, and one of them may still be
+/// blocked in `read()` when the app returns, so nothing here is borrowed: the state sits
+/// behind a lock the reading thread holds while it waits on the socket (the GIL released),
+/// and the server only ever tries that lock (see [`Input::complete`]).
+#[pyclass(module = "ferricorn", frozen)]
 pub struct Input {
+    state: Mutex<Reader>,
+}
+
+/// The body's decoding state, owned by whichever thread is reading.
+struct Reader {
     decoder: BodyDecoder,
     /// Bytes received but not yet decoded (framing included).
     raw: BytesMut,
     /// Decoded bytes the app has not taken yet (what readline() left over).
     decoded: BytesMut,
+    /// Where more bytes come from (the connection).
     source: Box<dyn BodySource>,
     /// The client sent `Expect: 100-continue` and has not been answered.
     continue_pending: bool,
@@ -62,6 +73,19 @@ impl BodySource for NoMoreBytes {
     }
 }
 
+/// Locks `mutex` without ever waiting for it with the GIL held: its holder may be a thread
+/// that waits on the socket with the GIL released and needs the GIL back to unlock.
+pub(crate) fn lock<'a, T: Send>(py: Python<'_>, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return guard,
+            // A panic while it was held was contained; what it guards is still whole.
+            Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => py.detach(|| drop(mutex.lock())),
+        }
+    }
+}
+
 impl Input {
     /// `raw` holds whatever arrived after the head; the rest comes from `source`.
     pub fn new(
@@ -70,7 +94,7 @@ impl Input {
         source: Box<dyn BodySource>,
         expect_continue: bool,
     ) -> Input {
-        Input {
+        let reader = Reader {
             continue_pending: expect_continue && !decoder.is_done(),
             decoder,
             raw,
@@ -79,34 +103,67 @@ impl Input {
             finished: false,
             error: None,
             whole: false,
-        }
+        };
+        Input { state: Mutex::new(reader) }
     }
 
     /// Body bytes already decoded, handed to the app before anything else.
     pub fn with_decoded(mut self, decoded: BytesMut) -> Input {
-        self.decoded = decoded;
+        self.reader_mut().decoded = decoded;
         self
     }
 
     /// A body received whole (already de-chunked) before the app is called.
     pub fn buffered(body: BytesMut) -> Input {
         let decoder = BodyDecoder::Length { remaining: body.len() as u64 };
-        Input { whole: true, ..Input::new(decoder, body, Box::new(NoMoreBytes), false) }
+        let mut input = Input::new(decoder, body, Box::new(NoMoreBytes), false);
+        input.reader_mut().whole = true;
+        input
     }
 
-    /// Bytes received after the body (a pipelined request), once the body was read whole.
-    pub fn take_rest(&mut self) -> Option<BytesMut> {
-        (self.decoder.is_done() && self.error.is_none() && !self.whole)
-            .then(|| std::mem::take(&mut self.raw))
+    fn reader_mut(&mut self) -> &mut Reader {
+        self.state.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The server's look, which never waits: `None` while an app thread holds the body
+    /// (it is reading it, or just did), which counts as "not read to its end".
+    fn try_reader(&self) -> Option<MutexGuard<'_, Reader>> {
+        match self.state.try_lock() {
+            Ok(reader) => Some(reader),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     /// The framing error met while reading, if any.
-    pub fn error(&self) -> Option<&http::Error> {
-        self.error.as_ref()
+    pub fn error(&self) -> Option<http::Error> {
+        self.try_reader().and_then(|reader| reader.error.clone())
     }
 
-    /// Whether the body was read to its end (so the connection could carry another request).
+    /// Whether the body was read to its end (so the connection could carry another
+    /// request). False while an app thread is still inside `read()`.
     pub fn complete(&self) -> bool {
+        self.try_reader().is_some_and(|reader| reader.complete())
+    }
+
+    /// After the response: whether the body was read to its end and, when it streamed
+    /// from the connection's buffer, the bytes received after it (a pipelined request).
+    /// One look under the lock, so the two answers agree.
+    pub fn end_of_body(&self) -> (bool, Option<BytesMut>) {
+        let Some(mut reader) = self.try_reader() else { return (false, None) };
+        let complete = reader.complete();
+        let rest = (complete && !reader.whole).then(|| std::mem::take(&mut reader.raw));
+        (complete, rest)
+    }
+
+    /// The lock, for the app's calls (from whichever thread).
+    fn reader(&self, py: Python<'_>) -> MutexGuard<'_, Reader> {
+        lock(py, &self.state)
+    }
+}
+
+impl Reader {
+    fn complete(&self) -> bool {
         self.whole || (self.decoder.is_done() && self.error.is_none())
     }
 
@@ -193,51 +250,57 @@ fn as_limit(size: Option<isize>) -> Option<usize> {
 impl Input {
     /// `read()` reads to the end; `read(n)` returns n bytes, fewer only at the end.
     #[pyo3(signature = (size = None))]
-    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let limit = as_limit(size);
-        while limit.is_none_or(|l| self.decoded.len() < l) && self.fill(py)? {}
-        let data = self.take(limit.unwrap_or(usize::MAX));
+        let data = {
+            let mut reader = self.reader(py);
+            while limit.is_none_or(|l| reader.decoded.len() < l) && reader.fill(py)? {}
+            reader.take(limit.unwrap_or(usize::MAX))
+        };
+        // Python objects are made with the lock released: an allocation may run a
+        // finalizer, which could read from this input again.
         Ok(PyBytes::new(py, &data))
     }
 
     #[pyo3(signature = (size = None))]
-    fn readline<'py>(
-        &mut self,
-        py: Python<'py>,
-        size: Option<isize>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let line = self.read_line(py, as_limit(size))?;
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.reader(py).read_line(py, as_limit(size))?;
         Ok(PyBytes::new(py, &line))
     }
 
     /// Lines until their total size reaches `hint` (all lines when absent or <= 0).
     #[pyo3(signature = (hint = None))]
     fn readlines<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         hint: Option<isize>,
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let hint = as_limit(hint).filter(|&h| h > 0);
-        let (mut lines, mut total) = (Vec::new(), 0);
-        loop {
-            let line = self.read_line(py, None)?;
-            if line.is_empty() {
-                return Ok(lines);
-            }
-            total += line.len();
-            lines.push(PyBytes::new(py, &line));
-            if hint.is_some_and(|h| total >= h) {
-                return Ok(lines);
+        let mut lines = Vec::new();
+        {
+            let mut reader = self.reader(py);
+            let mut total = 0;
+            loop {
+                let line = reader.read_line(py, None)?;
+                if line.is_empty() {
+                    break;
+                }
+                total += line.len();
+                lines.push(line);
+                if hint.is_some_and(|h| total >= h) {
+                    break;
+                }
             }
         }
+        Ok(lines.iter().map(|line| PyBytes::new(py, line)).collect())
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.read_line(py, None)?;
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.reader(py).read_line(py, None)?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
     }
 }

@@ -3,18 +3,31 @@
 //! Status and headers are validated when the app passes them, so a bad header fails in
 //! the app's own frame (its traceback points at the culprit) and never reaches the wire.
 
+use std::sync::{Mutex, MutexGuard};
+
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::http::response;
+use crate::wsgi::input::lock;
 
-#[pyclass(module = "ferricorn")]
+/// `start_response`. The app may call it (or `write()`) from any of its threads, so its
+/// state sits behind a lock, held only briefly and never across Python code.
+#[pyclass(module = "ferricorn", frozen)]
 #[derive(Default)]
 pub struct StartResponse {
+    state: Mutex<Response>,
+}
+
+/// What the app said about its response.
+#[derive(Default)]
+pub struct Response {
     /// The status line after `HTTP/1.1 `, e.g. `200 OK`; None until start_response runs.
     pub status: Option<String>,
+    /// The status code of `status`.
     pub code: u16,
+    /// The app's headers, validated.
     pub headers: Vec<(String, String)>,
     /// The app's own Content-Length, which bounds the body.
     pub content_length: Option<u64>,
@@ -22,6 +35,13 @@ pub struct StartResponse {
     pub headers_sent: bool,
     /// Data given to `write()`, sent ahead of the iterable's (PEP 3333 lets it be buffered).
     pub written: Vec<Py<PyBytes>>,
+}
+
+impl StartResponse {
+    /// The response's state, for the server and for the app's calls.
+    pub fn lock(&self, py: Python<'_>) -> MutexGuard<'_, Response> {
+        lock(py, &self.state)
+    }
 }
 
 #[pymethods]
@@ -35,7 +55,7 @@ impl StartResponse {
     ) -> PyResult<Writer> {
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
-            let this = slf.borrow();
+            let this = slf.get().lock(slf.py());
             match (&this.status, exc_info) {
                 // PEP 3333: once headers are out, the app's error is re-raised for it.
                 (_, Some(info)) if this.headers_sent => return Err(reraise(info)),
@@ -49,7 +69,7 @@ impl StartResponse {
         }
         let (status, code) = parse_status(status)?;
         let (headers, content_length) = parse_headers(headers)?;
-        let mut this = slf.borrow_mut();
+        let mut this = slf.get().lock(slf.py());
         this.status = Some(status);
         this.code = code;
         this.headers = headers;
@@ -118,8 +138,9 @@ fn header_str(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
 }
 
 /// The `write()` callable: legacy streaming for apps that predate iterables.
-#[pyclass(module = "ferricorn")]
+#[pyclass(module = "ferricorn", frozen)]
 pub struct Writer {
+    /// Where the written bytes go.
     start: Py<StartResponse>,
 }
 
@@ -128,7 +149,7 @@ impl Writer {
     fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes =
             data.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
-        self.start.borrow_mut(py).written.push(bytes.clone().unbind());
+        self.start.get().lock(py).written.push(bytes.clone().unbind());
         Ok(())
     }
 }
