@@ -20,6 +20,7 @@ from conftest import (
     exchange,
     parse_response,
     read_until_close,
+    rss_kib,
     start_server,
     wait_for,
 )
@@ -173,3 +174,83 @@ def test_regression_full_table_closes_the_longest_idle_connection(server_factory
     finally:
         for client in idle:
             client.close()
+
+
+# --- bug 10: slow readers of a big response -----------------------------------------------------
+
+MIB = 1024 * 1024
+# Bounds on the worker's RSS, far below one copy of the response per reader.
+GROWTH_LIMIT_MIB = 64
+AFTER_LIMIT_MIB = 32
+
+
+def slow_readers(srv, count: int, size: int) -> list[socket.socket]:
+    """``count`` clients with small receive buffers, each sent one GET for ``size`` shared
+    bytes, returned once each has received the start of its answer (the worker has queued
+    the response for every one of them)."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(10)
+        sock.connect(srv.address())
+        sock.sendall(build_request("GET", f"/?n={size}"))
+        socks.append(sock)
+    for sock in socks:
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200"), "no answer to a slow reader"
+    return socks
+
+
+@pytest.mark.parametrize(
+    ("threads", "count", "size"), [("1", 30, 8 * MIB), ("4", 30, 8 * MIB), ("1", 100, MIB)]
+)
+def test_regression_slow_readers_do_not_copy_the_response(server_factory, threads, count, size):
+    """Before: each slow reader cost a copy of the whole response (30 readers of 8 MiB:
+    +240 MiB), and memory stayed held after they left."""
+    srv = server_factory(
+        "apps.output:shared", "--threads", threads, worker_class="async", workers=1
+    )
+    (pid,) = srv.worker_pids()
+    assert srv.get(f"/?n={size}").body == b"x" * size  # the app's bytes exist from here on
+    start = rss_kib(pid) / 1024
+    socks = slow_readers(srv, count, size)
+    try:
+        held = rss_kib(pid) / 1024
+    finally:
+        for sock in socks:
+            sock.close()
+    SUMMARY_LINES.append(
+        f"{count} slow readers of {size // MIB} MiB (--threads {threads}): worker RSS"
+        f" {start:.0f} -> {held:.0f} MiB"
+    )
+    assert held - start < GROWTH_LIMIT_MIB, f"RSS {start:.0f} -> {held:.0f} MiB"
+    wait_for(
+        lambda: rss_kib(pid) / 1024 - start < AFTER_LIMIT_MIB,
+        10,
+        f"RSS back near {start:.0f} MiB (now {rss_kib(pid) / 1024:.0f})",
+    )
+
+
+# --- issue 9, item 1: a streamed block goes out while the app works on the next -----------------
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_regression_streamed_block_is_sent_before_the_next_is_ready(
+    server_factory, tmp_path, threads
+):
+    """Before: blocks were held until 256 KiB had built up (or the body ended)."""
+    srv = server_factory(
+        "apps.output:trickle", "--threads", threads, worker_class="async", workers=1
+    )
+    go = tmp_path / "go"
+    with connect(srv.address(), timeout=5) as sock:
+        sock.sendall(build_request("GET", f"/?go={go}", [("Connection", "close")]))
+        received = b""
+        while b"first" not in received:  # the app holds "second" back for up to 10 s
+            chunk = sock.recv(4096)
+            assert chunk, f"closed before the first block: {received!r}"
+            received += chunk
+        go.touch()
+        rest, _ = read_until_close(sock)
+    response = parse_response(received + rest)
+    assert (response.status, response.body) == (200, b"first\nsecond\n")

@@ -5,7 +5,7 @@
 //! non-blocking; `may_read`/`may_write` remember readiness between edge-triggered events
 //! so no syscall is spent on a socket known to be empty or full.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use socket2::Socket;
 
 use super::io::{send_file, LINGER_BYTES, LINGER_TIME, READ_TIMEOUT};
+use super::output::Output;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
@@ -116,9 +117,8 @@ pub struct Conn {
     pub listener: usize,
     /// Received bytes not yet parsed.
     pub rbuf: BytesMut,
-    /// Response bytes queued; `out[out_pos..]` is still to send.
-    out: Vec<u8>,
-    out_pos: usize,
+    /// Response bytes queued, the app's big bodies by reference.
+    out: Output,
     pub phase: Phase,
     /// The socket may hold unread bytes (a readable edge not yet drained).
     pub may_read: bool,
@@ -150,8 +150,7 @@ impl Conn {
             peer,
             listener,
             rbuf: BytesMut::new(),
-            out: Vec::new(),
-            out_pos: 0,
+            out: Output::default(),
             phase: Phase::Head,
             may_read: true,
             peer_closed: false,
@@ -165,7 +164,7 @@ impl Conn {
     /// Whether the connection is idle: no byte of a next request received, nothing owed
     /// to the client. A graceful stop closes these (once a last read found nothing).
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out_pos == self.out.len()
+        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out.is_empty()
     }
 
     /// Idle after a response: the client knows such a connection may close under it
@@ -187,20 +186,22 @@ impl Conn {
                 Phase::Head => self.on_head(py, shared, scratch, now),
                 Phase::Body { .. } => self.on_body(py, shared, scratch, now),
                 Phase::Respond(_) => self.on_respond(py, shared),
-                Phase::Closing => self.on_closing(),
+                Phase::Closing => self.on_closing(py),
                 Phase::Linger { .. } => self.on_linger(scratch),
             };
             match step {
                 Ok(Progress::Again) => continue,
-                Ok(Progress::Wait) => return self.flush_then(Next::Wait),
-                Ok(Progress::Offload(request)) => return self.flush_then(Next::Offload(request)),
+                Ok(Progress::Wait) => return self.flush_then(py, Next::Wait),
+                Ok(Progress::Offload(request)) => {
+                    return self.flush_then(py, Next::Offload(request))
+                }
                 Ok(Progress::Close) | Err(_) => return Next::Close,
             }
         }
     }
 
-    fn flush_then(&mut self, next: Next) -> Next {
-        match self.flush() {
+    fn flush_then(&mut self, py: Python<'_>, next: Next) -> Next {
+        match self.flush(py) {
             Ok(_) => next,
             Err(_) => Next::Close,
         }
@@ -224,9 +225,7 @@ impl Conn {
                     None => return Ok(Progress::Wait),
                     // The client's FIN ends its requests, not our responses (RFC 9112
                     // §9.6): what is queued for the requests before it still goes out.
-                    Some(0) if was_empty && self.out_pos == self.out.len() => {
-                        return Ok(Progress::Close)
-                    }
+                    Some(0) if was_empty && self.out.is_empty() => return Ok(Progress::Close),
                     Some(0) if was_empty => {
                         self.phase = Phase::Closing;
                         return Ok(Progress::Again);
@@ -372,7 +371,7 @@ impl Conn {
             Ok(responding) => Phase::Respond(Box::new(responding)),
             Err(err) => {
                 wsgi::exchange::log_app_error(py, head.target(), &err);
-                self.out.extend_from_slice(&wsgi::exchange::error_page(500));
+                self.out.push(&wsgi::exchange::error_page(500));
                 Phase::Closing
             }
         };
@@ -404,11 +403,15 @@ impl Conn {
         pumped
     }
 
+    /// The app's iterable is pulled only while less than [`HIGH_WATER`] is queued, so a
+    /// slow reader holds back the app rather than a growing buffer. After an item from a
+    /// generator, what is queued is written at once: the next item may take the app a
+    /// while, and a streamed response must not wait for it.
     fn pump_until_blocked(&mut self, py: Python<'_>) -> io::Result<Pumped> {
         loop {
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             if let Some(span) = &mut r.file {
-                if !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)? {
+                if !self.out.write_to(py, &self.sock, &mut self.may_write)? {
                     return Ok(Pumped::Blocked);
                 }
                 if !send_file(&self.sock, span, false)? {
@@ -417,13 +420,14 @@ impl Conn {
                 }
                 r.file = None;
             }
-            if self.out.len() - self.out_pos >= HIGH_WATER
-                && !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)?
-            {
+            if self.out.len() >= HIGH_WATER && !self.flush(py)? {
                 return Ok(Pumped::Blocked);
             }
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             match r.exchange.next(py, &mut self.out) {
+                Step::Send if r.exchange.streams() => {
+                    self.flush(py)?;
+                }
                 Step::Send => {}
                 Step::SendFile(span) => r.file = Some(span),
                 Step::Done { keep_alive } => return Ok(Pumped::Done { keep_alive }),
@@ -448,13 +452,13 @@ impl Conn {
     /// A malformed request: one error page, then close.
     fn refuse(&mut self, error: &http::Error) -> Progress {
         tracing::debug!("Invalid request from {}: {error}", self.peer.addr);
-        self.out.extend_from_slice(&wsgi::exchange::error_page(error.status()));
+        self.out.push(&wsgi::exchange::error_page(error.status()));
         self.phase = Phase::Closing;
         Progress::Again
     }
 
-    fn on_closing(&mut self) -> io::Result<Progress> {
-        if !self.flush()? {
+    fn on_closing(&mut self, py: Python<'_>) -> io::Result<Progress> {
+        if !self.flush(py)? {
             return Ok(Progress::Wait);
         }
         let _ = self.sock.shutdown(std::net::Shutdown::Write);
@@ -485,8 +489,8 @@ impl Conn {
     }
 
     /// Writes queued bytes; `Ok(false)` when the socket is full.
-    pub fn flush(&mut self) -> io::Result<bool> {
-        flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)
+    pub fn flush(&mut self, py: Python<'_>) -> io::Result<bool> {
+        self.out.write_to(py, &self.sock, &mut self.may_write)
     }
 
     pub fn is_responding_phase(&self) -> bool {
@@ -547,29 +551,4 @@ fn read_into(
             Err(e) => return Err(e),
         }
     }
-}
-
-fn flush_out(
-    mut sock: &Socket,
-    out: &mut Vec<u8>,
-    pos: &mut usize,
-    may_write: &mut bool,
-) -> io::Result<bool> {
-    while *pos < out.len() {
-        if !*may_write {
-            return Ok(false);
-        }
-        match sock.write(&out[*pos..]) {
-            Ok(n) => {
-                *may_write = *pos + n == out.len();
-                *pos += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *may_write = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.clear();
-    *pos = 0;
-    Ok(true)
 }

@@ -7,6 +7,7 @@
 mod async_loop;
 mod conn;
 mod io;
+mod output;
 mod pool;
 pub mod sync;
 
