@@ -81,15 +81,14 @@ impl Output {
             if !*may_write {
                 return Ok(false);
             }
-            let slices: Vec<IoSlice<'_>> = self
-                .segments
-                .iter()
-                .filter(|s| s.len() > 0)
-                .take(MAX_SLICES)
-                .map(|s| IoSlice::new(s.remaining(py)))
-                .collect();
-            let offered: usize = slices.iter().map(|s| s.len()).sum();
-            match sock.write_vectored(&slices) {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for segment in self.segments.iter().filter(|s| s.len() > 0).take(MAX_SLICES) {
+                slices[count] = IoSlice::new(segment.remaining(py));
+                count += 1;
+            }
+            let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
+            match sock.write_vectored(&slices[..count]) {
                 Ok(n) => {
                     *may_write = n == offered;
                     self.advance(n);
