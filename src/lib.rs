@@ -244,5 +244,6 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_line, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;
+    m.add_function(wrap_pyfunction!(wsgi::test_panic::panic_after_app, m)?)?;
     Ok(())
 }

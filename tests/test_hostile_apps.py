@@ -7,8 +7,10 @@ serving (the same pid answers afterwards) and that no panic escapes into the log
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from conftest import Client, build_request, fetch
+from conftest import Client, build_request, fetch, pid_alive, wait_for
 
 APP = "apps.hostile:app"
 PROMPT = 10.0
@@ -56,3 +58,58 @@ def test_regression_app_thread_blocked_in_input_read_does_not_panic_the_server(
     for _ in range(5):  # more requests than app threads: none was lost
         assert served_by(srv) == before
     assert_no_panic(srv)
+
+
+# --- bug 4: panics are contained ----------------------------------------------------------
+
+PANIC_LINE = r"\[ERROR\] Panic on thread .*test panic requested by the app"
+
+
+@pytest.mark.parametrize(
+    "worker_class, extra",
+    [("sync", []), ("async", ["--threads", "2"])],
+    ids=["sync", "async-threads2"],
+)
+def test_regression_panic_in_a_request_fails_it_and_the_worker_keeps_serving(
+    server_factory, worker_class, extra
+):
+    """A panic on the thread that runs the app fails that request only: the connection
+    closes, the worker serves on, and no app thread is lost (more panics than threads)."""
+    srv = server_factory(APP, *extra, worker_class=worker_class)
+    before = served_by(srv)
+    for _ in range(3):
+        with Client(srv.address(), timeout=PROMPT) as client:
+            client.send(build_request("GET", "/panic"))
+            response = client.read_response()
+            assert response is None or response.status == 500, response
+            assert client.closed or client.read_until_close() == b""
+        assert served_by(srv) == before
+    log = srv.stderr
+    assert len(re.findall(PANIC_LINE, log)) == 3, log
+    assert "PanicException" not in log and "panicked" not in log, log
+
+
+def test_regression_panic_on_the_event_loop_ends_the_worker_with_its_exit_code(server_factory):
+    """With --threads 1 the app runs on the loop thread: the panic ends the worker with
+    exit code 70, in one log line; the master reports it and a new worker serves."""
+    srv = server_factory(APP, "--threads", "1", worker_class="async")
+    before = served_by(srv)
+    mark = srv.log_mark()
+    with Client(srv.address(), timeout=PROMPT) as client:
+        client.send(build_request("GET", "/panic"))
+        assert client.read_response() is None
+    srv.wait_log(rf"Worker \(pid:{before}\) panicked \(exit code 70\)", since=mark)
+    wait_for(lambda: not pid_alive(before), PROMPT, "the worker that panicked to be gone")
+    after = wait_for(lambda: served_by_other(srv, before), PROMPT, "a new worker")
+    assert after != before
+    log = srv.log_since(mark)
+    assert len(re.findall(PANIC_LINE, log)) == 1, log
+    assert "PanicException" not in log and "panicked at" not in log, log
+
+
+def served_by_other(srv, old: int) -> int | None:
+    try:
+        pid = served_by(srv)
+    except (OSError, AssertionError):
+        return None
+    return pid if pid != old else None

@@ -11,6 +11,7 @@ mod pool;
 pub mod sync;
 
 use std::os::fd::RawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -68,24 +69,50 @@ const DEFAULT_IN_WORKER: [libc::c_int; 1] = [libc::SIGCHLD];
 pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
     tracing::info!("Booting worker with pid: {}", std::process::id());
     let _ = PULSE.set(ctx.pulse);
+    std::panic::set_hook(Box::new(log_panic));
     process::set_title(&format!("ferricorn: worker [{}]", ctx.config.proc_name));
-    let code = match boot(py, ctx) {
-        Ok((app, stop, listeners)) => {
-            let ctx = WorkerContext { listeners: &listeners, ..*ctx };
-            let code = match ctx.config.worker_class {
-                WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
-                WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
-            };
-            tracing::info!("Worker exiting (pid: {})", std::process::id());
-            hooks::call(py, Hook::WorkerExit, (std::process::id(), ctx.age));
-            code
-        }
-        Err(code) => code,
-    };
+    // A panic that no request-level guard caught ends the worker with its own exit code
+    // (the hook has logged it), never unwinding into the master's Python frames.
+    let code = std::panic::catch_unwind(AssertUnwindSafe(|| boot_and_serve(py, ctx)))
+        .unwrap_or(exit::WORKER_PANIC);
     crate::wsgi::access::flush();
     finalize(py);
     // SAFETY: _exit ends this forked process without unwinding into the master's frames.
     unsafe { libc::_exit(code) }
+}
+
+fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
+    let (app, stop, listeners) = match boot(py, ctx) {
+        Ok(booted) => booted,
+        Err(code) => return code,
+    };
+    let ctx = WorkerContext { listeners: &listeners, ..*ctx };
+    let code = match ctx.config.worker_class {
+        WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
+        WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
+    };
+    tracing::info!("Worker exiting (pid: {})", std::process::id());
+    hooks::call(py, Hook::WorkerExit, (std::process::id(), ctx.age));
+    code
+}
+
+/// A panic, in one line of the error log (Rust's own hook prints two, to stderr).
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(text), _) => text,
+        (None, Some(text)) => text.as_str(),
+        (None, None) => "(no message)",
+    };
+    let thread = std::thread::current();
+    let place = info.location().map_or(String::new(), |l| format!(" at {l}"));
+    log::write_line(
+        LogLevel::Error,
+        &format!(
+            "Panic on thread {}{place}: {message}",
+            thread.name().map_or_else(|| format!("{:?}", thread.id()), str::to_owned)
+        ),
+    );
 }
 
 /// Boot: signal handling, sockets, identity, then the app; tells the master once done.

@@ -6,6 +6,7 @@
 //! the connection back to the loop (through a queue and a `mio::Waker`), which carries
 //! on: the rest of a response to a slow reader, or the next keep-alive request.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,7 +86,10 @@ fn work(
             return;
         };
         let token = job.token;
-        let conn = run(py, shared, job);
+        // A panic fails this request only (the hook logged it): its connection was
+        // dropped, so closed, on the way out; the slot is freed and the thread carries on.
+        let conn =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run(py, shared, job))).unwrap_or(None);
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
     })

@@ -3,6 +3,7 @@
 //! `wsgi`; every wait happens with the GIL released.
 
 use std::io::{self, Write};
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -56,7 +57,12 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             match listener.accept() {
                 Ok((sock, peer)) => {
                     let conn = Connection { peer: &peer, server: &servers[i] };
-                    if handle(py, ctx, app, &globals, sock, &conn) {
+                    // A panic fails this connection only (the hook logged it); the socket
+                    // was dropped, so closed, on the way out.
+                    let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        handle(py, ctx, app, &globals, sock, &conn)
+                    }));
+                    if handled.unwrap_or(true) {
                         stop.recycler().count_request();
                     }
                     crate::wsgi::access::flush();
