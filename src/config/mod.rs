@@ -78,6 +78,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// How long a worker may go without a heartbeat; `None`: never killed for silence.
     pub timeout: Option<Duration>,
+    /// How long a worker waits on a silent client mid-request (`--read-timeout`).
+    pub read_timeout: Duration,
     /// Requests before a worker is recycled (0: never), plus up to `jitter` more.
     pub max_requests: u64,
     pub max_requests_jitter: u64,
@@ -246,6 +248,7 @@ impl Config {
                 0 => None,
                 n => Some(Duration::from_secs(n as u64)),
             },
+            read_timeout: Duration::from_secs(int(raw, "read_timeout", 30)?.max(1) as u64),
             max_requests: int(raw, "max_requests", 0)? as u64,
             max_requests_jitter: int(raw, "max_requests_jitter", 0)? as u64,
             max_worker_memory: match int(raw, "max_worker_memory", 0)? as u64 {

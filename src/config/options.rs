@@ -303,6 +303,17 @@ pub const OPTIONS: &[OptionSpec] = &[
         doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log line names the request it was stuck in. 0 disables. Workers beat from their loop, so only a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) can time out.",
     },
     OptionSpec {
+        name: "read_timeout",
+        short: None,
+        long: &["read-timeout"],
+        metavar: Some("INT"),
+        help: "Seconds a client may stay silent mid-request, or take nothing of a response, \
+               before it is disconnected. [30]",
+        gunicorn: false,
+        default: "30",
+        doc: "How long a worker waits on a client that sends nothing more of a request it began (head or body) or takes nothing of its response; then the connection is closed (with 400 if the app was reading the body). Both worker classes honour it, and a worker waiting on a client keeps its heartbeat, so a slow upload never reaches `--timeout`, which is for stuck apps. gunicorn has no such setting: its sync worker waits until `--timeout` kills it. 0 means 1.",
+    },
+    OptionSpec {
         name: "max_requests",
         short: None,
         long: &["max-requests"],

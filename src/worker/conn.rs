@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 use socket2::Socket;
 
-use super::io::{send_file, LINGER_BYTES, LINGER_TIME, READ_TIMEOUT};
+use super::io::{send_file, LINGER_BYTES, LINGER_TIME};
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
@@ -25,7 +25,8 @@ use crate::wsgi::{self, Exchange, FileSpan, Input, Step};
 pub const BODY_BUFFER: usize = 1 << 20;
 /// Response bytes queued before the app's iterator is paused until the socket drains.
 const HIGH_WATER: usize = 256 * 1024;
-/// How long a client has to send a whole request head (slowloris).
+/// How long a client has to send a whole request head (slowloris); `--read-timeout` if
+/// shorter.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a new connection may stay silent (at least `--keep-alive`): browsers open
 /// connections ahead of the requests they will carry.
@@ -92,6 +93,8 @@ pub struct Shared {
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
     pub limits: http::Limits,
+    /// `--read-timeout`: how long a client may stay silent mid-request.
+    pub read_timeout: Duration,
     /// Set by TERM (the signal handler's own flag): no new keep-alive from then on.
     pub stopping: Arc<AtomicBool>,
     /// `--max-requests`.
@@ -219,7 +222,7 @@ impl Conn {
                     Some(_) => {}
                 }
                 if was_empty {
-                    self.deadline = now + HEAD_TIMEOUT;
+                    self.deadline = now + HEAD_TIMEOUT.min(shared.read_timeout);
                 }
                 return Ok(Progress::Again);
             }
@@ -229,7 +232,7 @@ impl Conn {
             Ok(verdict) => head.forwarded = verdict,
             Err(error) => return Ok(self.refuse(&error)),
         }
-        self.deadline = now + READ_TIMEOUT;
+        self.deadline = now + shared.read_timeout;
         let decoder = BodyDecoder::new(head.framing);
         if decoder.is_done() {
             return self.dispatch(py, shared, head, Body::Buffered(BytesMut::new()));
@@ -289,7 +292,7 @@ impl Conn {
                         Some(0) => break Some(http::Error::IncompleteBody),
                         Some(_) => {}
                     }
-                    self.deadline = now + READ_TIMEOUT;
+                    self.deadline = now + shared.read_timeout;
                 }
                 Err(error) => break Some(error),
             }
@@ -368,7 +371,7 @@ impl Conn {
     ) -> io::Result<Progress> {
         match self.pump(py)? {
             Pumped::Blocked => {
-                self.deadline = now + READ_TIMEOUT;
+                self.deadline = now + shared.read_timeout;
                 Ok(Progress::Wait)
             }
             Pumped::Done { keep_alive } => {
@@ -393,7 +396,7 @@ impl Conn {
                 if !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)? {
                     return Ok(Pumped::Blocked);
                 }
-                if !send_file(&self.sock, span, false)? {
+                if !send_file(&self.sock, span)? {
                     self.may_write = false;
                     return Ok(Pumped::Blocked);
                 }

@@ -114,7 +114,7 @@ fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
     let input = match body {
         Body::Buffered(body) => Input::buffered(body),
         Body::Streaming { decoder, decoded } => {
-            let source = SocketSource::new(conn.sock.try_clone().ok()?);
+            let source = SocketSource::new(conn.sock.try_clone().ok()?, shared.read_timeout);
             let raw = std::mem::replace(&mut conn.rbuf, BytesMut::new());
             Input::new(decoder, raw, Box::new(source), head.expect_continue).with_decoded(decoded)
         }
