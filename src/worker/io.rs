@@ -14,7 +14,7 @@ use crate::wsgi::{BodySource, FileSpan};
 /// Size of one socket read.
 pub const READ_SIZE: usize = 64 * 1024;
 /// How often a worker waiting on a socket beats its heartbeat: waiting on a client is not
-/// being stuck (the read timeout bounds it), so the master's `--timeout` must not fire.
+/// being stuck (`--read-timeout` bounds it), so the master's `--timeout` must not fire.
 const BEAT_EVERY: Duration = Duration::from_millis(500);
 /// Unread request body drained before close, so the kernel does not reset the
 /// connection under the response (RFC 9112 §9.6).
@@ -58,7 +58,7 @@ pub fn accept_queue_len(fd: RawFd) -> Option<usize> {
 }
 
 /// Waits until `fd` is ready for `events` (POLLIN/POLLOUT), up to `timeout`, beating the
-/// worker's heartbeat meanwhile.
+/// worker's heartbeat meanwhile (from the worker's own thread).
 pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -76,9 +76,7 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Resul
         if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return Err(io::Error::last_os_error());
         }
-        if let Some(pulse) = super::pulse() {
-            pulse.beat();
-        }
+        super::beat_while_waiting();
     }
 }
 
@@ -198,5 +196,29 @@ impl BodySource for SocketSource {
 
     fn send_continue(&mut self) -> io::Result<()> {
         write_all_waiting(&self.sock, http::response::CONTINUE, self.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_queue_len_counts_waiting_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = listener.as_raw_fd();
+        assert_eq!(accept_queue_len(fd), Some(0));
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        assert_eq!(accept_queue_len(fd), Some(clients.len()));
+        drop(listener.accept().unwrap());
+        assert_eq!(accept_queue_len(fd), Some(2));
+        // A connected socket is no listener.
+        assert_eq!(accept_queue_len(clients[0].as_raw_fd()), None);
+        let dir = std::env::temp_dir().join(format!("ferricorn-queue-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let unix = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        assert_eq!(accept_queue_len(unix.as_raw_fd()), None);
+        let _ = std::fs::remove_file(&dir);
     }
 }

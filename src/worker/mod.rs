@@ -58,6 +58,19 @@ pub(crate) fn pulse() -> Option<&'static Pulse> {
     PULSE.get()
 }
 
+/// The thread that runs the worker's loop (and, in a sync worker, the app).
+static LOOP_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
+/// A beat while waiting on a client, from the worker's own thread only: a thread the app
+/// left blocked in `wsgi.input` must not keep a stuck worker looking alive.
+pub(crate) fn beat_while_waiting() {
+    if LOOP_THREAD.get() == Some(&std::thread::current().id()) {
+        if let Some(pulse) = pulse() {
+            pulse.beat();
+        }
+    }
+}
+
 /// Signals whose default action a worker needs back (the app may wait for children).
 /// The master's other signals keep signal-hook's handler with no action left in the
 /// worker: ignored here (a HUP or USR2 sent to the whole process group must not kill
@@ -69,6 +82,7 @@ const DEFAULT_IN_WORKER: [libc::c_int; 1] = [libc::SIGCHLD];
 pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
     tracing::info!("Booting worker with pid: {}", std::process::id());
     let _ = PULSE.set(ctx.pulse);
+    let _ = LOOP_THREAD.set(std::thread::current().id());
     std::panic::set_hook(Box::new(log_panic));
     process::set_title(&format!("ferricorn: worker [{}]", ctx.config.proc_name));
     // A panic that no request-level guard caught ends the worker with its own exit code
