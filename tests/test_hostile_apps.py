@@ -83,14 +83,16 @@ PANIC_LINE = r"\[ERROR\] Panic on thread .*test panic requested by the app"
 
 @pytest.mark.parametrize(
     "worker_class, extra",
-    [("sync", []), ("async", ["--threads", "2"])],
+    # Two connections at most: a slot lost to each panic would soon leave none.
+    [("sync", []), ("async", ["--threads", "2", "--worker-connections", "2"])],
     ids=["sync", "async-threads2"],
 )
 def test_regression_panic_in_a_request_fails_it_and_the_worker_keeps_serving(
     server_factory, worker_class, extra
 ):
     """A panic on the thread that runs the app fails that request only: the connection
-    closes, the worker serves on, and no app thread is lost (more panics than threads)."""
+    closes, the worker serves on, and no app thread or connection slot is lost (more
+    panics than either)."""
     srv = server_factory(APP, *extra, worker_class=worker_class)
     before = served_by(srv)
     for _ in range(3):
