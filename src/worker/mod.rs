@@ -271,6 +271,8 @@ fn finalize(py: Python<'_>) {
 pub struct Stop {
     queue: SignalQueue,
     graceful: Arc<AtomicBool>,
+    /// TERM itself (not `--max-requests`): the master may have closed the listeners.
+    terminated: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     aborted: Arc<AtomicBool>,
     /// INT or QUIT when a `worker_int` hook is defined (else they end the process at once).
@@ -284,6 +286,8 @@ impl Stop {
         let reopen = Arc::new(AtomicBool::new(false));
         let aborted = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(libc::SIGTERM, Arc::clone(&graceful))?;
+        let terminated = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGTERM, Arc::clone(&terminated))?;
         signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&reopen))?;
         let interrupted = Arc::new(AtomicBool::new(false));
         for signal in [libc::SIGINT, libc::SIGQUIT] {
@@ -308,6 +312,7 @@ impl Stop {
             interrupted,
             recycler: Recycler { left, stop: Arc::clone(&graceful) },
             graceful,
+            terminated,
             reopen,
             aborted,
         })
@@ -315,6 +320,11 @@ impl Stop {
 
     pub fn requested(&self) -> bool {
         self.graceful.load(Ordering::Relaxed)
+    }
+
+    /// Whether TERM asked for the stop (rather than `--max-requests`).
+    pub fn terminated(&self) -> bool {
+        self.terminated.load(Ordering::Relaxed)
     }
 
     /// The flag TERM sets, for code that must see a stop the moment it is asked for.

@@ -81,11 +81,12 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             }
         }
     }
-    drain_backlog(py, ctx, stop, &serve_one)
-        .unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
+    // A worker recycled by --max-requests leaves the backlog to the others.
+    let drained = stop.terminated().then(|| drain_backlog(py, ctx, stop, &serve_one)).flatten();
+    drained.unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
 }
 
-/// A graceful stop serves the connections the kernel already accepted for this worker,
+/// TERM serves the connections the kernel already accepted for this worker,
 /// as many as were queued when the stop began, within `--graceful-timeout`: the master
 /// has closed its copy of the sockets, so closing ours would reset them. `Some`: the exit
 /// code, when the worker must leave at once.
