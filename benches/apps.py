@@ -1,4 +1,5 @@
-"""The WSGI apps that ``benches/load.py``, ``leak.py`` and ``slow.py`` serve, one per scenario.
+"""The WSGI apps that ``benches/load.py``, ``leak.py``, ``slow.py`` and ``slow_readers.py``
+serve, one per scenario.
 
 Every server loads them the same way, as ``benches.apps:NAME`` from the repository root, and
 answers on any path. Each is as small as its scenario allows, so that the figures measure the
@@ -51,3 +52,18 @@ def sleep(environ, start_response):
     """Waits 10 ms as if on a database: what threads (or their absence) do to throughput."""
     time.sleep(SLEEP_SECONDS)
     return hello(environ, start_response)
+
+
+SHARED: dict[int, bytes] = {}
+
+
+def shared(environ, start_response):
+    """One ``bytes`` of ``?n=`` bytes (default 8 MiB), made once and shared by every response:
+    what a server holds per slow reader beyond the app's own object."""
+    query = environ.get("QUERY_STRING", "")
+    size = int(query[2:]) if query.startswith("n=") else 8 * 1024 * 1024
+    body = SHARED.get(size) or SHARED.setdefault(size, b"x" * size)
+    start_response(
+        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
+    )
+    return [body]

@@ -50,10 +50,11 @@ struct Readiness {
 enum Slot {
     Free,
     Here(Box<Conn>),
-    /// On an app thread; write readiness seen meanwhile is kept for its return (the
-    /// thread may have read, so it is read again anyway).
+    /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
+    /// for its return (the thread may have read, so it is read again anyway).
     Away {
         writable: bool,
+        closed: bool,
     },
 }
 
@@ -158,7 +159,7 @@ impl<'a> EventLoop<'a> {
                 match event.token() {
                     STOP => stop.drain(),
                     WAKER => self.take_back(py, now),
-                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                    Token(t) if t >= LISTENER_BASE => self.accept(py, t - LISTENER_BASE, now),
                     Token(t) => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
@@ -171,7 +172,7 @@ impl<'a> EventLoop<'a> {
             }
             if stop.requested() && stop_deadline.is_none() {
                 stop_deadline = Some(now + ctx.config.graceful_timeout);
-                self.begin_stop(py, now);
+                self.begin_stop(py, now, stop.terminated());
             }
             if now >= next_tick {
                 next_tick = now + TICK;
@@ -189,9 +190,32 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    /// Accepts until the backlog is empty or the worker is full.
-    fn accept(&mut self, index: usize, now: Instant) {
-        while self.accepting && self.open < self.max_open {
+    /// Accepts until the backlog is empty. A full table makes room by closing the
+    /// connection idle the longest, once a newcomer is there to take its slot; with none
+    /// idle, new clients wait in the kernel's backlog until a slot frees.
+    fn accept(&mut self, py: Python<'_>, index: usize, now: Instant) {
+        while self.accepting {
+            let victim = match self.open < self.max_open {
+                true => None,
+                false => match self.longest_idle() {
+                    Some(token) => Some(token),
+                    None => break,
+                },
+            };
+            if !self.accept_one(index, now) {
+                return;
+            }
+            if let Some(token) = victim {
+                self.close(py, token);
+            }
+        }
+        self.set_accepting(py, self.open < self.max_open && !self.shared.stopping());
+    }
+
+    /// Accepts one connection into a slot; `false` when the backlog is empty (or accept
+    /// failed).
+    fn accept_one(&mut self, index: usize, now: Instant) -> bool {
+        loop {
             let listener = &self.listeners[index];
             // SAFETY: accept4 on our listening socket; the new descriptor is owned below.
             let fd: RawFd = unsafe {
@@ -205,11 +229,11 @@ impl<'a> EventLoop<'a> {
             if fd < 0 {
                 let e = io::Error::last_os_error();
                 match e.kind() {
-                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::WouldBlock => return false,
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
                     _ => {
                         tracing::error!("accept failed: {e}");
-                        return;
+                        return false;
                     }
                 }
             }
@@ -234,12 +258,24 @@ impl<'a> EventLoop<'a> {
             }
             self.slots[token] = Slot::Here(Box::new(conn));
             self.open += 1;
+            return true;
         }
-        self.set_accepting(self.open < self.max_open && !self.shared.stopping());
+    }
+
+    /// The idle keep-alive connection closest to its deadline (they all got the same
+    /// `--keep-alive`, so the one idle the longest).
+    fn longest_idle(&self) -> Option<usize> {
+        (0..self.slots.len())
+            .filter_map(|t| match &self.slots[t] {
+                Slot::Here(c) if c.is_idle_keep_alive() => Some((c.deadline, t)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, t)| t)
     }
 
     /// Stops or resumes accepting: at capacity the kernel backlog holds new clients.
-    fn set_accepting(&mut self, on: bool) {
+    fn set_accepting(&mut self, py: Python<'_>, on: bool) {
         if on == self.accepting {
             return;
         }
@@ -259,7 +295,7 @@ impl<'a> EventLoop<'a> {
         if on {
             // Connections that queued while we were full raise no new edge.
             for i in 0..self.listeners.len() {
-                self.accept(i, Instant::now());
+                self.accept(py, i, Instant::now());
             }
         }
     }
@@ -272,8 +308,9 @@ impl<'a> EventLoop<'a> {
                 conn.may_write |= ready.writable;
                 conn.peer_closed |= ready.closed;
             }
-            Some(Slot::Away { writable: w }) => {
-                *w |= ready.writable;
+            Some(Slot::Away { writable, closed }) => {
+                *writable |= ready.writable;
+                *closed |= ready.closed;
                 return;
             }
             _ => return,
@@ -284,12 +321,15 @@ impl<'a> EventLoop<'a> {
     fn drive(&mut self, py: Python<'_>, token: usize, now: Instant) {
         let Slot::Here(conn) = &mut self.slots[token] else { return };
         match conn.drive(py, &self.shared, &mut self.scratch, now) {
+            // Full, with new clients left in the backlog: this one may now make room.
+            Next::Wait if !self.accepting && conn.is_idle_keep_alive() => {
+                self.set_accepting(py, !self.shared.stopping())
+            }
             Next::Wait => {}
             Next::Close => self.close(py, token),
             Next::Offload(request) => {
-                let Slot::Here(conn) =
-                    std::mem::replace(&mut self.slots[token], Slot::Away { writable: false })
-                else {
+                let away = Slot::Away { writable: false, closed: false };
+                let Slot::Here(conn) = std::mem::replace(&mut self.slots[token], away) else {
                     unreachable!()
                 };
                 self.pool.submit(Job { token, conn: *conn, request });
@@ -300,16 +340,17 @@ impl<'a> EventLoop<'a> {
     /// Connections the app threads are done with.
     fn take_back(&mut self, py: Python<'_>, now: Instant) {
         for (token, conn) in self.pool.returned() {
-            let Slot::Away { writable } = self.slots[token] else { continue };
+            let Slot::Away { writable, closed } = self.slots[token] else { continue };
             match conn {
                 Some(mut conn) => {
                     // The thread may have read from the socket; one read finds out.
                     conn.may_read = true;
                     conn.may_write |= writable;
+                    conn.peer_closed |= closed;
                     self.slots[token] = Slot::Here(Box::new(conn));
                     self.drive(py, token, now);
                 }
-                None => self.release(token),
+                None => self.release(py, token),
             }
         }
     }
@@ -321,27 +362,35 @@ impl<'a> EventLoop<'a> {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&conn.sock);
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
-        self.release(token);
+        self.release(py, token);
     }
 
     /// Frees a connection's slot and, below capacity again, resumes accepting.
-    fn release(&mut self, token: usize) {
+    fn release(&mut self, py: Python<'_>, token: usize) {
         self.slots[token] = Slot::Free;
         self.free.push(token);
         self.open -= 1;
         if !self.accepting && !self.shared.stopping() && self.open < self.max_open {
-            self.set_accepting(true);
+            self.set_accepting(py, true);
         }
     }
 
-    /// TERM: stop accepting, close idle connections now, finish the others.
+    /// A graceful stop: on TERM, take every connection already in the listen backlog (the
+    /// kernel accepted them: their clients wait for an answer, and would get a reset when
+    /// the socket closes; a `--max-requests` stop leaves them to the replacement), stop
+    /// accepting, close idle connections now, finish the others.
     /// A request already in an idle socket's buffer (its edge not handled yet) is read
     /// and answered, with `Connection: close`, before the connection is closed, and a
     /// connection accepted but not yet used gets [`NEW_CONNECTION_GRACE`] for its first
     /// request: a client never sees a reset for a request it had sent. Requests still
     /// arriving finish.
-    fn begin_stop(&mut self, py: Python<'_>, now: Instant) {
-        self.set_accepting(false);
+    fn begin_stop(&mut self, py: Python<'_>, now: Instant, drain_backlog: bool) {
+        // Past `--worker-connections` if need be: the backlog is bounded (`--backlog`) and
+        // these are served once, with `Connection: close`.
+        for i in (0..self.listeners.len()).filter(|_| drain_backlog) {
+            while self.accept_one(i, now) {}
+        }
+        self.set_accepting(py, false);
         let idle: Vec<usize> = (0..self.slots.len())
             .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.is_idle()))
             .collect();

@@ -5,7 +5,7 @@
 //! non-blocking; `may_read`/`may_write` remember readiness between edge-triggered events
 //! so no syscall is spent on a socket known to be empty or full.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use socket2::Socket;
 
 use super::io::{send_file, LINGER_BYTES, LINGER_TIME};
+use super::output::Output;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
@@ -119,9 +120,8 @@ pub struct Conn {
     pub listener: usize,
     /// Received bytes not yet parsed.
     pub rbuf: BytesMut,
-    /// Response bytes queued; `out[out_pos..]` is still to send.
-    out: Vec<u8>,
-    out_pos: usize,
+    /// Response bytes queued, the app's big bodies by reference.
+    out: Output,
     pub phase: Phase,
     /// The socket may hold unread bytes (a readable edge not yet drained).
     pub may_read: bool,
@@ -132,6 +132,9 @@ pub struct Conn {
     pub may_write: bool,
     /// When the loop closes the connection if it has not progressed.
     pub deadline: Instant,
+    /// `--keep-alive`: how long it may stay idle between requests. Kept here so that the
+    /// thread that finishes a response sets the same idle deadline as the loop.
+    keepalive: Duration,
     /// A response went out on this connection: the client knows it may find it closed
     /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
     pub served: bool,
@@ -150,13 +153,13 @@ impl Conn {
             peer,
             listener,
             rbuf: BytesMut::new(),
-            out: Vec::new(),
-            out_pos: 0,
+            out: Output::default(),
             phase: Phase::Head,
             may_read: true,
             peer_closed: false,
             may_write: true,
             deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
+            keepalive,
             served: false,
         }
     }
@@ -164,7 +167,13 @@ impl Conn {
     /// Whether the connection is idle: no byte of a next request received, nothing owed
     /// to the client. A graceful stop closes these (once a last read found nothing).
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out_pos == self.out.len()
+        matches!(self.phase, Phase::Head) && self.rbuf.is_empty() && self.out.is_empty()
+    }
+
+    /// Idle after a response: the client knows such a connection may close under it
+    /// (RFC 9112 §9.3.1), so a full table may close it to make room for a new one.
+    pub fn is_idle_keep_alive(&self) -> bool {
+        self.served && self.is_idle()
     }
 
     /// Advances as far as the socket allows. Every phase transition happens here.
@@ -179,21 +188,23 @@ impl Conn {
             let step = match &mut self.phase {
                 Phase::Head => self.on_head(py, shared, scratch, now),
                 Phase::Body { .. } => self.on_body(py, shared, scratch, now),
-                Phase::Respond(_) => self.on_respond(py, shared, now),
-                Phase::Closing => self.on_closing(),
+                Phase::Respond(_) => self.on_respond(py, shared),
+                Phase::Closing => self.on_closing(py),
                 Phase::Linger { .. } => self.on_linger(scratch),
             };
             match step {
                 Ok(Progress::Again) => continue,
-                Ok(Progress::Wait) => return self.flush_then(Next::Wait),
-                Ok(Progress::Offload(request)) => return self.flush_then(Next::Offload(request)),
+                Ok(Progress::Wait) => return self.flush_then(py, Next::Wait),
+                Ok(Progress::Offload(request)) => {
+                    return self.flush_then(py, Next::Offload(request))
+                }
                 Ok(Progress::Close) | Err(_) => return Next::Close,
             }
         }
     }
 
-    fn flush_then(&mut self, next: Next) -> Next {
-        match self.flush() {
+    fn flush_then(&mut self, py: Python<'_>, next: Next) -> Next {
+        match self.flush(py) {
             Ok(_) => next,
             Err(_) => Next::Close,
         }
@@ -215,7 +226,13 @@ impl Conn {
                 let was_empty = self.rbuf.is_empty();
                 match self.read(scratch)? {
                     None => return Ok(Progress::Wait),
-                    Some(0) if was_empty => return Ok(Progress::Close),
+                    // The client's FIN ends its requests, not our responses (RFC 9112
+                    // §9.6): what is queued for the requests before it still goes out.
+                    Some(0) if was_empty && self.out.is_empty() => return Ok(Progress::Close),
+                    Some(0) if was_empty => {
+                        self.phase = Phase::Closing;
+                        return Ok(Progress::Again);
+                    }
                     Some(0) => {
                         return Ok(self.refuse(&http::Error::BadRequestLine("incomplete head")))
                     }
@@ -357,26 +374,17 @@ impl Conn {
             Ok(responding) => Phase::Respond(Box::new(responding)),
             Err(err) => {
                 wsgi::exchange::log_app_error(py, head.target(), &err);
-                self.out.extend_from_slice(&wsgi::exchange::error_page(500));
+                self.out.push(&wsgi::exchange::error_page(500));
                 Phase::Closing
             }
         };
     }
 
-    fn on_respond(
-        &mut self,
-        py: Python<'_>,
-        shared: &Shared,
-        now: Instant,
-    ) -> io::Result<Progress> {
-        match self.pump(py)? {
-            Pumped::Blocked => {
-                self.deadline = now + shared.read_timeout;
-                Ok(Progress::Wait)
-            }
+    fn on_respond(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Progress> {
+        match self.pump(py, shared)? {
+            Pumped::Blocked => Ok(Progress::Wait),
             Pumped::Done { keep_alive } => {
                 self.finish_response(py, keep_alive && !shared.stopping());
-                self.deadline = now + shared.keepalive;
                 Ok(Progress::Again)
             }
             // The app failed mid-body: send what is queued, then close (the client sees
@@ -389,11 +397,24 @@ impl Conn {
     }
 
     /// Pulls the response into `out` and writes it, until done or the socket is full.
-    pub fn pump(&mut self, py: Python<'_>) -> io::Result<Pumped> {
+    /// Blocked, the client has `--read-timeout` to take more (on the loop or a thread).
+    pub fn pump(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Pumped> {
+        let pumped = self.pump_until_blocked(py);
+        if let Ok(Pumped::Blocked) = pumped {
+            self.deadline = Instant::now() + shared.read_timeout;
+        }
+        pumped
+    }
+
+    /// The app's iterable is pulled only while less than [`HIGH_WATER`] is queued, so a
+    /// slow reader holds back the app rather than a growing buffer. After an item from a
+    /// generator, what is queued is written at once: the next item may take the app a
+    /// while, and a streamed response must not wait for it.
+    fn pump_until_blocked(&mut self, py: Python<'_>) -> io::Result<Pumped> {
         loop {
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             if let Some(span) = &mut r.file {
-                if !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)? {
+                if !self.out.write_to(py, &self.sock, &mut self.may_write)? {
                     return Ok(Pumped::Blocked);
                 }
                 if !send_file(&self.sock, span)? {
@@ -402,13 +423,14 @@ impl Conn {
                 }
                 r.file = None;
             }
-            if self.out.len() - self.out_pos >= HIGH_WATER
-                && !flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)?
-            {
+            if self.out.len() >= HIGH_WATER && !self.flush(py)? {
                 return Ok(Pumped::Blocked);
             }
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             match r.exchange.next(py, &mut self.out) {
+                Step::Send if r.exchange.streams() => {
+                    self.flush(py)?;
+                }
                 Step::Send => {}
                 Step::SendFile(span) => r.file = Some(span),
                 Step::Done { keep_alive } => return Ok(Pumped::Done { keep_alive }),
@@ -417,10 +439,12 @@ impl Conn {
         }
     }
 
-    /// After a complete response: the next request, or a close.
+    /// After a complete response: the next request, or a close. The idle deadline is set
+    /// here, so it is `--keep-alive` whichever thread finished the response.
     pub fn finish_response(&mut self, _py: Python<'_>, keep_alive: bool) {
         let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
         self.served = true;
+        self.deadline = Instant::now() + self.keepalive;
         let (complete, rest) = r.input.get().end_of_body();
         if let Some(rest) = rest {
             self.rbuf = rest;
@@ -431,13 +455,13 @@ impl Conn {
     /// A malformed request: one error page, then close.
     fn refuse(&mut self, error: &http::Error) -> Progress {
         tracing::debug!("Invalid request from {}: {error}", self.peer.addr);
-        self.out.extend_from_slice(&wsgi::exchange::error_page(error.status()));
+        self.out.push(&wsgi::exchange::error_page(error.status()));
         self.phase = Phase::Closing;
         Progress::Again
     }
 
-    fn on_closing(&mut self) -> io::Result<Progress> {
-        if !self.flush()? {
+    fn on_closing(&mut self, py: Python<'_>) -> io::Result<Progress> {
+        if !self.flush(py)? {
             return Ok(Progress::Wait);
         }
         let _ = self.sock.shutdown(std::net::Shutdown::Write);
@@ -468,8 +492,8 @@ impl Conn {
     }
 
     /// Writes queued bytes; `Ok(false)` when the socket is full.
-    pub fn flush(&mut self) -> io::Result<bool> {
-        flush_out(&self.sock, &mut self.out, &mut self.out_pos, &mut self.may_write)
+    pub fn flush(&mut self, py: Python<'_>) -> io::Result<bool> {
+        self.out.write_to(py, &self.sock, &mut self.may_write)
     }
 
     pub fn is_responding_phase(&self) -> bool {
@@ -530,29 +554,4 @@ fn read_into(
             Err(e) => return Err(e),
         }
     }
-}
-
-fn flush_out(
-    mut sock: &Socket,
-    out: &mut Vec<u8>,
-    pos: &mut usize,
-    may_write: &mut bool,
-) -> io::Result<bool> {
-    while *pos < out.len() {
-        if !*may_write {
-            return Ok(false);
-        }
-        match sock.write(&out[*pos..]) {
-            Ok(n) => {
-                *may_write = *pos + n == out.len();
-                *pos += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *may_write = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.clear();
-    *pos = 0;
-    Ok(true)
 }

@@ -7,6 +7,7 @@
 mod async_loop;
 mod conn;
 mod io;
+mod output;
 mod pool;
 pub mod sync;
 
@@ -271,7 +272,8 @@ fn finalize(py: Python<'_>) {
 pub struct Stop {
     queue: SignalQueue,
     graceful: Arc<AtomicBool>,
-    /// TERM itself (not `--max-requests`): the master may have closed the listeners.
+    /// TERM itself, not `--max-requests`: the master wants this worker gone and no
+    /// sibling may be left to take the connections waiting in the listen backlog.
     terminated: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     aborted: Arc<AtomicBool>,
@@ -318,13 +320,14 @@ impl Stop {
         })
     }
 
-    pub fn requested(&self) -> bool {
-        self.graceful.load(Ordering::Relaxed)
-    }
-
-    /// Whether TERM asked for the stop (rather than `--max-requests`).
+    /// Whether the stop came from TERM (rather than `--max-requests`, whose replacement
+    /// shares the listeners).
     pub fn terminated(&self) -> bool {
         self.terminated.load(Ordering::Relaxed)
+    }
+
+    pub fn requested(&self) -> bool {
+        self.graceful.load(Ordering::Relaxed)
     }
 
     /// The flag TERM sets, for code that must see a stop the moment it is asked for.

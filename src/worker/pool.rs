@@ -123,7 +123,7 @@ fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
     if !conn.is_responding_phase() {
         return Some(conn); // the app failed before answering: the loop sends the error page
     }
-    match conn.pump(py) {
+    match conn.pump(py, shared) {
         Ok(Pumped::Done { keep_alive }) => {
             conn.finish_response(py, keep_alive && !shared.stopping());
             Some(conn)

@@ -1,9 +1,12 @@
 //! One request through the app: call it, then turn what it returns into framed bytes.
 //!
-//! The worker pulls: each [`Exchange::next`] appends bytes to send and says what comes
-//! next (more data, a file span for `sendfile`, or the end). So the same code serves a
-//! blocking worker and an event loop that stops pulling while a socket is full.
+//! The worker pulls: each [`Exchange::next`] appends bytes to send to a [`Sink`] and says
+//! what comes next (more data, a file span for `sendfile`, or the end). So the same code
+//! serves a blocking worker and an event loop that stops pulling while a socket is full.
+//! The head and framing are copied into the sink; the app's body bytes are handed over as
+//! the app's own `bytes` objects, which a sink may keep by reference instead of copying.
 
+use std::ops::Range;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
 use crate::hooks::{self, Hook};
-use crate::http::chunked::{encode_chunk, LAST_CHUNK};
+use crate::http::chunked::LAST_CHUNK;
 use crate::http::response::{self, BodyMode, Plan, RequestInfo};
 use crate::http::Head;
 use crate::log::{self, LogLevel};
@@ -42,12 +45,33 @@ pub enum Step {
     Abort,
 }
 
+/// Where [`Exchange::next`] puts the response, in order.
+pub trait Sink {
+    /// The buffer the head and framing bytes are appended to.
+    fn framing(&mut self) -> &mut Vec<u8>;
+    /// `data[range]`: body bytes, the app's own object (never empty).
+    fn body(&mut self, data: &Bound<'_, PyBytes>, range: Range<usize>);
+}
+
+/// A plain buffer copies everything (the sync worker writes it out at once).
+impl Sink for Vec<u8> {
+    fn framing(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn body(&mut self, data: &Bound<'_, PyBytes>, range: Range<usize>) {
+        self.extend_from_slice(&data.as_bytes()[range]);
+    }
+}
+
 enum Body {
     /// The app raised before returning an iterable.
     Failed(PyErr),
     Iter {
         iterable: Py<PyAny>,
         iter: Py<PyIterator>,
+        /// A list or tuple: every item is there already, none makes the app wait.
+        ready: bool,
     },
     /// A real file the worker will `sendfile`; `sent` once handed out.
     File {
@@ -128,18 +152,20 @@ impl Exchange {
                 return Ok(Body::File { iterable: iterable.unbind(), span, sent: false });
             }
         }
+        let mut ready = true;
         let single = if let Ok(list) = iterable.cast::<PyList>() {
             (list.len() == 1).then(|| list.get_item(0)).transpose()?
         } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
             (tuple.len() == 1).then(|| tuple.get_item(0)).transpose()?
         } else {
+            ready = false;
             None
         };
         if let Some(bytes) = single.as_ref().and_then(|b| b.cast::<PyBytes>().ok()) {
             self.known_length = Some(bytes.as_bytes().len() as u64);
         }
         let iter = iterable.try_iter()?.unbind();
-        Ok(Body::Iter { iterable: iterable.unbind(), iter })
+        Ok(Body::Iter { iterable: iterable.unbind(), iter, ready })
     }
 
     /// Keep-alive is refused once `flag` is set (a graceful stop began mid-request).
@@ -147,18 +173,24 @@ impl Exchange {
         self.stopping = Some(flag);
     }
 
+    /// Whether the next item may keep the app busy (a generator, not a list): what was
+    /// produced so far should go out first, so a streamed response is not held back.
+    pub fn streams(&self) -> bool {
+        matches!(self.body, Body::Iter { ready: false, .. })
+    }
+
     /// Appends the next bytes of the response to `out`.
-    pub fn next(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> Step {
+    pub fn next(&mut self, py: Python<'_>, out: &mut impl Sink) -> Step {
         match self.step(py, out) {
             Ok(step) => step,
             Err(err) => self.fail(py, err, out),
         }
     }
 
-    fn step(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<Step> {
+    fn step(&mut self, py: Python<'_>, out: &mut impl Sink) -> PyResult<Step> {
         let written = std::mem::take(&mut self.start.get().lock(py).written);
         for data in written {
-            self.emit(py, data.bind(py).as_bytes(), out)?;
+            self.emit(py, data.bind(py), out)?;
         }
         match &mut self.body {
             Body::Failed(_) => {
@@ -179,14 +211,14 @@ impl Exchange {
                                 item.get_type().name().map_or("?".into(), |n| n.to_string())
                             ))
                         })?;
-                        self.emit(py, bytes.as_bytes(), out)?;
+                        self.emit(py, bytes, out)?;
                         Ok(Step::Send)
                     }
                 }
             }
             Body::File { span, sent: false, .. } => {
                 let mut span = *span;
-                self.write_head(py, out)?;
+                self.write_head(py, out.framing())?;
                 if let Some(Plan { body: BodyMode::Length(n), .. }) = self.plan {
                     span.len = span.len.min(n.saturating_sub(self.sent));
                 }
@@ -197,7 +229,8 @@ impl Exchange {
                     Some(BodyMode::Empty) | None => Ok(self.finish(py, out)),
                     Some(mode) => {
                         if mode == BodyMode::Chunked {
-                            out.extend_from_slice(format!("{:x}\r\n", span.len).as_bytes());
+                            let size = format!("{:x}\r\n", span.len);
+                            out.framing().extend_from_slice(size.as_bytes());
                         }
                         self.sent += span.len;
                         Ok(Step::SendFile(span))
@@ -206,7 +239,7 @@ impl Exchange {
             }
             Body::File { .. } => {
                 if self.plan.is_some_and(|p| p.body == BodyMode::Chunked) {
-                    out.extend_from_slice(b"\r\n");
+                    out.framing().extend_from_slice(b"\r\n");
                 }
                 Ok(self.finish(py, out))
             }
@@ -215,29 +248,40 @@ impl Exchange {
     }
 
     /// Frames body bytes; the head goes first, once there is a non-empty chunk (PEP 3333).
-    fn emit(&mut self, py: Python<'_>, data: &[u8], out: &mut Vec<u8>) -> PyResult<()> {
-        if data.is_empty() {
+    fn emit(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyBytes>,
+        out: &mut impl Sink,
+    ) -> PyResult<()> {
+        let len = data.as_bytes().len();
+        if len == 0 {
             return Ok(());
         }
         let plan = match self.plan {
             Some(plan) => plan,
-            None => self.write_head(py, out)?,
+            None => self.write_head(py, out.framing())?,
         };
         match plan.body {
             BodyMode::Empty => {}
             BodyMode::Length(n) => {
                 let room = n.saturating_sub(self.sent);
-                let take = room.min(data.len() as u64) as usize;
-                out.extend_from_slice(&data[..take]);
+                let take = room.min(len as u64) as usize;
+                if take > 0 {
+                    out.body(data, 0..take);
+                }
                 self.sent += take as u64;
             }
+            // One chunk per item, as `http::chunked::encode_chunk` frames it.
             BodyMode::Chunked => {
-                encode_chunk(data, out);
-                self.sent += data.len() as u64;
+                out.framing().extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                out.body(data, 0..len);
+                out.framing().extend_from_slice(b"\r\n");
+                self.sent += len as u64;
             }
             BodyMode::Close => {
-                out.extend_from_slice(data);
-                self.sent += data.len() as u64;
+                out.body(data, 0..len);
+                self.sent += len as u64;
             }
         }
         Ok(())
@@ -263,17 +307,17 @@ impl Exchange {
     }
 
     /// The iterable is exhausted: head if still unsent, final chunk, close().
-    fn finish(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> Step {
+    fn finish(&mut self, py: Python<'_>, out: &mut impl Sink) -> Step {
         if self.plan.is_none() {
             self.known_length.get_or_insert(0);
-            if let Err(err) = self.write_head(py, out) {
+            if let Err(err) = self.write_head(py, out.framing()) {
                 return self.fail(py, err, out);
             }
         }
         let plan = self.plan.unwrap_or(Plan { body: BodyMode::Close, keep_alive: false });
         let mut keep_alive = plan.keep_alive && self.input.get().complete();
         match plan.body {
-            BodyMode::Chunked => out.extend_from_slice(LAST_CHUNK),
+            BodyMode::Chunked => out.framing().extend_from_slice(LAST_CHUNK),
             BodyMode::Length(n) if self.sent < n => {
                 tracing::warn!(
                     "{}: the app sent {} of its Content-Length {n}",
@@ -294,7 +338,7 @@ impl Exchange {
     }
 
     /// The app failed: a 500 (or the body's 4xx) if nothing was sent yet, else close.
-    fn fail(&mut self, py: Python<'_>, err: PyErr, out: &mut Vec<u8>) -> Step {
+    fn fail(&mut self, py: Python<'_>, err: PyErr, out: &mut impl Sink) -> Step {
         let headers_sent = self.start.get().lock(py).headers_sent;
         let body_error = self.input.get().error();
         match &body_error {
@@ -313,7 +357,7 @@ impl Exchange {
         if headers_sent {
             return Step::Abort;
         }
-        out.extend_from_slice(&error_page(status));
+        out.framing().extend_from_slice(&error_page(status));
         Step::Done { keep_alive: false }
     }
 

@@ -18,7 +18,7 @@ pub mod test_panic;
 
 pub use environ::{Connection, Globals};
 pub use errors::Errors;
-pub use exchange::{Exchange, FileSpan, Step};
+pub use exchange::{Exchange, FileSpan, Sink, Step};
 pub use file_wrapper::FileWrapper;
 pub use input::{BodySource, ClientDisconnected, Input};
 pub use start_response::{StartResponse, Writer};
