@@ -70,13 +70,15 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Resul
         let slice = left.min(BEAT_EVERY).as_millis().max(1) as i32;
         // SAFETY: one valid pollfd on the stack.
         let n = unsafe { libc::poll(&mut pfd, 1, slice) };
+        // Beat whatever poll answered: a client that trickles a byte just inside every
+        // slice is still a wait on the client, not a stuck worker.
+        super::beat_while_waiting();
         if n > 0 {
             return Ok(());
         }
         if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return Err(io::Error::last_os_error());
         }
-        super::beat_while_waiting();
     }
 }
 
