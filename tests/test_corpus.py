@@ -25,9 +25,11 @@ import contextlib
 import json
 import random
 import socket
+import sys
 import time
 from collections import Counter
 from functools import partial
+from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 import pytest
@@ -45,6 +47,7 @@ from conftest import (
     send_pieces,
 )
 
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 CORPUS = json.loads((TESTS_DIR / "corpus" / "gunicorn-requests.json").read_text())
 SPLITS = ["whole", "bytewise", "random"]
 MODES = SPLITS + [f"{split}+fin" for split in SPLITS]
@@ -155,7 +158,11 @@ def servers():
             key = (worker_class, json.dumps(cfg, sort_keys=True))
             if key not in started:
                 flags = [x for k, v in sorted(cfg.items()) for x in _flag_args(k, v)]
-                server = running("apps.echo:app", *flags, workers=2, worker_class=worker_class)
+                if worker_class == "gunicorn":  # the reference, gunicorn 27's sync worker
+                    flags += ["--no-control-socket"]
+                    server = running("apps.echo:app", *flags, command=[str(GUNICORN)])
+                else:
+                    server = running("apps.echo:app", *flags, workers=2, worker_class=worker_class)
                 started[key] = stack.enter_context(server)
             return started[key]
 
@@ -424,6 +431,61 @@ def test_invalid(servers, worker_class, name, mode):
 @pytest.mark.parametrize("kind, name", SKIPPED, ids=[f"{k}/{n}" for k, n in SKIPPED])
 def test_cfg_case_skipped(kind, name):
     pytest.skip(f"needs gunicorn setting(s) {CORPUS[kind][name]['cfg']}")
+
+
+# --- the limits: the same bytes get the same answer however they arrive (bug 7) ---------------
+
+
+def _head(target: str = "/", fields: list[tuple[str, str]] | None = None) -> bytes:
+    lines = [f"GET {target} HTTP/1.1", "Host: h"] + [f"{k}: {v}" for k, v in fields or []]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _line_of(length: int) -> str:
+    """A target making a request line of ``length`` bytes (CRLF not counted)."""
+    return "/" + "a" * (length - len("GET / HTTP/1.1"))
+
+
+def _field_of(length: int) -> tuple[str, str]:
+    """A field whose line is ``length`` bytes with its CRLF, as gunicorn counts it."""
+    return ("X", "v" * (length - len("X: \r\n")))
+
+
+# (gunicorn setting, value) -> heads at, just under and just over the limit it means.
+LIMIT_CASES = {
+    ("limit_request_line", 20): [_head(_line_of(n)) for n in (19, 20, 21, 200)],
+    ("limit_request_line", 0): [_head(_line_of(n)) for n in (4094, 8190, 9000)],
+    ("limit_request_fields", 2): [_head(fields=[("A", "1")] * n) for n in (0, 1, 2, 3)],
+    ("limit_request_fields", 0): [_head(fields=[("A", "1")] * n) for n in (99, 100, 101, 300)],
+    ("limit_request_field_size", 20): [_head(fields=[_field_of(n)]) for n in (19, 20, 21, 40)],
+    ("limit_request_field_size", 0): [_head(fields=[_field_of(n)]) for n in (8190, 8191)]
+    + [_head("/", [(f"X-{i}", "v" * 1000) for i in range(9)])],
+}
+LIMIT_PARAMS = [
+    pytest.param(setting, value, index, id=f"{setting}={value}-{index}")
+    for (setting, value), heads in LIMIT_CASES.items()
+    for index in range(len(heads))
+]
+
+
+def _status(server, name, raw, mode) -> int | None:
+    """The status of the first response (not waiting for a keep-alive connection to end)."""
+    response = send_all_then_read(server, name, raw, mode, 1)[0]
+    return response.status if response else None
+
+
+@pytest.mark.parametrize("setting, value, index", LIMIT_PARAMS)
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_limit_same_answer_however_the_bytes_arrive(servers, worker_class, setting, value, index):
+    """Every limit, 0 included, gets gunicorn 27's answer (its live sync worker, sent whole)
+    whole, byte by byte and in random pieces."""
+    raw = LIMIT_CASES[(setting, value)][index]
+    cfg = {setting: value}
+    name = f"{setting}-{value}-{index}"
+    reference = _status(servers("gunicorn", cfg), name, raw, "whole")
+    assert reference in (200, 414, 431), reference
+    got = {mode: _status(servers(worker_class, cfg), name, raw, mode) for mode in SPLITS}
+    assert got == dict.fromkeys(SPLITS, reference), (len(raw), got)
 
 
 # --- summary ----------------------------------------------------------------------------------
