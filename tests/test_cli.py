@@ -335,7 +335,9 @@ def test_term_kills_request_past_graceful_timeout(server_factory, worker_class):
 # Requests that a client abandons halfway, closing its connection.
 ABANDONED = {
     "partial-head": b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Part",
-    "partial-body": b"POST /short-body HTTP/1.1\r\nContent-Length: 100\r\n\r\nten bytes.",
+    "partial-body": (
+        b"POST /short-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes."
+    ),
 }
 
 

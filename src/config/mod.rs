@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::{forwarded, Limits};
+use crate::http::{forwarded, Leniency, Limits};
 use crate::listener::BindSpec;
 use crate::log::LogLevel;
 /// A bad command line: one line for the user, exit code 2.
@@ -26,9 +26,6 @@ impl std::error::Error for Error {}
 macro_rules! bail {
     ($($arg:tt)*) => { return Err(Error(format!($($arg)*))) };
 }
-/// gunicorn's hard caps on the request limits (message.py).
-const MAX_REQUEST_LINE: usize = 8190;
-const MAX_HEADERS: usize = 32768;
 mod options;
 mod sources;
 
@@ -192,16 +189,18 @@ impl Config {
             }
             other => bail!("--worker-class {other:?} is not available (available: sync, async)"),
         };
+        // gunicorn's meaning of 0 and its caps are applied by `Limits` itself.
         let limits = Limits {
-            request_line: match int(raw, "limit_request_line", 4094)? {
-                0 => MAX_REQUEST_LINE,
-                n => n.min(MAX_REQUEST_LINE),
-            },
-            fields: match int(raw, "limit_request_fields", 100)? {
-                0 => MAX_HEADERS,
-                n => n.min(MAX_HEADERS),
-            },
+            request_line: int(raw, "limit_request_line", 4094)?,
+            fields: int(raw, "limit_request_fields", 100)?,
             field_size: int(raw, "limit_request_field_size", 8190)?,
+            lenient: Leniency {
+                casefold_method: raw.has("casefold_http_method"),
+                obsolete_folding: raw.has("permit_obsolete_folding"),
+                unconventional_method: raw.has("permit_unconventional_http_method"),
+                unconventional_version: raw.has("permit_unconventional_http_version"),
+                strip_header_spaces: raw.has("strip_header_spaces"),
+            },
         };
         let log_level = match raw.last("loglevel") {
             None => LogLevel::Info,
@@ -432,7 +431,30 @@ mod tests {
         assert_eq!(c.limits.field_size, 10);
         let c =
             config(&["--limit-request-field-size=11", "--limit-request-line", "0", "a"]).unwrap();
-        assert_eq!((c.limits.field_size, c.limits.request_line), (11, 8190));
+        assert_eq!((c.limits.field_size, c.limits.request_line), (11, 0));
+    }
+
+    #[test]
+    fn leniency_flags_default_off() {
+        let c = config(&["app"]).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        let flags = [
+            "--casefold-http-method",
+            "--permit-obsolete-folding",
+            "--permit-unconventional-http-method",
+            "--permit-unconventional-http-version",
+            "--strip-header-spaces",
+            "app",
+        ];
+        let lenient = config(&flags).unwrap().limits.lenient;
+        let all = Leniency {
+            casefold_method: true,
+            obsolete_folding: true,
+            unconventional_method: true,
+            unconventional_version: true,
+            strip_header_spaces: true,
+        };
+        assert_eq!(lenient, all);
     }
 
     #[test]

@@ -214,9 +214,9 @@ fn request_budget(config: &Config) -> Option<u64> {
     }
     let jitter = match config.max_requests_jitter {
         0 => 0,
-        j => random_seed() % (j + 1),
+        j => random_seed() % j.saturating_add(1),
     };
-    Some(config.max_requests + jitter)
+    Some(config.max_requests.saturating_add(jitter))
 }
 
 /// Good enough randomness for spreading restarts: the pid and the clock, mixed.
