@@ -27,10 +27,11 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Largest head accepted while still incomplete: every line at its limit.
+    /// Largest head accepted: every line at its limit. A field size of 0 counts as the
+    /// default it means, or a head could be refused in pieces and parsed whole (bug 7).
     fn max_head(&self) -> usize {
         let line = if self.request_line == 0 { 8192 } else { self.request_line };
-        line + 2 + self.fields * (self.field_size + 2) + 2
+        line + 2 + self.fields * (self.field_size_or_default() + 2) + 2
     }
 }
 
@@ -111,8 +112,16 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return check_partial(buf, limits).map(|()| None),
-        Err(e) => return Err(map_httparse(e, buf)),
+        // A malformed head is judged once it is whole, after the size limits, as it is
+        // when it arrives whole: the same bytes get the same status however they are cut.
+        Err(e) => {
+            return match head_end(buf) {
+                Some(end) => check_sizes(&buf[..end], limits).and(Err(map_httparse(e, buf))),
+                None => check_partial(buf, limits).map(|()| None),
+            }
+        }
     };
+    check_sizes(&buf[..len], limits)?;
     if limits.fields == 0 && !req.headers.is_empty() {
         return Err(Error::TooManyHeaders);
     }
@@ -124,13 +133,7 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
     let minor = req.version.unwrap_or(1);
     let mut fields = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let name = range(h.name.as_bytes());
-        let raw_value = range(h.value);
-        // gunicorn counts the line with its CRLF.
-        if raw_value.end + 2 - name.start > limits.field_size_or_default() {
-            return Err(Error::HeaderTooLarge);
-        }
-        fields.push((name, trim_ows(raw_value, buf)));
+        fields.push((range(h.name.as_bytes()), trim_ows(range(h.value), buf)));
     }
     reject_bare_lf(&buf[..len])?;
     let raw = buf.split_to(len).freeze();
@@ -179,17 +182,43 @@ fn check_request_line_length(buf: &[u8], limits: &Limits) -> Result<(), Error> {
 }
 
 /// An incomplete head must still fit the limits: the line being received and the whole.
+/// Each count is at most what [`check_sizes`] counts once the head is whole, so a head
+/// refused in pieces is refused whole.
 fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
     if buf.len() > limits.max_head() {
         return Err(Error::HeaderTooLarge);
     }
-    if let Some(first_lf) = buf.iter().position(|&b| b == b'\n') {
-        let last_lf = buf.iter().rposition(|&b| b == b'\n').unwrap_or(first_lf);
-        if buf.len() - last_lf - 1 + 2 > limits.field_size_or_default() {
+    if let Some(last_lf) = buf.iter().rposition(|&b| b == b'\n') {
+        let line = &buf[last_lf + 1..];
+        // A CR at the end may be the line's own CR, which the + 2 already counts.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() + 2 > limits.field_size_or_default() {
             return Err(Error::HeaderTooLarge);
         }
     }
     Ok(())
+}
+
+/// The size limits of a whole head: its length, and each field line as gunicorn counts
+/// it (as sent, trailing whitespace included, plus CRLF).
+fn check_sizes(head: &[u8], limits: &Limits) -> Result<(), Error> {
+    if head.len() > limits.max_head() {
+        return Err(Error::HeaderTooLarge);
+    }
+    let mut lines = head.split(|&b| b == b'\n').skip(1);
+    match lines
+        .any(|l| l.strip_suffix(b"\r").unwrap_or(l).len() + 2 > limits.field_size_or_default())
+    {
+        true => Err(Error::HeaderTooLarge),
+        false => Ok(()),
+    }
+}
+
+/// Where a head httparse refused ends: just after its first empty line, if it has come.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let lf_lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let lf_crlf = buf.windows(3).position(|w| w == b"\n\r\n").map(|i| i + 3);
+    lf_lf.into_iter().chain(lf_crlf).min()
 }
 
 fn map_httparse(e: httparse::Error, buf: &[u8]) -> Error {
@@ -518,6 +547,72 @@ mod tests {
             &Limits::default(),
         );
         assert_eq!(err.map_err(|e| e.status()).err(), Some(431));
+    }
+
+    /// The status (or None: parsed) of `input` fed in pieces of `step` bytes.
+    fn status_in_steps(input: &[u8], step: usize, limits: &Limits) -> Option<u16> {
+        match parse_in_steps(input, step, limits) {
+            Ok(Some(_)) => None,
+            Ok(None) => panic!("incomplete head {input:?}"),
+            Err(e) => Some(e.status()),
+        }
+    }
+
+    /// Asserts `input` gets `want` whole, byte by byte and in pieces of `steps`.
+    fn same_answer_in_pieces(input: &[u8], limits: &Limits, want: Option<u16>) {
+        for step in [input.len(), 1, 2, 7, 1024] {
+            assert_eq!(status_in_steps(input, step, limits), want, "step {step} {limits:?}");
+        }
+    }
+
+    /// Bug 7: with `--limit-request-field_size 0` (the default, 8190, for each line) the
+    /// bound on an incomplete head counted each line as 0 bytes, so a 9 KB head of short
+    /// lines parsed whole and got 431 in 1 KB pieces.
+    #[test]
+    fn regression_field_size_0_same_answer_whole_and_in_pieces() {
+        let fields: Vec<u8> =
+            (0..9).flat_map(|i| format!("X-{i}: {}\r\n", "a".repeat(1000)).into_bytes()).collect();
+        let head = [&b"GET / HTTP/1.1\r\nHost: x\r\n"[..], &fields, b"\r\n"].concat();
+        let limits = Limits { field_size: 0, ..Limits::default() };
+        same_answer_in_pieces(&head, &limits, None);
+    }
+
+    /// Found by the `split` fuzz target's seeds: a request line over the limit, bad method,
+    /// got 414 whole but 400 when the method arrived first; now the length is judged first.
+    #[test]
+    fn regression_long_bad_request_line_same_status_however_split() {
+        let limits = Limits { request_line: 32, ..Limits::default() };
+        same_answer_in_pieces(b"GET: /stuff/here?foo=bar HTTP/1.1\r\n\r\n", &limits, Some(414));
+        same_answer_in_pieces(b"GET: /x HTTP/1.1\r\n\r\n", &limits, Some(400));
+    }
+
+    /// Seen while writing the `split` target: a field line at exactly the size limit, cut
+    /// just after its CR, counted the CR twice and got 431; whole it parsed.
+    #[test]
+    fn regression_field_line_cut_after_its_cr_fits_the_limit() {
+        let limits = Limits { field_size: 10, ..Limits::default() };
+        same_answer_in_pieces(b"GET / HTTP/1.1\r\nA: 12345\r\n\r\n", &limits, None);
+        same_answer_in_pieces(b"GET / HTTP/1.1\r\nA: 123456\r\n\r\n", &limits, Some(431));
+    }
+
+    /// Seen while writing the `head` target: httparse trims a value's trailing whitespace, so
+    /// whole the line was measured without it and in pieces with it. gunicorn counts the
+    /// line as sent.
+    #[test]
+    fn regression_field_size_counts_trailing_whitespace() {
+        let limits = Limits { field_size: 10, ..Limits::default() };
+        same_answer_in_pieces(b"GET / HTTP/1.1\r\nA: 1     \r\n\r\n", &limits, Some(431));
+    }
+
+    /// Seen while writing the `split` target: a malformed line then an oversized one got 400
+    /// whole and 431 when cut inside the long line. Sizes are judged first, on both paths.
+    #[test]
+    fn regression_size_limit_before_syntax_however_split() {
+        let limits = Limits { field_size: 20, ..Limits::default() };
+        let head = b"GET / HTTP/1.1\r\nA\x01: b\r\nB: 0123456789012345678901234\r\n\r\n";
+        same_answer_in_pieces(head, &limits, Some(431));
+        let head = b"GET / HTTP/1.1\r\nA\x01: b\r\nB: 0\r\n\r\n";
+        same_answer_in_pieces(head, &limits, Some(400));
     }
 
     #[test]
