@@ -51,7 +51,8 @@ ISSUE_HEADS = {
     "issue8-smuggle": b"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     + CHUNK_SIZES[0]
     + SMUGGLE_TAIL,
-    "issue8-keepalive-pair": b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "issue8-keepalive-pair": b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
     "issue8-huge-content-length": b"POST / HTTP/1.1\r\nHost: x\r\n"
     b"Content-Length: 18446744073709551616\r\n\r\n",
 }
@@ -90,10 +91,14 @@ def main():
         for limits in range(LIMITS):
             n = rng.randrange(1, 8)
             cuts = sorted(rng.randrange(len(raw) + 1) for _ in range(n))
-            seeds["split"][f"{name}-limits{limits}"] = split_seed(limits, rng.randrange(16), cuts, raw)
+            seeds["split"][f"{name}-limits{limits}"] = split_seed(
+                limits, rng.randrange(16), cuts, raw
+            )
     # Bug 7: the 9 KB head whole (no cuts) and in 1 KB pieces, with field size 0.
     big = head_9k()
-    seeds["split"]["issue8-9k-head-1k-pieces"] = split_seed(3, 15, list(range(1024, 9 * 1024, 1024)), big)
+    seeds["split"]["issue8-9k-head-1k-pieces"] = split_seed(
+        3, 15, list(range(1024, 9 * 1024, 1024)), big
+    )
     for target, files in seeds.items():
         (SEEDS / target).mkdir(parents=True)
         for name, content in files.items():
