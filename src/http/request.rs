@@ -604,10 +604,10 @@ mod tests {
         same_answer_in_pieces(b"GET / HTTP/1.1\r\nA: 1     \r\n\r\n", &limits, Some(431));
     }
 
-    /// Seen while writing the `split` target: a malformed line then an oversized one got 400
-    /// whole and 431 when cut inside the long line. Sizes are judged first, on both paths.
+    /// A malformed head waits for its end, so that its status cannot depend on the cuts:
+    /// the size limits are judged first, then the syntax, whole or in pieces.
     #[test]
-    fn regression_size_limit_before_syntax_however_split() {
+    fn size_limits_are_judged_before_syntax_however_split() {
         let limits = Limits { field_size: 20, ..Limits::default() };
         let head = b"GET / HTTP/1.1\r\nA\x01: b\r\nB: 0123456789012345678901234\r\n\r\n";
         same_answer_in_pieces(head, &limits, Some(431));
