@@ -361,6 +361,8 @@ pub fn split_target(target: &str) -> (&str, &str) {
 fn judge_fields(head: &mut Head) -> Result<(), Error> {
     let mut content_length: Option<u64> = None;
     let mut codings: Vec<Vec<u8>> = Vec::new();
+    // Present even with no coding in it: an empty field must not fall back to Content-Length.
+    let mut transfer_encoding = false;
     let (mut close, mut keep_alive) = (false, false);
     let (mut hosts, mut content_types) = (0, 0);
     let mut expect_continue = false;
@@ -374,6 +376,7 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
             }
             content_length = Some(parse_content_length(value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
             codings.extend(list_items(value).map(|c| c.to_ascii_lowercase()));
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in list_items(value) {
@@ -393,12 +396,12 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
     }
     head.expect_continue = expect_continue;
     head.keep_alive = if head.minor == 1 { !close } else { keep_alive && !close };
-    head.framing = match (content_length, codings.is_empty()) {
-        (None, true) => BodyFraming::Empty,
-        (Some(n), true) => BodyFraming::Length(n),
-        (Some(_), false) => return Err(Error::BadTransferEncoding("sent with Content-Length")),
-        (None, false) if head.minor == 0 => return Err(Error::BadTransferEncoding("on HTTP/1.0")),
-        (None, false) => judge_codings(&codings)?,
+    head.framing = match (content_length, transfer_encoding) {
+        (None, false) => BodyFraming::Empty,
+        (Some(n), false) => BodyFraming::Length(n),
+        (Some(_), true) => return Err(Error::BadTransferEncoding("sent with Content-Length")),
+        (None, true) if head.minor == 0 => return Err(Error::BadTransferEncoding("on HTTP/1.0")),
+        (None, true) => judge_codings(&codings)?,
     };
     Ok(())
 }
@@ -613,6 +616,23 @@ mod tests {
         same_answer_in_pieces(head, &limits, Some(431));
         let head = b"GET / HTTP/1.1\r\nA\x01: b\r\nB: 0\r\n\r\n";
         same_answer_in_pieces(head, &limits, Some(400));
+    }
+
+    /// Found by the `head` fuzz target: a `Transfer-Encoding` field with no coding in it
+    /// was ignored, so the request was framed by its Content-Length (or had no body),
+    /// while a front end may see a transfer coding. RFC 9112 §6.3: a request whose
+    /// Transfer-Encoding does not end in chunked is a 400 (gunicorn: 501, "unsupported").
+    #[test]
+    fn regression_empty_transfer_encoding_is_not_ignored() {
+        let rows: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nTransfer-Encoding:\r\nContent-Length: 2\r\n\r\nhi",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: \r\n\r\n",
+        ];
+        for &input in rows {
+            same_answer_in_pieces(input, &Limits::default(), Some(400));
+        }
     }
 
     #[test]
