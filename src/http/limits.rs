@@ -60,12 +60,12 @@ pub struct Leniency {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Effective {
     /// `None`: the request line has no limit of its own.
-    request_line: Option<usize>,
-    fields: usize,
-    field_size: usize,
+    pub(crate) request_line: Option<usize>,
+    pub(crate) fields: usize,
+    pub(crate) field_size: usize,
     /// The most bytes a whole head may take: every line at its limit (gunicorn's
     /// `max_buffer_headers`, plus the request line when it has a limit).
-    head: usize,
+    pub(crate) head: usize,
 }
 
 impl Limits {

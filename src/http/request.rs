@@ -431,6 +431,9 @@ pub fn split_target(target: &str) -> (&str, &str) {
 fn judge_fields(head: &mut Head) -> Result<(), Error> {
     let mut content_length: Option<u64> = None;
     let mut codings: Vec<Vec<u8>> = Vec::new();
+    // Present even with no coding in it: an empty field must not fall back to
+    // Content-Length (a front end may see a transfer coding there).
+    let mut transfer_encoding = false;
     let (mut close, mut keep_alive) = (false, false);
     let (mut hosts, mut content_types) = (0, 0);
     let mut expect_continue = false;
@@ -444,6 +447,7 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
             }
             content_length = Some(parse_content_length(value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
             codings.extend(list_items(value).map(|c| c.to_ascii_lowercase()));
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in list_items(value) {
@@ -468,12 +472,12 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
     }
     head.expect_continue = expect_continue;
     head.keep_alive = if head.minor == 1 { !close } else { keep_alive && !close };
-    head.framing = match (content_length, codings.is_empty()) {
-        (None, true) => BodyFraming::Empty,
-        (Some(n), true) => BodyFraming::Length(n),
-        (Some(_), false) => return Err(Error::BadTransferEncoding("sent with Content-Length")),
-        (None, false) if head.minor == 0 => return Err(Error::BadTransferEncoding("on HTTP/1.0")),
-        (None, false) => judge_codings(&codings)?,
+    head.framing = match (content_length, transfer_encoding) {
+        (None, false) => BodyFraming::Empty,
+        (Some(n), false) => BodyFraming::Length(n),
+        (Some(_), true) => return Err(Error::BadTransferEncoding("sent with Content-Length")),
+        (None, true) if head.minor == 0 => return Err(Error::BadTransferEncoding("on HTTP/1.0")),
+        (None, true) => judge_codings(&codings)?,
     };
     Ok(())
 }
@@ -859,6 +863,64 @@ mod tests {
         ];
         for (target, want) in rows {
             assert_eq!(split_target(target), want, "{target}");
+        }
+    }
+
+    /// The status a head gets, the same however it is cut (`None`: it parses).
+    fn status_of(input: &[u8], limits: &Limits) -> Option<u16> {
+        match verdict(input, limits) {
+            Ok(Some(_)) => None,
+            Ok(None) => panic!("incomplete head {input:?}"),
+            Err(status) => Some(status),
+        }
+    }
+
+    /// Bug 7: with `--limit-request-field_size 0` the bound on an incomplete head counted
+    /// each line as 0 bytes, so a 9 KB head of short lines parsed whole and got 431 in
+    /// 1 KB pieces.
+    #[test]
+    fn regression_field_size_0_same_answer_whole_and_in_pieces() {
+        let fields: Vec<u8> =
+            (0..9).flat_map(|i| format!("X-{i}: {}\r\n", "a".repeat(1000)).into_bytes()).collect();
+        let head = [&b"GET / HTTP/1.1\r\nHost: x\r\n"[..], &fields, b"\r\n"].concat();
+        let limits = Limits { field_size: 0, ..Limits::default() };
+        assert_eq!(status_of(&head, &limits), None);
+    }
+
+    /// Found by the `split` fuzz target's seeds: a request line over the limit with a bad
+    /// method got 414 whole but 400 when the method arrived first.
+    #[test]
+    fn regression_long_bad_request_line_same_status_however_split() {
+        let limits = Limits { request_line: 32, ..Limits::default() };
+        assert_eq!(status_of(b"GET: /stuff/here?foo=bar HTTP/1.1\r\n\r\n", &limits), Some(414));
+        assert_eq!(status_of(b"GET: /x HTTP/1.1\r\n\r\n", &limits), Some(400));
+    }
+
+    /// Found while writing the `split` target: a field line at exactly the size limit, cut
+    /// just after its CR, counted the CR twice and got 431; whole it parsed.
+    #[test]
+    fn regression_field_line_cut_after_its_cr_fits_the_limit() {
+        let limits = Limits { field_size: 10, ..Limits::default() };
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\nA: 12345\r\n\r\n", &limits), None);
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: x\r\nA: 123456\r\n\r\n", &limits),
+            Some(431)
+        );
+    }
+
+    /// Found by the `head` fuzz target: a `Transfer-Encoding` field with no coding in it
+    /// was ignored, so the request was framed by its Content-Length (or had no body) while
+    /// a front end may see a transfer coding.
+    #[test]
+    fn regression_empty_transfer_encoding_is_not_ignored() {
+        let rows: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 2\r\n\r\nhi",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: \r\n\r\n",
+        ];
+        for &input in rows {
+            assert_eq!(status_of(input, &Limits::default()), Some(400), "{input:?}");
         }
     }
 }

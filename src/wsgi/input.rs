@@ -137,7 +137,7 @@ impl Input {
 
     /// The framing error met while reading, if any.
     pub fn error(&self) -> Option<http::Error> {
-        self.try_reader().and_then(|reader| reader.error.clone())
+        self.try_reader().and_then(|reader| reader.error)
     }
 
     /// Whether the body was read to its end (so the connection could carry another
