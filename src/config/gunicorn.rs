@@ -164,8 +164,9 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("dirty_post_fork", &[], Value, Any),
     row("dirty_worker_init", &[], Value, Any),
     row("dirty_worker_exit", &[], Value, Any),
-    // ferricorn has no control socket, so there is nothing to disable or set a mode on.
-    row("control_socket", &["control-socket"], Value, NOTHING),
+    // ferricorn has no control socket (gunicorn opens one by default, at a path under
+    // $HOME), so there is nothing to place, disable or set a mode on.
+    row("control_socket", &["control-socket"], Value, Any),
     row("control_socket_mode", &["control-socket-mode"], Value, Any),
     row("control_socket_disable", &["no-control-socket"], Sets("true"), Any),
 ];
