@@ -2,7 +2,10 @@
 //!
 //! Two steps, as in ripgrep: flags become raw strings first ([`parse_args`]), then
 //! [`Config::from_raw`] validates them into the values the program runs on. Every
-//! setting is described once, in [`OPTIONS`]; `--help` is generated from it.
+//! setting is described once, in [`OPTIONS`]; `--help` is generated from it. gunicorn's
+//! settings ferricorn lacks are in [`GUNICORN_ONLY`], so they are named, not unknown.
+//! What ferricorn does that the settings do not literally say (`--threads` picking the
+//! worker, `-k gevent` mapped, a setting ignored) becomes a [`Notice`].
 
 use std::fmt;
 use std::path::PathBuf;
