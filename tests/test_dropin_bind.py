@@ -10,7 +10,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
 from conftest import (
     SOCKET_TIMEOUT,
     TESTS_DIR,
@@ -25,7 +24,7 @@ from conftest import (
 APP = "dropin.app:app"
 GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
 FERRICORN = ferricorn_command()
-SERVERS = pytest.mark.parametrize("command", [FERRICORN, GUNICORN], ids=["ferricorn", "gunicorn"])
+SERVERS = {"ferricorn": FERRICORN, "gunicorn": GUNICORN}
 
 
 def listening_ipv4(port: int) -> list[str]:
@@ -40,17 +39,18 @@ def listening_ipv4(port: int) -> list[str]:
 
 
 # Cloud Run's quickstart Dockerfile and many Procfiles: `gunicorn --bind :$PORT ...`.
-@SERVERS
-def test_regression_bind_colon_port_listens_on_every_interface(command):
-    port = free_port()
-    server = Server(["--bind", f":{port}", "--workers", "1", APP], command=command)
-    try:
-        server.wait_ready()
-        assert server.listening() == [f"http://0.0.0.0:{port}"], server.stderr
-        assert listening_ipv4(port) == ["0.0.0.0"]
-        assert server.get("/").body == b"ok"
-    finally:
-        server.stop()
+def test_regression_bind_colon_port_listens_on_every_interface():
+    seen = {}
+    for name, command in SERVERS.items():
+        port = free_port()
+        server = Server(["--bind", f":{port}", "--workers", "1", APP], command=command)
+        try:
+            server.wait_ready()
+            addresses = [a.replace(str(port), "PORT") for a in server.listening()]
+            seen[name] = (addresses, listening_ipv4(port), server.get("/").body)
+        finally:
+            server.stop()
+    assert seen["ferricorn"] == seen["gunicorn"] == (["http://0.0.0.0:PORT"], ["0.0.0.0"], b"ok")
 
 
 def test_regression_print_and_check_config_show_the_bind_serving_uses():
@@ -79,27 +79,28 @@ def test_regression_print_config_shows_the_port_environment_bind():
 
 # A Procfile behind nginx: `web: gunicorn --bind unix://run/app.sock app:app`. gunicorn
 # strips `unix:` and an optional `//`, so this is `run/app.sock`, relative to the directory.
-@SERVERS
-def test_regression_unix_double_slash_binds_the_relative_path(command, tmp_path):
-    folder = f"dropin-{uuid.uuid4().hex[:8]}"  # absent from /, so the absolute reading fails
-    (tmp_path / folder).mkdir()
-    args = ["--bind", f"unix://{folder}/app.sock", "--pythonpath", str(TESTS_DIR), APP]
-    server = Server(args, command=command, cwd=tmp_path)
-    sock_path = tmp_path / folder / "app.sock"
-    try:
+def test_regression_unix_double_slash_binds_the_relative_path(tmp_path):
+    seen = {}
+    for name, command in SERVERS.items():
+        folder = f"dropin-{uuid.uuid4().hex[:8]}"  # absent from /: the absolute reading fails
+        (tmp_path / folder).mkdir()
+        args = ["--bind", f"unix://{folder}/app.sock", "--pythonpath", str(TESTS_DIR), APP]
+        server = Server(args, command=command, cwd=tmp_path)
+        sock_path = tmp_path / folder / "app.sock"
+        try:
 
-        def serving():
-            if server.proc.poll() is not None:
-                raise AssertionError(f"exited with {server.proc.returncode}:\n{server.stderr}")
-            return sock_path.is_socket()
+            def serving(server=server, sock_path=sock_path):
+                if server.proc.poll() is not None:
+                    raise AssertionError(f"exited with {server.proc.returncode}:\n{server.stderr}")
+                return sock_path.is_socket() and _can_connect(sock_path)
 
-        wait_for(serving, SOCKET_TIMEOUT, "the relative socket file")
-        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        wait_for(lambda: _can_connect(sock_path), SOCKET_TIMEOUT, "a connect")
-        assert exchange(str(sock_path), [request]).response.body == b"ok"
-        assert not os.path.exists(f"/{folder}")
-    finally:
-        server.stop()
+            wait_for(serving, SOCKET_TIMEOUT, f"{name} on the relative socket file")
+            request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            body = exchange(str(sock_path), [request]).response.body
+            seen[name] = (body, os.path.exists(f"/{folder}"))
+        finally:
+            server.stop()
+    assert seen["ferricorn"] == seen["gunicorn"] == (b"ok", False)
 
 
 def _can_connect(path: Path) -> bool:

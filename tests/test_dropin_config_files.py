@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import TESTS_DIR, Server, ferricorn_command
 from ferricorn import _config
 from gunicorn import config as gunicorn_config
@@ -19,7 +18,7 @@ from gunicorn import config as gunicorn_config
 APP = "dropin.app:app"
 GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
 FERRICORN = ferricorn_command()
-SERVERS = pytest.mark.parametrize("command", [FERRICORN, GUNICORN], ids=["ferricorn", "gunicorn"])
+SERVERS = {"ferricorn": FERRICORN, "gunicorn": GUNICORN}
 DROPIN = TESTS_DIR / "dropin"
 
 # Settings whose gunicorn default depends on the machine or the run (the user gunicorn was
@@ -36,26 +35,30 @@ MACHINE_DEFAULTS = {
 }
 
 
-def serve(command: list[str], args: list[str]) -> Server:
-    server = Server(args, command=command, cwd=TESTS_DIR)
-    try:
-        server.wait_ready()
-        assert server.get("/").body == b"ok"
-    finally:
-        server.stop()
-    return server
+def serve_both(args: list[str]) -> dict[str, Server]:
+    """Starts ferricorn, then gunicorn, with ``args``; each must serve ``/``. The stopped
+    servers are returned for their output."""
+    done = {}
+    for name, command in SERVERS.items():
+        server = Server(args, command=command, cwd=TESTS_DIR)
+        try:
+            server.wait_ready()
+            assert server.get("/").body == b"ok", name
+        finally:
+            server.stop()
+        done[name] = server
+    return done
 
 
 def warnings(server: Server) -> list[str]:
     return [line for line in server.stderr.splitlines() if "[WARNING]" in line]
 
 
-@SERVERS
-def test_regression_none_means_the_default_in_gunicorn_example_config(command):
-    server = serve(command, ["-c", str(DROPIN / "example_config.py"), APP])
-    assert "Server is ready. Spawning workers" in server.stderr  # the file's hooks ran
-    if command is FERRICORN:
-        assert warnings(server) == [], server.stderr
+def test_regression_none_means_the_default_in_gunicorn_example_config():
+    servers = serve_both(["-c", str(DROPIN / "example_config.py"), APP])
+    for server in servers.values():
+        assert "Server is ready. Spawning workers" in server.stderr  # the file's hooks ran
+    assert warnings(servers["ferricorn"]) == [], servers["ferricorn"].stderr
 
 
 def every_default_config() -> str:
@@ -75,23 +78,19 @@ def every_default_config() -> str:
     return "\n".join(lines) + "\n"
 
 
-@SERVERS
-def test_regression_every_gunicorn_setting_at_its_default_starts_quietly(command, tmp_path):
+def test_regression_every_gunicorn_setting_at_its_default_starts_quietly(tmp_path):
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(every_default_config())
-    server = serve(command, ["-c", str(conf), "--pythonpath", str(TESTS_DIR), APP])
-    if command is FERRICORN:
-        assert warnings(server) == [], server.stderr
+    servers = serve_both(["-c", str(conf), "--pythonpath", str(TESTS_DIR), APP])
+    assert warnings(servers["ferricorn"]) == [], servers["ferricorn"].stderr
 
 
-@SERVERS
-def test_a_setting_ferricorn_lacks_is_one_warning_and_the_rest_applies(command):
-    server = serve(command, ["-c", str(DROPIN / "statsd_config.py"), APP])
-    if command is FERRICORN:
-        found = warnings(server)
-        assert len(found) == 1, server.stderr  # statsd_prefix alone does nothing: no warning
-        assert "'statsd_host' is not supported by ferricorn yet" in found[0]
-        assert "docs/migrating.md" in found[0]
+def test_a_setting_ferricorn_lacks_is_one_warning_and_the_rest_applies():
+    servers = serve_both(["-c", str(DROPIN / "statsd_config.py"), APP])
+    found = warnings(servers["ferricorn"])
+    assert len(found) == 1, servers["ferricorn"].stderr  # statsd_prefix alone does nothing
+    assert "'statsd_host' is not supported by ferricorn yet" in found[0]
+    assert "docs/migrating.md" in found[0]
 
 
 def test_gunicorn_settings_list_is_gunicorn_27s():

@@ -51,17 +51,19 @@ THREADED = [
 ]
 
 
-@pytest.mark.parametrize("command", [FERRICORN, GUNICORN], ids=["ferricorn", "gunicorn"])
 @pytest.mark.parametrize(("args", "threads"), THREADED)
-def test_regression_threads_with_the_default_worker_serve_concurrently(command, args, threads):
-    server = serve(command, [*args, APP])
-    try:
-        assert barrier_answers(server, threads) == ["met"] * threads
-    finally:
-        server.stop()
-    if command is FERRICORN:
-        assert "Using worker: async" in server.stderr
-        assert f"--threads {threads} with the sync worker" in server.stderr
+def test_regression_threads_with_the_default_worker_serve_concurrently(args, threads):
+    seen = {}
+    for name, command in {"ferricorn": FERRICORN, "gunicorn": GUNICORN}.items():
+        server = serve(command, [*args, APP])
+        try:
+            seen[name] = barrier_answers(server, threads)
+        finally:
+            server.stop()
+        if command is FERRICORN:
+            assert "Using worker: async" in server.stderr
+            assert f"--threads {threads} with the sync worker" in server.stderr
+    assert seen["ferricorn"] == seen["gunicorn"] == ["met"] * threads
 
 
 # Superset's and redash's Dockerfiles: `gunicorn -w 10 -k gevent --worker-connections 1000
