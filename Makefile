@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # and the same one each time, so pyo3 is not rebuilt between them.
 export PYO3_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: all build run test lint rust-test py-test bench load docs clean
+.PHONY: all build run test lint rust-test py-test bench load docs fuzz clean
 
 all: build
 
@@ -49,6 +49,20 @@ bench: $(STAMP)
 # Regenerates the settings table of docs/settings.md from src/config.rs.
 docs: build
 	$(PY) -m ferricorn._docs docs/settings.md
+
+# Runs each cargo-fuzz target for FUZZ_SECONDS (docs/fuzzing.md), one after the other,
+# then minimizes its corpus. Needs the nightly toolchain; installs cargo-fuzz if missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := head chunked split
+FUZZ_FLAGS ?=
+fuzz: $(STAMP)
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	    mkdir -p corpus/$$t && \
+	    cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+	        -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -print_final_stats=1 $(FUZZ_FLAGS) \
+	    && cargo +nightly fuzz cmin $$t corpus/$$t -- -max_len=20000 || exit 1; \
+	done
 
 load: build
 	$(PY) benches/load.py --markdown

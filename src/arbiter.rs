@@ -498,12 +498,16 @@ impl Arbiter {
                     }
                     sig => tracing::error!("Worker (pid:{pid}) was sent signal {sig}!"),
                 }
+            } else if code == exit::WORKER_PANIC {
+                tracing::error!("Worker (pid:{pid}) panicked (exit code {code})");
             } else if !matches!(code, exit::OK | exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR) {
                 tracing::error!("Worker (pid:{pid}) exited with code {code}");
             }
             // Only a worker's own verdict is a boot failure; one killed from outside while
             // booting is replaced like any other (as gunicorn does).
-            let failed_boot = matches!(code, exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR);
+            // A panic while booting would recur in every replacement.
+            let failed_boot = matches!(code, exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR)
+                || (code == exit::WORKER_PANIC && !worker.heartbeat.booted());
             if failed_boot && worker.retiring.is_none() {
                 self.boot_failed(&worker, code)?;
             }

@@ -1,6 +1,7 @@
 //! Exit codes: how a worker tells the master why it stopped, and what the master returns.
 //!
-//! Values match gunicorn's so scripts and supervisors that read them keep working.
+//! Values match gunicorn's so scripts and supervisors that read them keep working;
+//! [`WORKER_PANIC`] is ferricorn's own.
 
 /// Clean exit.
 pub const OK: i32 = 0;
@@ -12,3 +13,7 @@ pub const USAGE: i32 = 2;
 pub const WORKER_BOOT_ERROR: i32 = 3;
 /// The app failed to import or is not a WSGI callable; the master stops.
 pub const APP_LOAD_ERROR: i32 = 4;
+/// A worker panicked (a bug in ferricorn, which the worker contained): the master logs
+/// it and replaces the worker, or stops if it had not booted yet. 70 is sysexits.h's
+/// `EX_SOFTWARE`, "internal software error"; gunicorn has no such code.
+pub const WORKER_PANIC: i32 = 70;

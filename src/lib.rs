@@ -70,7 +70,7 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     hooks::configure(py, &config);
     hooks::call(py, hooks::Hook::OnStarting, (config.workers,));
     if config.daemon {
-        match process::daemonize(py) {
+        match process::daemonize(py, config.enable_stdio_inheritance) {
             Ok(true) => {}
             Ok(false) => return exit::OK,
             Err(e) => {
@@ -121,18 +121,52 @@ fn parse_command_line(py: Python<'_>, argv: &[String]) -> Result<Option<Config>,
         return Ok(None);
     }
     let raw = config::gather(py, args)?;
-    if raw.has("print_config") {
-        print!("{}", config::print_config(&raw));
+    let config = Config::from_raw(&raw, &config::EnvDefaults::from_process())?;
+    if !config.check_config {
+        for notice in config.notices.iter().filter(|n| n.level >= config.log_level) {
+            log::write_line(notice.level, &notice.text);
+        }
+    }
+    if config.print_config {
+        print!("{}", config::print_config(&config));
         return Ok(None);
     }
-    Config::from_raw(&raw, &config::EnvDefaults::from_process()).map(Some)
+    Ok(Some(config))
 }
 
-/// `--check-config`: the settings parsed; now the app must load, here.
+/// `--check-config`: the settings parsed; now the app must load, here. What serving would
+/// bind and run is printed, with every notice (a setting ignored, a worker mapped), so
+/// "fine" is said only when nothing needs a second look.
 fn check_config(py: Python<'_>, config: &Config) -> i32 {
+    let binds: Vec<String> = config.binds.iter().map(ToString::to_string).collect();
+    let threads = match config.worker_class {
+        config::WorkerClass::Async if config.threads > 1 => {
+            format!(" with {} app threads", config.threads)
+        }
+        _ => String::new(),
+    };
+    println!(
+        "ferricorn: would bind {} and run {} {} worker(s){threads}",
+        binds.join(", "),
+        config.workers,
+        config.worker_class.name()
+    );
+    for notice in &config.notices {
+        let kind = match notice.level {
+            LogLevel::Debug => "ignored",
+            LogLevel::Info => "note",
+            _ => "warning",
+        };
+        println!("ferricorn: {kind}: {}", notice.text);
+    }
     match worker::load_app(py, config) {
-        Ok(_) => {
+        Ok(_) if config.notices.is_empty() => {
             println!("ferricorn: the configuration and the app {:?} are fine", config.app);
+            exit::OK
+        }
+        Ok(_) => {
+            let n = config.notices.len();
+            println!("ferricorn: the app {:?} loads; read the {n} note(s) above", config.app);
             exit::OK
         }
         Err(message) => {
@@ -244,5 +278,6 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_line, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;
+    m.add_function(wrap_pyfunction!(wsgi::test_panic::panic_after_app, m)?)?;
     Ok(())
 }

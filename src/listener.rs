@@ -41,10 +41,19 @@ impl fmt::Display for BindSpec {
 /// gunicorn's port when `--bind HOST` gives none.
 const DEFAULT_PORT: u16 = 8000;
 
+/// What an empty host means (`--bind :8000`, or `--bind ""`): gunicorn binds `("", port)`,
+/// every IPv4 interface.
+const ANY_HOST: &str = "0.0.0.0";
+
 impl BindSpec {
+    /// gunicorn's `util.parse_address`: `unix:PATH` and `unix://PATH` both name PATH as
+    /// written (so `unix://tmp/x.sock` is the relative `tmp/x.sock`; `unix:///tmp/x.sock`
+    /// the absolute one), `tcp://` is optional, and an empty host (`:8000`, Cloud Run's
+    /// `--bind :$PORT`) is every IPv4 interface.
     pub fn parse(s: &str) -> Result<BindSpec, config::Error> {
         let err = |why: &str| config::Error(format!("--bind {s:?}: {why}"));
         if let Some(path) = s.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
             return match path.is_empty() {
                 true => Err(err("unix: needs a path")),
                 false => Ok(BindSpec::Unix(PathBuf::from(path))),
@@ -53,7 +62,8 @@ impl BindSpec {
         if let Some(fd) = s.strip_prefix("fd://") {
             return fd.parse().map(BindSpec::Fd).map_err(|_| err("fd:// needs a number"));
         }
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let netloc = s.strip_prefix("tcp://").unwrap_or(s);
+        let (host, port) = if let Some(rest) = netloc.strip_prefix('[') {
             let (host, after) = rest.split_once(']').ok_or_else(|| err("missing ']'"))?;
             match after {
                 "" => (host, None),
@@ -62,20 +72,24 @@ impl BindSpec {
                 }
             }
         } else {
-            match s.split_once(':') {
+            match netloc.split_once(':') {
                 Some((h, p)) if !p.contains(':') => (h, Some(p)),
                 Some(_) => return Err(err("an IPv6 address needs brackets, like [::1]:8000")),
-                None => (s, None),
+                None => (netloc, None),
             }
         };
         let port = match port {
             None => DEFAULT_PORT,
             Some(p) => p.parse().map_err(|_| err("the port must be a number from 0 to 65535"))?,
         };
+        let host = match host {
+            "" if !netloc.starts_with('[') => ANY_HOST,
+            h => h,
+        };
         if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
             return Err(err("expected HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"));
         }
-        Ok(BindSpec::Tcp { host: host.to_owned(), port })
+        Ok(BindSpec::Tcp { host: host.to_ascii_lowercase(), port })
     }
 }
 
@@ -248,6 +262,27 @@ impl From<&SockAddr> for Peer {
 mod tests {
     use super::BindSpec::{self, *};
 
+    /// Cloud Run's quickstart and many Procfiles run `--bind :$PORT`; gunicorn binds every
+    /// interface, ferricorn refused it.
+    #[test]
+    fn regression_empty_host_binds_every_interface() {
+        let any = |p| Tcp { host: "0.0.0.0".to_owned(), port: p };
+        assert_eq!(BindSpec::parse(":8080").unwrap(), any(8080));
+        assert_eq!(BindSpec::parse("tcp://:8081").unwrap(), any(8081));
+    }
+
+    /// gunicorn strips `unix:` and an optional `//`: `unix://tmp/x.sock` is relative.
+    #[test]
+    fn regression_unix_double_slash_is_relative() {
+        for (input, path) in [
+            ("unix://tmp/x.sock", "tmp/x.sock"),
+            ("unix:///tmp/x.sock", "/tmp/x.sock"),
+            ("unix:tmp/x.sock", "tmp/x.sock"),
+        ] {
+            assert_eq!(BindSpec::parse(input).unwrap(), Unix(path.into()), "{input}");
+        }
+    }
+
     #[test]
     fn bind_forms() {
         let tcp = |h: &str, p| Tcp { host: h.to_owned(), port: p };
@@ -259,11 +294,16 @@ mod tests {
             ("0.0.0.0:0", tcp("0.0.0.0", 0)),
             ("unix:/tmp/f.sock", Unix("/tmp/f.sock".into())),
             ("fd://3", Fd(3)),
+            ("LocalHost:80", tcp("localhost", 80)),
+            ("tcp://127.0.0.1:81", tcp("127.0.0.1", 81)),
+            ("", tcp("0.0.0.0", 8000)),
         ];
         for (input, want) in rows {
             assert_eq!(&BindSpec::parse(input).unwrap(), want, "{input}");
         }
-        for bad in ["::1:80", "host:port", "h:99999", "unix:", "fd://x", "", ":80", "[::1"] {
+        for bad in
+            ["::1:80", "host:port", "h:99999", "unix:", "unix://", "fd://x", ":", "[::1", "[]:80"]
+        {
             assert!(BindSpec::parse(bad).is_err(), "{bad}");
         }
     }

@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::RawFd;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -35,8 +36,9 @@ pub fn fork(_py: Python<'_>) -> io::Result<Option<libc::pid_t>> {
 }
 
 /// `--daemon`, as gunicorn's `daemonize`: fork, new session, fork again, stdio to
-/// /dev/null. Returns `true` in the daemon; the original process gets `false` and exits.
-pub fn daemonize(py: Python<'_>) -> io::Result<bool> {
+/// /dev/null (only stdin with `inherit_stdio`, gunicorn's `--enable-stdio-inheritance`).
+/// Returns `true` in the daemon; the original process gets `false` and exits.
+pub fn daemonize(py: Python<'_>, inherit_stdio: bool) -> io::Result<bool> {
     if fork(py)?.is_some() {
         return Ok(false);
     }
@@ -47,7 +49,11 @@ pub fn daemonize(py: Python<'_>) -> io::Result<bool> {
         unsafe { libc::_exit(0) };
     }
     let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+    let redirected: &[RawFd] = match inherit_stdio {
+        true => &[libc::STDIN_FILENO],
+        false => &[libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO],
+    };
+    for &fd in redirected {
         // SAFETY: dup2 of a descriptor we own onto the standard ones.
         unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&devnull), fd) };
     }

@@ -57,7 +57,6 @@ def no_crash_text(text):
         ["--bind", "127.0.0.1:99999"],
         ["--bind", "[::1"],
         ["--log-level", "loud"],
-        ["-k", "gevent"],
         ["-k", "nope"],
         ["--graceful-timeout", "soon"],
         ["--threads", "0"],
@@ -78,7 +77,7 @@ def test_bad_flag_exits_2_with_one_line(args):
     no_crash_text(result.stderr + result.stdout)
 
 
-@pytest.mark.parametrize("name", ["gevent", "eventlet", "tornado"])
+@pytest.mark.parametrize("name", ["tornado"])
 def test_greenlet_worker_classes_point_to_async(name):
     result = run_cli("-k", name, APP)
     assert result.returncode == EXIT_USAGE, result.stderr
@@ -335,7 +334,9 @@ def test_term_kills_request_past_graceful_timeout(server_factory, worker_class):
 # Requests that a client abandons halfway, closing its connection.
 ABANDONED = {
     "partial-head": b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Part",
-    "partial-body": b"POST /short-body HTTP/1.1\r\nContent-Length: 100\r\n\r\nten bytes.",
+    "partial-body": (
+        b"POST /short-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes."
+    ),
 }
 
 

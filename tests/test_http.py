@@ -6,8 +6,10 @@ connection; tests/test_async.py has the async worker's keep-alive and concurrenc
 
 import hashlib
 import json
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from apps import pattern_chunks
@@ -26,7 +28,9 @@ from conftest import (
 )
 
 APP = "apps.cases:app"
+ECHO = "apps.echo:app"
 SYNC_ONLY = pytest.mark.parametrize("server", ["sync"], indirect=True)
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 
 
 @pytest.fixture(scope="module", params=WORKER_CLASSES)
@@ -48,10 +52,15 @@ MALFORMED = {
     "request-line-missing-version": (b"GET /\r\nHost: x\r\n\r\n", 400),
     "request-line-too-long": (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "too-many-headers": (
-        b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+        + b"\r\n",
         431,
     ),
-    "header-too-large": (b"GET / HTTP/1.1\r\nX-Big: " + b"v" * 10_000 + b"\r\n\r\n", 431),
+    "header-too-large": (
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 10_000 + b"\r\n\r\n",
+        431,
+    ),
     "duplicate-content-length": (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 2\r\n\r\nabc",
         400,
@@ -245,3 +254,109 @@ def test_client_that_never_sends_does_not_block_others(server):
     with connect(server.address()) as idle:
         send_pieces(idle, [b"GET /hel"])
         assert server.get("/hello").status == 200
+
+
+# --- hostile numbers and limits (issue 8), each checked against a live gunicorn 27 -----------
+
+
+@pytest.fixture(scope="module")
+def gunicorn_echo():
+    """gunicorn 27 with the echo app, the reference for the answers below."""
+    with running(ECHO, "--no-control-socket", command=[str(GUNICORN)]) as srv:
+        yield srv
+
+
+def _status(raw: bytes) -> int | None:
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.") else None
+
+
+def _chunked_post(size_line: bytes, rest: bytes = b"hello\r\n0\r\n\r\n") -> bytes:
+    head = b"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + size_line + b"\r\n" + rest
+
+
+def test_regression_chunk_size_overflow_smuggles_a_request(server_factory, worker_class):
+    """Bug 1: `10000000000000000` (2^64) wrapped to 0, the last chunk, so the async worker
+    answered `GET /smuggled` from the same connection as a second request."""
+    srv = server_factory(ECHO, worker_class=worker_class)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = _chunked_post(b"10000000000000000", b"\r\n" + smuggled)
+    result = exchange(srv.address(), [raw])
+    assert result.raw.count(b"HTTP/1.") == 1, result.raw
+    assert result.response.status == 400, result.raw
+    assert result.response.header_all("Connection") == ["close"]
+    assert b"smuggled" not in result.raw
+
+
+@pytest.mark.parametrize(
+    "size", [b"10000000000000005", b"100000000000000005", b"1000000000000000000000000000005"]
+)
+def test_regression_chunk_size_overflow_at_every_digit_count(server_factory, worker_class, size):
+    """Bug 11: these sizes were read as 5 (the digits past 2^64 wrapped)."""
+    srv = server_factory(ECHO, worker_class=worker_class)
+    result = exchange(srv.address(), [_chunked_post(size)])
+    assert result.raw.count(b"HTTP/1.") == 1, result.raw
+    assert result.response.status == 400, result.raw
+
+
+def test_regression_empty_chunk_extension_is_refused(server_factory, worker_class, gunicorn_echo):
+    """Bug 11: `21;` then CRLF has no extension name (RFC 9112 §7.1.1); gunicorn says 400."""
+    raw = _chunked_post(b"21;", b"x" * 0x21 + b"\r\n0\r\n\r\n")
+    srv = server_factory(ECHO, worker_class=worker_class)
+    ours = exchange(srv.address(), [raw])
+    theirs = exchange(gunicorn_echo.address(), [raw])
+    assert _status(theirs.raw) == 400, theirs.raw[:300]
+    assert _status(ours.raw) == 400, ours.raw[:300]
+
+
+def _nine_kb_head() -> bytes:
+    """A 9 KB head of nine 1 KB fields: every field within gunicorn's 8190 bytes."""
+    fields = [(f"X-Field-{i}", "v" * 1000) for i in range(9)]
+    return build_request("GET", "/hello", fields)
+
+
+def _one_kb_pieces(raw: bytes) -> list[bytes]:
+    return [raw[i : i + 1024] for i in range(0, len(raw), 1024)]
+
+
+def test_regression_field_size_0_same_answer_whole_or_in_pieces(
+    server_factory, worker_class, gunicorn_echo
+):
+    """Bug 7: with `--limit-request-field_size 0` a 9 KB head was parsed when sent whole
+    and refused with 431 in 1 KB pieces. gunicorn 27 reads 0 as 8190 and serves both."""
+    raw = _nine_kb_head()
+    assert len(raw) > 9000
+    srv = server_factory(APP, "--limit-request-field_size", "0", worker_class=worker_class)
+    reference = server_factory(
+        APP, "--limit-request-field_size", "0", "--no-control-socket", command=[str(GUNICORN)]
+    )
+    for name, target in [("ferricorn", srv), ("gunicorn", reference)]:
+        whole = exchange(target.address(), [raw])
+        pieces = exchange(target.address(), _one_kb_pieces(raw), pace=0.002)
+        assert (_status(whole.raw), _status(pieces.raw)) == (200, 200), (name, pieces.raw[:200])
+
+
+def test_regression_http11_without_host_is_refused(server, gunicorn_echo):
+    """Bug 8: RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+    gunicorn 27 serves it (a difference docs/differences.md records)."""
+    raw = b"GET /hello HTTP/1.1\r\n\r\n"
+    _rejects(server, raw, 400)
+    assert _status(exchange(gunicorn_echo.address(), [raw], half_close=True).raw) == 200
+    http10 = exchange(server.address(), [b"GET /hello HTTP/1.0\r\n\r\n"])
+    assert http10.response.status == 200
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--max-requests", "1", "--max-requests-jitter", str(2**64 - 1)],
+        ["--max-requests", str(2**64 - 1), "--max-requests-jitter", "5"],
+    ],
+    ids=["jitter-max", "max-requests-max"],
+)
+def test_regression_max_requests_jitter_overflow(server_factory, worker_class, flags):
+    """`--max-requests-jitter` 2^64-1 made the jitter's `j + 1` wrap to 0, and `% 0` made
+    every worker panic at boot; `--max-requests` 2^64-1 plus jitter overflowed too."""
+    srv = server_factory(APP, *flags, worker_class=worker_class)
+    assert fetch(srv.address(), build_request("GET", "/hello")).status == 200
+    assert "panic" not in srv.stderr.lower(), srv.stderr[-2000:]

@@ -1,7 +1,7 @@
 """The Python side of the settings: gunicorn-style config files, server hooks, Paste and
 Python's logging configuration.
 
-The Rust side (``src/config.rs``) owns every setting it can hold as text; it asks this
+The Rust side (``src/config/``) owns every setting it can hold as text; it asks this
 module for a config file's values (:func:`read_file`) and keeps hooks, dicts and other
 Python objects here, where the code that calls them runs.
 """
@@ -35,8 +35,9 @@ HOOKS = {
     "on_exit": 1,
 }
 
-# Every setting gunicorn 27 knows. A config file that sets one ferricorn does not have
-# gets a warning naming it; other module-level names (imports, helpers) are ignored.
+# Every setting gunicorn 27 knows, for the test that keeps docs/migrating.md complete. The
+# Rust side (src/config/gunicorn.rs) says which ferricorn lacks and which values of those
+# lose nothing when ignored; tests/test_dropin_flags.py checks the two lists agree.
 GUNICORN_SETTINGS = frozenset(
     """config wsgi_app bind backlog workers worker_class threads worker_connections
     max_requests max_requests_jitter timeout graceful_timeout keepalive limit_request_line
@@ -84,14 +85,17 @@ def default_file() -> str | None:
 
 
 def read_file(spec: str, known: list[str]) -> dict:
-    """The settings a config file sets: ``known`` ones (the Rust side's) as values; hooks
-    and Python-valued ones kept here; gunicorn settings ferricorn lacks warned about."""
+    """The settings a config file sets: ``known`` ones (every name the Rust side knows,
+    gunicorn's settings ferricorn lacks included, which it judges) as values; hooks and
+    Python-valued ones kept here. ``None`` means the default, as gunicorn's example config
+    writes ``user = None``: such names are left out. Other module-level names (imports,
+    helpers) are ignored."""
     namespace = _execute(spec)
     values = {}
     hooks.clear()
     objects.clear()
     for name, value in namespace.items():
-        if name.startswith("_"):
+        if name.startswith("_") or value is None:
             continue
         if name in HOOKS:
             hooks[name] = _check_hook(name, value)
@@ -99,8 +103,6 @@ def read_file(spec: str, known: list[str]) -> dict:
             objects[name] = value
         elif name in known:
             values[name] = value
-        elif name in GUNICORN_SETTINGS:
-            _warn(f"config file {spec}: setting {name!r} is not supported by ferricorn yet")
     return values
 
 
@@ -134,12 +136,6 @@ def _check_hook(name: str, value):
     if not callable(value):
         raise ConfigError(f"config file: {name} must be callable, not {type(value).__name__}")
     return value
-
-
-def _warn(message: str) -> None:
-    from ferricorn import _ferricorn
-
-    _ferricorn.log("warning", message)
 
 
 def call_hook(name: str, *args) -> None:

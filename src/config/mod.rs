@@ -2,13 +2,16 @@
 //!
 //! Two steps, as in ripgrep: flags become raw strings first ([`parse_args`]), then
 //! [`Config::from_raw`] validates them into the values the program runs on. Every
-//! setting is described once, in [`OPTIONS`]; `--help` is generated from it.
+//! setting is described once, in [`OPTIONS`]; `--help` is generated from it. gunicorn's
+//! settings ferricorn lacks are in [`GUNICORN_ONLY`], so they are named, not unknown.
+//! What ferricorn does that the settings do not literally say (`--threads` picking the
+//! worker, `-k gevent` mapped, a setting ignored) becomes a [`Notice`].
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::{forwarded, Limits};
+use crate::http::{forwarded, Leniency, Limits};
 use crate::listener::BindSpec;
 use crate::log::LogLevel;
 /// A bad command line: one line for the user, exit code 2.
@@ -26,12 +29,11 @@ impl std::error::Error for Error {}
 macro_rules! bail {
     ($($arg:tt)*) => { return Err(Error(format!($($arg)*))) };
 }
-/// gunicorn's hard caps on the request limits (message.py).
-const MAX_REQUEST_LINE: usize = 8190;
-const MAX_HEADERS: usize = 32768;
+mod gunicorn;
 mod options;
 mod sources;
 
+pub use gunicorn::{GunicornOnly, GUNICORN_ONLY};
 pub use options::{help_text, settings_markdown, OptionSpec, OPTIONS};
 pub use sources::{gather, load, parse_args, print_config, RawArgs};
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// How long a worker may go without a heartbeat; `None`: never killed for silence.
     pub timeout: Option<Duration>,
+    /// How long a worker waits on a silent client mid-request (`--read-timeout`).
+    pub read_timeout: Duration,
     /// Requests before a worker is recycled (0: never), plus up to `jitter` more.
     pub max_requests: u64,
     pub max_requests_jitter: u64,
@@ -90,6 +94,8 @@ pub struct Config {
     pub reload_extra_files: Vec<PathBuf>,
     pub pidfile: Option<PathBuf>,
     pub daemon: bool,
+    /// `-R`: a `--daemon` master keeps the stdout and stderr it was started with.
+    pub enable_stdio_inheritance: bool,
     /// The identity workers switch to after fork; the master keeps its own.
     pub user: Option<User>,
     pub group: Option<libc::gid_t>,
@@ -119,6 +125,25 @@ pub struct Config {
     /// Which proxy headers are believed: `--forwarded-allow-ips`, `secure_scheme_headers`,
     /// `--forwarder-headers`, `--header-map`.
     pub forwarded: forwarded::Policy,
+    /// What ferricorn does that the settings do not literally say (`--threads` choosing the
+    /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
+    /// listed by `--check-config`.
+    pub notices: Vec<Notice>,
+}
+
+/// One line about the settings for the operator; see [`Config::notices`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `Warning`: something asked for is not done. `Info`: done another way than gunicorn's
+    /// code does it. `Debug`: ignored, losing nothing (shown by `--check-config`).
+    pub level: LogLevel,
+    pub text: String,
+}
+
+impl Notice {
+    fn new(level: LogLevel, text: String) -> Notice {
+        Notice { level, text }
+    }
 }
 
 /// `--paste INI[#name]` with its `--paste-global` values.
@@ -182,24 +207,21 @@ impl Config {
             (None, Some(w)) => positive("$WEB_CONCURRENCY", w)?,
             (None, None) => 1,
         };
-        let worker_class = match raw.last("worker_class").unwrap_or("sync") {
-            "sync" => WorkerClass::Sync,
-            "async" | "gthread" => WorkerClass::Async,
-            other @ ("gevent" | "eventlet" | "tornado") => {
-                bail!("--worker-class {other}: not supported; use `-k async`, ferricorn's event-loop worker")
-            }
-            other => bail!("--worker-class {other:?} is not available (available: sync, async)"),
-        };
+        let mut notices = Vec::new();
+        let (worker_class, threads) = worker_model(raw, &mut notices)?;
+        notices.extend(ignored_settings(raw));
+        // gunicorn's meaning of 0 and its caps are applied by `Limits` itself.
         let limits = Limits {
-            request_line: match int(raw, "limit_request_line", 4094)? {
-                0 => MAX_REQUEST_LINE,
-                n => n.min(MAX_REQUEST_LINE),
-            },
-            fields: match int(raw, "limit_request_fields", 100)? {
-                0 => MAX_HEADERS,
-                n => n.min(MAX_HEADERS),
-            },
+            request_line: int(raw, "limit_request_line", 4094)?,
+            fields: int(raw, "limit_request_fields", 100)?,
             field_size: int(raw, "limit_request_field_size", 8190)?,
+            lenient: Leniency {
+                casefold_method: raw.has("casefold_http_method"),
+                obsolete_folding: raw.has("permit_obsolete_folding"),
+                unconventional_method: raw.has("permit_unconventional_http_method"),
+                unconventional_version: raw.has("permit_unconventional_http_version"),
+                strip_header_spaces: raw.has("strip_header_spaces"),
+            },
         };
         let log_level = match raw.last("loglevel") {
             None => LogLevel::Info,
@@ -221,14 +243,8 @@ impl Config {
             binds,
             workers,
             worker_class,
-            threads: match raw.last("threads") {
-                Some(t) => positive("--threads", t)?,
-                None => 1,
-            },
-            worker_connections: match raw.last("worker_connections") {
-                Some(c) => positive("--worker-connections", c)?,
-                None => 1000,
-            },
+            threads,
+            worker_connections: worker_connections(raw)?,
             keepalive: Duration::from_secs(int(raw, "keepalive", 2)? as u64),
             backlog: i32::try_from(int(raw, "backlog", 2048)?.max(1)).unwrap_or(i32::MAX),
             chdir: raw.last("chdir").map(PathBuf::from),
@@ -246,6 +262,7 @@ impl Config {
                 0 => None,
                 n => Some(Duration::from_secs(n as u64)),
             },
+            read_timeout: Duration::from_secs(int(raw, "read_timeout", 30)?.max(1) as u64),
             max_requests: int(raw, "max_requests", 0)? as u64,
             max_requests_jitter: int(raw, "max_requests_jitter", 0)? as u64,
             max_worker_memory: match int(raw, "max_worker_memory", 0)? as u64 {
@@ -257,6 +274,7 @@ impl Config {
             reload_extra_files: raw.all("reload_extra_files").map(PathBuf::from).collect(),
             pidfile: raw.last("pidfile").map(PathBuf::from),
             daemon: raw.has("daemon"),
+            enable_stdio_inheritance: raw.has("enable_stdio_inheritance"),
             group: match raw.last("group") {
                 Some(g) => Some(parse_group(g)?),
                 None => user.as_ref().map(|u| u.gid),
@@ -281,6 +299,7 @@ impl Config {
             print_config: raw.has("print_config"),
             raw: raw.clone(),
             forwarded: forwarded_policy(raw, env)?,
+            notices,
             app,
         })
     }
@@ -294,6 +313,133 @@ impl Config {
     pub fn multithread(&self) -> bool {
         self.worker_class == WorkerClass::Async && self.threads > 1
     }
+}
+
+/// Most app threads `-k gevent` or `-k eventlet` gets, however large `--worker-connections`
+/// is: each is an OS thread with its own stack, where a greenlet is a few KiB.
+pub const GREENLET_THREADS_CAP: usize = 100;
+
+/// What `-k` names, before `--threads` has its say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requested {
+    Sync,
+    /// gunicorn's `gthread`, and ferricorn's own name for its event loop.
+    Threaded,
+    /// `gevent` or `eventlet`, by that name.
+    Greenlet(&'static str),
+}
+
+/// `-k` as gunicorn's `load_class` reads it: a short name, `egg:gunicorn#NAME`, or the
+/// class path of one of gunicorn's own workers.
+fn requested_class(name: &str) -> Result<Requested, Error> {
+    let short = name.strip_prefix("egg:gunicorn#").unwrap_or(name);
+    Ok(match short {
+        "sync" | "gunicorn.workers.sync.SyncWorker" => Requested::Sync,
+        "gthread" | "async" | "gunicorn.workers.gthread.ThreadWorker" => Requested::Threaded,
+        "gevent" | "gevent_wsgi" | "gevent_pywsgi" => Requested::Greenlet("gevent"),
+        s if s.starts_with("gunicorn.workers.ggevent.") => Requested::Greenlet("gevent"),
+        "eventlet" | "gunicorn.workers.geventlet.EventletWorker" => Requested::Greenlet("eventlet"),
+        s if s.to_ascii_lowercase().contains("uvicorn") => bail!(
+            "--worker-class {s:?}: an ASGI worker; ferricorn serves WSGI only until its ASGI \
+             worker lands (issue 13)"
+        ),
+        s @ ("tornado" | "gunicorn.workers.gtornado.TornadoWorker") => bail!(
+            "--worker-class {s}: not supported; use `-k async`, ferricorn's event-loop worker"
+        ),
+        s if s.contains(':') || s.contains('.') => bail!(
+            "--worker-class {s:?}: ferricorn cannot load worker classes; it offers sync, \
+             gthread (or async), gevent and eventlet (both run as async with app threads)"
+        ),
+        s => bail!(
+            "--worker-class {s:?} is not available (available: sync, gthread, async, gevent, \
+             eventlet)"
+        ),
+    })
+}
+
+/// The worker and its app threads. As gunicorn does, the sync worker with `--threads` > 1
+/// becomes gthread (ferricorn's async worker with app threads); gevent and eventlet get
+/// app threads sized from `--worker-connections` (capped), and ignore `--threads`.
+fn worker_model(raw: &RawArgs, notices: &mut Vec<Notice>) -> Result<(WorkerClass, usize), Error> {
+    let name = raw.last("worker_class").unwrap_or("sync");
+    let threads = match raw.last("threads") {
+        Some(t) => positive("--threads", t)?,
+        None => 1,
+    };
+    Ok(match requested_class(name)? {
+        Requested::Sync if threads > 1 => {
+            notices.push(Notice::new(
+                LogLevel::Info,
+                format!(
+                    "--threads {threads} with the sync worker: running the async worker with \
+                     {threads} app threads, as gunicorn switches to gthread"
+                ),
+            ));
+            (WorkerClass::Async, threads)
+        }
+        Requested::Sync => (WorkerClass::Sync, 1),
+        Requested::Threaded => (WorkerClass::Async, threads),
+        Requested::Greenlet(kind) => {
+            let connections = worker_connections(raw)?;
+            let pool = connections.min(GREENLET_THREADS_CAP);
+            if raw.last("threads").is_some() && threads != 1 {
+                notices.push(Notice::new(
+                    LogLevel::Warning,
+                    format!(
+                        "--threads {threads} is ignored with -k {kind}, as gunicorn ignores it"
+                    ),
+                ));
+            }
+            notices.push(Notice::new(
+                LogLevel::Info,
+                format!(
+                    "-k {kind}: running the async worker with {pool} app threads (from \
+                     --worker-connections {connections}, at most {GREENLET_THREADS_CAP}); \
+                     nothing is monkey-patched"
+                ),
+            ));
+            (WorkerClass::Async, pool)
+        }
+    })
+}
+
+fn worker_connections(raw: &RawArgs) -> Result<usize, Error> {
+    match raw.last("worker_connections") {
+        Some(c) => positive("--worker-connections", c),
+        None => Ok(1000),
+    }
+}
+
+/// gunicorn settings given that ferricorn does not have. On the command line only those
+/// that lose nothing get this far; a config file's others are warned about here.
+fn ignored_settings(raw: &RawArgs) -> Vec<Notice> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut notices = Vec::new();
+    for (name, value) in &raw.values {
+        let Some(setting) = gunicorn::by_name(name) else { continue };
+        if OPTIONS.iter().any(|o| o.name == *name) || seen.contains(name) {
+            continue;
+        }
+        seen.push(name);
+        if raw.all(name).all(|v| setting.is_default(v)) {
+            continue;
+        }
+        let shown = raw.all(name).collect::<Vec<_>>().join(",");
+        notices.push(match raw.all(name).all(|v| setting.is_harmless(v)) {
+            true => Notice::new(
+                LogLevel::Debug,
+                format!("gunicorn setting '{name}' = {shown:?} is ignored; it loses nothing here"),
+            ),
+            false => Notice::new(
+                LogLevel::Warning,
+                format!(
+                    "config file: setting '{name}' is not supported by ferricorn yet and has \
+                     no effect (set to {value:?}; see docs/migrating.md)"
+                ),
+            ),
+        });
+    }
+    notices
 }
 
 fn int(raw: &RawArgs, name: &str, default: usize) -> Result<usize, Error> {
@@ -429,7 +575,30 @@ mod tests {
         assert_eq!(c.limits.field_size, 10);
         let c =
             config(&["--limit-request-field-size=11", "--limit-request-line", "0", "a"]).unwrap();
-        assert_eq!((c.limits.field_size, c.limits.request_line), (11, 8190));
+        assert_eq!((c.limits.field_size, c.limits.request_line), (11, 0));
+    }
+
+    #[test]
+    fn leniency_flags_default_off() {
+        let c = config(&["app"]).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        let flags = [
+            "--casefold-http-method",
+            "--permit-obsolete-folding",
+            "--permit-unconventional-http-method",
+            "--permit-unconventional-http-version",
+            "--strip-header-spaces",
+            "app",
+        ];
+        let lenient = config(&flags).unwrap().limits.lenient;
+        let all = Leniency {
+            casefold_method: true,
+            obsolete_folding: true,
+            unconventional_method: true,
+            unconventional_version: true,
+            strip_header_spaces: true,
+        };
+        assert_eq!(lenient, all);
     }
 
     #[test]
@@ -441,8 +610,13 @@ mod tests {
             &["--workers"],
             &[],
             &["a", "b"],
-            &["-k", "gevent", "app"],
+            &["-k", "tornado", "app"],
             &["-k", "nope", "app"],
+            &["-k", "myproject.workers:CustomWorker", "app"],
+            &["-k", "uvicorn.workers.UvicornWorker", "app"],
+            &["--statsd-host", "localhost:8125", "app"],
+            &["--proxy-protocol", "app"],
+            &["--spew", "app"],
             &["--threads", "0", "app"],
             &["--keep-alive", "-1", "app"],
             &["--log-level", "loud", "app"],
@@ -476,6 +650,56 @@ mod tests {
         }
         let c = config(&["-u", "0", "--log-file", "-", "app"]).unwrap();
         assert_eq!((c.user.map(|u| u.uid), c.group, c.errorlog), (Some(0), Some(0), None));
+    }
+
+    /// Cloud Run's `--workers 1 --threads 8` ran one request at a time: gunicorn switches
+    /// the sync worker to gthread when threads > 1.
+    #[test]
+    fn regression_threads_with_the_default_worker_select_threads() {
+        let rows: &[(&[&str], WorkerClass, usize)] = &[
+            (&["--threads", "8", "app"], WorkerClass::Async, 8),
+            (&["-k", "sync", "--threads", "4", "app"], WorkerClass::Async, 4),
+            (
+                &["-k", "gunicorn.workers.sync.SyncWorker", "--threads", "2", "app"],
+                WorkerClass::Async,
+                2,
+            ),
+            (&["--threads", "1", "app"], WorkerClass::Sync, 1),
+            (&["-k", "gthread", "app"], WorkerClass::Async, 1),
+            (&["-k", "egg:gunicorn#gthread", "--threads", "3", "app"], WorkerClass::Async, 3),
+        ];
+        for (args, class, threads) in rows {
+            let c = config(args).unwrap();
+            assert_eq!((c.worker_class, c.threads), (*class, *threads), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn regression_gevent_runs_async_with_a_bounded_thread_pool() {
+        let c = config(&["-k", "gevent", "--worker-connections", "40", "app"]).unwrap();
+        assert_eq!((c.worker_class, c.threads), (WorkerClass::Async, 40));
+        assert!(c.notices.iter().any(|n| n.text.contains("-k gevent")), "{:?}", c.notices);
+        let c = config(&["-k", "eventlet", "--threads", "4", "app"]).unwrap();
+        assert_eq!(c.threads, GREENLET_THREADS_CAP);
+        assert!(c.notices.iter().any(|n| n.level == LogLevel::Warning), "{:?}", c.notices);
+        let c = config(&["-k", "gunicorn.workers.ggevent.GeventWorker", "app"]).unwrap();
+        assert_eq!(c.threads, GREENLET_THREADS_CAP);
+    }
+
+    #[test]
+    fn harmless_gunicorn_flags_start_and_are_listed() {
+        let c = config(&[
+            "--no-control-socket",
+            "--reload-engine=inotify",
+            "--proxy-protocol",
+            "off",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!(c.app, "app");
+        assert!(c.notices.iter().all(|n| n.level == LogLevel::Debug), "{:?}", c.notices);
+        // `--proxy-protocol off` is gunicorn's default: not even a note.
+        assert_eq!(c.notices.len(), 2, "{:?}", c.notices);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::gunicorn;
 use super::options::OPTIONS;
 use super::{Config, EnvDefaults, Error};
 
@@ -53,7 +54,7 @@ impl RawArgs {
 /// `--opt value`, `--opt=value`, `-o value`, `-ovalue`; `--` ends the options.
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
     let mut raw = RawArgs::default();
-    let mut rest = args.iter().map(AsRef::as_ref);
+    let mut rest = args.iter().map(AsRef::as_ref).peekable();
     while let Some(arg) = rest.next() {
         let (spec, inline) = if let Some(long) = arg.strip_prefix("--") {
             if long.is_empty() {
@@ -63,7 +64,13 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
             let (flag, inline) = long.split_once('=').map_or((long, None), |(f, v)| (f, Some(v)));
             match OPTIONS.iter().find(|o| o.long.contains(&flag)) {
                 Some(spec) => (spec, inline.map(str::to_owned)),
-                None => bail!("unrecognized option: --{flag}"),
+                None => {
+                    let Some(setting) = gunicorn::by_flag(flag) else {
+                        bail!("unrecognized option: --{flag}")
+                    };
+                    raw.values.push(gunicorn_flag(setting, flag, inline, &mut rest)?);
+                    continue;
+                }
             }
         } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
             let c = short.chars().next().unwrap_or_default();
@@ -91,6 +98,35 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
         raw.values.push((spec.name, value));
     }
     Ok(raw)
+}
+
+/// A gunicorn flag ferricorn lacks: kept (to be listed by `--check-config`) when its value
+/// loses nothing, else refused with the one line that says so.
+fn gunicorn_flag<'a>(
+    setting: &'static gunicorn::GunicornOnly,
+    flag: &str,
+    inline: Option<&str>,
+    rest: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+) -> Result<(&'static str, String), Error> {
+    let value = match (setting.arg, inline) {
+        (gunicorn::Arg::Sets(_), Some(_)) => bail!("option --{flag} takes no value"),
+        (gunicorn::Arg::Sets(v), None) => v.to_owned(),
+        (_, Some(v)) => v.to_owned(),
+        (gunicorn::Arg::Optional(bare), None) => {
+            match rest.next_if(|next| !next.starts_with('-') && setting.is_harmless(next)) {
+                Some(v) => v.to_owned(),
+                None => bare.to_owned(),
+            }
+        }
+        (gunicorn::Arg::Value, None) => match rest.next() {
+            Some(v) => v.to_owned(),
+            None => bail!("option --{flag} needs a value"),
+        },
+    };
+    match setting.is_harmless(&value) {
+        true => Ok((setting.name, value)),
+        false => Err(Error(setting.refusal(&format!("--{flag}")))),
+    }
 }
 
 /// Every source of settings for this command line (without the program name), merged and
@@ -135,23 +171,37 @@ fn env_args(py: Python<'_>) -> Result<RawArgs, Error> {
     Ok(raw)
 }
 
-/// A gunicorn-style Python config file (`-c PATH` or `-c python:module`).
+/// A gunicorn-style Python config file (`-c PATH` or `-c python:module`). A name set to
+/// `None` is left out on the Python side: it means the default, as in gunicorn's example
+/// config (`user = None`).
 fn config_file(py: Python<'_>, spec: &str) -> Result<RawArgs, Error> {
-    let known: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+    let known: Vec<&str> = OPTIONS
+        .iter()
+        .map(|o| o.name)
+        .chain(gunicorn::GUNICORN_ONLY.iter().map(|g| g.name))
+        .collect();
     let values = python_call(py, "read_file", (spec, known))?;
     let values = values.cast::<PyDict>().map_err(|e| Error(e.to_string()))?;
     let mut raw = RawArgs::default();
     for (name, value) in values.iter() {
         let name: String = name.extract().map_err(|e: PyErr| Error(e.to_string()))?;
-        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else { continue };
         let texts: Vec<String> = python_call(py, "stringify", (value,))?
             .extract()
             .map_err(|e: PyErr| Error(e.to_string()))?;
+        let Some(spec) = OPTIONS.iter().find(|o| o.name == name) else {
+            // A gunicorn setting ferricorn lacks; `[]` or `{}` is its default.
+            if let Some(setting) = gunicorn::by_name(&name) {
+                raw.values.extend(texts.into_iter().map(|t| (setting.name, t)));
+            }
+            continue;
+        };
         if spec.name == "wsgi_app" {
             raw.app = texts.into_iter().next();
             continue;
         }
-        if texts.is_empty() {
+        // `secure_scheme_headers = {}` trusts no header; any other empty list (gunicorn's
+        // example config has `raw_env = []`) is the default.
+        if texts.is_empty() && spec.name == "secure_scheme_headers" {
             raw.values.push((spec.name, OFF.to_owned()));
         }
         raw.values.extend(texts.into_iter().map(|t| (spec.name, t)));
@@ -170,14 +220,23 @@ fn python_call<'py>(
         .map_err(|e| Error(e.value(py).to_string()))
 }
 
-/// `--print-config`: every setting as gunicorn prints them, `name = value`, sorted.
-pub fn print_config(raw: &RawArgs) -> String {
+/// `--print-config`: every setting as gunicorn prints them, `name = value`, sorted. The
+/// ones ferricorn works out (binds from `$PORT`, workers from `$WEB_CONCURRENCY`, the worker
+/// `--threads` or `-k gevent` select) are shown as serving will use them.
+pub fn print_config(config: &Config) -> String {
+    let raw = &config.raw;
     let mut names: Vec<&'static str> = OPTIONS.iter().map(|o| o.name).collect();
     names.sort_unstable();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
     let mut out = String::new();
     for name in names {
-        let values: Vec<&str> = raw.all(name).collect();
+        let values: Vec<String> = match name {
+            "bind" => config.binds.iter().map(ToString::to_string).collect(),
+            "workers" => vec![config.workers.to_string()],
+            "worker_class" => vec![config.worker_class.name().to_owned()],
+            "threads" => vec![config.threads.to_string()],
+            _ => raw.all(name).map(str::to_owned).collect(),
+        };
         let shown = match (values.as_slice(), OPTIONS.iter().find(|o| o.name == name)) {
             ([], Some(spec)) if spec.metavar.is_none() => "False".to_owned(),
             ([], Some(spec)) => spec.default.replace('`', ""),

@@ -8,16 +8,19 @@ pub mod body;
 pub mod chunked;
 pub mod date;
 pub mod forwarded;
+pub mod fuzzing;
+pub mod limits;
 pub mod request;
 pub mod response;
 
 use std::fmt;
 
 pub use body::{BodyDecoder, Decoded};
-pub use request::{parse_head, BodyFraming, Head, Limits};
+pub use limits::{Leniency, Limits};
+pub use request::{parse_head, BodyFraming, Head};
 
 /// Every way a client's bytes can be refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// The request line is not `method SP request-target SP HTTP-version` (RFC 9112 §3).
     BadRequestLine(&'static str),

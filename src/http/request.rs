@@ -3,36 +3,13 @@
 //! httparse is lenient where gunicorn's corpus is strict (bare LF line endings, control
 //! characters, duplicate framing headers), so every head it accepts is checked again here.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-use super::{is_token, Error};
-
-/// gunicorn's limits, with its defaults and its meaning of 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest request line in bytes; 0 means no limit (gunicorn's `limit_request_line`).
-    pub request_line: usize,
-    /// Most header fields in one request (gunicorn's `limit_request_fields`).
-    pub fields: usize,
-    /// Longest header line in bytes (gunicorn's `limit_request_field_size`).
-    pub field_size: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { request_line: 4094, fields: 100, field_size: 8190 }
-    }
-}
-
-impl Limits {
-    /// Largest head accepted while still incomplete: every line at its limit.
-    fn max_head(&self) -> usize {
-        let line = if self.request_line == 0 { 8192 } else { self.request_line };
-        line + 2 + self.fields * (self.field_size + 2) + 2
-    }
-}
+use super::limits::{scan, Leniency, Scan};
+use super::{is_token, Error, Limits};
 
 /// How the request body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +29,11 @@ pub struct Head {
     raw: Bytes,
     method: Range<usize>,
     target: Range<usize>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1: the semantics the request gets. An unconventional
+    /// version (`--permit-unconventional-http-version`) below 1.1 counts as 1.0, others as 1.1.
     pub minor: u8,
+    /// The version as sent, (major, minor).
+    pub version: (u8, u8),
     /// (name, value) ranges into `raw`, in wire order, values trimmed of OWS.
     fields: Vec<(Range<usize>, Range<usize>)>,
     /// How to find the end of the body.
@@ -99,104 +79,216 @@ fn ascii(b: &[u8]) -> &str {
 
 /// Parses a head from the front of `buf`. On success the head's bytes leave `buf`, so what
 /// remains is the start of the body (or the next pipelined request).
+///
+/// The answer depends on the bytes alone, not on how many have arrived: the limits are
+/// measured by [`scan`], httparse sees only whole lines, and an error httparse finds in the
+/// lines before the one that broke a limit comes first, as it would have on a shorter read.
 pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error> {
     // RFC 9112 §2.2: ignore empty lines before the request line.
     while buf.starts_with(b"\r\n") {
-        let _ = buf.split_to(2);
+        buf.advance(2);
     }
-    check_request_line_length(buf, limits)?;
-
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.fields.max(1)];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return check_partial(buf, limits).map(|()| None),
-        Err(e) => return Err(map_httparse(e, buf)),
-    };
-    if limits.fields == 0 && !req.headers.is_empty() {
-        return Err(Error::TooManyHeaders);
+    if buf.starts_with(b"\n") {
+        return Err(Error::BadHeader("bare LF"));
     }
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| s.as_ptr() as usize - base;
-    let range = |s: &[u8]| offset(s)..offset(s) + s.len();
-    let method = range(req.method.unwrap_or_default().as_bytes());
-    let target = range(req.path.unwrap_or_default().as_bytes());
-    let minor = req.version.unwrap_or(1);
-    let mut fields = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name = range(h.name.as_bytes());
-        let raw_value = range(h.value);
-        // gunicorn counts the line with its CRLF.
-        if raw_value.end + 2 - name.start > limits.field_size_or_default() {
-            return Err(Error::HeaderTooLarge);
+    let lenient = &limits.lenient;
+    let (len, fields) = match scan(buf, &limits.effective(), lenient.obsolete_folding) {
+        Scan::Broken { error, line_start } => {
+            check_lines(&buf[..line_start], lenient)?;
+            return Err(error);
         }
-        fields.push((name, trim_ows(raw_value, buf)));
-    }
+        Scan::Partial { lines_end, .. } => {
+            return check_lines(&buf[..lines_end], lenient).map(|()| None)
+        }
+        Scan::Complete { len, fields } => (len, fields),
+    };
     reject_bare_lf(&buf[..len])?;
-    let raw = buf.split_to(len).freeze();
+    let mut raw = match normalize(&buf[..len], lenient) {
+        Cow::Borrowed(_) => buf.split_to(len),
+        Cow::Owned(normal) => {
+            buf.advance(len);
+            BytesMut::from(&normal[..])
+        }
+    };
+    let parsed = parse_complete(&raw, fields, lenient)?;
     let mut head = Head {
-        raw,
-        method,
-        target,
-        minor,
-        fields,
+        raw: Bytes::new(),
+        method: parsed.method,
+        target: parsed.target,
+        minor: u8::from(parsed.version >= (1, 1)),
+        version: parsed.version,
+        fields: parsed.fields,
         framing: BodyFraming::Empty,
         keep_alive: false,
         expect_continue: false,
         forwarded: Default::default(),
     };
-    validate_method(head.method())?;
+    validate_method(&raw[head.method.clone()], lenient)?;
+    if lenient.casefold_method {
+        raw[head.method.clone()].make_ascii_uppercase();
+    }
+    head.raw = raw.freeze();
     validate_target(head.method(), head.target())?;
     judge_fields(&mut head)?;
     Ok(Some(head))
 }
 
-impl Limits {
-    /// gunicorn reads a field-size limit of 0 as its default, 8190.
-    fn field_size_or_default(&self) -> usize {
-        if self.field_size == 0 {
-            Limits::default().field_size
-        } else {
-            self.field_size
-        }
-    }
+/// What httparse found in a complete head, as ranges into it.
+struct Parsed {
+    method: Range<usize>,
+    target: Range<usize>,
+    version: (u8, u8),
+    fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
-fn check_request_line_length(buf: &[u8], limits: &Limits) -> Result<(), Error> {
-    if limits.request_line == 0 {
+/// httparse on a complete head that [`scan`] found within the limits and with `fields`
+/// header fields (so it needs no more slots than that).
+fn parse_complete(raw: &[u8], fields: usize, lenient: &Leniency) -> Result<Parsed, Error> {
+    let view = httparse_view(raw, lenient);
+    let mut slots = vec![httparse::EMPTY_HEADER; fields];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(&view) {
+        Ok(httparse::Status::Complete(n)) if n == view.len() => {}
+        Ok(_) => return Err(Error::BadRequestLine("malformed")),
+        Err(e) => return Err(map_httparse(e, &view)),
+    }
+    // `view` has `raw`'s length and layout, so its ranges are `raw`'s.
+    let base = view.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let fields =
+        req.headers.iter().map(|h| (range(h.name.as_bytes()), trim_ows(range(h.value), raw)));
+    Ok(Parsed {
+        method: range(req.method.unwrap_or_default().as_bytes()),
+        target: range(req.path.unwrap_or_default().as_bytes()),
+        version: sent_version(raw).unwrap_or((1, req.version.unwrap_or(1))),
+        fields: fields.collect(),
+    })
+}
+
+/// Whole lines of an incomplete head: httparse's verdict on them, so that a malformed
+/// line is refused as soon as it has arrived, the same however the bytes were split.
+fn check_lines(lines: &[u8], lenient: &Leniency) -> Result<(), Error> {
+    if lines.is_empty() {
         return Ok(());
     }
-    let window = &buf[..buf.len().min(limits.request_line + 2)];
-    let line_len = match window.iter().position(|&b| b == b'\n') {
-        Some(lf) => lf - usize::from(lf > 0 && window[lf - 1] == b'\r'),
-        None if buf.len() > limits.request_line + 1 => buf.len(),
-        None => return Ok(()),
-    };
-    if line_len > limits.request_line {
-        return Err(Error::RequestLineTooLong);
+    let lines = normalize(lines, lenient);
+    let view = httparse_view(&lines, lenient);
+    let mut slots = vec![httparse::EMPTY_HEADER; view.iter().filter(|&&b| b == b'\n').count()];
+    match httparse::Request::new(&mut slots).parse(&view) {
+        Err(e) => Err(map_httparse(e, &view)),
+        Ok(_) => Ok(()),
     }
-    Ok(())
 }
 
-/// An incomplete head must still fit the limits: the line being received and the whole.
-fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
-    if buf.len() > limits.max_head() {
-        return Err(Error::HeaderTooLarge);
+/// The head as httparse may read it. httparse knows only HTTP/1.0 and 1.1; with
+/// `--permit-unconventional-http-version` any other `HTTP/d.d` is read as 1.0 (below
+/// 1.1) or 1.1, the same length, and [`sent_version`] keeps what was sent.
+fn httparse_view<'a>(head: &'a [u8], lenient: &Leniency) -> Cow<'a, [u8]> {
+    let at = match (lenient.unconventional_version, version_offset(head)) {
+        (true, Some(at)) => at,
+        _ => return Cow::Borrowed(head),
+    };
+    let version = (head[at + 5] - b'0', head[at + 7] - b'0');
+    if matches!(version, (1, 0) | (1, 1)) {
+        return Cow::Borrowed(head);
     }
-    if let Some(first_lf) = buf.iter().position(|&b| b == b'\n') {
-        let last_lf = buf.iter().rposition(|&b| b == b'\n').unwrap_or(first_lf);
-        if buf.len() - last_lf - 1 + 2 > limits.field_size_or_default() {
-            return Err(Error::HeaderTooLarge);
+    let mut copy = head.to_vec();
+    let minor = if version >= (1, 1) { b'1' } else { b'0' };
+    copy[at + 5..at + 8].copy_from_slice(&[b'1', b'.', minor]);
+    Cow::Owned(copy)
+}
+
+/// Where ` HTTP/d.d` ends the request line: the offset of `HTTP`.
+fn version_offset(head: &[u8]) -> Option<usize> {
+    let lf = head.iter().position(|&b| b == b'\n')?;
+    let line = &head[..lf];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let at = line.len().checked_sub(8)?;
+    let v = &line[at..];
+    let ok =
+        v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit();
+    (ok && at > 0 && line[at - 1] == b' ').then_some(at)
+}
+
+/// The `HTTP/d.d` of the request line, as (major, minor).
+fn sent_version(head: &[u8]) -> Option<(u8, u8)> {
+    version_offset(head).map(|at| (head[at + 5] - b'0', head[at + 7] - b'0'))
+}
+
+/// The head as gunicorn's lenient settings read it: folded lines joined to their field
+/// with one SP (`--permit-obsolete-folding`), whitespace before a colon removed
+/// (`--strip-header-spaces`). Borrowed when nothing changes.
+fn normalize<'a>(head: &'a [u8], lenient: &Leniency) -> Cow<'a, [u8]> {
+    if !lenient.obsolete_folding && !lenient.strip_header_spaces {
+        return Cow::Borrowed(head);
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(head.len());
+    let mut changed = false;
+    let mut fields = 0;
+    for (i, line) in head.split_inclusive(|&b| b == b'\n').enumerate() {
+        let body_len = line.len() - usize::from(line.ends_with(b"\n"));
+        let body_len = body_len - usize::from(line[..body_len].ends_with(b"\r"));
+        let (content, end) = line.split_at(body_len);
+        let folded =
+            lenient.obsolete_folding && fields > 0 && matches!(content.first(), Some(b' ' | b'\t'));
+        if i == 0 || content.is_empty() {
+            out.extend_from_slice(line);
+        } else if folded {
+            // Drop the previous line's terminator, then ` value` (gunicorn strips each piece).
+            let prev_end =
+                out.len() - usize::from(out.ends_with(b"\n")) - usize::from(out.ends_with(b"\r\n"));
+            out.truncate(prev_end);
+            out.push(b' ');
+            out.extend_from_slice(trim_sp_tab(content));
+            out.extend_from_slice(end);
+            changed = true;
+        } else {
+            fields += 1;
+            match content.iter().position(|&b| b == b':') {
+                Some(colon) if lenient.strip_header_spaces => {
+                    let name = trim_sp_tab_end(&content[..colon]);
+                    changed |= name.len() != colon;
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(&line[colon..]);
+                }
+                _ => out.extend_from_slice(line),
+            }
         }
     }
-    Ok(())
+    match changed {
+        true => Cow::Owned(out),
+        false => Cow::Borrowed(head),
+    }
+}
+
+fn trim_sp_tab(s: &[u8]) -> &[u8] {
+    trim_sp_tab_start(trim_sp_tab_end(s))
+}
+
+fn trim_sp_tab_start(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+fn trim_sp_tab_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
 }
 
 fn map_httparse(e: httparse::Error, buf: &[u8]) -> Error {
     match e {
         httparse::Error::TooManyHeaders => Error::TooManyHeaders,
         httparse::Error::Version => Error::BadVersion,
-        httparse::Error::Token if !buf.contains(&b' ') => Error::BadRequestLine("no target"),
+        httparse::Error::Token if !first_line(buf).contains(&b' ') => {
+            Error::BadRequestLine("no target")
+        }
         httparse::Error::Token => Error::BadMethod,
         httparse::Error::HeaderName if is_obs_fold(buf) => Error::ObsoleteFolding,
         httparse::Error::HeaderName => Error::BadHeaderName,
@@ -204,6 +296,10 @@ fn map_httparse(e: httparse::Error, buf: &[u8]) -> Error {
         httparse::Error::NewLine => Error::BadHeader("invalid line ending"),
         httparse::Error::Status => Error::BadRequestLine("malformed"),
     }
+}
+
+fn first_line(buf: &[u8]) -> &[u8] {
+    &buf[..buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())]
 }
 
 /// A header line that starts with SP or HTAB continues the previous one (RFC 9112 §5.2).
@@ -230,13 +326,16 @@ fn trim_ows(mut r: Range<usize>, buf: &[u8]) -> Range<usize> {
     r
 }
 
-/// gunicorn's default method rule: a token with no lower-case letters (`-BLARGH` passes).
-fn validate_method(method: &str) -> Result<(), Error> {
-    let m = method.as_bytes();
-    if !is_token(m) || m.iter().any(|b| b.is_ascii_lowercase() || *b == b'#') {
-        return Err(Error::BadMethod);
+/// A method is a token (RFC 9110 §9.1). gunicorn's default adds its own rule, which
+/// `--permit-unconventional-http-method` lifts: 3 to 20 characters, no lower-case letter
+/// and no `#` (`-BLARGH` passes).
+fn validate_method(m: &[u8], lenient: &Leniency) -> Result<(), Error> {
+    let conventional =
+        (3..=20).contains(&m.len()) && !m.iter().any(|b| b.is_ascii_lowercase() || *b == b'#');
+    match is_token(m) && (conventional || lenient.unconventional_method) {
+        true => Ok(()),
+        false => Err(Error::BadMethod),
     }
-    Ok(())
 }
 
 /// The four request-target forms of RFC 9112 §3.2, each only where it belongs.
@@ -332,6 +431,9 @@ pub fn split_target(target: &str) -> (&str, &str) {
 fn judge_fields(head: &mut Head) -> Result<(), Error> {
     let mut content_length: Option<u64> = None;
     let mut codings: Vec<Vec<u8>> = Vec::new();
+    // Present even with no coding in it: an empty field must not fall back to
+    // Content-Length (a front end may see a transfer coding there).
+    let mut transfer_encoding = false;
     let (mut close, mut keep_alive) = (false, false);
     let (mut hosts, mut content_types) = (0, 0);
     let mut expect_continue = false;
@@ -345,6 +447,7 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
             }
             content_length = Some(parse_content_length(value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
             codings.extend(list_items(value).map(|c| c.to_ascii_lowercase()));
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in list_items(value) {
@@ -362,24 +465,36 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
     if hosts > 1 || content_types > 1 {
         return Err(Error::BadHeader("Host or Content-Type repeated"));
     }
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    // HTTP/1.1 request message that lacks a Host header field" (gunicorn 27 serves it).
+    if hosts == 0 && head.minor == 1 {
+        return Err(Error::BadHeader("HTTP/1.1 request without Host"));
+    }
     head.expect_continue = expect_continue;
     head.keep_alive = if head.minor == 1 { !close } else { keep_alive && !close };
-    head.framing = match (content_length, codings.is_empty()) {
-        (None, true) => BodyFraming::Empty,
-        (Some(n), true) => BodyFraming::Length(n),
-        (Some(_), false) => return Err(Error::BadTransferEncoding("sent with Content-Length")),
-        (None, false) if head.minor == 0 => return Err(Error::BadTransferEncoding("on HTTP/1.0")),
-        (None, false) => judge_codings(&codings)?,
+    head.framing = match (content_length, transfer_encoding) {
+        (None, false) => BodyFraming::Empty,
+        (Some(n), false) => BodyFraming::Length(n),
+        (Some(_), true) => return Err(Error::BadTransferEncoding("sent with Content-Length")),
+        (None, true) if head.minor == 0 => return Err(Error::BadTransferEncoding("on HTTP/1.0")),
+        (None, true) => judge_codings(&codings)?,
     };
     Ok(())
 }
 
 /// `1*DIGIT` and nothing else: no sign, no list, no whitespace inside (RFC 9110 §8.6).
+/// The number is from the wire: built with checked arithmetic, and one that does not fit
+/// in 64 bits is refused, never wrapped to a small length (which would smuggle the rest).
 fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() {
         return Err(Error::BadContentLength);
     }
-    Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    value.iter().try_fold(0u64, |n, &d| {
+        let digit = (d as char).to_digit(10).ok_or(Error::BadContentLength)?;
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(digit)))
+            .ok_or(Error::BadContentLength)
+    })
 }
 
 /// Codings gunicorn accepts ahead of `chunked`; their bytes reach the app still encoded.
@@ -413,44 +528,98 @@ fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 mod tests {
     use super::*;
 
-    /// Parses `input` fed in pieces of `step` bytes, as a socket might deliver it.
-    fn parse_in_steps(input: &[u8], step: usize, limits: &Limits) -> Result<Option<Head>, Error> {
+    /// What a parse came to, comparable across splits: the head's pieces, "need more", or
+    /// the status of the error.
+    type Verdict = Result<Option<(String, String, Vec<(Vec<u8>, Vec<u8>)>, BodyFraming)>, u16>;
+
+    /// Parses `input` fed in the given pieces, as a socket might deliver it.
+    fn parse_pieces<'a>(pieces: impl Iterator<Item = &'a [u8]>, limits: &Limits) -> Verdict {
         let mut buf = BytesMut::new();
-        for piece in input.chunks(step.max(1)) {
+        for piece in pieces {
             buf.extend_from_slice(piece);
-            if let Some(head) = parse_head(&mut buf, limits)? {
-                return Ok(Some(head));
+            match parse_head(&mut buf, limits) {
+                Ok(Some(h)) => {
+                    let fields = h.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                    return Ok(Some((h.method().into(), h.target().into(), fields, h.framing)));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e.status()),
             }
         }
         Ok(None)
     }
 
+    fn parse_in_steps(input: &[u8], step: usize, limits: &Limits) -> Verdict {
+        parse_pieces(input.chunks(step.max(1)), limits)
+    }
+
+    /// Cuts at points drawn from a small xorshift generator seeded with `seed`.
+    fn random_pieces(input: &[u8], seed: u64) -> Vec<&[u8]> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut cuts: Vec<usize> = (0..8)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % (input.len() as u64 + 1)) as usize
+            })
+            .collect();
+        cuts.extend([0, input.len()]);
+        cuts.sort_unstable();
+        cuts.windows(2).map(|w| &input[w[0]..w[1]]).collect()
+    }
+
+    /// The verdict on `input`, required to be the same whole, byte by byte, in 1 KB and
+    /// 7-byte pieces and at random cuts (bug 7: the same bytes get the same answer).
+    fn verdict(input: &[u8], limits: &Limits) -> Verdict {
+        let whole = parse_in_steps(input, input.len(), limits);
+        // Byte by byte re-reads the head on every byte: quadratic, so only for short heads.
+        let steps: &[usize] = if input.len() <= 600 { &[1, 7, 1024] } else { &[97, 1024] };
+        for &step in steps {
+            let split = parse_in_steps(input, step, limits);
+            assert_eq!(
+                split,
+                whole,
+                "step {step}: {:?} {limits:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        for seed in 0..8 {
+            let split = parse_pieces(random_pieces(input, seed).into_iter(), limits);
+            assert_eq!(
+                split,
+                whole,
+                "seed {seed}: {:?} {limits:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        whole
+    }
+
     fn parse(input: &[u8]) -> Result<Head, Error> {
         let limits = Limits::default();
-        let whole = parse_in_steps(input, input.len(), &limits);
-        let bytewise = parse_in_steps(input, 1, &limits);
-        assert_eq!(
-            whole.as_ref().map(|h| h.as_ref().map(Head::target)),
-            bytewise.as_ref().map(|h| h.as_ref().map(Head::target)),
-            "{input:?}"
-        );
-        whole.map(|h| h.expect("incomplete head"))
+        let _ = verdict(input, &limits);
+        let mut buf = BytesMut::from(input);
+        parse_head(&mut buf, &limits).map(|h| h.expect("incomplete head"))
     }
 
     #[test]
     fn valid_heads() {
         let rows: &[(&[u8], &str, &str, BodyFraming, bool)] = &[
-            (b"GET / HTTP/1.1\r\n\r\n", "GET", "/", BodyFraming::Empty, true),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/", BodyFraming::Empty, true),
             (b"\r\nGET /a?b HTTP/1.0\r\n\r\n", "GET", "/a?b", BodyFraming::Empty, false),
-            (b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\n", "POST", "/p", BodyFraming::Length(5), true),
-            (b"POST /p HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "POST", "/p", BodyFraming::Chunked, true),
-            (b"POST /p HTTP/1.1\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n", "POST", "/p", BodyFraming::Chunked, true),
+            (b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", "POST", "/p", BodyFraming::Length(5), true),
+            (b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "POST", "/p", BodyFraming::Chunked, true),
+            (b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n", "POST", "/p", BodyFraming::Chunked, true),
             (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "GET", "/", BodyFraming::Empty, true),
-            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", "GET", "/", BodyFraming::Empty, false),
-            (b"-BLARGH /foo HTTP/1.1\r\n\r\n", "-BLARGH", "/foo", BodyFraming::Empty, true),
-            (b"OPTIONS * HTTP/1.1\r\n\r\n", "OPTIONS", "*", BodyFraming::Empty, true),
-            (b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n", "CONNECT", "[::1]:443", BodyFraming::Empty, true),
-            (b"GET http://u:p@example.com:8080/foo?q=1 HTTP/1.1\r\n\r\n", "GET", "http://u:p@example.com:8080/foo?q=1", BodyFraming::Empty, true),
+            (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", "GET", "/", BodyFraming::Empty, false),
+            (b"-BLARGH /foo HTTP/1.1\r\nHost: h\r\n\r\n", "-BLARGH", "/foo", BodyFraming::Empty, true),
+            (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "OPTIONS", "*", BodyFraming::Empty, true),
+            (b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", "CONNECT", "[::1]:443", BodyFraming::Empty, true),
+            (b"GET http://u:p@example.com:8080/foo?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", "GET", "http://u:p@example.com:8080/foo?q=1", BodyFraming::Empty, true),
+            (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", "GET", "/", BodyFraming::Empty, true),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n", "POST", "/", BodyFraming::Length(u64::MAX), true),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 000000000000000000000000005\r\n\r\n", "POST", "/", BodyFraming::Length(5), true),
         ];
         for &(input, method, target, framing, keep_alive) in rows {
             let head = parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
@@ -466,9 +635,12 @@ mod tests {
     fn invalid_heads_map_to_one_status() {
         let rows: &[(&[u8], u16)] = &[
             (b"GET HTTP/1.1\r\n\r\n", 400),
-            (b"get / HTTP/1.1\r\n\r\n", 400),
+            (b"get / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"GE / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"ABCDEFGHIJKLMNOPQRSTU / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             (b"GET /foo FTP/1.1\r\n\r\n", 400),
             (b"GET /foo HTTP/2.0\r\n\r\n", 400),
+            (b"GET /foo HTTP/1.2\r\nHost: h\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nba\0z: bar\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 400),
@@ -478,15 +650,16 @@ mod tests {
             (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: foo, chunked\r\n\r\n", 501),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: foo, chunked\r\n\r\n", 501),
             (b"GET / HTTP/1.1\r\nLong: one\r\n two\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nA: a\nB: b\r\n\r\n", 400),
+            (b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nX: a\x07b\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-            (b"GET * HTTP/1.1\r\n\r\n", 400),
-            (b"GET example.com:443 HTTP/1.1\r\n\r\n", 400),
-            (b"GET foo/bar HTTP/1.1\r\n\r\n", 400),
-            (b"PUT s://]ufd/: HTTP/1.1\r\n\r\n", 400),
+            (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"GET example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"GET foo/bar HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             (b"GET /\xc3\xa0 HTTP/1.0\r\n\r\n", 400),
         ];
         for &(input, status) in rows {
@@ -497,35 +670,186 @@ mod tests {
         }
     }
 
+    /// Bug 8: RFC 9112 §3.2 requires a 400 for an HTTP/1.1 request without Host; HTTP/1.0
+    /// has no such rule.
+    #[test]
+    fn regression_http11_request_without_host_is_refused() {
+        assert_eq!(verdict(b"GET / HTTP/1.1\r\n\r\n", &Limits::default()), Err(400));
+        let absolute = b"GET http://example.com/ HTTP/1.1\r\nX: y\r\n\r\n";
+        assert_eq!(verdict(absolute, &Limits::default()), Err(400));
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    /// Content-Length is a number from the wire: one that does not fit 64 bits is refused,
+    /// never wrapped (a wrapped length would frame the body short and smuggle the rest).
+    #[test]
+    fn regression_content_length_overflow_is_refused() {
+        for value in ["18446744073709551616", "99999999999999999999", "184467440737095516150"] {
+            let input = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(
+                parse(input.as_bytes()).map(|h| h.framing).unwrap_err(),
+                Error::BadContentLength,
+                "{value}"
+            );
+        }
+    }
+
     #[test]
     fn limits() {
-        let small = Limits { request_line: 16, fields: 2, field_size: 20 };
+        let small = Limits { request_line: 16, fields: 2, field_size: 20, ..Limits::default() };
         let rows: &[(&[u8], u16)] = &[
             (b"GET /0123456789 HTTP/1.1\r\n\r\n", 414),
             (b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", 431),
             (b"GET / HTTP/1.1\r\nA: 0123456789012345678901\r\n\r\n", 431),
         ];
         for &(input, status) in rows {
-            for step in [input.len(), 1] {
-                let err = parse_in_steps(input, step, &small).expect_err("limit not enforced");
-                assert_eq!(err.status(), status, "{input:?} step {step}");
-            }
+            assert_eq!(verdict(input, &small), Err(status), "{input:?}");
         }
         let endless = vec![b'a'; 100_000];
-        let err = parse_in_steps(
-            &[b"GET / HTTP/1.1\r\nX: ", &endless[..]].concat(),
-            4096,
-            &Limits::default(),
-        );
-        assert_eq!(err.map_err(|e| e.status()).err(), Some(431));
+        let input = [b"GET / HTTP/1.1\r\nX: ", &endless[..]].concat();
+        assert_eq!(verdict(&input, &Limits::default()), Err(431));
+    }
+
+    /// Heads at, just under and just over each limit, with malformed lines before and after
+    /// the long one, so that which error comes first is tested too.
+    fn limit_heads() -> Vec<Vec<u8>> {
+        let mut heads = Vec::new();
+        for n in [1usize, 15, 16, 17, 18, 19, 20, 21, 4095, 8190, 8191] {
+            let a = "a".repeat(n);
+            heads.push(format!("GET /{a} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes());
+            heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\nX: {a}\r\n\r\n").into_bytes());
+            heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\nX: {a}\r\n\r").into_bytes());
+            heads.push(
+                format!("GET / HTTP/1.1\r\nHost: h\r\nX: {a}\r\nB@d: x\r\n\r\n").into_bytes(),
+            );
+            heads.push(format!("GET / HTTP/1.1\r\nB@d: x\r\nX: {a}\r\n\r\n").into_bytes());
+            heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\nX: {a}\r\n {a}\r\n\r\n").into_bytes());
+            heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\nX: {a}\nY: b\r\n\r\n").into_bytes());
+            heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\nX: {a}\x07\r\n\r\n").into_bytes());
+            heads.push(format!("get /{a} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes());
+        }
+        for count in [1usize, 2, 3, 101] {
+            let fields: String = (0..count).map(|i| format!("X-{i}: v\r\n")).collect();
+            heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\n{fields}\r\n").into_bytes());
+            heads.push(format!("GET / HTTP/1.1\r\n{fields}Bad Name: v\r\n\r\n").into_bytes());
+        }
+        let nine_kb: String =
+            (0..9).map(|i| format!("X-Field-{i}: {}\r\n", "v".repeat(1000))).collect();
+        heads.push(format!("GET / HTTP/1.1\r\nHost: h\r\n{nine_kb}\r\n").into_bytes());
+        heads
+    }
+
+    /// Bug 7, for every limit and gunicorn's meaning of 0: whole, byte by byte, in pieces
+    /// and at random cuts, the same bytes get the same verdict.
+    #[test]
+    fn every_limit_gives_the_same_verdict_however_the_bytes_arrive() {
+        let mut limits = Vec::new();
+        for request_line in [0, 16, 20, 9000] {
+            for fields in [0, 2] {
+                for field_size in [0, 20, 21] {
+                    limits.push(Limits { request_line, fields, field_size, ..Limits::default() });
+                }
+            }
+        }
+        let heads = limit_heads();
+        for l in &limits {
+            for lenient in
+                [Leniency::default(), Leniency { obsolete_folding: true, ..Leniency::default() }]
+            {
+                let l = Limits { lenient, ..*l };
+                for head in &heads {
+                    let _ = verdict(head, &l);
+                }
+            }
+        }
+    }
+
+    /// Bug 7: `--limit-request-field_size 0` (gunicorn: 8190) is the same limit when the head
+    /// arrives in pieces: the head's budget used the raw 0 and refused a 9 KB head.
+    #[test]
+    fn regression_field_size_0_same_answer_whole_or_in_pieces() {
+        let zero = Limits { field_size: 0, ..Limits::default() };
+        let nine_kb: String =
+            (0..9).map(|i| format!("X-Field-{i}: {}\r\n", "v".repeat(1000))).collect();
+        let head = format!("GET / HTTP/1.1\r\nHost: h\r\n{nine_kb}\r\n").into_bytes();
+        assert!(head.len() > 9000);
+        for step in [head.len(), 1024, 1] {
+            assert!(matches!(parse_in_steps(&head, step, &zero), Ok(Some(_))), "step {step}");
+        }
+        let line = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n", "v".repeat(8190));
+        assert_eq!(verdict(line.as_bytes(), &zero), Err(431));
+    }
+
+    /// gunicorn 27: `limit_request_line` 0 means no limit of its own (only the head's
+    /// budget bounds the line), above 8190 means 8190.
+    #[test]
+    fn request_line_0_has_no_limit_of_its_own() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(20_000));
+        let zero = Limits { request_line: 0, ..Limits::default() };
+        assert!(matches!(verdict(long.as_bytes(), &zero), Ok(Some(_))));
+        let over_budget = format!("GET /{} HTTP/1.1\r\n", "a".repeat(zero.max_head()));
+        assert_eq!(verdict(over_budget.as_bytes(), &zero), Err(414));
+        let capped = Limits { request_line: 100_000, ..Limits::default() };
+        assert_eq!(verdict(long.as_bytes(), &capped), Err(414));
+    }
+
+    #[test]
+    fn leniency_settings_with_gunicorns_meaning() {
+        let on = |l: Leniency| Limits { lenient: l, ..Limits::default() };
+        let off = Leniency::default();
+        let fold = on(Leniency { obsolete_folding: true, ..off });
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nLong: one\r\n  two\r\n\tthree\r\nB: c\r\n\r\n";
+        let fields = |v: Verdict| v.unwrap().unwrap().2;
+        assert_eq!(verdict(head, &Limits::default()), Err(400));
+        let folded = fields(verdict(head, &fold));
+        assert_eq!(folded[1], (b"Long".to_vec(), b"one two three".to_vec()));
+        assert_eq!(folded[2], (b"B".to_vec(), b"c".to_vec()));
+
+        let strip = on(Leniency { strip_header_spaces: true, ..off });
+        let spaced = b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length \t: 3\r\n\r\n";
+        assert_eq!(verdict(spaced, &Limits::default()), Err(400));
+        assert_eq!(verdict(spaced, &strip).unwrap().unwrap().3, BodyFraming::Length(3));
+
+        let method = on(Leniency { unconventional_method: true, ..off });
+        let casefold = on(Leniency { unconventional_method: true, casefold_method: true, ..off });
+        for (input, plain, permitted, folded) in [
+            (&b"-blargh /foo HTTP/1.1\r\nHost: h\r\n\r\n"[..], 400, "-blargh", "-BLARGH"),
+            (b"GE /foo HTTP/1.1\r\nHost: h\r\n\r\n", 400, "GE", "GE"),
+            (b"M#T /foo HTTP/1.1\r\nHost: h\r\n\r\n", 400, "M#T", "M#T"),
+        ] {
+            assert_eq!(verdict(input, &Limits::default()), Err(plain));
+            assert_eq!(verdict(input, &method).unwrap().unwrap().0, permitted);
+            assert_eq!(verdict(input, &casefold).unwrap().unwrap().0, folded);
+        }
+
+        let version = on(Leniency { unconventional_version: true, ..off });
+        for (input, sent, minor) in [
+            (&b"GET / HTTP/1.2\r\nHost: h\r\n\r\n"[..], (1, 2), 1),
+            (b"GET / HTTP/0.9\r\n\r\n", (0, 9), 0),
+            (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", (2, 0), 1),
+        ] {
+            assert_eq!(verdict(input, &Limits::default()), Err(400));
+            let _ = verdict(input, &version);
+            let head = parse_head(&mut BytesMut::from(input), &version).unwrap().unwrap();
+            assert_eq!((head.version, head.minor), (sent, minor));
+        }
     }
 
     #[test]
     fn leftover_bytes_stay_in_the_buffer() {
-        let mut buf = BytesMut::from(&b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET"[..]);
+        let mut buf =
+            BytesMut::from(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET"[..]);
         let head = parse_head(&mut buf, &Limits::default()).unwrap().unwrap();
         assert_eq!(head.framing, BodyFraming::Length(2));
         assert_eq!(&buf[..], b"hiGET");
+        let fold = Limits {
+            lenient: Leniency { obsolete_folding: true, ..Leniency::default() },
+            ..Limits::default()
+        };
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n 2\r\n\r\nNEXT"[..]);
+        let head = parse_head(&mut buf, &fold).unwrap().unwrap();
+        assert_eq!(head.fields().nth(1), Some((&b"A"[..], &b"1 2"[..])));
+        assert_eq!(&buf[..], b"NEXT");
     }
 
     #[test]
@@ -539,6 +863,64 @@ mod tests {
         ];
         for (target, want) in rows {
             assert_eq!(split_target(target), want, "{target}");
+        }
+    }
+
+    /// The status a head gets, the same however it is cut (`None`: it parses).
+    fn status_of(input: &[u8], limits: &Limits) -> Option<u16> {
+        match verdict(input, limits) {
+            Ok(Some(_)) => None,
+            Ok(None) => panic!("incomplete head {input:?}"),
+            Err(status) => Some(status),
+        }
+    }
+
+    /// Bug 7: with `--limit-request-field_size 0` the bound on an incomplete head counted
+    /// each line as 0 bytes, so a 9 KB head of short lines parsed whole and got 431 in
+    /// 1 KB pieces.
+    #[test]
+    fn regression_field_size_0_same_answer_whole_and_in_pieces() {
+        let fields: Vec<u8> =
+            (0..9).flat_map(|i| format!("X-{i}: {}\r\n", "a".repeat(1000)).into_bytes()).collect();
+        let head = [&b"GET / HTTP/1.1\r\nHost: x\r\n"[..], &fields, b"\r\n"].concat();
+        let limits = Limits { field_size: 0, ..Limits::default() };
+        assert_eq!(status_of(&head, &limits), None);
+    }
+
+    /// Found by the `split` fuzz target's seeds: a request line over the limit with a bad
+    /// method got 414 whole but 400 when the method arrived first.
+    #[test]
+    fn regression_long_bad_request_line_same_status_however_split() {
+        let limits = Limits { request_line: 32, ..Limits::default() };
+        assert_eq!(status_of(b"GET: /stuff/here?foo=bar HTTP/1.1\r\n\r\n", &limits), Some(414));
+        assert_eq!(status_of(b"GET: /x HTTP/1.1\r\n\r\n", &limits), Some(400));
+    }
+
+    /// Found while writing the `split` target: a field line at exactly the size limit, cut
+    /// just after its CR, counted the CR twice and got 431; whole it parsed.
+    #[test]
+    fn regression_field_line_cut_after_its_cr_fits_the_limit() {
+        let limits = Limits { field_size: 10, ..Limits::default() };
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\nA: 12345\r\n\r\n", &limits), None);
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: x\r\nA: 123456\r\n\r\n", &limits),
+            Some(431)
+        );
+    }
+
+    /// Found by the `head` fuzz target: a `Transfer-Encoding` field with no coding in it
+    /// was ignored, so the request was framed by its Content-Length (or had no body) while
+    /// a front end may see a transfer coding.
+    #[test]
+    fn regression_empty_transfer_encoding_is_not_ignored() {
+        let rows: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 2\r\n\r\nhi",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: \r\n\r\n",
+        ];
+        for &input in rows {
+            assert_eq!(status_of(input, &Limits::default()), Some(400), "{input:?}");
         }
     }
 }

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 use socket2::Socket;
 
-use super::io::{send_file, LINGER_BYTES, LINGER_TIME, READ_TIMEOUT};
+use super::io::{send_file, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
@@ -26,7 +26,8 @@ use crate::wsgi::{self, Exchange, FileSpan, Input, Step};
 pub const BODY_BUFFER: usize = 1 << 20;
 /// Response bytes queued before the app's iterator is paused until the socket drains.
 const HIGH_WATER: usize = 256 * 1024;
-/// How long a client has to send a whole request head (slowloris).
+/// How long a client has to send a whole request head (slowloris); `--read-timeout` if
+/// shorter.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a new connection may stay silent (at least `--keep-alive`): browsers open
 /// connections ahead of the requests they will carry.
@@ -93,6 +94,8 @@ pub struct Shared {
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
     pub limits: http::Limits,
+    /// `--read-timeout`: how long a client may stay silent mid-request.
+    pub read_timeout: Duration,
     /// Set by TERM (the signal handler's own flag): no new keep-alive from then on.
     pub stopping: Arc<AtomicBool>,
     /// `--max-requests`.
@@ -236,7 +239,7 @@ impl Conn {
                     Some(_) => {}
                 }
                 if was_empty {
-                    self.deadline = now + HEAD_TIMEOUT;
+                    self.deadline = now + HEAD_TIMEOUT.min(shared.read_timeout);
                 }
                 return Ok(Progress::Again);
             }
@@ -246,7 +249,7 @@ impl Conn {
             Ok(verdict) => head.forwarded = verdict,
             Err(error) => return Ok(self.refuse(&error)),
         }
-        self.deadline = now + READ_TIMEOUT;
+        self.deadline = now + shared.read_timeout;
         let decoder = BodyDecoder::new(head.framing);
         if decoder.is_done() {
             return self.dispatch(py, shared, head, Body::Buffered(BytesMut::new()));
@@ -306,7 +309,7 @@ impl Conn {
                         Some(0) => break Some(http::Error::IncompleteBody),
                         Some(_) => {}
                     }
-                    self.deadline = now + READ_TIMEOUT;
+                    self.deadline = now + shared.read_timeout;
                 }
                 Err(error) => break Some(error),
             }
@@ -378,7 +381,7 @@ impl Conn {
     }
 
     fn on_respond(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Progress> {
-        match self.pump(py)? {
+        match self.pump(py, shared)? {
             Pumped::Blocked => Ok(Progress::Wait),
             Pumped::Done { keep_alive } => {
                 self.finish_response(py, keep_alive && !shared.stopping());
@@ -394,11 +397,11 @@ impl Conn {
     }
 
     /// Pulls the response into `out` and writes it, until done or the socket is full.
-    /// Blocked, the client has [`READ_TIMEOUT`] to take more (on the loop or a thread).
-    pub fn pump(&mut self, py: Python<'_>) -> io::Result<Pumped> {
+    /// Blocked, the client has `--read-timeout` to take more (on the loop or a thread).
+    pub fn pump(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Pumped> {
         let pumped = self.pump_until_blocked(py);
         if let Ok(Pumped::Blocked) = pumped {
-            self.deadline = Instant::now() + READ_TIMEOUT;
+            self.deadline = Instant::now() + shared.read_timeout;
         }
         pumped
     }
@@ -414,7 +417,7 @@ impl Conn {
                 if !self.out.write_to(py, &self.sock, &mut self.may_write)? {
                     return Ok(Pumped::Blocked);
                 }
-                if !send_file(&self.sock, span, false)? {
+                if !send_file(&self.sock, span)? {
                     self.may_write = false;
                     return Ok(Pumped::Blocked);
                 }

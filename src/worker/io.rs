@@ -13,8 +13,9 @@ use crate::wsgi::{BodySource, FileSpan};
 
 /// Size of one socket read.
 pub const READ_SIZE: usize = 64 * 1024;
-/// How long a client may stay silent while a worker waits on it mid-request.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a worker waiting on a socket beats its heartbeat: waiting on a client is not
+/// being stuck (`--read-timeout` bounds it), so the master's `--timeout` must not fire.
+const BEAT_EVERY: Duration = Duration::from_millis(500);
 /// Unread request body drained before close, so the kernel does not reset the
 /// connection under the response (RFC 9112 §9.6).
 pub const LINGER_BYTES: usize = 1 << 20;
@@ -34,7 +35,30 @@ pub fn read_some(mut sock: &Socket, buf: &mut BytesMut, scratch: &mut [u8]) -> i
     }
 }
 
-/// Waits until `fd` is ready for `events` (POLLIN/POLLOUT), up to `timeout`.
+/// `tcpi_state` of a listening socket (the kernel's `TCP_LISTEN`).
+const TCP_LISTEN: u8 = 10;
+
+/// How many connections wait in a TCP listener's accept queue (Linux reports it as the
+/// `tcpi_unacked` of a listening socket); `None` for other sockets.
+pub fn accept_queue_len(fd: RawFd) -> Option<usize> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid pointer and length for the option's buffer; a bad fd returns -1.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked as usize)
+}
+
+/// Waits until `fd` is ready for `events` (POLLIN/POLLOUT), up to `timeout`, beating the
+/// worker's heartbeat meanwhile (from the worker's own thread).
 pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -43,8 +67,12 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Resul
             return Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out"));
         }
         let mut pfd = libc::pollfd { fd, events, revents: 0 };
+        let slice = left.min(BEAT_EVERY).as_millis().max(1) as i32;
         // SAFETY: one valid pollfd on the stack.
-        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+        let n = unsafe { libc::poll(&mut pfd, 1, slice) };
+        // Beat whatever poll answered: a client that trickles a byte just inside every
+        // slice is still a wait on the client, not a stuck worker.
+        super::beat_while_waiting();
         if n > 0 {
             return Ok(());
         }
@@ -54,14 +82,32 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Resul
     }
 }
 
-/// `write_all` on a socket that may be non-blocking: waits for room when it is full.
-pub fn write_all_waiting(mut sock: &Socket, mut data: &[u8]) -> io::Result<()> {
+/// One read into `buf` from a non-blocking socket, waiting up to `timeout` for bytes.
+/// `Ok(0)`: the peer closed.
+pub fn read_waiting(
+    sock: &Socket,
+    buf: &mut BytesMut,
+    scratch: &mut [u8],
+    timeout: Duration,
+) -> io::Result<usize> {
+    loop {
+        match read_some(sock, buf, scratch) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_fd(sock.as_raw_fd(), libc::POLLIN, timeout)?
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `write_all` on a non-blocking socket: waits up to `timeout` for room when it is full.
+pub fn write_all_waiting(mut sock: &Socket, mut data: &[u8], timeout: Duration) -> io::Result<()> {
     while !data.is_empty() {
         match sock.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_fd(sock.as_raw_fd(), libc::POLLOUT, READ_TIMEOUT)?
+                wait_fd(sock.as_raw_fd(), libc::POLLOUT, timeout)?
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -70,9 +116,17 @@ pub fn write_all_waiting(mut sock: &Socket, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends as much of `span` as the socket takes now; the span shrinks by what went out.
-/// `Ok(true)` when it is all sent. A file that shrank underneath is an error.
-pub fn send_file(sock: &Socket, span: &mut FileSpan, blocking: bool) -> io::Result<bool> {
+/// All of `span` on a non-blocking socket, waiting up to `timeout` each time it is full.
+pub fn send_file_waiting(sock: &Socket, span: &mut FileSpan, timeout: Duration) -> io::Result<()> {
+    while !send_file(sock, span)? {
+        wait_fd(sock.as_raw_fd(), libc::POLLOUT, timeout)?;
+    }
+    Ok(())
+}
+
+/// Sends as much of `span` as the (non-blocking) socket takes now; the span shrinks by
+/// what went out. `Ok(true)` when it is all sent. A file that shrank underneath is an error.
+pub fn send_file(sock: &Socket, span: &mut FileSpan) -> io::Result<bool> {
     // SAFETY: the fd belongs to the app's file object, which the exchange keeps open
     // until close(); borrowing it for this call does not outlive that.
     let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(span.fd) };
@@ -87,9 +141,6 @@ pub fn send_file(sock: &Socket, span: &mut FileSpan, blocking: bool) -> io::Resu
                 tracing::debug!("sendfile: {n} bytes");
             }
             Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) if blocking => {
-                wait_fd(sock.as_raw_fd(), libc::POLLOUT, READ_TIMEOUT)?
-            }
             Err(nix::errno::Errno::EAGAIN) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
@@ -126,31 +177,50 @@ pub fn linger_close(sock: &Socket) {
 }
 
 /// `wsgi.input`'s bytes, read from the connection by the thread running the app; the
-/// socket may be non-blocking (event-loop connections), so reads wait with poll(2).
+/// socket is non-blocking, so reads wait with poll(2) (and the heartbeat goes on).
 pub struct SocketSource {
     sock: Socket,
     scratch: Box<[u8]>,
+    /// `--read-timeout`: how long the client may stay silent.
+    timeout: Duration,
 }
 
 impl SocketSource {
-    pub fn new(sock: Socket) -> SocketSource {
-        SocketSource { sock, scratch: vec![0; READ_SIZE].into_boxed_slice() }
+    pub fn new(sock: Socket, timeout: Duration) -> SocketSource {
+        SocketSource { sock, scratch: vec![0; READ_SIZE].into_boxed_slice(), timeout }
     }
 }
 
 impl BodySource for SocketSource {
     fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            match read_some(&self.sock, buf, &mut self.scratch) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_fd(self.sock.as_raw_fd(), libc::POLLIN, READ_TIMEOUT)?
-                }
-                other => return other,
-            }
-        }
+        read_waiting(&self.sock, buf, &mut self.scratch, self.timeout)
     }
 
     fn send_continue(&mut self) -> io::Result<()> {
-        write_all_waiting(&self.sock, http::response::CONTINUE)
+        write_all_waiting(&self.sock, http::response::CONTINUE, self.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_queue_len_counts_waiting_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = listener.as_raw_fd();
+        assert_eq!(accept_queue_len(fd), Some(0));
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        assert_eq!(accept_queue_len(fd), Some(clients.len()));
+        drop(listener.accept().unwrap());
+        assert_eq!(accept_queue_len(fd), Some(2));
+        // A connected socket is no listener.
+        assert_eq!(accept_queue_len(clients[0].as_raw_fd()), None);
+        let dir = std::env::temp_dir().join(format!("ferricorn-queue-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let unix = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        assert_eq!(accept_queue_len(unix.as_raw_fd()), None);
+        let _ = std::fs::remove_file(&dir);
     }
 }

@@ -12,6 +12,7 @@ mod pool;
 pub mod sync;
 
 use std::os::fd::RawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -58,6 +59,19 @@ pub(crate) fn pulse() -> Option<&'static Pulse> {
     PULSE.get()
 }
 
+/// The thread that runs the worker's loop (and, in a sync worker, the app).
+static LOOP_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
+/// A beat while waiting on a client, from the worker's own thread only: a thread the app
+/// left blocked in `wsgi.input` must not keep a stuck worker looking alive.
+pub(crate) fn beat_while_waiting() {
+    if LOOP_THREAD.get() == Some(&std::thread::current().id()) {
+        if let Some(pulse) = pulse() {
+            pulse.beat();
+        }
+    }
+}
+
 /// Signals whose default action a worker needs back (the app may wait for children).
 /// The master's other signals keep signal-hook's handler with no action left in the
 /// worker: ignored here (a HUP or USR2 sent to the whole process group must not kill
@@ -69,24 +83,51 @@ const DEFAULT_IN_WORKER: [libc::c_int; 1] = [libc::SIGCHLD];
 pub fn run(py: Python<'_>, ctx: &WorkerContext<'_>) -> ! {
     tracing::info!("Booting worker with pid: {}", std::process::id());
     let _ = PULSE.set(ctx.pulse);
+    let _ = LOOP_THREAD.set(std::thread::current().id());
+    std::panic::set_hook(Box::new(log_panic));
     process::set_title(&format!("ferricorn: worker [{}]", ctx.config.proc_name));
-    let code = match boot(py, ctx) {
-        Ok((app, stop, listeners)) => {
-            let ctx = WorkerContext { listeners: &listeners, ..*ctx };
-            let code = match ctx.config.worker_class {
-                WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
-                WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
-            };
-            tracing::info!("Worker exiting (pid: {})", std::process::id());
-            hooks::call(py, Hook::WorkerExit, (std::process::id(), ctx.age));
-            code
-        }
-        Err(code) => code,
-    };
+    // A panic that no request-level guard caught ends the worker with its own exit code
+    // (the hook has logged it), never unwinding into the master's Python frames.
+    let code = std::panic::catch_unwind(AssertUnwindSafe(|| boot_and_serve(py, ctx)))
+        .unwrap_or(exit::WORKER_PANIC);
     crate::wsgi::access::flush();
     finalize(py);
     // SAFETY: _exit ends this forked process without unwinding into the master's frames.
     unsafe { libc::_exit(code) }
+}
+
+fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
+    let (app, stop, listeners) = match boot(py, ctx) {
+        Ok(booted) => booted,
+        Err(code) => return code,
+    };
+    let ctx = WorkerContext { listeners: &listeners, ..*ctx };
+    let code = match ctx.config.worker_class {
+        WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
+        WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
+    };
+    tracing::info!("Worker exiting (pid: {})", std::process::id());
+    hooks::call(py, Hook::WorkerExit, (std::process::id(), ctx.age));
+    code
+}
+
+/// A panic, in one line of the error log (Rust's own hook prints two, to stderr).
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(text), _) => text,
+        (None, Some(text)) => text.as_str(),
+        (None, None) => "(no message)",
+    };
+    let thread = std::thread::current();
+    let place = info.location().map_or(String::new(), |l| format!(" at {l}"));
+    log::write_line(
+        LogLevel::Error,
+        &format!(
+            "Panic on thread {}{place}: {message}",
+            thread.name().map_or_else(|| format!("{:?}", thread.id()), str::to_owned)
+        ),
+    );
 }
 
 /// Boot: signal handling, sockets, identity, then the app; tells the master once done.
@@ -173,9 +214,9 @@ fn request_budget(config: &Config) -> Option<u64> {
     }
     let jitter = match config.max_requests_jitter {
         0 => 0,
-        j => random_seed() % (j + 1),
+        j => random_seed() % j.saturating_add(1),
     };
-    Some(config.max_requests + jitter)
+    Some(config.max_requests.saturating_add(jitter))
 }
 
 /// Good enough randomness for spreading restarts: the pid and the clock, mixed.

@@ -6,6 +6,7 @@
 //! the connection back to the loop (through a queue and a `mio::Waker`), which carries
 //! on: the rest of a response to a slow reader, or the next keep-alive request.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,7 +86,10 @@ fn work(
             return;
         };
         let token = job.token;
-        let conn = run(py, shared, job);
+        // A panic fails this request only (the hook logged it): its connection was
+        // dropped, so closed, on the way out; the slot is freed and the thread carries on.
+        let conn =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run(py, shared, job))).unwrap_or(None);
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
     })
@@ -110,7 +114,7 @@ fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
     let input = match body {
         Body::Buffered(body) => Input::buffered(body),
         Body::Streaming { decoder, decoded } => {
-            let source = SocketSource::new(conn.sock.try_clone().ok()?);
+            let source = SocketSource::new(conn.sock.try_clone().ok()?, shared.read_timeout);
             let raw = std::mem::replace(&mut conn.rbuf, BytesMut::new());
             Input::new(decoder, raw, Box::new(source), head.expect_continue).with_decoded(decoded)
         }
@@ -119,7 +123,7 @@ fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
     if !conn.is_responding_phase() {
         return Some(conn); // the app failed before answering: the loop sends the error page
     }
-    match conn.pump(py) {
+    match conn.pump(py, shared) {
         Ok(Pumped::Done { keep_alive }) => {
             conn.finish_response(py, keep_alive && !shared.stopping());
             Some(conn)

@@ -1,20 +1,26 @@
 //! The `sync` worker, gunicorn's semantics: one connection at a time, one request per
-//! connection, `Connection: close`. Blocking socket I/O lives here, never in `http` or
-//! `wsgi`; every wait happens with the GIL released.
+//! connection, `Connection: close`. Socket I/O lives here, never in `http` or `wsgi`;
+//! every wait happens with the GIL released, is bounded by `--read-timeout`, and beats the
+//! heartbeat (a worker waiting on a slow client is not stuck). A graceful stop serves the
+//! connections already in the listen backlog.
 
-use std::io::{self, Write};
-use std::time::Duration;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pyo3::prelude::*;
 use socket2::Socket;
 
-use super::io::{linger_close, read_some, send_file, SocketSource, READ_SIZE, READ_TIMEOUT};
+use super::io::{
+    accept_queue_len, linger_close, read_waiting, send_file_waiting, write_all_waiting,
+    SocketSource, READ_SIZE,
+};
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
-use crate::listener::Listener;
+use crate::listener::{Listener, Peer};
 use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step};
 
 /// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
@@ -39,6 +45,18 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         .chain([stop.fd()])
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
+    let serve_one = |i: usize, sock: Socket, peer: Peer| {
+        let conn = Connection { peer: &peer, server: &servers[i] };
+        // A panic fails this connection only (the hook logged it); the socket was
+        // dropped, so closed, on the way out.
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handle(py, ctx, app, &globals, sock, &conn)
+        }));
+        if handled.unwrap_or(true) {
+            stop.recycler().count_request();
+        }
+        crate::wsgi::access::flush();
+    };
     while !stop.requested() {
         if let Some(code) = stop.between_requests(py) {
             return code;
@@ -47,7 +65,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         stop.drain();
         if std::os::unix::process::parent_id() != parent {
             tracing::info!("Parent changed, shutting down");
-            break;
+            return stop.between_requests(py).unwrap_or(exit::OK);
         }
         for (i, listener) in ctx.listeners.iter().enumerate() {
             if fds[i].revents == 0 || stop.requested() {
@@ -55,11 +73,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             }
             match listener.accept() {
                 Ok((sock, peer)) => {
-                    let conn = Connection { peer: &peer, server: &servers[i] };
-                    if handle(py, ctx, app, &globals, sock, &conn) {
-                        stop.recycler().count_request();
-                    }
-                    crate::wsgi::access::flush();
+                    serve_one(i, sock, peer);
                     break;
                 }
                 Err(e) if is_transient(&e) => {}
@@ -67,7 +81,45 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             }
         }
     }
-    stop.between_requests(py).unwrap_or(exit::OK)
+    // A worker recycled by --max-requests leaves the backlog to the others.
+    let drained = stop.terminated().then(|| drain_backlog(py, ctx, stop, &serve_one)).flatten();
+    drained.unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
+}
+
+/// TERM serves the connections the kernel already accepted for this worker,
+/// as many as were queued when the stop began, within `--graceful-timeout`: the master
+/// has closed its copy of the sockets, so closing ours would reset them. `Some`: the exit
+/// code, when the worker must leave at once.
+fn drain_backlog(
+    py: Python<'_>,
+    ctx: &WorkerContext<'_>,
+    stop: &Stop,
+    serve_one: &dyn Fn(usize, Socket, Peer),
+) -> Option<i32> {
+    let deadline = Instant::now() + ctx.config.graceful_timeout;
+    // Unix sockets do not say how many wait: those are served until none is left.
+    let queued: Vec<usize> =
+        ctx.listeners.iter().map(|l| accept_queue_len(l.fd()).unwrap_or(usize::MAX)).collect();
+    for (i, (listener, mut left)) in ctx.listeners.iter().zip(queued).enumerate() {
+        while left > 0 && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    left -= 1;
+                    serve_one(i, sock, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_transient(&e) => {}
+                Err(e) => {
+                    tracing::error!("accept failed: {e}");
+                    break;
+                }
+            }
+            if let Some(code) = stop.between_requests(py) {
+                return Some(code);
+            }
+        }
+    }
+    None
 }
 
 fn wait(fds: &mut [libc::pollfd]) {
@@ -86,6 +138,20 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
+/// An accepted connection, non-blocking, so that every wait on it is bounded by
+/// `--read-timeout` and keeps the heartbeat going (a slow client is not a stuck worker).
+#[derive(Clone, Copy)]
+struct Client<'a> {
+    sock: &'a Socket,
+    timeout: Duration,
+}
+
+impl Client<'_> {
+    fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        write_all_waiting(self.sock, data, self.timeout)
+    }
+}
+
 /// One connection: read a head, run the app, write the response, close. Returns whether
 /// a request reached the app (what `--max-requests` counts, as gunicorn does).
 fn handle(
@@ -96,9 +162,13 @@ fn handle(
     sock: Socket,
     conn: &Connection<'_>,
 ) -> bool {
-    let _ = sock.set_read_timeout(Some(read_timeout(ctx)));
+    if let Err(e) = sock.set_nonblocking(true) {
+        tracing::debug!("Can't use the connection from {}: {e}", conn.peer.addr);
+        return false;
+    }
+    let client = Client { sock: &sock, timeout: ctx.config.read_timeout };
     let mut buf = BytesMut::with_capacity(8192);
-    let judged = py.detach(|| read_head(&sock, &mut buf, &ctx.config.limits)).and_then(|head| {
+    let judged = py.detach(|| read_head(client, &mut buf, &ctx.config.limits)).and_then(|head| {
         let Some(mut head) = head else { return Ok(None) };
         head.forwarded = globals.forwarded.judge(&head, conn.peer.ip())?;
         Ok(Some(head))
@@ -110,7 +180,7 @@ fn handle(
             tracing::debug!("Invalid request from {}: {error}", conn.peer.addr);
             let page = wsgi::exchange::error_page(error.status());
             py.detach(|| {
-                let _ = (&sock).write_all(&page);
+                let _ = client.write_all(&page);
                 linger_close(&sock);
             });
             return false;
@@ -119,7 +189,7 @@ fn handle(
     if let Some(pulse) = super::pulse() {
         pulse.enter(head.method(), head.target());
     }
-    let complete = match run_app(py, app, globals, &sock, head, buf, conn) {
+    let complete = match run_app(py, app, globals, client, head, buf, conn) {
         Ok(complete) => complete,
         Err(err) => {
             tracing::error!("Error handling request: {err}");
@@ -133,17 +203,10 @@ fn handle(
     true
 }
 
-/// A silent client is dropped before `--timeout` would take the worker for a stuck one.
-fn read_timeout(ctx: &WorkerContext<'_>) -> Duration {
-    match ctx.config.timeout {
-        Some(timeout) => (timeout / 2).clamp(Duration::from_secs(1), READ_TIMEOUT),
-        None => READ_TIMEOUT,
-    }
-}
-
-/// Reads until a whole head is parsed. `Ok(None)`: the client left before sending one.
+/// Reads until a whole head is parsed. `Ok(None)`: the client left (or stayed silent for
+/// `--read-timeout`) before sending a byte.
 fn read_head(
-    sock: &Socket,
+    client: Client<'_>,
     buf: &mut BytesMut,
     limits: &http::Limits,
 ) -> Result<Option<Head>, http::Error> {
@@ -151,7 +214,7 @@ fn read_head(
         if let Some(head) = http::parse_head(buf, limits)? {
             return Ok(Some(head));
         }
-        match read_some(sock, buf, &mut [0; READ_SIZE]) {
+        match read_waiting(client.sock, buf, &mut [0; READ_SIZE], client.timeout) {
             Ok(0) | Err(_) if buf.is_empty() => return Ok(None),
             Ok(0) | Err(_) => return Err(http::Error::BadRequestLine("incomplete request head")),
             Ok(_) => {}
@@ -165,12 +228,12 @@ fn run_app(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
     globals: &Globals,
-    sock: &Socket,
+    client: Client<'_>,
     head: Head,
     rest: BytesMut,
     conn: &Connection<'_>,
 ) -> PyResult<bool> {
-    let source = SocketSource::new(sock.try_clone()?);
+    let source = SocketSource::new(client.sock.try_clone()?, client.timeout);
     let decoder = BodyDecoder::new(head.framing);
     let input = Py::new(py, Input::new(decoder, rest, Box::new(source), head.expect_continue))?;
     let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
@@ -183,9 +246,11 @@ fn run_app(
         out.clear();
         let step = exchange.next(py, &mut out);
         let sent = py.detach(|| {
-            (&*sock).write_all(&out)?;
+            client.write_all(&out)?;
             match step {
-                Step::SendFile(mut span) => send_file(sock, &mut span, true).map(drop),
+                Step::SendFile(mut span) => {
+                    send_file_waiting(client.sock, &mut span, client.timeout)
+                }
                 _ => Ok(()),
             }
         });

@@ -141,6 +141,7 @@ impl Exchange {
                 Err(err) => Body::Failed(err),
             },
         };
+        super::test_panic::panic_if_armed();
         Ok(exchange)
     }
 

@@ -137,7 +137,7 @@ impl Input {
 
     /// The framing error met while reading, if any.
     pub fn error(&self) -> Option<http::Error> {
-        self.try_reader().and_then(|reader| reader.error.clone())
+        self.try_reader().and_then(|reader| reader.error)
     }
 
     /// Whether the body was read to its end (so the connection could carry another
@@ -302,5 +302,47 @@ impl Input {
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.reader(py).read_line(py, None)?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bug 3: the server's questions about a body an app thread is still reading get a
+    /// defined answer ("not read to its end"), never a borrow panic, never a wait.
+    #[test]
+    fn regression_body_held_by_an_app_thread_counts_as_unread() {
+        let cases = [
+            (Input::buffered(BytesMut::from(&b"whole"[..])), (true, None)),
+            (
+                Input::new(
+                    BodyDecoder::Length { remaining: 0 },
+                    "next".into(),
+                    Box::new(NoMoreBytes),
+                    false,
+                ),
+                (true, Some(BytesMut::from(&b"next"[..]))),
+            ),
+            (
+                Input::new(
+                    BodyDecoder::Length { remaining: 9 },
+                    BytesMut::new(),
+                    Box::new(NoMoreBytes),
+                    false,
+                ),
+                (false, None),
+            ),
+        ];
+        for (input, free) in cases {
+            {
+                let _reading = input.state.lock().unwrap();
+                assert!(!input.complete());
+                assert_eq!(input.end_of_body(), (false, None));
+                assert!(input.error().is_none());
+            }
+            assert_eq!(input.complete(), free.0);
+            assert_eq!(input.end_of_body(), free);
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! Python errors stop here: they are logged with their traceback and become a 500 (or a
 //! closed connection once headers are out). This layer never touches sockets: bytes in
 //! come through [`BodySource`], bytes out go back to the worker through [`Exchange`].
+//! Every object the app can hold is frozen, its state behind a lock, since the app may
+//! pass it to its own threads. [`test_panic`] is the tests' way to make Rust panic.
 
 pub mod access;
 pub mod environ;
@@ -12,6 +14,7 @@ pub mod exchange;
 pub mod file_wrapper;
 pub mod input;
 pub mod start_response;
+pub mod test_panic;
 
 pub use environ::{Connection, Globals};
 pub use errors::Errors;

@@ -7,7 +7,7 @@ Every answer is ``ROUTE PID`` on one line, so a test can tell which worker serve
   while the server finishes the response.
 - ``/panic``: arms ferricorn's test hook, so that Rust panics on this thread once the app
   returns (``ferricorn._ferricorn._panic_after_app``), then answers.
-- ``/sleep?s=``: sleeps ``s`` seconds, then answers.
+- ``/sleep?s=``: says ``sleep start PID`` on wsgi.errors, sleeps ``s`` seconds, answers.
 - ``/slurp``: reads the body whole and answers its length.
 - anything else: answers at once.
 """
@@ -55,6 +55,8 @@ def app(environ, start_response):
         _ferricorn._panic_after_app()
         return _answer(start_response, route)
     if route == "/sleep":
+        environ["wsgi.errors"].write(f"sleep start {os.getpid()}\n")
+        environ["wsgi.errors"].flush()
         time.sleep(float(query.get("s", "0")))
         return _answer(start_response, route)
     if route == "/slurp":

@@ -1,0 +1,208 @@
+//! gunicorn 27's settings that ferricorn does not have, so that a command line or config
+//! file naming one gets a precise answer instead of "unrecognized option".
+//!
+//! A setting given a value that loses nothing when ignored (gunicorn's default, or a value
+//! that only matters together with another setting ferricorn lacks, like `ciphers` without
+//! `certfile`) is accepted quietly; `--check-config` still lists it. Any other value is
+//! refused on the command line (exit 2, naming docs/migrating.md) and warned about in a
+//! config file, where the rest of the file still applies.
+//!
+//! A setting that gains an [`super::OPTIONS`] entry wins over its row here (the lookups
+//! try `OPTIONS` first), so the row can be removed at leisure.
+
+/// How a gunicorn flag takes its value on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// `--flag` alone stores this value (`store_true`, `store_const`).
+    Sets(&'static str),
+    /// `--flag VALUE` or `--flag=VALUE`.
+    Value,
+    /// argparse's `nargs='?'`: `--flag=VALUE`, or `--flag` alone for this value.
+    Optional(&'static str),
+}
+
+/// Which values of a setting lose nothing when ferricorn ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Harmless {
+    /// Every value: the setting only acts together with another one ferricorn lacks.
+    Any,
+    /// These (gunicorn's default among them), as a config file's value reads as text.
+    Values(&'static [&'static str]),
+}
+
+/// One gunicorn setting ferricorn does not implement.
+#[derive(Debug)]
+pub struct GunicornOnly {
+    /// gunicorn's setting name, as a config file spells it.
+    pub name: &'static str,
+    /// gunicorn's default as a config file's value reads as text; "" when it has none
+    /// (`None`, `[]`) or it depends on the machine.
+    pub default: &'static str,
+    /// Its long flags without `--`; empty for config-file-only settings.
+    pub long: &'static [&'static str],
+    pub arg: Arg,
+    pub harmless: Harmless,
+}
+
+impl GunicornOnly {
+    /// Whether ignoring `value` changes nothing a gunicorn user relies on.
+    pub fn is_harmless(&self, value: &str) -> bool {
+        if self.is_default(value) {
+            return true;
+        }
+        match self.harmless {
+            Harmless::Any => true,
+            Harmless::Values(values) => values.iter().any(|v| v.eq_ignore_ascii_case(value)),
+        }
+    }
+
+    /// Whether `value` is gunicorn's default, which needs no mention at all.
+    pub fn is_default(&self, value: &str) -> bool {
+        !self.default.is_empty() && self.default.eq_ignore_ascii_case(value)
+    }
+
+    /// The one line for a value that would lose something.
+    pub fn refusal(&self, flag: &str) -> String {
+        format!(
+            "{flag}: a gunicorn setting ({}) ferricorn does not support yet; \
+             see docs/migrating.md for what to use instead",
+            self.name
+        )
+    }
+}
+
+/// The setting whose long flag (without `--`) is `flag`.
+pub fn by_flag(flag: &str) -> Option<&'static GunicornOnly> {
+    GUNICORN_ONLY.iter().find(|g| g.long.contains(&flag))
+}
+
+/// The setting a config file calls `name`.
+pub fn by_name(name: &str) -> Option<&'static GunicornOnly> {
+    GUNICORN_ONLY.iter().find(|g| g.name == name)
+}
+
+use Arg::{Optional, Sets, Value};
+use Harmless::{Any, Values};
+
+const fn row(
+    name: &'static str,
+    default: &'static str,
+    long: &'static [&'static str],
+    arg: Arg,
+    harmless: Harmless,
+) -> GunicornOnly {
+    GunicornOnly { name, default, long, arg, harmless }
+}
+
+const FALSE: Harmless = Values(&["false"]);
+/// What a config file's empty value (`None`, `[]`) reads as: always gunicorn's default.
+const NOTHING: Harmless = Values(&[]);
+
+/// Every gunicorn 27 setting (its `config.py`) that is neither in [`super::OPTIONS`] nor a
+/// server hook ferricorn calls, nor `logconfig_dict` (applied on the Python side).
+pub const GUNICORN_ONLY: &[GunicornOnly] = &[
+    row("reload_engine", "auto", &["reload-engine"], Value, Values(&["auto", "inotify"])),
+    row("spew", "false", &["spew"], Sets("true"), FALSE),
+    // ferricorn sends wsgi.file_wrapper files with sendfile(2) whatever this says.
+    row("sendfile", "", &["no-sendfile"], Sets("false"), Values(&["true"])),
+    // gunicorn itself never reads it.
+    row("tmp_upload_dir", "", &[], Value, Any),
+    row(
+        "disable_redirect_access_to_syslog",
+        "false",
+        &["disable-redirect-access-to-syslog"],
+        Sets("true"),
+        Any,
+    ),
+    row(
+        "logger_class",
+        "gunicorn.glogging.Logger",
+        &["logger-class"],
+        Value,
+        Values(&["gunicorn.glogging.Logger"]),
+    ),
+    row("syslog_addr", "udp://localhost:514", &["log-syslog-to"], Value, Any),
+    row("syslog", "false", &["log-syslog"], Sets("true"), FALSE),
+    row("syslog_prefix", "", &["log-syslog-prefix"], Value, Any),
+    row("syslog_facility", "user", &["log-syslog-facility"], Value, Any),
+    row("statsd_host", "", &["statsd-host"], Value, NOTHING),
+    row("dogstatsd_tags", "", &["dogstatsd-tags"], Value, Any),
+    row("statsd_prefix", "", &["statsd-prefix"], Value, Any),
+    row("enable_backlog_metric", "false", &["enable-backlog-metric"], Sets("true"), Any),
+    row("default_proc_name", "gunicorn", &[], Value, Any),
+    // Called only when certfile is set.
+    row("ssl_context", "", &[], Value, Any),
+    row("proxy_protocol", "off", &["proxy-protocol"], Optional("auto"), Values(&["off", "false"])),
+    row("proxy_allow_ips", "127.0.0.1,::1", &["proxy-allow-from"], Value, Any),
+    row("protocol", "http", &["protocol"], Value, Values(&["http"])),
+    row("uwsgi_allow_ips", "127.0.0.1,::1", &["uwsgi-allow-from"], Value, Any),
+    row("keyfile", "", &["keyfile"], Value, NOTHING),
+    row("certfile", "", &["certfile"], Value, NOTHING),
+    row("ssl_version", "2", &["ssl-version"], Value, Any),
+    row("cert_reqs", "0", &["cert-reqs"], Value, Any),
+    row("ca_certs", "", &["ca-certs"], Value, Any),
+    row("suppress_ragged_eofs", "true", &["suppress-ragged-eofs"], Sets("true"), Any),
+    row("do_handshake_on_connect", "false", &["do-handshake-on-connect"], Sets("true"), Any),
+    row("ciphers", "", &["ciphers"], Value, Any),
+    row("http_protocols", "h1", &["http-protocols"], Value, Values(&["h1"])),
+    row("http2_cleartext", "off", &["http2-cleartext"], Value, Any),
+    row("http2_max_concurrent_streams", "100", &["http2-max-concurrent-streams"], Value, Any),
+    row("http2_initial_window_size", "65535", &["http2-initial-window-size"], Value, Any),
+    row("http2_max_frame_size", "16384", &["http2-max-frame-size"], Value, Any),
+    row("http2_max_header_list_size", "65536", &["http2-max-header-list-size"], Value, Any),
+    // The ASGI worker's settings (issue 13): they act only with it.
+    row("asgi_loop", "auto", &["asgi-loop"], Value, Any),
+    row("asgi_lifespan", "auto", &["asgi-lifespan"], Value, Any),
+    row("asgi_disconnect_grace_period", "3", &["asgi-disconnect-grace-period"], Value, Any),
+    row("websocket_max_message_size", "16777216", &["websocket-max-message-size"], Value, Any),
+    row("root_path", "", &["root-path"], Value, Any),
+    // ferricorn has one parser; which of gunicorn's to use means nothing here.
+    row("http_parser", "auto", &["http-parser"], Value, Any),
+    // gunicorn's dirty arbiter: off unless apps and workers are given.
+    row("dirty_apps", "", &["dirty-app"], Value, NOTHING),
+    row("dirty_workers", "0", &["dirty-workers"], Value, Values(&["0"])),
+    row("dirty_timeout", "300", &["dirty-timeout"], Value, Any),
+    row("dirty_threads", "1", &["dirty-threads"], Value, Any),
+    row("dirty_graceful_timeout", "30", &["dirty-graceful-timeout"], Value, Any),
+    row("on_dirty_starting", "", &[], Value, Any),
+    row("dirty_post_fork", "", &[], Value, Any),
+    row("dirty_worker_init", "", &[], Value, Any),
+    row("dirty_worker_exit", "", &[], Value, Any),
+    // ferricorn has no control socket (gunicorn opens one by default, at a path under
+    // $HOME), so there is nothing to place, disable or set a mode on.
+    row("control_socket", "", &["control-socket"], Value, Any),
+    row("control_socket_mode", "384", &["control-socket-mode"], Value, Any),
+    row("control_socket_disable", "false", &["no-control-socket"], Sets("true"), Any),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_unique_and_not_options() {
+        for (i, g) in GUNICORN_ONLY.iter().enumerate() {
+            assert!(GUNICORN_ONLY[..i].iter().all(|o| o.name != g.name), "{} twice", g.name);
+            for flag in g.long {
+                let option = super::super::OPTIONS.iter().find(|o| o.long.contains(flag));
+                assert!(option.is_none_or(|o| o.name == g.name), "--{flag} names two settings");
+            }
+        }
+    }
+
+    #[test]
+    fn harmless_values() {
+        let rows = [
+            ("spew", "false", true),
+            ("spew", "true", false),
+            ("tmp_upload_dir", "/var/tmp", true),
+            ("control_socket_disable", "true", true),
+            ("statsd_host", "localhost:8125", false),
+            ("reload_engine", "poll", false),
+            ("logger_class", "gunicorn.glogging.Logger", true),
+        ];
+        for (name, value, want) in rows {
+            assert_eq!(by_name(name).unwrap().is_harmless(value), want, "{name} = {value}");
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The properties the fuzz targets check, as plain functions of the fuzzer's bytes.
+//!
+//! Each function panics when a property fails, so a `cargo fuzz` target (fuzz/) is one
+//! line and `tests/fuzz_corpus.rs` replays the committed corpus through the same code on
+//! stable. Beyond "no input panics the parser", each checks what a worker relies on: the
+//! limits hold, the bytes after a head or body are left for the next request, and the
+//! same bytes get the same answer however the socket delivers them (issue 8, bug 7).
+
+use bytes::BytesMut;
+
+use super::limits::Leniency;
+use super::{parse_head, BodyDecoder, BodyFraming, Decoded, Error, Head, Limits};
+
+/// gunicorn's parser as it is by default.
+const STRICT: Leniency = Leniency {
+    casefold_method: false,
+    obsolete_folding: false,
+    unconventional_method: false,
+    unconventional_version: false,
+    strip_header_spaces: false,
+};
+/// Every leniency setting on: the paths a config may open must hold the same properties.
+const LENIENT: Leniency = Leniency {
+    casefold_method: true,
+    obsolete_folding: true,
+    unconventional_method: true,
+    unconventional_version: true,
+    strip_header_spaces: true,
+};
+
+/// The limits every input is parsed under: gunicorn's defaults, small ones a fuzzer's
+/// short inputs reach, the 0s, which gunicorn reads as "no limit" (request line) or
+/// "the default" (field size), and the leniency settings on.
+pub const LIMITS: [Limits; 7] = [
+    Limits { request_line: 4094, fields: 100, field_size: 8190, lenient: STRICT },
+    Limits { request_line: 32, fields: 4, field_size: 40, lenient: STRICT },
+    Limits { request_line: 0, fields: 0, field_size: 0, lenient: STRICT },
+    Limits { request_line: 4094, fields: 100, field_size: 0, lenient: STRICT },
+    Limits { request_line: 0, fields: 4, field_size: 40, lenient: STRICT },
+    Limits { request_line: 4094, fields: 100, field_size: 8190, lenient: LENIENT },
+    Limits { request_line: 32, fields: 4, field_size: 40, lenient: LENIENT },
+];
+
+/// Stops a stream of tiny pipelined requests from making one input slow.
+const MAX_REQUESTS: usize = 64;
+
+/// Target `head`: the request-head parser under each of [`LIMITS`].
+pub fn head(data: &[u8]) {
+    for limits in &LIMITS {
+        let mut buf = BytesMut::from(data);
+        match parse_head(&mut buf, limits) {
+            Ok(Some(head)) => check_head(data, &buf, &head, limits),
+            Ok(None) => check_incomplete(data, &buf, limits),
+            Err(error) => check_error(&error),
+        }
+    }
+}
+
+/// Target `chunked`: the chunked decoder, fed whole and byte by byte.
+pub fn chunked(data: &[u8]) {
+    let whole = decode_chunked(data, data.len(), usize::MAX);
+    let bytewise = decode_chunked(data, 1, 1);
+    assert_eq!(whole, bytewise, "whole and byte by byte disagree");
+    let (body, outcome) = whole;
+    match outcome {
+        Outcome::End { consumed } => {
+            assert_eq!(body, reference_chunked(&data[..consumed]), "decoded body");
+        }
+        Outcome::NeedMore => assert!(body.len() <= data.len()),
+        Outcome::Refused(error) => check_error(&error),
+    }
+}
+
+/// Target `split`: a stream of pipelined requests (heads and bodies) parsed as one piece
+/// and cut where the fuzzer chose must give the same heads, bodies and errors.
+///
+/// Layout: byte 0 picks the [`LIMITS`], byte 1 holds the number of cuts (low 4 bits) and
+/// the split run's read size as a power of two (high 4 bits), then one little-endian u16
+/// per cut (an offset into the stream, modulo its length); the rest is the stream.
+pub fn split(data: &[u8]) {
+    let (limits, max, cuts, stream) = split_input(data);
+    let whole = serve(&[stream], limits, usize::MAX);
+    let pieces = cut(stream, &cuts);
+    let split = serve(&pieces, limits, max);
+    assert_eq!(whole, split, "cut at {cuts:?} under {limits:?}");
+}
+
+/// Builds the input of [`split`] from its parts (for seed corpora and tests).
+pub fn split_seed(limits: usize, read_pow: u8, cuts: &[u16], stream: &[u8]) -> Vec<u8> {
+    assert!(cuts.len() < 16 && read_pow < 16 && limits < LIMITS.len());
+    let mut out = vec![limits as u8, (read_pow << 4) | cuts.len() as u8];
+    for c in cuts {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    out.extend_from_slice(stream);
+    out
+}
+
+fn split_input(data: &[u8]) -> (&'static Limits, usize, Vec<usize>, &[u8]) {
+    let limits = &LIMITS[usize::from(data.first().copied().unwrap_or(0)) % LIMITS.len()];
+    let shape = data.get(1).copied().unwrap_or(0);
+    let max = 1usize << (shape >> 4);
+    let rest = data.get(2..).unwrap_or_default();
+    let n = usize::from(shape & 0x0f).min(rest.len() / 2);
+    let (offsets, stream) = rest.split_at(n * 2);
+    let mut cuts: Vec<usize> = offsets
+        .chunks(2)
+        .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (stream.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    (limits, max, cuts, stream)
+}
+
+fn cut<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut pieces = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for &c in cuts {
+        pieces.push(&stream[start..c]);
+        start = c;
+    }
+    pieces.push(&stream[start..]);
+    pieces
+}
+
+/// What a worker would make of a stream, in order.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    Head(Summary),
+    /// A whole body, or the bytes decoded before the body failed.
+    Body(Vec<u8>),
+    /// The status a parse or decode error answers with.
+    Refused(u16),
+    /// The stream ended inside a head.
+    IncompleteHead,
+}
+
+/// Everything a worker reads from a [`Head`].
+#[derive(Debug, PartialEq, Eq)]
+struct Summary {
+    method: String,
+    target: String,
+    minor: u8,
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl Summary {
+    fn of(head: &Head) -> Self {
+        Summary {
+            method: head.method().to_owned(),
+            target: head.target().to_owned(),
+            minor: head.minor,
+            fields: head.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect(),
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            expect_continue: head.expect_continue,
+        }
+    }
+}
+
+/// Parses `pieces` as a worker reads a socket: a head, its body, the next head, each
+/// step given one more piece whenever it needs more bytes.
+fn serve(pieces: &[&[u8]], limits: &Limits, max: usize) -> Vec<Event> {
+    let mut pieces = pieces.iter();
+    let mut buf = BytesMut::new();
+    let mut events = Vec::new();
+    let mut body: Option<(BodyDecoder, Vec<u8>)> = None;
+    while events.len() < MAX_REQUESTS * 2 {
+        let Some((decoder, data)) = &mut body else {
+            match parse_head(&mut buf, limits) {
+                Ok(Some(head)) => {
+                    events.push(Event::Head(Summary::of(&head)));
+                    body = Some((BodyDecoder::new(head.framing), Vec::new()));
+                }
+                Ok(None) => match pieces.next() {
+                    Some(piece) => buf.extend_from_slice(piece),
+                    None if buf.is_empty() => break,
+                    None => {
+                        events.push(Event::IncompleteHead);
+                        break;
+                    }
+                },
+                Err(error) => {
+                    events.push(Event::Refused(error.status()));
+                    break;
+                }
+            }
+            continue;
+        };
+        let failed = match decoder.decode(&mut buf, max) {
+            Ok(Decoded::Data(bytes)) => {
+                data.extend_from_slice(&bytes);
+                continue;
+            }
+            Ok(Decoded::End) => None,
+            Ok(Decoded::NeedMore) => match pieces.next() {
+                Some(piece) => {
+                    buf.extend_from_slice(piece);
+                    continue;
+                }
+                None => decoder.eof().err(),
+            },
+            Err(error) => Some(error),
+        };
+        let (_, data) = body.take().expect("in a body");
+        events.push(Event::Body(data));
+        if let Some(error) = failed {
+            events.push(Event::Refused(error.status()));
+            break;
+        }
+    }
+    events
+}
+
+/// Where chunked decoding stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The body ended after `consumed` input bytes.
+    End {
+        consumed: usize,
+    },
+    NeedMore,
+    Refused(Error),
+}
+
+/// Decodes `data` given `step` bytes at a time, taking at most `max` per call.
+fn decode_chunked(data: &[u8], step: usize, max: usize) -> (Vec<u8>, Outcome) {
+    let mut decoder = BodyDecoder::new(BodyFraming::Chunked);
+    let mut src = BytesMut::new();
+    let mut body = Vec::new();
+    let mut fed = 0;
+    for piece in data.chunks(step.max(1)) {
+        src.extend_from_slice(piece);
+        fed += piece.len();
+        loop {
+            match decoder.decode(&mut src, max) {
+                Ok(Decoded::Data(bytes)) => {
+                    assert!(!bytes.is_empty() && bytes.len() <= max, "Data of {}", bytes.len());
+                    body.extend_from_slice(&bytes);
+                }
+                Ok(Decoded::NeedMore) => {
+                    assert!(src.is_empty(), "NeedMore with {} bytes unread", src.len());
+                    break;
+                }
+                Ok(Decoded::End) => {
+                    let consumed = fed - src.len();
+                    assert_eq!(&src[..], &data[consumed..fed], "bytes after the body");
+                    assert!(decoder.is_done() && decoder.eof().is_ok());
+                    return (body, Outcome::End { consumed });
+                }
+                Err(error) => return (body, Outcome::Refused(error)),
+            }
+        }
+    }
+    assert_eq!(decoder.eof(), Err(Error::IncompleteBody));
+    (body, Outcome::NeedMore)
+}
+
+/// A second reading of a chunked body the decoder accepted, written the plain way (find
+/// each CRLF, read the hex digits before it) to check the state machine's data bytes.
+fn reference_chunked(framed: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut rest = framed;
+    loop {
+        let eol = find_crlf(rest).expect("size line ends in CRLF");
+        let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        let hex = std::str::from_utf8(&rest[..digits]).expect("hex digits");
+        let size = u64::from_str_radix(hex, 16).expect("size fits") as usize;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            assert!(rest == b"\r\n" || rest.ends_with(b"\r\n\r\n"), "trailers: {rest:?}");
+            return body;
+        }
+        body.extend_from_slice(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], b"\r\n", "CRLF after chunk data");
+        rest = &rest[size + 2..];
+    }
+}
+
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Every error answers with one of the statuses the RFCs name for a refused request.
+fn check_error(error: &Error) {
+    assert!(matches!(error.status(), 400 | 414 | 431 | 501), "{error:?}");
+}
+
+/// A head was accepted: it must be well formed, within `limits`, and its bytes only.
+fn check_head(data: &[u8], rest: &[u8], head: &Head, limits: &Limits) {
+    let consumed = data.len() - rest.len();
+    assert_eq!(rest, &data[consumed..], "bytes after the head");
+    let mut raw = &data[..consumed];
+    while let Some(r) = raw.strip_prefix(b"\r\n") {
+        raw = r;
+    }
+    assert!(raw.ends_with(b"\r\n\r\n"), "head does not end in an empty line");
+    let lines: Vec<&[u8]> = raw[..raw.len() - 4].split(|&b| b == b'\n').collect();
+    for line in &lines[..lines.len() - 1] {
+        assert!(line.ends_with(b"\r"), "bare LF in an accepted head");
+    }
+    let unterminated = |line: &'_ [u8]| line.strip_suffix(b"\r").unwrap_or(line).len();
+    let effective = limits.effective();
+    let request_line_len = unterminated(lines[0]);
+    if let Some(max) = effective.request_line {
+        assert!(request_line_len <= max, "request line of {request_line_len}");
+    }
+    let field_lines = &lines[1..];
+    if !limits.lenient.obsolete_folding {
+        // With folding a field may take several lines; the limits module measures those.
+        assert_eq!(field_lines.len(), head.fields().count(), "one field per line");
+        assert!(field_lines.len() <= effective.fields, "{} fields", field_lines.len());
+        for line in field_lines {
+            // The line with its CRLF, as gunicorn counts it.
+            let len = unterminated(line) + 2;
+            assert!(len <= effective.field_size, "field line of {len}");
+        }
+    }
+    check_head_fields(head, &limits.lenient);
+    // What follows a head cannot change it: the head alone parses the same.
+    let mut alone = BytesMut::from(&data[..consumed]);
+    let again = parse_head(&mut alone, limits).expect("head alone").expect("head alone");
+    assert_eq!(Summary::of(&again), Summary::of(head), "head depends on what follows");
+    assert!(alone.is_empty());
+}
+
+fn check_head_fields(head: &Head, lenient: &Leniency) {
+    let m = head.method().as_bytes();
+    assert!(super::is_token(m), "method {m:?}");
+    let any_method = lenient.unconventional_method && !lenient.casefold_method;
+    assert!(any_method || !m.iter().any(u8::is_ascii_lowercase), "method {m:?}");
+    let t = head.target().as_bytes();
+    assert!(!t.is_empty() && t.iter().all(|b| (0x21..=0x7e).contains(b)), "target {t:?}");
+    assert!(head.minor <= 1 || lenient.unconventional_version);
+    let mut lengths = 0;
+    let mut chunked = false;
+    for (name, value) in head.fields() {
+        assert!(super::is_token(name), "field name {name:?}");
+        assert!(!value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f), "{value:?}");
+        assert!(!value.starts_with(b" ") && !value.ends_with(b" "), "untrimmed {value:?}");
+        lengths += usize::from(name.eq_ignore_ascii_case(b"content-length"));
+        chunked |= name.eq_ignore_ascii_case(b"transfer-encoding");
+    }
+    match head.framing {
+        BodyFraming::Empty => assert!(lengths == 0 && !chunked),
+        BodyFraming::Length(_) => assert!(lengths == 1 && !chunked),
+        BodyFraming::Chunked => assert!(lengths == 0 && chunked && head.minor == 1),
+    }
+}
+
+/// An incomplete head is kept only while it could still fit the limits, so a client
+/// cannot make a worker buffer without bound.
+fn check_incomplete(data: &[u8], buf: &[u8], limits: &Limits) {
+    let mut unstripped = data;
+    while buf.len() < unstripped.len() {
+        unstripped = unstripped.strip_prefix(b"\r\n").expect("only leading CRLFs are dropped");
+    }
+    assert_eq!(buf, unstripped);
+    let line = if limits.request_line == 0 { 8192 } else { limits.request_line };
+    let field_size = if limits.field_size == 0 { 8190 } else { limits.field_size };
+    let bound = line + 2 + limits.fields * (field_size + 2) + 2;
+    assert!(buf.len() <= bound, "{} bytes buffered, bound {bound}", buf.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_input_reads_its_header() {
+        let seed = split_seed(1, 3, &[5, 2, 2], b"GET / HTTP/1.1\r\n\r\n");
+        let (limits, max, cuts, stream) = split_input(&seed);
+        assert_eq!((limits, max, cuts), (&LIMITS[1], 8, vec![2, 5]));
+        assert_eq!(stream, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(cut(stream, &[2, 5]), [&b"GE"[..], b"T /", b" HTTP/1.1\r\n\r\n"]);
+    }
+
+    #[test]
+    fn serve_reads_pipelined_requests() {
+        let stream = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\
+            POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /c";
+        let events = serve(&[stream], &LIMITS[0], usize::MAX);
+        let bodies: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Body(b) => Some(b.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bodies, [&b"hi"[..], b"abc"]);
+        assert_eq!(events.last(), Some(&Event::IncompleteHead));
+    }
+
+    #[test]
+    fn reference_chunked_reads_sizes_and_trailers() {
+        assert_eq!(reference_chunked(b"3;x=y\r\nabc\r\n00\r\nA: b\r\n\r\n"), b"abc");
+    }
+}

@@ -1,0 +1,1 @@
+"""Realistic gunicorn config files and the small app the drop-in tests serve with them."""
