@@ -157,3 +157,106 @@ impl Sink for Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Type};
+    use std::io::Read;
+
+    fn refcnt(obj: &Bound<'_, PyBytes>) -> isize {
+        // SAFETY: reading the reference count of a live object, with the GIL held.
+        unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) }
+    }
+
+    fn pair() -> (Socket, Socket) {
+        let (writer, reader) = Socket::pair(Domain::UNIX, Type::STREAM, None).unwrap();
+        writer.set_nonblocking(true).unwrap();
+        (writer, reader)
+    }
+
+    /// Writes `out` through a socket pair whose reader drains as it goes; returns the bytes
+    /// received and how many writes found the socket full.
+    fn send_all(py: Python<'_>, out: &mut Output) -> (Vec<u8>, usize) {
+        let (writer, mut reader) = pair();
+        writer.set_send_buffer_size(4096).unwrap();
+        let (mut received, mut blocked) = (Vec::new(), 0);
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            let mut may_write = true;
+            if out.write_to(py, &writer, &mut may_write).unwrap() {
+                break;
+            }
+            assert!(!may_write, "write_to stopped with the socket writable");
+            blocked += 1;
+            let n = reader.read(&mut chunk).unwrap();
+            received.extend_from_slice(&chunk[..n]);
+        }
+        drop(writer);
+        reader.read_to_end(&mut received).unwrap();
+        (received, blocked)
+    }
+
+    #[test]
+    fn segments_go_out_in_order_through_partial_writes() {
+        Python::initialize();
+        Python::attach(|py| {
+            let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+            let big = PyBytes::new(py, &big);
+            let small = PyBytes::new(py, b"small body");
+            let mut out = Output::default();
+            out.push(b"HEAD\r\n\r\n");
+            out.body(&small, 0..small.as_bytes().len());
+            out.framing().extend_from_slice(b"|");
+            out.body(&big, 10..big.as_bytes().len());
+            out.push(b"END");
+            let mut expected = b"HEAD\r\n\r\nsmall body|".to_vec();
+            expected.extend_from_slice(&big.as_bytes()[10..]);
+            expected.extend_from_slice(b"END");
+            assert_eq!(out.len(), expected.len());
+            let (received, blocked) = send_all(py, &mut out);
+            assert_eq!(received, expected);
+            assert!(blocked > 0, "the test meant the socket to fill up");
+            assert!(out.is_empty());
+            assert_eq!(out.len(), 0);
+        });
+    }
+
+    #[test]
+    fn big_bodies_are_referenced_not_copied() {
+        Python::initialize();
+        Python::attach(|py| {
+            let cases = [(COPY_BELOW - 1, 0), (COPY_BELOW, 1), (8 << 20, 1)];
+            for (size, references) in cases {
+                let data = PyBytes::new(py, &vec![b'x'; size]);
+                let before = refcnt(&data);
+                let mut out = Output::default();
+                out.push(b"head");
+                out.body(&data, 0..size);
+                assert_eq!(refcnt(&data) - before, references, "size {size}");
+                assert_eq!(out.len(), 4 + size);
+                out.clear();
+                assert_eq!(refcnt(&data), before, "size {size}: reference kept after clear");
+            }
+        });
+    }
+
+    #[test]
+    fn a_sent_reference_is_released_and_a_small_buffer_kept() {
+        Python::initialize();
+        Python::attach(|py| {
+            let data = PyBytes::new(py, &vec![b'y'; 100_000]);
+            let before = refcnt(&data);
+            let mut out = Output::default();
+            out.push(b"head");
+            out.body(&data, 0..100_000);
+            let (received, _) = send_all(py, &mut out);
+            assert_eq!(received.len(), 100_004);
+            assert_eq!(refcnt(&data), before);
+            assert!(out.spare.capacity() > 0 && out.spare.capacity() <= KEEP_CAPACITY);
+            out.push(&vec![b'z'; 4 * KEEP_CAPACITY]);
+            out.clear();
+            assert!(out.spare.capacity() <= KEEP_CAPACITY, "a big buffer was kept");
+        });
+    }
+}
