@@ -387,9 +387,9 @@ def _valid_params():
                 yield pytest.param(worker_class, name, mode, id=f"{worker_class}-{name}-{mode}")
 
 
-# Bug 2 is a race inside the async worker: a request followed by the FIN is unanswered
+# Bug 2 was a race inside the async worker: a request followed by the FIN went unanswered
 # nearly every time, not every time. Its variants try three times, each time required to
-# be answered, so that the strict xfail does not flap while the bug is there.
+# be answered, so that the bug shows again even if it comes back intermittent.
 FIN_TRIES = 3
 
 
