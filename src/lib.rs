@@ -6,7 +6,8 @@
 //! - [`listener`]: `--bind` addresses and the sockets the master binds once.
 //! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
 //! - [`worker`]: a worker's boot (signals, app import) and the `sync` and `async` loops.
-//! - [`http`]: HTTP/1.1 bytes: request heads, body decoding, response heads. No I/O, no Python.
+//! - [`http`]: HTTP/1.1 bytes: request heads and their limits, body decoding, response heads.
+//!   No I/O, no Python.
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.
 //! - [`hooks`]: gunicorn's server hooks from the config file.

@@ -387,9 +387,20 @@ def _valid_params():
                 yield pytest.param(worker_class, name, mode, id=f"{worker_class}-{name}-{mode}")
 
 
+# Bug 2 was a race inside the async worker: a request followed by the FIN went unanswered
+# nearly every time, not every time. Its variants try three times, each time required to
+# be answered, so that the bug shows again even if it comes back intermittent.
+FIN_TRIES = 3
+
+
 @pytest.mark.parametrize("worker_class, name, mode", list(_valid_params()))
 def test_valid(servers, worker_class, name, mode):
-    check = partial(check_valid, servers, worker_class, name, mode)
+    tries = FIN_TRIES if worker_class == "async" and mode.endswith("+fin") else 1
+
+    def check():
+        for _ in range(tries):
+            check_valid(servers, worker_class, name, mode)
+
     recorded(worker_class, "valid", name, mode, check)
 
 

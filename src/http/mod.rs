@@ -1,4 +1,5 @@
-//! HTTP/1.1 as bytes: request heads, body framing, chunked decoding, response heads.
+//! HTTP/1.1 as bytes: request heads and their limits, body framing, chunked decoding,
+//! response heads.
 //!
 //! Nothing here does I/O or knows about Python. Parsers take the bytes received so far
 //! and answer `Ok(None)` when they need more (STYLE.md point 4); every error maps to one

@@ -710,6 +710,26 @@ mod tests {
         assert_eq!(verdict(&input, &Limits::default()), Err(431));
     }
 
+    /// Limits come from settings, and settings can be huge: `usize::MAX` everywhere once
+    /// sized httparse's slots (a capacity-overflow panic) and overflowed `request_line + 2`.
+    #[test]
+    fn regression_huge_limits_parse_without_overflow() {
+        let huge = Limits {
+            request_line: usize::MAX,
+            fields: usize::MAX,
+            field_size: usize::MAX,
+            ..Limits::default()
+        };
+        let heads: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: 1\r\n",
+            b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ];
+        for head in heads {
+            assert!(verdict(head, &huge).is_ok(), "{head:?}");
+        }
+    }
+
     /// Heads at, just under and just over each limit, with malformed lines before and after
     /// the long one, so that which error comes first is tested too.
     fn limit_heads() -> Vec<Vec<u8>> {
