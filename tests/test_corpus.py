@@ -438,7 +438,8 @@ def _field_of(length: int) -> tuple[str, str]:
 # (gunicorn setting, value) -> heads at, just under and just over the limit it means.
 LIMIT_CASES = {
     ("limit_request_line", 20): [_head(_line_of(n)) for n in (19, 20, 21, 200)],
-    ("limit_request_line", 0): [_head(_line_of(n)) for n in (4094, 8190, 9000)],
+    # Issue 9 item 6: 0 is no limit of its own (a 10,000-byte URL was 414, gunicorn: 200).
+    ("limit_request_line", 0): [_head(_line_of(n)) for n in (4094, 8190, 9000, 10_000, 100_000)],
     ("limit_request_fields", 2): [_head(fields=[("A", "1")] * n) for n in (0, 1, 2, 3)],
     ("limit_request_fields", 0): [_head(fields=[("A", "1")] * n) for n in (99, 100, 101, 300)],
     ("limit_request_field_size", 20): [_head(fields=[_field_of(n)]) for n in (19, 20, 21, 40)],
