@@ -68,6 +68,8 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
         return check_config(py, &config);
     }
     hooks::configure(py, &config);
+    // gunicorn's Arbiter sets its worker count, `old` None, before `on_starting`.
+    hooks::call(py, hooks::Hook::NworkersChanged, (config.workers, None::<usize>));
     hooks::call(py, hooks::Hook::OnStarting, (config.workers,));
     if config.daemon {
         match process::daemonize(py, config.enable_stdio_inheritance) {
@@ -276,6 +278,7 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(settings_markdown, m)?)?;
     m.add_function(wrap_pyfunction!(log_line, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::requests_handled, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;
     m.add_function(wrap_pyfunction!(wsgi::test_panic::panic_after_app, m)?)?;
