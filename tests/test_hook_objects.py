@@ -292,3 +292,45 @@ def test_regression_cfg_follows_the_command_line_as_gunicorn_does(tmp_path):
     assert {n: (ours.get(n), kind) for n, kind in theirs.items() if ours.get(n) != kind} == {}
     assert seen["ferricorn"] == seen["gunicorn"]
     assert seen["ferricorn"]["cfg"]["worker_class_str"] == "gthread"
+
+
+def test_regression_hup_calls_nworkers_changed_before_on_reload(tmp_path):
+    """gunicorn's HUP sets the worker count from the new settings (``nworkers_changed``,
+    even with the count unchanged), then calls ``on_reload``; authentik's hooks rely on
+    the order to hand the ids out again."""
+    seen = {}
+    for name in SERVERS:
+        record = tmp_path / f"{name}-hup.jsonl"
+        server = Server(
+            ["-c", str(RECORDER), "-b", "127.0.0.1:0", APP],
+            command=SERVERS[name],
+            env={"HOOK_RECORD": str(record)},
+        )
+        try:
+            server.wait_ready(workers=2)
+            wait_for(
+                lambda r=record: len(calls(read_records(r), "post_worker_init")) >= 2,
+                DEADLINE,
+                f"{name}: two workers",
+            )
+            server.signal(signal.SIGHUP)
+            wait_for(
+                lambda r=record: len(calls(read_records(r), "post_worker_init")) >= 4,
+                DEADLINE,
+                f"{name}: the workers HUP starts",
+            )
+        finally:
+            server.stop()
+        records = read_records(record)
+        master = [
+            (r["hook"], r.get("new"), r.get("old"))
+            for r in records
+            if r["process"] == server.pid and r["hook"] not in ("pre_fork", "child_exit")
+        ]
+        reload_ids = [r["worker_id"] for r in calls(records, "post_fork")[2:4]]
+        seen[name] = {"master": master[:5], "reload_ids": sorted(reload_ids)}
+    assert seen["ferricorn"] == seen["gunicorn"]
+    assert seen["ferricorn"]["master"][3:5] == [
+        ("nworkers_changed", 2, 2),
+        ("on_reload", None, None),
+    ]
