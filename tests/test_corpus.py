@@ -123,30 +123,6 @@ VALID = sorted(VALID_CASES + [f"{name}+host" for name in WITHOUT_HOST])
 RESULTS: dict[tuple[str, str, str], dict[str, bool]] = {}
 
 
-def _keeps_alive(request: dict) -> bool:
-    """Whether the request leaves the connection open (RFC 9112 §9.3)."""
-    tokens = [v.lower() for k, v in request["headers"] if k == "CONNECTION"]
-    if "close" in tokens:
-        return False
-    return tuple(request["version"]) >= (1, 1) or "keep-alive" in tokens
-
-
-def fin_unanswered(worker_class: str, name: str, mode: str) -> bool:
-    """Bug 2 (fixed on branch async): the async worker does not answer a keep-alive request
-    that the client's FIN follows. These are the variants that meet it: a valid case, with
-    a FIN, where every request is served and the last one keeps the connection open."""
-    if worker_class != "async" or not mode.endswith("+fin"):
-        return False
-    base, added = name.removesuffix("+host"), name.endswith("+host")
-    requests = CORPUS["valid"][base]["requests"]
-    if base in DECIDED_400 or (not added and any(map(_lacks_host, requests))):
-        return False
-    return _keeps_alive(requests[-1])
-
-
-BUG_2 = pytest.mark.xfail(strict=True, reason="bug 2, fixed on branch async")
-
-
 @pytest.fixture(scope="module")
 def servers():
     """The echo server for a worker class and a case's cfg: one per distinct pair, started on
@@ -408,10 +384,7 @@ def _valid_params():
     for worker_class in WORKER_CLASSES:
         for name in VALID:
             for mode in MODES:
-                marks = [BUG_2] if fin_unanswered(worker_class, name, mode) else []
-                yield pytest.param(
-                    worker_class, name, mode, marks=marks, id=f"{worker_class}-{name}-{mode}"
-                )
+                yield pytest.param(worker_class, name, mode, id=f"{worker_class}-{name}-{mode}")
 
 
 @pytest.mark.parametrize("worker_class, name, mode", list(_valid_params()))
@@ -491,13 +464,9 @@ def test_limit_same_answer_however_the_bytes_arrive(servers, worker_class, setti
 # --- summary ----------------------------------------------------------------------------------
 
 
-def _expected_to_fail(worker_class, kind, name, mode) -> bool:
-    return kind == "valid" and fin_unanswered(worker_class, name, mode)
-
-
 def _tally(worker_class, kind, names, mode):
-    """(passed, failed as expected, failed) for one worker class, kind and mode."""
-    passed = xfailed = failed = 0
+    """(passed, failed) for one worker class, kind and mode."""
+    passed = failed = 0
     failures = []
     for name in names:
         outcome = RESULTS.get((worker_class, kind, name), {})
@@ -505,12 +474,10 @@ def _tally(worker_class, kind, names, mode):
             continue
         if outcome[mode]:
             passed += 1
-        elif _expected_to_fail(worker_class, kind, name, mode):
-            xfailed += 1
         else:
             failed += 1
             failures.append(f"{worker_class}:{kind}/{name}({mode})")
-    return (passed, xfailed, failed), failures
+    return (passed, failed), failures
 
 
 def summary_lines() -> list[str]:
@@ -524,11 +491,9 @@ def summary_lines() -> list[str]:
         for kind, names in [("valid", VALID), ("invalid", INVALID)]:
             counts = []
             for mode in MODES:
-                (passed, xfailed, failed), fails = _tally(worker_class, kind, names, mode)
+                (passed, failed), fails = _tally(worker_class, kind, names, mode)
                 failures += fails
                 text = f"{mode} {passed}/{len(names)}"
-                if xfailed:
-                    text += f" (+{xfailed} xfail bug 2)"
                 if failed:
                     text += f" ({failed} FAILED)"
                 counts.append(text)
@@ -562,6 +527,6 @@ def test_corpus_counts():
         f"{worker_class}:{kind}/{name}({mode})"
         for (worker_class, kind, name), outcome in RESULTS.items()
         for mode, ok in outcome.items()
-        if not ok and not _expected_to_fail(worker_class, kind, name, mode)
+        if not ok
     ]
     assert failing == [], "\n".join(summary_lines())
