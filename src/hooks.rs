@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::config::{Config, OPTIONS};
+use crate::config::{Config, GUNICORN_ONLY, OPTIONS};
 use crate::listener::{Listener, LocalAddr};
 
 /// The hooks, in gunicorn's order.
@@ -233,6 +233,15 @@ fn settings<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, PyDict
                 }
             }
             (_, many) => dict.set_item(spec.name, PyList::new(py, many)?)?,
+        }
+    }
+    // gunicorn settings ferricorn lacks read as the config file set them.
+    for setting in GUNICORN_ONLY {
+        let values: Vec<&str> = config.raw.all(setting.name).collect();
+        match values.as_slice() {
+            [] => {}
+            [one] => dict.set_item(setting.name, *one)?,
+            many => dict.set_item(setting.name, PyList::new(py, many)?)?,
         }
     }
     if !config.raw.has("bind") {

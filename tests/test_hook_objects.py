@@ -334,3 +334,37 @@ def test_regression_hup_calls_nworkers_changed_before_on_reload(tmp_path):
         ("nworkers_changed", 2, 2),
         ("on_reload", None, None),
     ]
+
+
+CONFIG_FILE = """\
+import sys
+
+sys.path.insert(0, TESTS)
+from dropin.hook_recorder import *  # noqa: F403 - the recorder's hooks
+
+backlog = 64
+preload_app = True
+max_requests_jitter = 5
+raw_env = ["HOOKS=1", "MORE=2"]
+secure_scheme_headers = {"X-PROTO": "https"}
+forwarded_allow_ips = "*"
+tmp_upload_dir = "/tmp/uploads"
+"""
+
+
+def test_regression_cfg_reads_a_config_files_values_as_gunicorn_does(tmp_path):
+    conf = tmp_path / "hooks.conf.py"
+    conf.write_text(CONFIG_FILE.replace("TESTS", repr(str(TESTS_DIR)), 1))
+    seen = {}
+    for name in SERVERS:
+        server = when_ready(name, ["-c", str(conf), "-b", "127.0.0.1:0", APP], tmp_path)
+        seen[name] = server["cfg"]
+    ours, theirs = seen["ferricorn"], seen["gunicorn"]
+    assert {
+        n: (ours["types"].get(n), t)
+        for n, t in theirs["types"].items()
+        if ours["types"].get(n) != t
+    } == {}
+    assert ours["values"] == theirs["values"]
+    assert ours["values"]["tmp_upload_dir"] == "/tmp/uploads"
+    assert ours["values"]["secure_scheme_headers"] == {"X-PROTO": "https"}

@@ -11,7 +11,6 @@ the ones ferricorn works out itself (workers from ``$WEB_CONCURRENCY``, binds fr
 
 from __future__ import annotations
 
-import ast
 import os
 import ssl
 
@@ -181,11 +180,12 @@ def _coerce(name: str, value):
             items = [part.strip() for item in items for part in str(item).split(",")]
             items = [part for part in items if part]
         return items
-    if isinstance(default, dict) and isinstance(value, str):
-        try:
-            return ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return value
+    if isinstance(default, dict):
+        # A config file's dict reaches ferricorn as KEY=VALUE texts.
+        items = value if isinstance(value, list) else [value]
+        if all(isinstance(item, str) and "=" in item for item in items):
+            return dict(item.split("=", 1) for item in items)
+        return {}  # `secure_scheme_headers = {}`: ferricorn's "none trusted" marker
     return value
 
 
