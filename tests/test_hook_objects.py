@@ -381,3 +381,38 @@ def test_regression_cfg_reads_a_config_files_values_as_gunicorn_does(tmp_path):
     assert ours["values"] == theirs["values"]
     assert ours["values"]["tmp_upload_dir"] == "/tmp/uploads"
     assert ours["values"]["secure_scheme_headers"] == {"X-PROTO": "https"}
+
+
+def test_regression_worker_int_gets_the_worker_on_a_fast_stop(tmp_path):
+    """INT to the master: each worker runs ``worker_int`` with its own ``worker``, then
+    ``worker_exit``."""
+    seen = {}
+    for name in SERVERS:
+        record = tmp_path / f"{name}-int.jsonl"
+        server = Server(
+            ["-c", str(RECORDER), "-b", "127.0.0.1:0", "-w", "1", APP],
+            command=SERVERS[name],
+            env={"HOOK_RECORD": str(record)},
+        )
+        try:
+            server.wait_ready()
+            wait_for(lambda r=record: calls(read_records(r), "post_worker_init"), DEADLINE, name)
+            assert get(server.port, "/").endswith(b"ok")
+            server.signal(signal.SIGINT)
+            server.wait_exit()
+        finally:
+            server.stop()
+        records = read_records(record)
+        (interrupted,) = calls(records, "worker_int")
+        worker = interrupted["worker"]
+        seen[name] = {
+            "own": worker["pid"] == interrupted["process"],
+            "ppid": worker["ppid"] == server.pid,
+            "age": worker["age"],
+            "alive": worker["alive"],
+            "nr": worker["nr"],
+            "id": interrupted["worker_id"],
+            "then": [r["hook"] for r in records if r["process"] == interrupted["process"]][-2:],
+        }
+    assert seen["ferricorn"] == seen["gunicorn"]
+    assert seen["ferricorn"]["then"] == ["worker_int", "worker_exit"]

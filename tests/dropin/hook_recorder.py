@@ -199,3 +199,7 @@ def worker_exit(server, worker):
 
 def on_exit(server):
     _record("on_exit", server=_safe(_server, server))
+
+
+def worker_int(worker):
+    _record("worker_int", worker=_safe(_worker, worker), worker_object=worker)
