@@ -19,8 +19,9 @@
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`exit`]: exit codes shared by master and workers.
 //!
-//! The Python package (`python/ferricorn`) holds the console script, the app loader and
-//! the worker's timeout handler; `ferricorn.__main__` calls [`run`].
+//! The Python package (`python/ferricorn`) holds the console script, the app loader, the
+//! objects server hooks are handed (`_hooks`, `_settings`: gunicorn's `Arbiter`, `Worker`,
+//! `Request`, `Config`) and the worker's timeout handler; `ferricorn.__main__` calls [`run`].
 
 pub mod arbiter;
 pub mod config;

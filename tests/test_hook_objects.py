@@ -416,3 +416,20 @@ def test_regression_worker_int_gets_the_worker_on_a_fast_stop(tmp_path):
         }
     assert seen["ferricorn"] == seen["gunicorn"]
     assert seen["ferricorn"]["then"] == ["worker_int", "worker_exit"]
+
+
+def test_cfg_defaults_table_is_gunicorns():
+    """``ferricorn._settings.DEFAULTS`` is gunicorn 27's list of settings and defaults."""
+    from ferricorn import _settings
+    from gunicorn import config as gunicorn_config
+
+    theirs = gunicorn_config.Config().settings
+    assert set(_settings.DEFAULTS) | set(_settings.HOOK_SETTINGS) == set(theirs)
+    assert set(_settings.HOOK_SETTINGS) == {n for n, s in theirs.items() if callable(s.get())}
+    machine = {"chdir", "user", "group", "control_socket"}  # filled in at start
+    differing = {
+        name: (value, theirs[name].get())
+        for name, value in _settings.DEFAULTS.items()
+        if name not in machine and value != theirs[name].get()
+    }
+    assert differing == {}
