@@ -118,7 +118,7 @@ struct Halt {
 
 /// A worker as the master tracks it.
 struct Worker {
-    /// Birth order, as gunicorn's `age`: TTOU retires the oldest.
+    /// Birth order from 1, as gunicorn's `age`: TTOU retires the oldest.
     age: u64,
     generation: u64,
     heartbeat: Heartbeat,
@@ -197,7 +197,7 @@ impl Arbiter {
             config,
             start,
             workers: BTreeMap::new(),
-            next_age: 0,
+            next_age: 1,
             serving: Generation::new(0)?,
             pending: None,
             last_generation: 0,
@@ -219,6 +219,7 @@ impl Arbiter {
             tracing::info!("Listening at: {} ({pid})", listener.local);
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
+        Python::attach(|py| hooks::set_listeners(py, &self.start.listeners));
         hooks::call_attached(Hook::WhenReady, (self.num_workers,));
         if let Err(halt) = self.start_generation() {
             return self.halt(halt);
@@ -245,12 +246,11 @@ impl Arbiter {
         halt.code
     }
 
-    /// TTIN, TTOU, WINCH and HUP change the worker count; `nworkers_changed` hears of it.
+    /// TTIN, TTOU, WINCH and HUP set the worker count; `nworkers_changed` hears of each,
+    /// even one that keeps the count (HUP), as in gunicorn.
     fn set_num_workers(&mut self, count: usize) {
         let old = std::mem::replace(&mut self.num_workers, count);
-        if old != count {
-            hooks::call_attached(Hook::NworkersChanged, (count, old));
-        }
+        hooks::call_attached(Hook::NworkersChanged, (count, old));
     }
 
     /// Everything the master checks on each pass, signal or not.
@@ -310,10 +310,10 @@ impl Arbiter {
             Signal::Reload => self.handle_hup()?,
             Signal::Reexec => self.handle_usr2(),
             Signal::Incr => self.set_num_workers(self.num_workers + 1),
-            Signal::Decr => self.set_num_workers(self.num_workers.saturating_sub(1).max(1)),
+            Signal::Decr if self.num_workers > 1 => self.set_num_workers(self.num_workers - 1),
             Signal::ReopenLogs => self.handle_usr1(),
             Signal::StopWorkers => self.handle_winch(),
-            Signal::Stop { .. } | Signal::ChildExited | Signal::WorkerBooted => {}
+            Signal::Decr | Signal::Stop { .. } | Signal::ChildExited | Signal::WorkerBooted => {}
         }
         Ok(())
     }
@@ -343,8 +343,9 @@ impl Arbiter {
                  changes are not picked up: use USR2 to start a master with the new code"
             );
         }
-        hooks::call_attached(Hook::OnReload, (self.num_workers,));
+        // gunicorn sets the count from the new settings before `on_reload`.
         self.set_num_workers(self.config.workers);
+        hooks::call_attached(Hook::OnReload, (self.num_workers,));
         self.reload()
     }
 
@@ -651,6 +652,7 @@ impl Arbiter {
         });
         match forked {
             Ok(Some(pid)) => {
+                Python::attach(|py| hooks::forked(py, pid));
                 let worker = Worker { age, generation, heartbeat, retiring: None, aborted: None };
                 self.workers.insert(pid, worker);
                 self.next_age += 1;

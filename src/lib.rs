@@ -20,8 +20,9 @@
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`exit`]: exit codes shared by master and workers.
 //!
-//! The Python package (`python/ferricorn`) holds the console script, the app loader and
-//! the worker's timeout handler; `ferricorn.__main__` calls [`run`].
+//! The Python package (`python/ferricorn`) holds the console script, the app loader, the
+//! objects server hooks are handed (`_hooks`, `_settings`: gunicorn's `Arbiter`, `Worker`,
+//! `Request`, `Config`) and the worker's timeout handler; `ferricorn.__main__` calls [`run`].
 
 pub mod arbiter;
 pub mod config;
@@ -69,6 +70,8 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
         return check_config(py, &config);
     }
     hooks::configure(py, &config);
+    // gunicorn's Arbiter sets its worker count, `old` None, before `on_starting`.
+    hooks::call(py, hooks::Hook::NworkersChanged, (config.workers, None::<usize>));
     hooks::call(py, hooks::Hook::OnStarting, (config.workers,));
     if config.daemon {
         match process::daemonize(py, config.enable_stdio_inheritance) {
@@ -277,6 +280,7 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(settings_markdown, m)?)?;
     m.add_function(wrap_pyfunction!(log_line, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::requests_handled, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;
     m.add_function(wrap_pyfunction!(wsgi::test_panic::panic_after_app, m)?)?;

@@ -72,7 +72,10 @@ def test_unmodified_gunicorn_conf_py_takes_effect(server_factory, tmp_path):
     lines = marks.read_text().splitlines()
     assert f"when_ready {srv.pid} 2" in lines  # when_ready, with the master's pid
     forked = [line.split() for line in lines if line.startswith("post_fork")]
-    assert sorted(int(age) for _, _, age in forked) == [0, 1]  # post_fork, once per worker
+    assert sorted(int(age) for _, _, age in forked) == [
+        1,
+        2,
+    ]  # post_fork, once per worker (ages from 1)
     assert {int(pid) for _, pid, _ in forked} == set(srv.worker_pids())
     mark = srv.log_mark()
     srv.exchange(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n", timeout=30)

@@ -155,7 +155,7 @@ fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop, Vec
     if let Some(fd) = ctx.reload_feed {
         report_source_files(py, fd);
     }
-    hooks::call(py, Hook::PostWorkerInit, (std::process::id(), ctx.age));
+    hooks::call(py, Hook::PostWorkerInit, (std::process::id(), ctx.age, app.bind(py)));
     ctx.pulse.booted();
     // SAFETY: one byte from a stack value into the master's (non-blocking) pipe.
     unsafe { libc::write(ctx.master_wake, [BOOTED_BYTE].as_ptr().cast(), 1) };

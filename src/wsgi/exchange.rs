@@ -133,7 +133,7 @@ impl Exchange {
                 .flatten(),
             error_status: None,
         };
-        hooks::call(py, Hook::PreRequest, (&environ,));
+        hooks::request_started(py, &environ);
         exchange.body = match app.call1((environ, exchange.start.bind(py))) {
             Err(err) => Body::Failed(err),
             Ok(iterable) => match exchange.body_of(py, iterable) {
