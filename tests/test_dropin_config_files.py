@@ -93,6 +93,14 @@ def test_a_setting_ferricorn_lacks_is_one_warning_and_the_rest_applies():
     assert "docs/migrating.md" in found[0]
 
 
+def test_regression_config_file_imports_from_the_working_directory():
+    """gunicorn puts the working directory on sys.path before it runs the config file, so a
+    file may import its settings from a module next to the app; ferricorn failed to load it."""
+    servers = serve_both(["-c", str(DROPIN / "split_config.py"), APP])
+    for name, server in servers.items():
+        assert server.stderr.count("Booting worker with pid") == 2, (name, server.stderr)
+
+
 def test_gunicorn_settings_list_is_gunicorn_27s():
     names = {setting.name for setting in gunicorn_config.KNOWN_SETTINGS}
     assert set(_config.GUNICORN_SETTINGS) == names, set(_config.GUNICORN_SETTINGS) ^ names

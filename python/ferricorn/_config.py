@@ -14,6 +14,7 @@ import logging
 import logging.config
 import os
 import runpy
+import sys
 import traceback
 
 # gunicorn's server hooks and how many arguments each takes.
@@ -107,6 +108,11 @@ def read_file(spec: str, known: list[str]) -> dict:
 
 
 def _execute(spec: str) -> dict:
+    # gunicorn puts the working directory on sys.path before it reads the file (its
+    # Application.chdir), so a config may import its settings from next to the app.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         if spec.startswith("python:"):
             module = importlib.import_module(spec[len("python:") :])
