@@ -25,6 +25,8 @@ struct Bridge {
     access: Py<PyAny>,
     /// `reopen()`: USR1, the logger's `reopen_files()`.
     reopen: Py<PyAny>,
+    /// `app_error("GET /path", exception)`: the logger's `exception(...)` for an app's failure.
+    app_error: Py<PyAny>,
 }
 
 static BRIDGE: OnceLock<Bridge> = OnceLock::new();
@@ -59,7 +61,12 @@ pub fn install(py: Python<'_>, config: &Config) -> PyResult<()> {
     }
     crate::log::init(python_level(level.extract()?));
     let entry = |name: &str| module.getattr(name).map(Bound::unbind);
-    let bridge = Bridge { log: entry("log")?, access: entry("access")?, reopen: entry("reopen")? };
+    let bridge = Bridge {
+        log: entry("log")?,
+        access: entry("access")?,
+        reopen: entry("reopen")?,
+        app_error: entry("app_error")?,
+    };
     let _ = BRIDGE.set(bridge);
     Ok(())
 }
@@ -89,6 +96,20 @@ pub fn write_line(level: LogLevel, message: &str) -> bool {
             }
         }
     })
+}
+
+/// An app's exception, as gunicorn logs it: `log.exception("Error handling request %s
+/// %s", method, uri)`, so the record's `exc_info` is the app's error. `false` when Python
+/// logging is off or the call failed.
+pub fn app_error(py: Python<'_>, request: &str, err: &PyErr) -> bool {
+    let Some(bridge) = BRIDGE.get() else { return false };
+    match bridge.app_error.call1(py, (request, err.value(py))) {
+        Ok(_) => true,
+        Err(e) => {
+            e.print(py);
+            false
+        }
+    }
 }
 
 /// What gunicorn's `Logger.access` is given for one response.

@@ -1,6 +1,7 @@
 """Logging pieces the Python-logging tests configure on ferricorn and gunicorn alike: a
 handler that writes each record as one JSON line, and a gunicorn Logger subclass with its
-own ``access``, as projects that ship a ``logger_class`` write them."""
+own ``access``, as projects that ship a ``logger_class`` write them; and an app that
+fails."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class JsonLinesHandler(logging.Handler):
             "message": record.getMessage(),
             "args": sorted(args) if isinstance(args, dict) else None,
             "args_type": type(args).__name__,
+            "exc": type(record.exc_info[1]).__name__ if record.exc_info else None,
         }
         with open(self.filename, "a") as f:
             f.write(json.dumps(line) + "\n")
@@ -55,3 +57,8 @@ class AccessCountingLogger(glogging.Logger):
         with open(os.environ["PYLOG_ACCESS_FILE"], "a") as f:
             f.write(json.dumps({"reopened": os.getpid()}) + "\n")
         super().reopen_files()
+
+
+def failing_app(environ, start_response):
+    """Raises before its headers, so both servers log the error and answer 500."""
+    raise ValueError(f"failing on {environ['PATH_INFO']}")

@@ -244,3 +244,29 @@ def test_regression_usr1_reopens_the_python_log_files(tmp_path, worker_class):
         assert "/before" in moved.read_text()
     finally:
         server.stop()
+
+
+def app_error_records(name: str, tmp_path: Path) -> list[dict]:
+    records = tmp_path / f"{name}.errors.jsonl"
+    config = logconfig_dict(records, ["gunicorn.error"])
+    conf = write_config(tmp_path / f"{name}.conf.py", logconfig_dict=config)
+    server = Server(
+        ["--bind", "127.0.0.1:0", "-c", str(conf), "pylog_helper:failing_app"],
+        command=SERVERS[name],
+    )
+    failed = lambda: count(lambda r: r["level"] == "ERROR", records) > 0  # noqa: E731
+    try:
+        server.wait_ready()
+        assert server.get("/raise").status == 500
+        wait_for(failed, SOCKET_TIMEOUT, f"{name}'s error record")
+    finally:
+        server.stop()
+    return [r for r in json_lines(records) if r["level"] == "ERROR"]
+
+
+def test_regression_app_exception_is_logged_with_exc_info_as_gunicorn(tmp_path):
+    got = {name: app_error_records(name, tmp_path) for name in SERVERS}
+    for name, records in got.items():
+        assert [(r["msg"], r["message"], r["exc"]) for r in records] == [
+            ("Error handling request %s %s", "Error handling request GET /raise", "ValueError")
+        ], name

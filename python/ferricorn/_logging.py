@@ -113,12 +113,9 @@ class SafeAtoms(dict):
     """gunicorn's: ``"`` escaped in strings, a missing atom is ``-``."""
 
     def __init__(self, atoms):
-        dict.__init__(self)
-        for key, value in atoms.items():
-            if isinstance(value, str):
-                self[key] = value.replace('"', '\\"')
-            else:
-                self[key] = value
+        # The dict gunicorn's loop of item assignments builds, in one comprehension.
+        escaped = {k: v.replace('"', '\\"') if isinstance(v, str) else v for k, v in atoms.items()}
+        dict.__init__(self, escaped)
 
     def __getitem__(self, k):
         if k.startswith("{"):
@@ -433,6 +430,15 @@ def access(status, headers, sent, request_headers, environ, micros) -> None:
     logger.access(
         Response(status, headers, sent), Request(request_headers, environ), environ, request_time
     )
+
+
+def app_error(request: str, exc: BaseException) -> None:
+    """An app's exception, as gunicorn's workers log it (``request`` is ``GET /path``)."""
+    method, _, uri = request.partition(" ")
+    if uri:
+        logger.exception("Error handling request %s %s", method, uri, exc_info=exc)
+    else:
+        logger.exception("Error handling request %s", request, exc_info=exc)
 
 
 def reopen() -> None:
