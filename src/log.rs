@@ -64,9 +64,13 @@ impl LogLevel {
 /// The threshold, changeable after start (the config is read after logging begins).
 static THRESHOLD: AtomicUsize = AtomicUsize::new(LogLevel::Info as usize);
 
-/// Installs the subscriber once per process; later calls only change the level.
+/// Installs the subscriber once per process; later calls only change the level. Once the
+/// logs go through Python, the level is the `gunicorn.error` logger's and stays (HUP's
+/// `--log-level` does not override the logging config).
 pub fn init(level: LogLevel) {
-    THRESHOLD.store(level as usize, Ordering::Relaxed);
+    if !crate::pylog::active() {
+        THRESHOLD.store(level as usize, Ordering::Relaxed);
+    }
     let _ = tracing::subscriber::set_global_default(ErrorLog);
 }
 

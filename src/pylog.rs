@@ -59,6 +59,7 @@ pub fn install(py: Python<'_>, config: &Config) -> PyResult<()> {
     if level.is_none() {
         return Ok(());
     }
+    // Before the bridge is set: from then on `log::init` leaves the level alone.
     crate::log::init(python_level(level.extract()?));
     let entry = |name: &str| module.getattr(name).map(Bound::unbind);
     let bridge = Bridge {

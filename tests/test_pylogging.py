@@ -270,3 +270,24 @@ def test_regression_app_exception_is_logged_with_exc_info_as_gunicorn(tmp_path):
         assert [(r["msg"], r["message"], r["exc"]) for r in records] == [
             ("Error handling request %s %s", "Error handling request GET /raise", "ValueError")
         ], name
+
+
+def test_regression_hup_keeps_the_logging_config_level(tmp_path):
+    """The dict's INFO for gunicorn.error wins over --log-level warning, after HUP too: the
+    new generation's Booting lines still come through."""
+    records = tmp_path / "records.jsonl"
+    config = logconfig_dict(records, ["gunicorn.error", "gunicorn.access"])
+    conf = write_config(tmp_path / "conf.py", logconfig_dict=config)
+    server = Server(["--bind", "127.0.0.1:0", "--log-level", "warning", "-c", str(conf), APP])
+
+    def booted() -> int:
+        return count(lambda r: r["message"].startswith("Booting worker"), records)
+
+    try:
+        server.wait_ready()
+        server.signal(signal.SIGHUP)
+        wait_for(lambda: booted() >= 2, SOCKET_TIMEOUT, "the new generation's Booting line")
+        assert server.get("/after-hup").status == 200
+        wait_for(lambda: count(is_access, records) == 1, SOCKET_TIMEOUT, "the access record")
+    finally:
+        server.stop()
