@@ -1,5 +1,5 @@
-"""The Python side of the settings: gunicorn-style config files, server hooks, Paste and
-Python's logging configuration.
+"""The Python side of the settings: gunicorn-style config files, server hooks and Paste.
+Python's logging configuration is applied by ``ferricorn._logging``.
 
 The Rust side (``src/config/``) owns every setting it can hold as text; it asks this
 module for a config file's values (:func:`read_file`) and keeps hooks, dicts and other
