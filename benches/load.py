@@ -7,7 +7,9 @@ Run on demand, never in ``make test``: ``.venv/bin/python benches/load.py [optio
 What it does:
 
 - Servers (``--servers``, default all): ``ferricorn-async``, ``ferricorn-async-log`` (the
-  same with ``--access-logfile`` to a file, for the cost of access logging), ``ferricorn-sync``,
+  same with ``--access-logfile`` to a file, for the cost of access logging),
+  ``ferricorn-async-pylog`` (the same file written through Python's ``logging``: a
+  ``--log-config-json`` giving ``gunicorn.access`` a FileHandler), ``ferricorn-sync``,
   ``gunicorn-sync``, ``gunicorn-gthread`` (always ``--threads 4``, as it is usually run) and
   ``granian`` (``--interface wsgi``), each with ``--workers`` processes (default 2) bound to
   127.0.0.1 on a free port.
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import platform
 import re
@@ -112,6 +115,29 @@ def _ferricorn(worker_class: str, *extra: str):
 # Where ferricorn-async-log writes its access log (a file, as in production; emptied
 # by each start since the file is opened for appending and may grow large).
 ACCESS_LOG = Path(tempfile.gettempdir()) / "ferricorn-bench-access.log"
+# ferricorn-async-pylog writes the same file through Python's logging: a --log-config-json
+# that gives gunicorn.access a FileHandler, the path gunicorn's logconfig users take.
+PYLOG_CONFIG = Path(tempfile.gettempdir()) / "ferricorn-bench-pylog.json"
+
+
+def pylog_config() -> dict:
+    return {
+        "version": 1,
+        "root": {"level": "WARNING", "handlers": []},
+        "formatters": {"message": {"format": "%(message)s"}},
+        "handlers": {
+            "access": {
+                "class": "logging.FileHandler",
+                "filename": str(ACCESS_LOG),
+                "formatter": "message",
+            },
+            "error": {"class": "logging.StreamHandler", "formatter": "message"},
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+    }
 
 
 def _gunicorn(worker_class: str):
@@ -133,6 +159,11 @@ SERVERS = {
     "ferricorn-async-log": Server(
         "ferricorn async+log", "ferricorn", _ferricorn("async", "--access-logfile", str(ACCESS_LOG))
     ),
+    "ferricorn-async-pylog": Server(
+        "ferricorn async+pylog",
+        "ferricorn",
+        _ferricorn("async", "--log-config-json", str(PYLOG_CONFIG)),
+    ),
     "ferricorn-sync": Server("ferricorn sync", "ferricorn", _ferricorn("sync")),
     "gunicorn-sync": Server("gunicorn sync", "gunicorn", _gunicorn("sync")),
     "gunicorn-gthread": Server("gunicorn gthread", "gunicorn", _gunicorn("gthread")),
@@ -140,7 +171,7 @@ SERVERS = {
 }
 # Servers whose thread setting applies to the `threaded` scenarios (granian's only when
 # the installed version has --blocking-threads: see `main`).
-THREADED = {"ferricorn-async", "ferricorn-async-log", "granian"}
+THREADED = {"ferricorn-async", "ferricorn-async-log", "ferricorn-async-pylog", "granian"}
 
 
 @dataclass
@@ -229,6 +260,7 @@ def measure(key: str, scenario_key: str, args) -> dict[int, Result]:
     argv = [str(BIN / server.executable), *server.flags(args.workers, port, threads)]
     argv.append(f"benches.apps:{scenario.app}")
     ACCESS_LOG.unlink(missing_ok=True)
+    PYLOG_CONFIG.write_text(json.dumps(pylog_config()))
     with Running(argv) as running:
         running.wait_ready(port)
         check_answer(port, scenario)

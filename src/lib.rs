@@ -18,6 +18,7 @@
 //! - [`pidfile`]: the `--pid` file.
 //! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
+//! - [`pylog`]: both logs through Python's `logging` when the config asks for it.
 //! - [`exit`]: exit codes shared by master and workers.
 //!
 //! The Python package (`python/ferricorn`) holds the console script, the app loader, the
@@ -34,6 +35,7 @@ pub mod listener;
 pub mod log;
 pub mod pidfile;
 pub mod process;
+pub mod pylog;
 pub mod reexec;
 pub mod reloader;
 pub mod signals;
@@ -252,9 +254,7 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error>
         let mut paths = vec![cwd];
         paths.extend(config.pythonpath.iter().cloned());
         py.import("ferricorn._loader")?.call_method1("prepend_paths", (paths,))?;
-        let logging = (config.logconfig.as_deref(), config.logconfig_json.as_deref());
-        py.import("ferricorn._config")?.call_method1("apply_logging", logging)?;
-        Ok(())
+        pylog::install(py, config)
     };
     python().map_err(|e| fail(e.value(py).to_string()))
 }

@@ -4,6 +4,7 @@
 //! event as one line with a single `write(2)` so lines from workers never interleave.
 //! The log goes to stderr, or to `--error-logfile`, which USR1 reopens in place: the new
 //! file is `dup2`'d onto the descriptor every writer uses, so no writer sees a gap.
+//! When the config asks for Python logging, lines go to [`crate::pylog`] instead.
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
@@ -49,7 +50,7 @@ impl LogLevel {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             LogLevel::Debug => "DEBUG",
             LogLevel::Info => "INFO",
@@ -63,9 +64,13 @@ impl LogLevel {
 /// The threshold, changeable after start (the config is read after logging begins).
 static THRESHOLD: AtomicUsize = AtomicUsize::new(LogLevel::Info as usize);
 
-/// Installs the subscriber once per process; later calls only change the level.
+/// Installs the subscriber once per process; later calls only change the level. Once the
+/// logs go through Python, the level is the `gunicorn.error` logger's and stays (HUP's
+/// `--log-level` does not override the logging config).
 pub fn init(level: LogLevel) {
-    THRESHOLD.store(level as usize, Ordering::Relaxed);
+    if !crate::pylog::active() {
+        THRESHOLD.store(level as usize, Ordering::Relaxed);
+    }
     let _ = tracing::subscriber::set_global_default(ErrorLog);
 }
 
@@ -221,14 +226,20 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-/// USR1: opens both log files afresh (after logrotate moved them) in this process.
+/// USR1: opens both log files afresh (after logrotate moved them) in this process, and
+/// the Python logger's files when it is in use (its `reopen_files()`).
 pub fn reopen() -> io::Result<()> {
+    crate::pylog::reopen();
     ERROR_LOG.reopen()?;
     ACCESS_LOG.reopen()
 }
 
-/// One formatted line (or block, for tracebacks) to the error log.
+/// One formatted line (or block, for tracebacks) to the error log; through Python's
+/// `logging` when the config asks for it ([`crate::pylog`]).
 pub fn write_line(level: LogLevel, message: &str) {
+    if crate::pylog::write_line(level, message) {
+        return;
+    }
     let mut line = String::with_capacity(48 + message.len());
     line.push('[');
     timestamp(&mut line);

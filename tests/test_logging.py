@@ -50,9 +50,12 @@ def test_without_capture_output_stdout_stays_stdout(server_factory, tmp_path):
 
 
 def _dict_config(target) -> dict:
+    """A config that starts on gunicorn too: merged over gunicorn's defaults, its own
+    ``handlers`` replace gunicorn's, so the default root (handler ``console``) is replaced."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "root": {"level": "WARNING", "handlers": []},
         "formatters": {"plain": {"format": "DICT %(name)s %(levelname)s %(message)s"}},
         "handlers": {
             "file": {"class": "logging.FileHandler", "filename": str(target), "formatter": "plain"}

@@ -1,5 +1,5 @@
-"""The Python side of the settings: gunicorn-style config files, server hooks, Paste and
-Python's logging configuration.
+"""The Python side of the settings: gunicorn-style config files, server hooks and Paste.
+Python's logging configuration is applied by ``ferricorn._logging``.
 
 The Rust side (``src/config/``) owns every setting it can hold as text; it asks this
 module for a config file's values (:func:`read_file`) and keeps hooks, dicts and other
@@ -9,7 +9,6 @@ Python objects here, where the code that calls them runs.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import logging.config
 import os
@@ -69,7 +68,7 @@ PYTHON_VALUED = frozenset({"logconfig_dict"})
 
 #: Hooks the config file defined, by name.
 hooks: dict = {}
-#: Python-valued settings the config file defined (logconfig_dict).
+#: Python-valued settings the config file defined (logconfig_dict, a logger_class class).
 objects: dict = {}
 
 
@@ -100,7 +99,7 @@ def read_file(spec: str, known: list[str]) -> dict:
             continue
         if name in HOOKS:
             hooks[name] = _check_hook(name, value)
-        elif name in PYTHON_VALUED:
+        elif name in PYTHON_VALUED or (name == "logger_class" and isinstance(value, type)):
             objects[name] = value
         elif name in known:
             values[name] = value
@@ -155,25 +154,6 @@ def call_hook(name: str, *args) -> None:
         from ferricorn import _ferricorn
 
         _ferricorn.log("error", f"Exception in {name} hook:\n{traceback.format_exc().rstrip()}")
-
-
-def apply_logging(logconfig: str | None, logconfig_json: str | None) -> None:
-    """``--log-config`` (ini), ``--log-config-json`` and ``logconfig_dict`` for the app's
-    Python logging, as gunicorn applies them."""
-    try:
-        if objects.get("logconfig_dict"):
-            logging.config.dictConfig(objects["logconfig_dict"])
-        if logconfig_json:
-            with open(logconfig_json) as f:
-                logging.config.dictConfig(json.load(f))
-        if logconfig:
-            defaults = {
-                "__file__": os.path.abspath(logconfig),
-                "here": os.path.dirname(os.path.abspath(logconfig)),
-            }
-            logging.config.fileConfig(logconfig, defaults, disable_existing_loggers=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"logging configuration failed: {exc}") from None
 
 
 def load_paste(path: str, name: str, global_conf: dict):

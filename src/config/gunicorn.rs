@@ -114,13 +114,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
         Sets("true"),
         Any,
     ),
-    row(
-        "logger_class",
-        "gunicorn.glogging.Logger",
-        &["logger-class"],
-        Value,
-        Values(&["gunicorn.glogging.Logger"]),
-    ),
     row("syslog_addr", "udp://localhost:514", &["log-syslog-to"], Value, Any),
     row("syslog", "false", &["log-syslog"], Sets("true"), FALSE),
     row("syslog_prefix", "", &["log-syslog-prefix"], Value, Any),
@@ -199,7 +192,6 @@ mod tests {
             ("control_socket_disable", "true", true),
             ("statsd_host", "localhost:8125", false),
             ("reload_engine", "poll", false),
-            ("logger_class", "gunicorn.glogging.Logger", true),
         ];
         for (name, value, want) in rows {
             assert_eq!(by_name(name).unwrap().is_harmless(value), want, "{name} = {value}");

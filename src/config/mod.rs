@@ -117,6 +117,8 @@ pub struct Config {
     /// Python logging configuration files (ini, JSON).
     pub logconfig: Option<PathBuf>,
     pub logconfig_json: Option<PathBuf>,
+    /// `--logger-class` other than gunicorn's default: the logs go through that Python class.
+    pub logger_class: Option<String>,
     /// `--check-config`, `--print-config`: answer, then exit.
     pub check_config: bool,
     pub print_config: bool,
@@ -295,6 +297,10 @@ impl Config {
             capture_output: raw.has("capture_output"),
             logconfig: raw.last("logconfig").map(PathBuf::from),
             logconfig_json: raw.last("logconfig_json").map(PathBuf::from),
+            logger_class: raw
+                .last("logger_class")
+                .filter(|c| !matches!(*c, "gunicorn.glogging.Logger" | "simple" | ""))
+                .map(str::to_owned),
             check_config: raw.has("check_config"),
             print_config: raw.has("print_config"),
             raw: raw.clone(),

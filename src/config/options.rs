@@ -98,7 +98,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Configure Python logging from an ini file (logging.config.fileConfig).",
         gunicorn: true,
         default: "none",
-        doc: "Python's `logging.config.fileConfig` file for the app's loggers, applied in the master before the app loads.",
+        doc: "Python's `logging.config.fileConfig` file, applied in the master before the app loads; the error and access logs then go through the `gunicorn.error` and `gunicorn.access` loggers, as in gunicorn.",
     },
     OptionSpec {
         name: "logconfig_json",
@@ -108,7 +108,17 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Configure Python logging from a JSON dictConfig file.",
         gunicorn: true,
         default: "none",
-        doc: "A JSON file for Python's `logging.config.dictConfig`. The config file's `logconfig_dict` is applied the same way.",
+        doc: "A JSON file for Python's `logging.config.dictConfig`, merged over gunicorn's default logging config as gunicorn does; the error and access logs then go through the `gunicorn.error` and `gunicorn.access` loggers. The config file's `logconfig_dict` works the same way and wins over this file, which wins over `--log-config`.",
+    },
+    OptionSpec {
+        name: "logger_class",
+        short: None,
+        long: &["logger-class"],
+        metavar: Some("STRING"),
+        help: "A gunicorn Logger class (pkg.mod.Class) for the error and access logs.",
+        gunicorn: true,
+        default: "`gunicorn.glogging.Logger`",
+        doc: "A subclass of gunicorn's `glogging.Logger` (or a class with its methods), as `pkg.mod.Class`: it is built once in the master with a gunicorn-style `cfg`, its `access(resp, req, environ, request_time)` is called for every response and its `error`/`info`/... for every error log line. The default (also `simple`) is ferricorn's native logs, unless `--log-config`, `--log-config-json` or `logconfig_dict` route both through Python's `logging` as gunicorn's Logger does. See [logging](index.md#logging).",
     },
     OptionSpec {
         name: "bind",

@@ -373,7 +373,8 @@ impl Conn {
         self.phase = match started {
             Ok(responding) => Phase::Respond(Box::new(responding)),
             Err(err) => {
-                wsgi::exchange::log_app_error(py, head.target(), &err);
+                let request = format!("{} {}", head.method(), head.target());
+                wsgi::exchange::log_app_error(py, &request, &err);
                 self.out.push(&wsgi::exchange::error_page(500));
                 Phase::Closing
             }

@@ -4,7 +4,8 @@
 //! `%({user-agent}i)s`, ...). It is parsed once into [`Piece`]s; each line is then
 //! rendered from the request's environ and the response, the way gunicorn's
 //! `glogging.Logger.atoms` and `SafeAtoms` do it: unknown atoms print `-`, and string
-//! values have `"` escaped as `\"`.
+//! values have `"` escaped as `\"`. When the logs go through Python, each response goes
+//! to [`crate::pylog::access`] instead, and gunicorn's own code renders it.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -57,9 +58,10 @@ pub fn set_format(format: &str) {
     }
 }
 
-/// Whether requests need what a log line is made from.
+/// Whether requests need what a log line is made from: the native log is on, or the
+/// logs go through Python, where gunicorn calls the logger's `access` for every response.
 pub fn enabled() -> bool {
-    FORMAT.get().is_some()
+    FORMAT.get().is_some() || crate::pylog::active()
 }
 
 /// What one line is made from.
@@ -75,8 +77,20 @@ pub struct Record<'a, 'py> {
     pub elapsed: Duration,
 }
 
-/// Writes the line for one response, if the access log is on.
+/// Writes the line for one response, if the access log is on; through the Python
+/// logger's `access` when the logs go through Python.
 pub fn write(record: &Record<'_, '_>) {
+    if crate::pylog::active() {
+        crate::pylog::access(&crate::pylog::Access {
+            environ: record.environ,
+            status: record.status,
+            headers: record.headers,
+            request_headers: record.request_headers,
+            sent: record.sent,
+            micros: record.elapsed.as_micros(),
+        });
+        return;
+    }
     let Some(pieces) = FORMAT.get() else { return };
     LINE.with_borrow_mut(|line| {
         line.clear();
@@ -107,7 +121,13 @@ pub fn flush() {
 
 /// The request headers the format names (lower-case names, latin-1 values), so that
 /// `{name}i` shows the last of repeated headers as gunicorn does, not the environ's join.
+/// Through Python, every header, names upper-case, as gunicorn's `req.headers`.
 pub fn capture(head: &Head) -> Vec<(String, String)> {
+    let latin1 = |value: &[u8]| value.iter().map(|&b| b as char).collect();
+    if crate::pylog::active() {
+        let upper = |name: &[u8]| String::from_utf8_lossy(name).to_ascii_uppercase();
+        return head.fields().map(|(name, value)| (upper(name), latin1(value))).collect();
+    }
     let Some(pieces) = FORMAT.get() else { return Vec::new() };
     let wanted: Vec<&str> = pieces
         .iter()
@@ -122,9 +142,7 @@ pub fn capture(head: &Head) -> Vec<(String, String)> {
     head.fields()
         .filter_map(|(name, value)| {
             let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-            wanted
-                .contains(&name.as_str())
-                .then(|| (name, value.iter().map(|&b| b as char).collect()))
+            wanted.contains(&name.as_str()).then(|| (name, latin1(value)))
         })
         .collect()
 }

@@ -86,8 +86,9 @@ pub struct Exchange {
     start: Py<StartResponse>,
     input: Py<Input>,
     req: RequestInfo,
-    /// RAW_URI, for log lines about this request.
-    uri: String,
+    /// `GET /path?query` (method and RAW_URI), for log lines about this request, as
+    /// gunicorn 27's "Error handling request GET /path" names it.
+    request: String,
     body: Body,
     /// Set when the head is written; framing for everything after it.
     plan: Option<Plan>,
@@ -118,7 +119,7 @@ impl Exchange {
             start,
             input,
             req,
-            uri: head.target().to_owned(),
+            request: format!("{} {}", head.method(), head.target()),
             body: Body::Finished,
             plan: None,
             sent: 0,
@@ -321,7 +322,7 @@ impl Exchange {
             BodyMode::Length(n) if self.sent < n => {
                 tracing::warn!(
                     "{}: the app sent {} of its Content-Length {n}",
-                    self.uri,
+                    self.request,
                     self.sent
                 );
                 keep_alive = false;
@@ -331,7 +332,7 @@ impl Exchange {
         match self.close(py) {
             Ok(()) => Step::Done { keep_alive },
             Err(err) => {
-                log_app_error(py, &self.uri, &err);
+                log_app_error(py, &self.request, &err);
                 Step::Done { keep_alive: false }
             }
         }
@@ -343,16 +344,19 @@ impl Exchange {
         let body_error = self.input.get().error();
         match &body_error {
             Some(e) => {
-                tracing::warn!("Invalid request body for {}: {e} (the app raised {err})", self.uri)
+                tracing::warn!(
+                    "Invalid request body for {}: {e} (the app raised {err})",
+                    self.request
+                )
             }
-            None => log_app_error(py, &self.uri, &err),
+            None => log_app_error(py, &self.request, &err),
         }
         let status = body_error.map_or(500, |e| e.status());
         if !headers_sent {
             self.error_status = Some(status);
         }
         if let Err(close_err) = self.close(py) {
-            log_app_error(py, &self.uri, &close_err);
+            log_app_error(py, &self.request, &close_err);
         }
         if headers_sent {
             return Step::Abort;
@@ -456,11 +460,15 @@ pub fn error_page(status: u16) -> Vec<u8> {
     response::simple(status, &body)
 }
 
-/// "Error handling request URI" and the app's traceback, as gunicorn logs it.
-pub fn log_app_error(py: Python<'_>, uri: &str, err: &PyErr) {
+/// "Error handling request GET /path" and the app's traceback, as gunicorn logs it
+/// (through Python, its `log.exception(...)`, the record carrying the exception).
+pub fn log_app_error(py: Python<'_>, request: &str, err: &PyErr) {
+    if crate::pylog::app_error(py, request, err) {
+        return;
+    }
     log::write_line(
         LogLevel::Error,
-        &format!("Error handling request {uri}\n{}", traceback(py, err)),
+        &format!("Error handling request {request}\n{}", traceback(py, err)),
     );
 }
 
