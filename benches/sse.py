@@ -14,7 +14,8 @@ through before ``--deadline`` seconds per client.
 Servers: ferricorn ``-k async --threads 1`` (the app runs on the loop thread, so one
 sleeping generator holds every other stream back), ferricorn ``-k gthread --threads 8``
 and ``--threads CLIENTS``, gunicorn ``-k gthread --threads CLIENTS``; ``--sync`` adds the
-``sync`` workers of both (one stream at a time). Exits 0 when ferricorn gthread with
+``sync`` workers of both (one stream at a time). ``--write`` sends the same events from a
+plain WSGI app through the ``write()`` callable instead. Exits 0 when ferricorn gthread with
 ``--threads CLIENTS`` meets the issue 9 target (median time to first event <= gunicorn's,
 every event within 50 ms of its yield), 1 when it does not, 2 when a server failed.
 """
@@ -45,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     add("--interval", type=float, default=0.1, help="seconds between events [0.1]")
     add("--deadline", type=float, default=20.0, help="seconds each client reads at most [20]")
     add("--sync", action="store_true", help="also the sync workers (one stream at a time)")
+    add("--write", action="store_true", help="events sent with write(), not yielded")
     args = parser.parse_args()
     if not 1 <= args.clients <= 200 or args.events < 1 or args.interval < 0:
         parser.error("--clients must be 1..200, --events positive, --interval >= 0")
@@ -110,7 +112,8 @@ def client(port: int, args, start: threading.Barrier, result: dict) -> None:
 
 def measure(argv: list[str], args) -> dict:
     port = free_port()
-    with Running([*argv, "--bind", f"{HOST}:{port}", APP]) as server:
+    app = "sse_app:written" if args.write else APP
+    with Running([*argv, "--bind", f"{HOST}:{port}", app]) as server:
         server.wait_ready(port)
         results = [{} for _ in range(args.clients)]
         start = threading.Barrier(args.clients)
@@ -143,9 +146,10 @@ def ms(value: float | None) -> str:
 
 def main() -> int:
     args = parse_args()
+    how = "write()" if args.write else "a Flask generator"
     print(
-        f"{args.clients} clients x {args.events} events every {args.interval:g} s, one worker; "
-        f"each client reads for at most {args.deadline:g} s; times in ms"
+        f"{args.clients} clients x {args.events} events every {args.interval:g} s from {how}, "
+        f"one worker; each client reads for at most {args.deadline:g} s; times in ms"
     )
     print(
         "| server | clients with an event | complete | events | first p50 | first max "

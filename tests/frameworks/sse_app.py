@@ -6,10 +6,14 @@ from a generator under ``stream_with_context``. Each event's data is
 how long the event took to reach it. ``&go=DIR`` makes the generator wait, after event
 ``i``, until ``DIR/i`` exists (the test's handshake) instead of sleeping. ``GET /``
 answers ``ok`` (a readiness check).
+
+``written``: the same events from a plain WSGI app through the ``write()`` callable (a
+progress page of the pre-iterable kind), for benches/sse.py ``--write``.
 """
 
 import os
 import time
+from urllib.parse import parse_qs
 
 from flask import Flask, Response, request, stream_with_context
 
@@ -48,3 +52,17 @@ def events():
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def written(environ, start_response):
+    args = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    write = start_response("200 OK", [("Content-Type", "text/event-stream")])
+    if environ["PATH_INFO"] != "/events":
+        write(b"ok")
+        return []
+    count, interval = int(args.get("n", 50)), float(args.get("interval", 0.1))
+    for i in range(count):
+        write(f"id: {i}\ndata: {i} {time.time():.6f}\n\n".encode())
+        if i + 1 < count:
+            time.sleep(interval)
+    return []
