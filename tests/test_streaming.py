@@ -20,6 +20,7 @@ from conftest import (
     decode_chunked,
     parse_response,
     read_until_close,
+    response_end,
     wait_for,
 )
 
@@ -165,3 +166,21 @@ def test_sse_event_arrives_before_the_next_is_yielded(server_factory, tmp_path, 
     assert response.header("Content-Type").startswith("text/event-stream")
     ids = [line for line in response.body.split(b"\n") if line.startswith(b"id: ")]
     assert ids == [f"id: {i}".encode() for i in range(events)]
+
+
+@pytest.mark.parametrize("mode", MODES[1:])
+def test_pipelined_write_waits_for_the_response_queued_before_it(server_factory, tmp_path, mode):
+    """The first response's last chunk is still queued when the second request's app
+    writes: its data goes out after it, never inside it."""
+    go = tmp_path / "go"
+    go.touch()
+    srv = server_factory("apps.streaming:progress", *mode, workers=1)
+    with connect(srv.address(), timeout=CLIENT_TIMEOUT) as sock:
+        first = build_request("GET", f"/?go={go}")
+        sock.sendall(first + build_request("GET", f"/?go={go}", [("Connection", "close")]))
+        raw, _ = read_until_close(sock)
+    end = response_end(raw)
+    assert end is not None, raw
+    for part in (raw[:end], raw[end:]):
+        response = parse_response(part)
+        assert (response.status, response.body) == (200, b"first\nsecond\n"), raw
