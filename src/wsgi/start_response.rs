@@ -253,3 +253,91 @@ impl Writer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use pyo3::types::PyList;
+
+    /// A connection that records what it was given, or fails like a reset one.
+    struct Recorder {
+        sent: Arc<Mutex<Vec<Vec<u8>>>>,
+        fail: bool,
+    }
+
+    impl Stream for Recorder {
+        fn send(&mut self, data: &[u8]) -> io::Result<()> {
+            if self.fail {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            self.sent.lock().unwrap().push(data.to_vec());
+            Ok(())
+        }
+    }
+
+    fn start(py: Python<'_>, fail: bool, queued: bool) -> (Bound<'_, StartResponse>, Recorder) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder { sent: Arc::clone(&sent), fail };
+        let wire = Wire {
+            req: RequestInfo { minor: 1, head_request: false, keep_alive: true },
+            stopping: None,
+            stream: Some(Box::new(Recorder { sent, fail })),
+            queued,
+        };
+        let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+        (Bound::new(py, StartResponse::new(input, wire)).unwrap(), recorder)
+    }
+
+    fn begin<'py>(start: &Bound<'py, StartResponse>) -> Bound<'py, PyAny> {
+        let headers = PyList::new(start.py(), [("Content-Type", "text/plain")]).unwrap();
+        start.call1(("200 OK", headers)).unwrap()
+    }
+
+    #[test]
+    fn regression_write_sends_the_head_and_each_chunk_before_it_returns() {
+        Python::initialize();
+        Python::attach(|py| {
+            let (start, recorder) = start(py, false, false);
+            let write = begin(&start);
+            write.call1((PyBytes::new(py, b"first"),)).unwrap();
+            write.call1((PyBytes::new(py, b""),)).unwrap(); // nothing to send
+            write.call1((PyBytes::new(py, b"second!"),)).unwrap();
+            let sent = recorder.sent.lock().unwrap().clone();
+            assert_eq!(sent.len(), 2, "{sent:?}");
+            assert!(sent[0].starts_with(b"HTTP/1.1 200 OK\r\n"));
+            assert!(sent[0].ends_with(b"\r\n\r\n5\r\nfirst\r\n"), "{:?}", sent[0]);
+            assert_eq!(sent[1], b"7\r\nsecond!\r\n");
+            let state = start.get().lock(py);
+            assert!(state.headers_sent && state.written.is_empty());
+            assert_eq!(state.sent, 12);
+        });
+    }
+
+    #[test]
+    fn write_behind_queued_bytes_waits_for_them() {
+        Python::initialize();
+        Python::attach(|py| {
+            let (start, recorder) = start(py, false, true);
+            begin(&start).call1((PyBytes::new(py, b"later"),)).unwrap();
+            assert!(recorder.sent.lock().unwrap().is_empty());
+            let state = start.get().lock(py);
+            assert!(!state.headers_sent);
+            assert_eq!(state.written.len(), 1);
+        });
+    }
+
+    #[test]
+    fn write_to_a_client_that_left_raises_then_keeps_raising() {
+        Python::initialize();
+        Python::attach(|py| {
+            let (start, _) = start(py, true, false);
+            let write = begin(&start);
+            for _ in 0..2 {
+                let err = write.call1((PyBytes::new(py, b"x"),)).unwrap_err();
+                assert!(err.is_instance_of::<pyo3::exceptions::PyOSError>(py), "{err}");
+            }
+            assert!(start.get().lock(py).client_gone);
+        });
+    }
+}
