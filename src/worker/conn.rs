@@ -14,12 +14,12 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 use socket2::Socket;
 
-use super::io::{send_file, LINGER_BYTES, LINGER_TIME};
+use super::io::{send_file, SocketStream, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
-use crate::wsgi::{self, Exchange, FileSpan, Input, Step};
+use crate::wsgi::{self, Exchange, FileSpan, Input, Step, Wire};
 
 /// Bodies up to this size are buffered before the app is called, so a slow uploader
 /// never holds Python; larger ones stream to `wsgi.input` from a thread.
@@ -114,7 +114,8 @@ impl Shared {
 }
 
 pub struct Conn {
-    pub sock: Socket,
+    /// Shared with `write()`'s stream, which holds it weakly.
+    pub sock: Arc<Socket>,
     pub peer: Peer,
     /// Index of the listener it came from.
     pub listener: usize,
@@ -149,7 +150,7 @@ impl Conn {
         keepalive: Duration,
     ) -> Conn {
         Conn {
-            sock,
+            sock: Arc::new(sock),
             peer,
             listener,
             rbuf: BytesMut::new(),
@@ -359,17 +360,25 @@ impl Conn {
                 wsgi::Connection { peer: &self.peer, server: &shared.servers[self.listener] };
             let environ =
                 wsgi::environ::build(py, &head, &conn, &shared.globals, input.clone_ref(py))?;
-            let mut exchange = Exchange::call(
+            let stream = SocketStream::new(Arc::downgrade(&self.sock), shared.read_timeout);
+            let wire = Wire {
+                req,
+                stopping: Some(Arc::clone(&shared.stopping)),
+                stream: Some(Box::new(stream)),
+                queued: !self.out.is_empty(),
+            };
+            let exchange = Exchange::call(
                 py,
                 shared.app.bind(py),
                 environ.into_any(),
                 input.clone_ref(py),
-                req,
+                wire,
                 &head,
             )?;
-            exchange.watch_stop(Arc::clone(&shared.stopping));
             Ok(Responding { exchange, input, file: None })
         });
+        // A write() may have sent on the socket meanwhile: what it said of its room is stale.
+        self.may_write = true;
         self.phase = match started {
             Ok(responding) => Phase::Respond(Box::new(responding)),
             Err(err) => {
@@ -430,6 +439,7 @@ impl Conn {
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             match r.exchange.next(py, &mut self.out) {
                 Step::Send if r.exchange.streams() => {
+                    self.may_write = true; // as in `start`: the app's code ran
                     self.flush(py)?;
                 }
                 Step::Send => {}
@@ -474,7 +484,7 @@ impl Conn {
     fn on_linger(&mut self, scratch: &mut [u8]) -> io::Result<Progress> {
         let Phase::Linger { left } = &mut self.phase else { unreachable!() };
         while self.may_read && *left > 0 {
-            match (&self.sock).read(scratch) {
+            match (&*self.sock).read(scratch) {
                 Ok(0) => return Ok(Progress::Close),
                 Ok(n) => {
                     *left = left.saturating_sub(n);

@@ -1,15 +1,17 @@
 //! Socket I/O shared by the workers: reads into buffers, `sendfile(2)`, waiting on a
-//! descriptor, and the `wsgi.input` sources that read from a connection.
+//! descriptor, the `wsgi.input` sources that read from a connection, and the stream
+//! `write()` sends on.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use socket2::Socket;
 
 use crate::http;
-use crate::wsgi::{BodySource, FileSpan};
+use crate::wsgi::{BodySource, FileSpan, Stream};
 
 /// Size of one socket read.
 pub const READ_SIZE: usize = 64 * 1024;
@@ -198,6 +200,27 @@ impl BodySource for SocketSource {
 
     fn send_continue(&mut self) -> io::Result<()> {
         write_all_waiting(&self.sock, http::response::CONTINUE, self.timeout)
+    }
+}
+
+/// `write()`'s way to the client: a blocking send on the connection, bounded by
+/// `--read-timeout`. Weak, so an app that keeps `write` after the response neither keeps
+/// the connection open nor writes on a descriptor reused since.
+pub struct SocketStream {
+    sock: Weak<Socket>,
+    timeout: Duration,
+}
+
+impl SocketStream {
+    pub fn new(sock: Weak<Socket>, timeout: Duration) -> SocketStream {
+        SocketStream { sock, timeout }
+    }
+}
+
+impl Stream for SocketStream {
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        let sock = self.sock.upgrade().ok_or(io::ErrorKind::NotConnected)?;
+        write_all_waiting(&sock, data, self.timeout)
     }
 }
 

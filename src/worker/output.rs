@@ -156,6 +156,9 @@ impl Sink for Output {
             self.segments.push_back(Segment::Shared { bytes: data.clone().unbind(), range });
         }
     }
+    fn is_empty(&self) -> bool {
+        Output::is_empty(self)
+    }
 }
 
 #[cfg(test)]

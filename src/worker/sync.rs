@@ -6,6 +6,7 @@
 
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -14,14 +15,14 @@ use socket2::Socket;
 
 use super::io::{
     accept_queue_len, linger_close, read_waiting, send_file_waiting, write_all_waiting,
-    SocketSource, READ_SIZE,
+    SocketSource, SocketStream, READ_SIZE,
 };
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
 use crate::listener::{Listener, Peer};
-use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step};
+use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step, Wire};
 
 /// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
 const TICK: Duration = Duration::from_secs(1);
@@ -142,7 +143,8 @@ fn is_transient(e: &io::Error) -> bool {
 /// `--read-timeout` and keeps the heartbeat going (a slow client is not a stuck worker).
 #[derive(Clone, Copy)]
 struct Client<'a> {
-    sock: &'a Socket,
+    /// Shared with `write()`'s stream, which holds it weakly.
+    sock: &'a Arc<Socket>,
     timeout: Duration,
 }
 
@@ -166,6 +168,7 @@ fn handle(
         tracing::debug!("Can't use the connection from {}: {e}", conn.peer.addr);
         return false;
     }
+    let sock = Arc::new(sock);
     let client = Client { sock: &sock, timeout: ctx.config.read_timeout };
     let mut buf = BytesMut::with_capacity(8192);
     let judged = py.detach(|| read_head(client, &mut buf, &ctx.config.limits)).and_then(|head| {
@@ -239,8 +242,10 @@ fn run_app(
     let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
     let req =
         RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
+    let stream = SocketStream::new(Arc::downgrade(client.sock), client.timeout);
+    let wire = Wire { req, stopping: None, stream: Some(Box::new(stream)), queued: false };
     let mut exchange =
-        Exchange::call(py, app, environ.into_any(), input.clone_ref(py), req, &head)?;
+        Exchange::call(py, app, environ.into_any(), input.clone_ref(py), wire, &head)?;
     let mut out = Vec::with_capacity(16 * 1024);
     loop {
         out.clear();

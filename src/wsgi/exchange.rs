@@ -5,11 +5,11 @@
 //! serves a blocking worker and an event loop that stops pulling while a socket is full.
 //! The head and framing are copied into the sink; the app's body bytes are handed over as
 //! the app's own `bytes` objects, which a sink may keep by reference instead of copying.
+//! How far the body got on the wire lives in the [`Response`] behind `start_response`,
+//! since `write()` frames and sends from inside the app's call, as the iterable's items.
 
 use std::ops::Range;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -19,9 +19,10 @@ use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
 use crate::hooks::{self, Hook};
 use crate::http::chunked::LAST_CHUNK;
-use crate::http::response::{self, BodyMode, Plan, RequestInfo};
+use crate::http::response::{self, BodyMode, Plan};
 use crate::http::Head;
 use crate::log::{self, LogLevel};
+use crate::wsgi::start_response::{Response, Wire};
 use crate::wsgi::{access, FileWrapper, Input, StartResponse};
 
 /// A region of an open file for the worker to send with `sendfile(2)`.
@@ -51,6 +52,8 @@ pub trait Sink {
     fn framing(&mut self) -> &mut Vec<u8>;
     /// `data[range]`: body bytes, the app's own object (never empty).
     fn body(&mut self, data: &Bound<'_, PyBytes>, range: Range<usize>);
+    /// Nothing is queued: a `write()` may go straight to the client without overtaking.
+    fn is_empty(&self) -> bool;
 }
 
 /// A plain buffer copies everything (the sync worker writes it out at once).
@@ -61,6 +64,10 @@ impl Sink for Vec<u8> {
 
     fn body(&mut self, data: &Bound<'_, PyBytes>, range: Range<usize>) {
         self.extend_from_slice(&data.as_bytes()[range]);
+    }
+
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
     }
 }
 
@@ -83,21 +90,13 @@ enum Body {
 }
 
 pub struct Exchange {
+    /// The app's response so far, and its framing (shared with `write()`).
     start: Py<StartResponse>,
     input: Py<Input>,
-    req: RequestInfo,
     /// `GET /path?query` (method and RAW_URI), for log lines about this request, as
     /// gunicorn 27's "Error handling request GET /path" names it.
     request: String,
     body: Body,
-    /// Set when the head is written; framing for everything after it.
-    plan: Option<Plan>,
-    /// Body bytes framed so far (before chunk framing).
-    sent: u64,
-    /// The length the server worked out when the app gave none (one-item list, file).
-    known_length: Option<u64>,
-    /// Set when the worker is stopping: the response then says `Connection: close`.
-    stopping: Option<Arc<AtomicBool>>,
     /// For the access log line (when it is on).
     logged: Option<Logged>,
     /// The status actually sent when the app failed before its headers went out.
@@ -111,20 +110,15 @@ impl Exchange {
         app: &Bound<'_, PyAny>,
         environ: Bound<'_, PyAny>,
         input: Py<Input>,
-        req: RequestInfo,
+        wire: Wire,
         head: &Head,
     ) -> PyResult<Exchange> {
-        let start = Py::new(py, StartResponse::default())?;
+        let start = Py::new(py, StartResponse::new(input.clone_ref(py), wire))?;
         let mut exchange = Exchange {
             start,
             input,
-            req,
             request: format!("{} {}", head.method(), head.target()),
             body: Body::Finished,
-            plan: None,
-            sent: 0,
-            known_length: None,
-            stopping: None,
             logged: (access::enabled() || hooks::defined(Hook::PostRequest))
                 .then(|| {
                     let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
@@ -135,7 +129,10 @@ impl Exchange {
             error_status: None,
         };
         hooks::request_started(py, &environ);
-        exchange.body = match app.call1((environ, exchange.start.bind(py))) {
+        let called = app.call1((environ, exchange.start.bind(py)));
+        // From here the worker's queue decides (see `step`).
+        exchange.response(py).direct = false;
+        exchange.body = match called {
             Err(err) => Body::Failed(err),
             Ok(iterable) => match exchange.body_of(py, iterable) {
                 Ok(body) => body,
@@ -149,7 +146,7 @@ impl Exchange {
     fn body_of(&mut self, py: Python<'_>, iterable: Bound<'_, PyAny>) -> PyResult<Body> {
         if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
             if let Some(span) = file_span(py, wrapper.get()) {
-                self.known_length = Some(span.len);
+                self.response(py).known_length = Some(span.len);
                 return Ok(Body::File { iterable: iterable.unbind(), span, sent: false });
             }
         }
@@ -163,15 +160,15 @@ impl Exchange {
             None
         };
         if let Some(bytes) = single.as_ref().and_then(|b| b.cast::<PyBytes>().ok()) {
-            self.known_length = Some(bytes.as_bytes().len() as u64);
+            self.response(py).known_length = Some(bytes.as_bytes().len() as u64);
         }
         let iter = iterable.try_iter()?.unbind();
         Ok(Body::Iter { iterable: iterable.unbind(), iter, ready })
     }
 
-    /// Keep-alive is refused once `flag` is set (a graceful stop began mid-request).
-    pub fn watch_stop(&mut self, flag: Arc<AtomicBool>) {
-        self.stopping = Some(flag);
+    /// The response's state, locked briefly (never across Python code).
+    fn response(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, Response> {
+        self.start.get().lock(py)
     }
 
     /// Whether the next item may keep the app busy (a generator, not a list): what was
@@ -189,10 +186,7 @@ impl Exchange {
     }
 
     fn step(&mut self, py: Python<'_>, out: &mut impl Sink) -> PyResult<Step> {
-        let written = std::mem::take(&mut self.start.get().lock(py).written);
-        for data in written {
-            self.emit(py, data.bind(py), out)?;
-        }
+        self.emit_written(py, out)?;
         match &mut self.body {
             Body::Failed(_) => {
                 let Body::Failed(err) = std::mem::replace(&mut self.body, Body::Finished) else {
@@ -200,9 +194,19 @@ impl Exchange {
                 };
                 Err(err)
             }
-            Body::Iter { iter, .. } => {
-                let mut iter = iter.bind(py).clone();
-                match iter.next() {
+            Body::Iter { iter, ready, .. } => {
+                let (mut iter, ready) = (iter.bind(py).clone(), *ready);
+                // A generator's code runs in `next()`: a write() there may send at once
+                // only if nothing is queued ahead of it.
+                if !ready {
+                    self.response(py).direct = out.is_empty();
+                }
+                let item = iter.next();
+                if !ready {
+                    self.response(py).direct = false;
+                    self.emit_written(py, out)?;
+                }
+                match item {
                     None => Ok(self.finish(py, out)),
                     Some(item) => {
                         let item = item?;
@@ -212,34 +216,41 @@ impl Exchange {
                                 item.get_type().name().map_or("?".into(), |n| n.to_string())
                             ))
                         })?;
-                        self.emit(py, bytes, out)?;
+                        self.response(py).frame(bytes, out)?;
                         Ok(Step::Send)
                     }
                 }
             }
             Body::File { span, sent: false, .. } => {
                 let mut span = *span;
-                self.write_head(py, out.framing())?;
-                if let Some(Plan { body: BodyMode::Length(n), .. }) = self.plan {
-                    span.len = span.len.min(n.saturating_sub(self.sent));
+                let mut response = self.start.get().lock(py);
+                if response.plan.is_none() {
+                    response.write_head(out.framing())?;
                 }
+                if let Some(Plan { body: BodyMode::Length(n), .. }) = response.plan {
+                    span.len = span.len.min(n.saturating_sub(response.sent));
+                }
+                let mode = response.plan.map(|p| p.body);
+                if mode.is_some_and(|m| m != BodyMode::Empty) {
+                    response.sent += span.len;
+                }
+                drop(response);
                 if let Body::File { sent, .. } = &mut self.body {
                     *sent = true;
                 }
-                match self.plan.map(|p| p.body) {
+                match mode {
                     Some(BodyMode::Empty) | None => Ok(self.finish(py, out)),
                     Some(mode) => {
                         if mode == BodyMode::Chunked {
                             let size = format!("{:x}\r\n", span.len);
                             out.framing().extend_from_slice(size.as_bytes());
                         }
-                        self.sent += span.len;
                         Ok(Step::SendFile(span))
                     }
                 }
             }
             Body::File { .. } => {
-                if self.plan.is_some_and(|p| p.body == BodyMode::Chunked) {
+                if self.response(py).plan.is_some_and(|p| p.body == BodyMode::Chunked) {
                     out.framing().extend_from_slice(b"\r\n");
                 }
                 Ok(self.finish(py, out))
@@ -248,83 +259,33 @@ impl Exchange {
         }
     }
 
-    /// Frames body bytes; the head goes first, once there is a non-empty chunk (PEP 3333).
-    fn emit(
-        &mut self,
-        py: Python<'_>,
-        data: &Bound<'_, PyBytes>,
-        out: &mut impl Sink,
-    ) -> PyResult<()> {
-        let len = data.as_bytes().len();
-        if len == 0 {
-            return Ok(());
-        }
-        let plan = match self.plan {
-            Some(plan) => plan,
-            None => self.write_head(py, out.framing())?,
-        };
-        match plan.body {
-            BodyMode::Empty => {}
-            BodyMode::Length(n) => {
-                let room = n.saturating_sub(self.sent);
-                let take = room.min(len as u64) as usize;
-                if take > 0 {
-                    out.body(data, 0..take);
-                }
-                self.sent += take as u64;
-            }
-            // One chunk per item, as `http::chunked::encode_chunk` frames it.
-            BodyMode::Chunked => {
-                out.framing().extend_from_slice(format!("{len:x}\r\n").as_bytes());
-                out.body(data, 0..len);
-                out.framing().extend_from_slice(b"\r\n");
-                self.sent += len as u64;
-            }
-            BodyMode::Close => {
-                out.body(data, 0..len);
-                self.sent += len as u64;
-            }
+    /// What `write()` kept while it could not send, framed ahead of what follows.
+    fn emit_written(&mut self, py: Python<'_>, out: &mut impl Sink) -> PyResult<()> {
+        let written = std::mem::take(&mut self.response(py).written);
+        for data in written {
+            self.response(py).frame(data.bind(py), out)?;
         }
         Ok(())
     }
 
-    fn write_head(&mut self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<Plan> {
-        let mut start = self.start.get().lock(py);
-        let Some(status) = start.status.as_deref() else {
-            return Err(PyRuntimeError::new_err("the app did not call start_response()"));
-        };
-        // Decided when the head goes out: a body the app has not read whole by now, or a
-        // stop that began while the app ran, ends the connection after this response.
-        let mut req = self.req;
-        let stopping = self.stopping.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
-        let body_read = self.input.get().complete();
-        req.keep_alive &= body_read && !stopping;
-        let plan = response::plan(start.code, start.content_length.or(self.known_length), req);
-        let headers = start.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        response::encode_head(out, status, headers, start.code, plan);
-        start.headers_sent = true;
-        self.plan = Some(plan);
-        Ok(plan)
-    }
-
     /// The iterable is exhausted: head if still unsent, final chunk, close().
     fn finish(&mut self, py: Python<'_>, out: &mut impl Sink) -> Step {
-        if self.plan.is_none() {
-            self.known_length.get_or_insert(0);
-            if let Err(err) = self.write_head(py, out.framing()) {
+        let mut response = self.start.get().lock(py);
+        if response.plan.is_none() {
+            response.known_length.get_or_insert(0);
+            if let Err(err) = response.write_head(out.framing()) {
+                drop(response);
                 return self.fail(py, err, out);
             }
         }
-        let plan = self.plan.unwrap_or(Plan { body: BodyMode::Close, keep_alive: false });
+        let plan = response.plan.unwrap_or(Plan { body: BodyMode::Close, keep_alive: false });
+        let sent = response.sent;
+        drop(response);
         let mut keep_alive = plan.keep_alive && self.input.get().complete();
         match plan.body {
             BodyMode::Chunked => out.framing().extend_from_slice(LAST_CHUNK),
-            BodyMode::Length(n) if self.sent < n => {
-                tracing::warn!(
-                    "{}: the app sent {} of its Content-Length {n}",
-                    self.request,
-                    self.sent
-                );
+            BodyMode::Length(n) if sent < n => {
+                tracing::warn!("{}: the app sent {sent} of its Content-Length {n}", self.request);
                 keep_alive = false;
             }
             _ => {}
@@ -340,7 +301,10 @@ impl Exchange {
 
     /// The app failed: a 500 (or the body's 4xx) if nothing was sent yet, else close.
     fn fail(&mut self, py: Python<'_>, err: PyErr, out: &mut impl Sink) -> Step {
-        let headers_sent = self.start.get().lock(py).headers_sent;
+        let (headers_sent, client_gone) = {
+            let response = self.response(py);
+            (response.headers_sent, response.client_gone)
+        };
         let body_error = self.input.get().error();
         match &body_error {
             Some(e) => {
@@ -348,6 +312,10 @@ impl Exchange {
                     "Invalid request body for {}: {e} (the app raised {err})",
                     self.request
                 )
+            }
+            // gunicorn: "Ignoring EPIPE" at debug level.
+            None if client_gone => {
+                tracing::debug!("Client went away during {}: the app raised {err}", self.request)
             }
             None => log_app_error(py, &self.request, &err),
         }
@@ -368,6 +336,7 @@ impl Exchange {
     /// Calls the iterable's `close()` once, whatever happened (PEP 3333); writes the
     /// access log line.
     pub fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.start.get().close_stream(py);
         self.log_access(py);
         let iterable = match std::mem::replace(&mut self.body, Body::Finished) {
             Body::Iter { iterable, .. } | Body::File { iterable, .. } => iterable,
@@ -394,9 +363,9 @@ impl Exchange {
     fn log_access(&mut self, py: Python<'_>) {
         let Some(logged) = self.logged.take() else { return };
         // Copied out: the lock is never held across Python code (the post_request hook).
-        let (status, headers) = {
+        let (status, headers, sent) = {
             let start = self.start.get().lock(py);
-            (start.status.clone(), start.headers.clone())
+            (start.status.clone(), start.headers.clone(), start.sent)
         };
         let record =
             |environ: &Bound<'_, PyDict>, status: &str, headers: &[(String, String)], sent| {
@@ -422,9 +391,63 @@ impl Exchange {
                     record(&bare, &status, &[], 0);
                 }
             }
-            (None, Some(status)) => record(logged.environ.bind(py), status, &headers, self.sent),
+            (None, Some(status)) => record(logged.environ.bind(py), status, &headers, sent),
             (None, None) => {}
         }
+    }
+}
+
+impl Response {
+    /// Frames body bytes; the head goes first, once there is a non-empty chunk (PEP 3333).
+    pub fn frame(&mut self, data: &Bound<'_, PyBytes>, out: &mut impl Sink) -> PyResult<()> {
+        let len = data.as_bytes().len();
+        if len == 0 {
+            return Ok(());
+        }
+        let plan = match self.plan {
+            Some(plan) => plan,
+            None => self.write_head(out.framing())?,
+        };
+        match plan.body {
+            BodyMode::Empty => {}
+            BodyMode::Length(n) => {
+                let room = n.saturating_sub(self.sent);
+                let take = room.min(len as u64) as usize;
+                if take > 0 {
+                    out.body(data, 0..take);
+                }
+                self.sent += take as u64;
+            }
+            // One chunk per item, as `http::chunked::encode_chunk` frames it.
+            BodyMode::Chunked => {
+                out.framing().extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                out.body(data, 0..len);
+                out.framing().extend_from_slice(b"\r\n");
+                self.sent += len as u64;
+            }
+            BodyMode::Close => {
+                out.body(data, 0..len);
+                self.sent += len as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// The head, once; from then on start_response may only re-raise (`headers_sent`).
+    pub fn write_head(&mut self, out: &mut Vec<u8>) -> PyResult<Plan> {
+        let Some(status) = self.status.as_deref() else {
+            return Err(PyRuntimeError::new_err("the app did not call start_response()"));
+        };
+        // Decided when the head goes out: a body the app has not read whole by now, or a
+        // stop that began while the app ran, ends the connection after this response.
+        let mut req = self.req;
+        req.keep_alive &= self.input.get().complete() && !self.stopping();
+        let plan = response::plan(self.code, self.content_length.or(self.known_length), req);
+        let headers = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        response::encode_head(out, status, headers, self.code, plan);
+        self.headers_sent = true;
+        self.plan = Some(plan);
+        Ok(plan)
     }
 }
 

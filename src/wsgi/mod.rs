@@ -3,7 +3,8 @@
 //!
 //! Python errors stop here: they are logged with their traceback and become a 500 (or a
 //! closed connection once headers are out). This layer never touches sockets: bytes in
-//! come through [`BodySource`], bytes out go back to the worker through [`Exchange`].
+//! come through [`BodySource`], bytes out go back to the worker through [`Exchange`]
+//! (and, for `write()`, through the worker's [`Stream`]).
 //! Every object the app can hold is frozen, its state behind a lock, since the app may
 //! pass it to its own threads. [`test_panic`] is the tests' way to make Rust panic.
 
@@ -21,4 +22,4 @@ pub use errors::Errors;
 pub use exchange::{Exchange, FileSpan, Sink, Step};
 pub use file_wrapper::FileWrapper;
 pub use input::{BodySource, ClientDisconnected, Input};
-pub use start_response::{StartResponse, Writer};
+pub use start_response::{StartResponse, Stream, Wire, Writer};
