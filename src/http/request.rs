@@ -111,13 +111,13 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return check_partial(buf, limits).map(|()| None),
+        Ok(httparse::Status::Partial) => return check_sizes(buf, limits).map(|()| None),
         // A malformed head is judged once it is whole, after the size limits, as it is
         // when it arrives whole: the same bytes get the same status however they are cut.
         Err(e) => {
             return match head_end(buf) {
                 Some(end) => check_sizes(&buf[..end], limits).and(Err(map_httparse(e, buf))),
-                None => check_partial(buf, limits).map(|()| None),
+                None => check_sizes(buf, limits).map(|()| None),
             }
         }
     };
@@ -181,26 +181,10 @@ fn check_request_line_length(buf: &[u8], limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
-/// An incomplete head must still fit the limits: the line being received and the whole.
-/// Each count is at most what [`check_sizes`] counts once the head is whole, so a head
-/// refused in pieces is refused whole.
-fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
-    if buf.len() > limits.max_head() {
-        return Err(Error::HeaderTooLarge);
-    }
-    if let Some(last_lf) = buf.iter().rposition(|&b| b == b'\n') {
-        let line = &buf[last_lf + 1..];
-        // A CR at the end may be the line's own CR, which the + 2 already counts.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() + 2 > limits.field_size_or_default() {
-            return Err(Error::HeaderTooLarge);
-        }
-    }
-    Ok(())
-}
-
-/// The size limits of a whole head: its length, and each field line as gunicorn counts
-/// it (as sent, trailing whitespace included, plus CRLF).
+/// The size limits of a head, whole or still arriving: its length, and each field line
+/// as gunicorn counts it (as sent, trailing whitespace included, plus CRLF; a line still
+/// arriving may end in its own CR, which the + 2 counts). Every count only grows as bytes
+/// arrive, so a head refused in pieces is refused whole.
 fn check_sizes(head: &[u8], limits: &Limits) -> Result<(), Error> {
     if head.len() > limits.max_head() {
         return Err(Error::HeaderTooLarge);
@@ -632,6 +616,19 @@ mod tests {
         ];
         for &input in rows {
             same_answer_in_pieces(input, &Limits::default(), Some(400));
+        }
+    }
+
+    /// Found by the `split` fuzz target: an incomplete head checked only the line being
+    /// received, so an oversized field line already complete passed when it arrived in the
+    /// same read as the next line's start, and got 431 when cut inside it.
+    #[test]
+    fn regression_incomplete_head_checks_every_line() {
+        let limits = Limits { field_size: 40, ..Limits::default() };
+        let input = b"GET / HTTP/1.1\r\nIf-Match: baziT /stuff/here?foo=bar HTTP/1.\r\nA";
+        for step in [input.len(), 1, 30] {
+            let got = parse_in_steps(input, step, &limits).map_err(|e| e.status());
+            assert_eq!(got.map(|h| h.is_some()), Err(431), "step {step}");
         }
     }
 
