@@ -105,6 +105,11 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
     while buf.starts_with(b"\r\n") {
         let _ = buf.split_to(2);
     }
+    // A bare LF is refused wherever it is (see `reject_bare_lf`); here at once, because
+    // httparse would skip it and the line counts below must start at the request line.
+    if buf.first() == Some(&b'\n') {
+        return Err(Error::BadHeader("bare LF"));
+    }
     check_request_line_length(buf, limits)?;
 
     let mut slots = vec![httparse::EMPTY_HEADER; limits.fields.max(1)];
@@ -629,6 +634,22 @@ mod tests {
         for step in [input.len(), 1, 30] {
             let got = parse_in_steps(input, step, &limits).map_err(|e| e.status());
             assert_eq!(got.map(|h| h.is_some()), Err(431), "step {step}");
+        }
+    }
+
+    /// Found by the `split` fuzz target: httparse skips a bare LF before the request line,
+    /// but the size check counted it as the first line, so the request line was measured
+    /// as a field line: a malformed head got 400 whole, 431 when the bare LF came alone.
+    #[test]
+    fn regression_leading_bare_lf_same_status_however_split() {
+        let limits = Limits { request_line: 0, fields: 4, field_size: 40 };
+        let long = "L".repeat(60);
+        let bad = format!("\n\r\nGET /2{long} HT\x03TP/1.1\r\nHost: x\r\n\r\n");
+        let good = format!("\n\r\nGET /2{long} HTTP/1.1\r\nHost: x\r\n\r\n");
+        for input in [bad, good] {
+            same_answer_in_pieces(input.as_bytes(), &limits, Some(400));
+            let mut buf = BytesMut::from(&input.as_bytes()[..3]);
+            assert_eq!(parse_head(&mut buf, &limits).map_err(|e| e.status()).err(), Some(400));
         }
     }
 
