@@ -59,7 +59,7 @@ fuzz: $(STAMP)
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	    mkdir -p corpus/$$t && \
-	    cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+	    cargo +nightly fuzz run $$t corpus/$$t seeds/$$t $$(ls -d regressions/$$t 2>/dev/null) -- \
 	        -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -print_final_stats=1 $(FUZZ_FLAGS) \
 	    && cargo +nightly fuzz cmin $$t corpus/$$t -- -max_len=20000 || exit 1; \
 	done

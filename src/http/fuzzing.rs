@@ -140,6 +140,8 @@ enum Event {
 struct Summary {
     method: String,
     target: String,
+    /// What the environ's PATH_INFO and QUERY_STRING come from.
+    path_and_query: (String, String),
     minor: u8,
     fields: Vec<(Vec<u8>, Vec<u8>)>,
     framing: BodyFraming,
@@ -152,6 +154,10 @@ impl Summary {
         Summary {
             method: head.method().to_owned(),
             target: head.target().to_owned(),
+            path_and_query: {
+                let (path, query) = head.path_and_query();
+                (path.to_owned(), query.to_owned())
+            },
             minor: head.minor,
             fields: head.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect(),
             framing: head.framing,

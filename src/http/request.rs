@@ -943,4 +943,26 @@ mod tests {
             assert_eq!(status_of(input, &Limits::default()), Some(400), "{input:?}");
         }
     }
+
+    /// Found by the `split` fuzz target: an incomplete head had only its last line checked
+    /// against the field size, so an over-long line before it waited for more bytes.
+    #[test]
+    fn regression_incomplete_head_checks_every_line() {
+        let limits = Limits { field_size: 40, ..Limits::default() };
+        let input = b"GET / HTTP/1.1\r\nIf-Match: baziT /stuff/here?foo=bar HTTP/1.\r\nA";
+        assert_eq!(verdict(input, &limits), Err(431));
+    }
+
+    /// Found by the `split` fuzz target: a bare LF before the request line was skipped
+    /// whole but measured as a field line in pieces (400 whole, 431 when it came alone).
+    #[test]
+    fn regression_leading_bare_lf_same_status_however_split() {
+        let limits = Limits { request_line: 0, fields: 4, field_size: 40, ..Limits::default() };
+        let long = "L".repeat(60);
+        let bad = format!("\n\r\nGET /2{long} HT\x03TP/1.1\r\nHost: x\r\n\r\n");
+        let good = format!("\n\r\nGET /2{long} HTTP/1.1\r\nHost: x\r\n\r\n");
+        for input in [bad, good] {
+            assert_eq!(status_of(input.as_bytes(), &limits), Some(400), "{input:?}");
+        }
+    }
 }
