@@ -57,6 +57,12 @@ def ferricorn_command() -> list[str]:
     return [sys.executable, "-m", "ferricorn"]
 
 
+def gunicorn_command() -> list[str]:
+    """The live gunicorn 27 of requirements-dev.txt, next to the running interpreter: the peer
+    that behaviour shared with gunicorn is compared against in the same test."""
+    return [str(Path(sys.executable).parent / "gunicorn")]
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.01):
     """Polls ``predicate`` until it returns something truthy; fails after ``timeout``."""
     deadline = time.monotonic() + timeout

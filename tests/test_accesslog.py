@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import re
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,12 +27,13 @@ from conftest import (
     SOCKET_TIMEOUT,
     SUMMARY_PROVIDERS,
     exchange,
+    gunicorn_command,
     start_server,
     wait_for,
 )
 
 APP = "apps.accesslog_app:app"
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GUNICORN = gunicorn_command()
 HOST = "accesslog.test"  # without a port: the same bytes to both servers, whose ports differ
 
 
@@ -288,7 +288,7 @@ def gunicorn_lines(tmp_path_factory):
                 "--access-logfile",
                 str(logfile),
                 *format_args(fmt),
-                command=[str(GUNICORN)],
+                command=GUNICORN,
                 # gunicorn's FileHandler encodes with the locale's encoding: pin it to UTF-8.
                 env={"PYTHONUTF8": "1"},
             )

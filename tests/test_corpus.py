@@ -25,11 +25,9 @@ import contextlib
 import json
 import random
 import socket
-import sys
 import time
 from collections import Counter
 from functools import partial
-from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 import pytest
@@ -41,13 +39,14 @@ from conftest import (
     Exchange,
     connect,
     exchange,
+    gunicorn_command,
     parse_response,
     read_until_close,
     running,
     send_pieces,
 )
 
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GUNICORN = gunicorn_command()
 CORPUS = json.loads((TESTS_DIR / "corpus" / "gunicorn-requests.json").read_text())
 SPLITS = ["whole", "bytewise", "random"]
 MODES = SPLITS + [f"{split}+fin" for split in SPLITS]
@@ -136,7 +135,7 @@ def servers():
                 flags = [x for k, v in sorted(cfg.items()) for x in _flag_args(k, v)]
                 if worker_class == "gunicorn":  # the reference, gunicorn 27's sync worker
                     flags += ["--no-control-socket"]
-                    server = running("apps.echo:app", *flags, command=[str(GUNICORN)])
+                    server = running("apps.echo:app", *flags, command=GUNICORN)
                 else:
                     server = running("apps.echo:app", *flags, workers=2, worker_class=worker_class)
                 started[key] = stack.enter_context(server)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,12 +16,13 @@ from conftest import (
     exchange,
     ferricorn_command,
     free_port,
+    gunicorn_command,
     run_cli,
     wait_for,
 )
 
 APP = "dropin.app:app"
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
+GUNICORN = gunicorn_command()
 FERRICORN = ferricorn_command()
 SERVERS = {"ferricorn": FERRICORN, "gunicorn": GUNICORN}
 

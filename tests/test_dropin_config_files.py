@@ -8,15 +8,12 @@ here from gunicorn's own list of settings, each at gunicorn's default.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-from conftest import TESTS_DIR, Server, ferricorn_command
+from conftest import TESTS_DIR, Server, ferricorn_command, gunicorn_command
 from ferricorn import _config
 from gunicorn import config as gunicorn_config
 
 APP = "dropin.app:app"
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
+GUNICORN = gunicorn_command()
 FERRICORN = ferricorn_command()
 SERVERS = {"ferricorn": FERRICORN, "gunicorn": GUNICORN}
 DROPIN = TESTS_DIR / "dropin"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from conftest import (
     build_request,
     ferricorn_command,
     fetch,
+    gunicorn_command,
     pid_alive,
     read_pid,
     run_cli,
@@ -28,7 +28,7 @@ from conftest import (
 from gunicorn import config as gunicorn_config
 
 APP = "dropin.app:app"
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
+GUNICORN = gunicorn_command()
 FERRICORN = ferricorn_command()
 EXIT_USAGE = 2
 

@@ -7,15 +7,13 @@ N requests are inside the app at once, so no test times anything.
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from conftest import TESTS_DIR, Server, ferricorn_command, run_cli
+from conftest import TESTS_DIR, Server, ferricorn_command, gunicorn_command, run_cli
 
 APP = "dropin.app:app"
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
+GUNICORN = gunicorn_command()
 FERRICORN = ferricorn_command()
 EXIT_USAGE = 2
 

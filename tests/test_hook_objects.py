@@ -13,14 +13,13 @@ import json
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TESTS_DIR, Server, ferricorn_command, wait_for
+from conftest import TESTS_DIR, Server, ferricorn_command, gunicorn_command, wait_for
 
 APP = "dropin.app:app"
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
+GUNICORN = gunicorn_command()
 SERVERS = {"ferricorn": ferricorn_command(), "gunicorn": GUNICORN}
 RECORDER = TESTS_DIR / "dropin" / "hook_recorder.py"
 DEADLINE = 20.0

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import (
@@ -19,6 +17,7 @@ from conftest import (
     build_request,
     connect,
     fetch,
+    gunicorn_command,
     parse_response,
     pid_alive,
     read_until_close,
@@ -29,7 +28,7 @@ from conftest import (
 
 APP = "apps.hostile:app"
 PROMPT = 10.0
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GUNICORN = gunicorn_command()
 
 # Each worker mode where app code runs on a thread of its own (sync: the worker's; async:
 # an app thread, for a streamed body with --threads 1 and for every request with 4).
@@ -159,7 +158,7 @@ def answered_after_term(srv, clients: int = 10) -> int:
 def test_regression_term_serves_every_connection_in_the_backlog(server_factory):
     """One sync worker, ten connections in the backlog, TERM: all ten are answered (as
     Kubernetes rollouts need). gunicorn's sync worker runs the same test, for information."""
-    gunicorn = start_server(APP, "--no-control-socket", command=[str(GUNICORN)])
+    gunicorn = start_server(APP, "--no-control-socket", command=GUNICORN)
     try:
         theirs = answered_after_term(gunicorn)
         gunicorn.wait_exit(40.0)
@@ -196,7 +195,7 @@ def test_regression_slow_body_does_not_get_the_sync_worker_killed(server_factory
     """--timeout 3 and a body that takes 8 s: the worker waits on the client (bounded by
     --read-timeout) with its heartbeat going, so the request succeeds and the worker lives.
     gunicorn's sync worker runs the same upload, for information: its worker is killed."""
-    gunicorn = start_server(APP, "--no-control-socket", "-t", "3", command=[str(GUNICORN)])
+    gunicorn = start_server(APP, "--no-control-socket", "-t", "3", command=GUNICORN)
     try:
         theirs = slow_upload(gunicorn)
         gunicorn_killed = "WORKER TIMEOUT" in gunicorn.stderr

@@ -8,8 +8,6 @@ behaviour, it runs in the same test and its figure is reported, not asserted.
 
 import signal
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import (
@@ -18,6 +16,7 @@ from conftest import (
     build_request,
     connect,
     exchange,
+    gunicorn_command,
     parse_response,
     read_until_close,
     rss_kib,
@@ -26,7 +25,7 @@ from conftest import (
 )
 
 APP = "apps.cases:app"
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GUNICORN = gunicorn_command()
 THREADS = ["1", "4"]
 
 
@@ -124,7 +123,7 @@ def test_regression_term_serves_every_connection_in_the_backlog(threads):
 @pytest.mark.parametrize("worker", ["gthread", "sync"])
 def test_term_drain_of_gunicorn_for_comparison(worker):
     """Information only (gunicorn sync resets most of them): the figure goes in the summary."""
-    srv = start_server(APP, "--no-control-socket", worker_class=worker, command=[str(GUNICORN)])
+    srv = start_server(APP, "--no-control-socket", worker_class=worker, command=GUNICORN)
     try:
         answered = drain_after_term(srv, f"gunicorn-{worker}")
     finally:

@@ -6,10 +6,8 @@ connection; tests/test_async.py has the async worker's keep-alive and concurrenc
 
 import hashlib
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from apps import pattern_chunks
@@ -22,6 +20,7 @@ from conftest import (
     connect,
     exchange,
     fetch,
+    gunicorn_command,
     rss_kib,
     running,
     send_pieces,
@@ -30,7 +29,7 @@ from conftest import (
 APP = "apps.cases:app"
 ECHO = "apps.echo:app"
 SYNC_ONLY = pytest.mark.parametrize("server", ["sync"], indirect=True)
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+GUNICORN = gunicorn_command()
 
 
 @pytest.fixture(scope="module", params=WORKER_CLASSES)
@@ -262,7 +261,7 @@ def test_client_that_never_sends_does_not_block_others(server):
 @pytest.fixture(scope="module")
 def gunicorn_echo():
     """gunicorn 27 with the echo app, the reference for the answers below."""
-    with running(ECHO, "--no-control-socket", command=[str(GUNICORN)]) as srv:
+    with running(ECHO, "--no-control-socket", command=GUNICORN) as srv:
         yield srv
 
 
@@ -328,7 +327,7 @@ def test_regression_field_size_0_same_answer_whole_or_in_pieces(
     assert len(raw) > 9000
     srv = server_factory(APP, "--limit-request-field_size", "0", worker_class=worker_class)
     reference = server_factory(
-        APP, "--limit-request-field_size", "0", "--no-control-socket", command=[str(GUNICORN)]
+        APP, "--limit-request-field_size", "0", "--no-control-socket", command=GUNICORN
     )
     for name, target in [("ferricorn", srv), ("gunicorn", reference)]:
         whole = exchange(target.address(), [raw])

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from pathlib import Path
 
-from conftest import SOCKET_TIMEOUT, TESTS_DIR, Server, ferricorn_command, wait_for
+from conftest import (
+    SOCKET_TIMEOUT,
+    TESTS_DIR,
+    Server,
+    ferricorn_command,
+    gunicorn_command,
+    wait_for,
+)
 
 APP = "dropin.app:app"
 SERVERS = {
     "ferricorn": ferricorn_command(),
-    "gunicorn": [str(Path(sys.executable).parent / "gunicorn")],
+    "gunicorn": gunicorn_command(),
 }
 # No time, no pid: the same line on both servers.
 FORMAT = '%(h)s "%(r)s" %(s)s %(b)s "%(a)s" %(m)s %(U)s %(q)s %({content-type}o)s'

@@ -9,8 +9,6 @@ its data at once (it was held until the app returned).
 """
 
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import (
@@ -18,13 +16,14 @@ from conftest import (
     build_request,
     connect,
     decode_chunked,
+    gunicorn_command,
     parse_response,
     read_until_close,
     response_end,
     wait_for,
 )
 
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn")]
+GUNICORN = gunicorn_command()
 # Shorter than the apps' wait for their go-ahead (10 s): data held until the app returns
 # fails the test instead of arriving late.
 CLIENT_TIMEOUT = 5.0
