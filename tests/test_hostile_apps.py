@@ -101,26 +101,52 @@ def test_regression_panic_in_a_request_fails_it_and_the_worker_keeps_serving(
             assert response is None or response.status == 500, response
             assert client.closed or client.read_until_close() == b""
         assert served_by(srv) == before
+    # The panic line is written by the worker; the test reads stderr as it comes.
+    wait_for(lambda: len(re.findall(PANIC_LINE, srv.stderr)) >= 3, PROMPT, "3 panic lines")
     log = srv.stderr
     assert len(re.findall(PANIC_LINE, log)) == 3, log
     assert "PanicException" not in log and "panicked" not in log, log
 
 
-def test_regression_panic_on_the_event_loop_ends_the_worker_with_its_exit_code(server_factory):
-    """With --threads 1 the app runs on the loop thread: the panic ends the worker with
-    exit code 70, in one log line; the master reports it and a new worker serves."""
+def test_regression_panic_in_a_request_on_the_loop_thread_fails_it_only(server_factory):
+    """With --threads 1 the app runs on the loop thread: a panic in one request closes that
+    connection only; the same worker serves the next request and a connection left open
+    beside it."""
+    srv = server_factory(APP, "--threads", "1", worker_class="async")
+    before = served_by(srv)
+    with Client(srv.address(), timeout=PROMPT) as bystander:
+        bystander.send(build_request("GET", "/"))
+        assert bystander.read_response().status == 200
+        for _ in range(3):
+            with Client(srv.address(), timeout=PROMPT) as client:
+                client.send(build_request("GET", "/panic"))
+                response = client.read_response()
+                assert response is None or response.status == 500, response
+            assert served_by(srv) == before
+        bystander.send(build_request("GET", "/"))
+        assert bystander.read_response().status == 200
+    # The panic line is written by the worker; the test reads stderr as it comes.
+    wait_for(lambda: len(re.findall(PANIC_LINE, srv.stderr)) >= 3, PROMPT, "3 panic lines")
+    log = srv.stderr
+    assert len(re.findall(PANIC_LINE, log)) == 3, log
+    assert "panicked (exit code" not in log and "PanicException" not in log, log
+
+
+def test_regression_panic_outside_a_request_ends_the_worker_with_its_exit_code(server_factory):
+    """A panic in the worker's own loop, outside any request, ends the worker with exit
+    code 70, in one log line; the master reports it and a new worker serves."""
     srv = server_factory(APP, "--threads", "1", worker_class="async")
     before = served_by(srv)
     mark = srv.log_mark()
     with Client(srv.address(), timeout=PROMPT) as client:
-        client.send(build_request("GET", "/panic"))
-        assert client.read_response() is None
+        client.send(build_request("GET", "/panic-outside"))
+        client.read_response()
     srv.wait_log(rf"Worker \(pid:{before}\) panicked \(exit code 70\)", since=mark)
     wait_for(lambda: not pid_alive(before), PROMPT, "the worker that panicked to be gone")
     after = wait_for(lambda: served_by_other(srv, before), PROMPT, "a new worker")
     assert after != before
     log = srv.log_since(mark)
-    assert len(re.findall(PANIC_LINE, log)) == 1, log
+    assert len(re.findall(r"\[ERROR\] Panic on thread .*outside a request", log)) == 1, log
     assert "PanicException" not in log and "panicked at" not in log, log
 
 

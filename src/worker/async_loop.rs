@@ -9,6 +9,7 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +171,7 @@ impl<'a> EventLoop<'a> {
                     }
                 }
             }
+            crate::wsgi::test_panic::panic_outside_request_if_armed();
             if stop.requested() && stop_deadline.is_none() {
                 stop_deadline = Some(now + ctx.config.graceful_timeout);
                 self.begin_stop(py, now, stop.terminated());
@@ -320,7 +322,11 @@ impl<'a> EventLoop<'a> {
 
     fn drive(&mut self, py: Python<'_>, token: usize, now: Instant) {
         let Slot::Here(conn) = &mut self.slots[token] else { return };
-        match conn.drive(py, &self.shared, &mut self.scratch, now) {
+        // With the app on this thread (`--threads 1`), a panic in one request fails that
+        // request only (the hook logged it): its connection closes, the others go on.
+        let (shared, scratch) = (&self.shared, &mut self.scratch);
+        let driven = catch_unwind(AssertUnwindSafe(|| conn.drive(py, shared, scratch, now)));
+        match driven.unwrap_or(Next::Close) {
             // Full, with new clients left in the backlog: this one may now make room.
             Next::Wait if !self.accepting && conn.is_idle_keep_alive() => {
                 self.set_accepting(py, !self.shared.stopping())

@@ -7,6 +7,8 @@ Every answer is ``ROUTE PID`` on one line, so a test can tell which worker serve
   while the server finishes the response.
 - ``/panic``: arms ferricorn's test hook, so that Rust panics on this thread once the app
   returns (``ferricorn._ferricorn._panic_after_app``), then answers.
+- ``/panic-outside``: the same hook armed for the worker's loop, which panics at the end
+  of its turn, outside any request (async worker, app on the loop thread), then answers.
 - ``/sleep?s=``: says ``sleep start PID`` on wsgi.errors, sleeps ``s`` seconds, answers.
 - ``/slurp``: reads the body whole and answers its length.
 - anything else: answers at once.
@@ -53,6 +55,11 @@ def app(environ, start_response):
         from ferricorn import _ferricorn
 
         _ferricorn._panic_after_app()
+        return _answer(start_response, route)
+    if route == "/panic-outside":
+        from ferricorn import _ferricorn
+
+        _ferricorn._panic_after_app(outside_request=True)
         return _answer(start_response, route)
     if route == "/sleep":
         environ["wsgi.errors"].write(f"sleep start {os.getpid()}\n")
