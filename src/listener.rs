@@ -169,10 +169,11 @@ impl Listener {
         Ok(Some(Listener { socket, local: self.local.clone(), owns_path: false }))
     }
 
-    /// Accepts one connection, blocking-mode socket; `WouldBlock` when none is waiting.
+    /// Accepts one connection as a non-blocking socket (the sync worker waits with poll(2),
+    /// bounded by `--read-timeout`); `WouldBlock` when none is waiting.
     pub fn accept(&self) -> io::Result<(Socket, Peer)> {
         let (sock, addr) = self.socket.accept()?;
-        sock.set_nonblocking(false)?;
+        sock.set_nonblocking(true)?;
         Ok((sock, Peer::from(&addr)))
     }
 

@@ -164,10 +164,6 @@ fn handle(
     sock: Socket,
     conn: &Connection<'_>,
 ) -> bool {
-    if let Err(e) = sock.set_nonblocking(true) {
-        tracing::debug!("Can't use the connection from {}: {e}", conn.peer.addr);
-        return false;
-    }
     let sock = Arc::new(sock);
     let client = Client { sock: &sock, timeout: ctx.config.read_timeout };
     let mut buf = BytesMut::with_capacity(8192);
