@@ -31,12 +31,12 @@ run: build
 
 lint: $(STAMP)
 	cargo fmt --check
-	cargo clippy --all-targets --quiet -- -D warnings
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests examples benches
 	$(VENV)/bin/ruff format --check python tests examples benches
 
 rust-test: $(STAMP)
-	cargo test --quiet
+	cargo test --workspace --quiet
 
 py-test: build
 	$(PY) -m pytest -q tests

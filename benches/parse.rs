@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ferricorn::http::forwarded::Policy;
+use ferricorn::forwarded::Policy;
 use ferricorn::http::{parse_head, BodyDecoder, BodyFraming, Decoded, Limits};
 use ferricorn::listener::Peer;
 use ferricorn::wsgi::{environ, Connection, Globals, Input};
@@ -68,7 +68,7 @@ fn environ_building(c: &mut Criterion) {
     let server = ("127.0.0.1".to_owned(), "8000".to_owned());
     Python::attach(|py| {
         let globals = Globals::new(py, true, false, Policy::default()).unwrap();
-        let conn = Connection { peer: &peer, server: &server };
+        let conn = Connection { peer: &peer, server: &server, forwarded: &Default::default() };
         c.bench_function("environ/browser_get", |b| {
             b.iter(|| {
                 let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();

@@ -6,8 +6,10 @@
 //! - [`listener`]: `--bind` addresses and the sockets the master binds once.
 //! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
 //! - [`worker`]: a worker's boot (signals, app import) and the `sync` and `async` loops.
-//! - [`http`]: HTTP/1.1 bytes: request heads and their limits, body decoding, response heads.
-//!   No I/O, no Python.
+//! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
+//!   bytes (request heads and their limits, body decoding, response heads). No I/O, no
+//!   Python, no gunicorn policy.
+//! - [`forwarded`]: which front-end proxy headers to trust (`--forwarded-allow-ips`, ...).
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.
 //! - [`hooks`]: gunicorn's server hooks from the config file.
@@ -28,9 +30,9 @@
 pub mod arbiter;
 pub mod config;
 pub mod exit;
+pub mod forwarded;
 pub mod heartbeat;
 pub mod hooks;
-pub mod http;
 pub mod listener;
 pub mod log;
 pub mod pidfile;
@@ -42,6 +44,9 @@ pub mod signals;
 pub mod systemd;
 pub mod worker;
 pub mod wsgi;
+
+/// The HTTP/1.1 layer, its own crate (`crates/ferricorn-http`): no I/O, no Python.
+pub use ferricorn_http as http;
 
 use pyo3::prelude::*;
 

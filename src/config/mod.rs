@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::{forwarded, Leniency, Limits};
+use crate::forwarded;
+use crate::http::{Leniency, Limits};
 use crate::listener::BindSpec;
 use crate::log::LogLevel;
 /// A bad command line: one line for the user, exit code 2.

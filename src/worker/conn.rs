@@ -16,6 +16,7 @@ use socket2::Socket;
 
 use super::io::{send_file, SocketStream, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
+use crate::forwarded::Verdict;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
@@ -40,7 +41,7 @@ pub enum Phase {
     /// A request head: idle keep-alive while nothing of it has arrived.
     Head,
     /// The body of a parsed request, buffered (decoded) up to [`BODY_BUFFER`].
-    Body { head: Head, decoder: BodyDecoder, body: BytesMut },
+    Body { head: Head, forwarded: Verdict, decoder: BodyDecoder, body: BytesMut },
     /// The app was called; its response is being pulled and written.
     Respond(Box<Responding>),
     /// Write what is queued, then half-close and drain (RFC 9112 §9.6).
@@ -70,6 +71,8 @@ pub enum Next {
 /// A parsed request handed to a thread, with its body buffered or still to stream.
 pub struct Request {
     pub head: Head,
+    /// The forwarding headers' verdict, judged when the head arrived.
+    pub forwarded: Verdict,
     pub body: Body,
 }
 
@@ -218,7 +221,7 @@ impl Conn {
         scratch: &mut [u8],
         now: Instant,
     ) -> io::Result<Progress> {
-        let mut head = match http::parse_head(&mut self.rbuf, &shared.limits) {
+        let head = match http::parse_head(&mut self.rbuf, &shared.limits) {
             Ok(Some(head)) => head,
             Ok(None) => {
                 if !self.may_read {
@@ -246,14 +249,14 @@ impl Conn {
             }
             Err(error) => return Ok(self.refuse(&error)),
         };
-        match shared.globals.forwarded.judge(&head, self.peer.ip()) {
-            Ok(verdict) => head.forwarded = verdict,
+        let forwarded = match shared.globals.forwarded.judge(&head, self.peer.ip()) {
+            Ok(verdict) => verdict,
             Err(error) => return Ok(self.refuse(&error)),
-        }
+        };
         self.deadline = now + shared.read_timeout;
         let decoder = BodyDecoder::new(head.framing);
         if decoder.is_done() {
-            return self.dispatch(py, shared, head, Body::Buffered(BytesMut::new()));
+            return self.dispatch(py, shared, head, forwarded, Body::Buffered(BytesMut::new()));
         }
         // A client that waits for `100 Continue` gets it only when the app reads.
         let expects = head.expect_continue && self.rbuf.is_empty();
@@ -263,6 +266,7 @@ impl Conn {
                 py,
                 shared,
                 head,
+                forwarded,
                 Body::Streaming { decoder, decoded: BytesMut::new() },
             );
         }
@@ -270,7 +274,7 @@ impl Conn {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
-        self.phase = Phase::Body { head, decoder, body: BytesMut::new() };
+        self.phase = Phase::Body { head, forwarded, decoder, body: BytesMut::new() };
         Ok(Progress::Again)
     }
 
@@ -318,7 +322,8 @@ impl Conn {
         if let Some(error) = error {
             return Ok(self.refuse(&error));
         }
-        let Phase::Body { head, decoder, body } = std::mem::replace(&mut self.phase, Phase::Head)
+        let Phase::Body { head, forwarded, decoder, body } =
+            std::mem::replace(&mut self.phase, Phase::Head)
         else {
             unreachable!()
         };
@@ -327,7 +332,7 @@ impl Conn {
             // Too big to buffer: the app gets what was decoded first, then the rest streams.
             false => Body::Streaming { decoder, decoded: body },
         };
-        self.dispatch(py, shared, head, body)
+        self.dispatch(py, shared, head, forwarded, body)
     }
 
     /// Runs the request: on this thread when the app runs on the loop, else on a thread.
@@ -336,28 +341,39 @@ impl Conn {
         py: Python<'_>,
         shared: &Shared,
         head: Head,
+        forwarded: Verdict,
         body: Body,
     ) -> io::Result<Progress> {
         if shared.threaded || matches!(body, Body::Streaming { .. }) {
-            return Ok(Progress::Offload(Request { head, body }));
+            return Ok(Progress::Offload(Request { head, forwarded, body }));
         }
         let Body::Buffered(body) = body else { unreachable!() };
         if let Some(pulse) = super::pulse() {
             pulse.enter(head.method(), head.target());
         }
-        self.start(py, shared, head, Input::buffered(body));
+        self.start(py, shared, head, forwarded, Input::buffered(body));
         Ok(Progress::Again)
     }
 
     /// Calls the app; the response is then pumped in the Respond phase.
-    pub fn start(&mut self, py: Python<'_>, shared: &Shared, head: Head, input: Input) {
+    pub fn start(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        head: Head,
+        forwarded: Verdict,
+        input: Input,
+    ) {
         shared.recycler.count_request();
         let keep_alive = head.keep_alive && shared.keep_alive_allowed();
         let req =
             RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive };
         let started = Py::new(py, input).and_then(|input| {
-            let conn =
-                wsgi::Connection { peer: &self.peer, server: &shared.servers[self.listener] };
+            let conn = wsgi::Connection {
+                peer: &self.peer,
+                server: &shared.servers[self.listener],
+                forwarded: &forwarded,
+            };
             let environ =
                 wsgi::environ::build(py, &head, &conn, &shared.globals, input.clone_ref(py))?;
             let stream = SocketStream::new(Arc::downgrade(&self.sock), shared.read_timeout);

@@ -110,7 +110,7 @@ fn block_abort() {
 /// Calls the app for one request and writes what the socket takes.
 fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
     let Job { mut conn, request, .. } = job;
-    let Request { head, body } = request;
+    let Request { head, forwarded, body } = request;
     let input = match body {
         Body::Buffered(body) => Input::buffered(body),
         Body::Streaming { decoder, decoded } => {
@@ -119,7 +119,7 @@ fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
             Input::new(decoder, raw, Box::new(source), head.expect_continue).with_decoded(decoded)
         }
     };
-    conn.start(py, shared, head, input);
+    conn.start(py, shared, head, forwarded, input);
     if !conn.is_responding_phase() {
         return Some(conn); // the app failed before answering: the loop sends the error page
     }

@@ -47,11 +47,10 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
     let serve_one = |i: usize, sock: Socket, peer: Peer| {
-        let conn = Connection { peer: &peer, server: &servers[i] };
         // A panic fails this connection only (the hook logged it); the socket was
         // dropped, so closed, on the way out.
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            handle(py, ctx, app, &globals, sock, &conn)
+            handle(py, ctx, app, &globals, sock, &peer, &servers[i])
         }));
         if handled.unwrap_or(true) {
             stop.recycler().count_request();
@@ -162,21 +161,22 @@ fn handle(
     app: &Bound<'_, PyAny>,
     globals: &Globals,
     sock: Socket,
-    conn: &Connection<'_>,
+    peer: &Peer,
+    server: &(String, String),
 ) -> bool {
     let sock = Arc::new(sock);
     let client = Client { sock: &sock, timeout: ctx.config.read_timeout };
     let mut buf = BytesMut::with_capacity(8192);
     let judged = py.detach(|| read_head(client, &mut buf, &ctx.config.limits)).and_then(|head| {
-        let Some(mut head) = head else { return Ok(None) };
-        head.forwarded = globals.forwarded.judge(&head, conn.peer.ip())?;
-        Ok(Some(head))
+        let Some(head) = head else { return Ok(None) };
+        let forwarded = globals.forwarded.judge(&head, peer.ip())?;
+        Ok(Some((head, forwarded)))
     });
-    let head = match judged {
-        Ok(Some(head)) => head,
+    let (head, forwarded) = match judged {
+        Ok(Some(judged)) => judged,
         Ok(None) => return false,
         Err(error) => {
-            tracing::debug!("Invalid request from {}: {error}", conn.peer.addr);
+            tracing::debug!("Invalid request from {}: {error}", peer.addr);
             let page = wsgi::exchange::error_page(error.status());
             py.detach(|| {
                 let _ = client.write_all(&page);
@@ -188,7 +188,8 @@ fn handle(
     if let Some(pulse) = super::pulse() {
         pulse.enter(head.method(), head.target());
     }
-    let complete = match run_app(py, app, globals, client, head, buf, conn) {
+    let conn = Connection { peer, server, forwarded: &forwarded };
+    let complete = match run_app(py, app, globals, client, head, buf, &conn) {
         Ok(complete) => complete,
         Err(err) => {
             tracing::error!("Error handling request: {err}");

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{intern, Py};
 
-use crate::http::forwarded::Policy;
+use crate::forwarded::{Policy, Verdict};
 use crate::http::Head;
 use crate::listener::Peer;
 use crate::wsgi::{Errors, FileWrapper, Input};
@@ -48,6 +48,8 @@ pub struct Connection<'a> {
     pub peer: &'a Peer,
     /// SERVER_NAME and SERVER_PORT: the listener's address.
     pub server: &'a (String, String),
+    /// What a trusted front-end proxy said of this request (judged per request).
+    pub forwarded: &'a Verdict,
 }
 
 pub fn build<'py>(
@@ -60,7 +62,7 @@ pub fn build<'py>(
     let env = PyDict::new(py);
     let (path, query) = head.path_and_query();
     let path_info = latin1(&percent_decode(path.as_bytes()));
-    let mounted = head.forwarded.script_name.as_deref().unwrap_or(&globals.script_name);
+    let mounted = conn.forwarded.script_name.as_deref().unwrap_or(&globals.script_name);
     let script_name = mounted.trim_end_matches('/');
     let path_info = match path_info.strip_prefix(script_name) {
         Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
@@ -78,7 +80,7 @@ pub fn build<'py>(
     env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
     env.set_item(intern!(py, "SERVER_SOFTWARE"), globals.software.bind(py))?;
     env.set_item(intern!(py, "wsgi.version"), globals.version.bind(py))?;
-    let scheme = if head.forwarded.https { intern!(py, "https") } else { intern!(py, "http") };
+    let scheme = if conn.forwarded.https { intern!(py, "https") } else { intern!(py, "http") };
     env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
     env.set_item(intern!(py, "wsgi.errors"), globals.errors.bind(py))?;
@@ -87,7 +89,7 @@ pub fn build<'py>(
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     env.set_item(intern!(py, "wsgi.file_wrapper"), globals.file_wrapper.bind(py))?;
-    add_headers(&env, head, &globals.forwarded)?;
+    add_headers(&env, head, &globals.forwarded, conn.forwarded.trusted)?;
     Ok(env)
 }
 
@@ -100,12 +102,16 @@ fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {
 
 /// `HTTP_*` keys; repeated fields joined with ","; names with `_` only when `policy`
 /// allows them (they could pose as a dash-named header once mapped).
-fn add_headers(env: &Bound<'_, PyDict>, head: &Head, policy: &Policy) -> PyResult<()> {
+fn add_headers(
+    env: &Bound<'_, PyDict>,
+    head: &Head,
+    policy: &Policy,
+    trusted: bool,
+) -> PyResult<()> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for (name, value) in head.fields() {
         if name.contains(&b'_')
-            && !policy
-                .keeps(&String::from_utf8_lossy(name).to_ascii_uppercase(), head.forwarded.trusted)
+            && !policy.keeps(&String::from_utf8_lossy(name).to_ascii_uppercase(), trusted)
         {
             continue;
         }

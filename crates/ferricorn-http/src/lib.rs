@@ -8,7 +8,6 @@
 pub mod body;
 pub mod chunked;
 pub mod date;
-pub mod forwarded;
 pub mod fuzzing;
 pub mod limits;
 pub mod request;

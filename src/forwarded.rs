@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use super::{Error, Head};
+use crate::http::{Error, Head};
 
 /// `--header-map`: what happens to a header whose name holds `_`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

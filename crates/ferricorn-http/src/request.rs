@@ -42,9 +42,6 @@ pub struct Head {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1 (RFC 9110 §10.1.1).
     pub expect_continue: bool,
-    /// What the front-end proxy told us, once the worker has judged it (depends on the
-    /// peer, so not part of parsing).
-    pub forwarded: super::forwarded::Verdict,
 }
 
 impl Head {
@@ -121,7 +118,6 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
         framing: BodyFraming::Empty,
         keep_alive: false,
         expect_continue: false,
-        forwarded: Default::default(),
     };
     validate_method(&raw[head.method.clone()], lenient)?;
     if lenient.casefold_method {
