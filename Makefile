@@ -46,7 +46,8 @@ test: lint rust-test py-test
 bench: $(STAMP)
 	cargo bench --bench parse
 
-# Regenerates the settings table of docs/settings.md from src/config.rs.
+# Regenerates the settings table of docs/settings.md from the OPTIONS table of
+# src/config/options.rs.
 docs: build
 	$(PY) -m ferricorn._docs docs/settings.md
 

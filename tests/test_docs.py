@@ -34,7 +34,7 @@ def test_readme_table_names_every_flag():
 
 def test_settings_table_is_generated_from_the_code():
     assert _docs.generated_section(SETTINGS) == _ferricorn.settings_markdown(), (
-        "docs/settings.md drifted from src/config.rs: run `make docs`"
+        "docs/settings.md drifted from src/config/options.rs: run `make docs`"
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ferricorn import _ferricorn
 
-BEGIN = "<!-- generated from src/config.rs by `make docs`: edit the OPTIONS there -->"
+BEGIN = "<!-- generated from src/config/options.rs by `make docs`: edit the OPTIONS there -->"
 END = "<!-- end of generated table -->"
 
 

@@ -35,7 +35,9 @@ mod options;
 mod sources;
 
 pub use gunicorn::{GunicornOnly, GUNICORN_ONLY};
-pub use options::{help_text, settings_markdown, OptionSpec, OPTIONS};
+pub use options::{
+    given, help_text, settings_markdown, spec, DefaultValue, Kind, OptionSpec, OPTIONS,
+};
 pub use sources::{gather, load, parse_args, print_config, RawArgs};
 
 /// The worker types.
@@ -78,6 +80,9 @@ pub struct Config {
     pub env: Vec<(String, String)>,
     pub graceful_timeout: Duration,
     pub limits: Limits,
+    /// `--limit-request-body`: the largest request body in bytes; a larger one gets 413
+    /// before the app runs. 0: no limit.
+    pub limit_request_body: u64,
     pub log_level: LogLevel,
     /// How long a worker may go without a heartbeat; `None`: never killed for silence.
     pub timeout: Option<Duration>,
@@ -185,39 +190,185 @@ impl EnvDefaults {
 }
 
 impl Config {
+    /// Validates the merged settings, one section at a time. A setting no source gives
+    /// takes its default from [`OPTIONS`]; nothing here writes a default of its own.
     pub fn from_raw(raw: &RawArgs, env: &EnvDefaults) -> Result<Config, Error> {
-        let paste = raw.last("paste").map(|spec| parse_paste(spec, raw)).transpose()?;
-        let app = match (&paste, raw.app.clone()) {
-            (Some(_), Some(app)) => {
-                bail!("--paste replaces APP_MODULE; give one of them, not {app:?} too")
-            }
-            (Some(paste), None) => paste.path.display().to_string(),
-            (None, Some(app)) => app,
-            (None, None) => {
-                bail!("APP_MODULE is required, e.g. `ferricorn myproject.wsgi` (see --help)")
-            }
-        };
-        let mut binds = raw.all("bind").map(BindSpec::parse).collect::<Result<Vec<_>, _>>()?;
-        if binds.is_empty() {
-            let default = match &env.port {
-                Some(port) => format!("0.0.0.0:{port}"),
-                None => "127.0.0.1:8000".to_owned(),
-            };
-            binds.push(BindSpec::parse(&default).map_err(|e| Error(format!("$PORT: {e}")))?);
+        let (paste, app) = app_source(raw)?;
+        let mut config = Config::blank(app, paste, raw);
+        config.server_socket(raw, env)?;
+        config.workers(raw, env)?;
+        config.timeouts(raw)?;
+        config.logging(raw)?;
+        config.process(raw)?;
+        config.code_loading(raw)?;
+        config.http_limits(raw)?;
+        config.forwarded = forwarded_policy(raw, env)?;
+        config.notices.extend(ignored_settings(raw));
+        Ok(config)
+    }
+
+    /// Every field zero, empty or off, before the sections of [`Config::from_raw`] fill
+    /// them in. Not defaults (those are in [`OPTIONS`]); never served from. The unit tests
+    /// check that each setting's section sets its field, given and not given.
+    fn blank(app: String, paste: Option<Paste>, raw: &RawArgs) -> Config {
+        Config {
+            app,
+            binds: Vec::new(),
+            workers: 0,
+            worker_class: WorkerClass::Sync,
+            threads: 0,
+            worker_connections: 0,
+            keepalive: Duration::ZERO,
+            backlog: 0,
+            chdir: None,
+            pythonpath: Vec::new(),
+            env: Vec::new(),
+            graceful_timeout: Duration::ZERO,
+            limits: Limits::default(),
+            limit_request_body: 0,
+            log_level: LogLevel::Info,
+            timeout: None,
+            read_timeout: Duration::ZERO,
+            max_requests: 0,
+            max_requests_jitter: 0,
+            max_worker_memory: None,
+            preload: false,
+            reload: false,
+            reload_extra_files: Vec::new(),
+            pidfile: None,
+            daemon: false,
+            enable_stdio_inheritance: false,
+            user: None,
+            group: None,
+            initgroups: false,
+            umask: None,
+            worker_tmp_dir: None,
+            reuse_port: false,
+            proc_name: String::new(),
+            errorlog: None,
+            accesslog: None,
+            access_log_format: String::new(),
+            paste,
+            capture_output: false,
+            logconfig: None,
+            logconfig_json: None,
+            logger_class: None,
+            check_config: false,
+            print_config: false,
+            raw: raw.clone(),
+            forwarded: forwarded::Policy::default(),
+            notices: Vec::new(),
         }
-        let workers = match (raw.last("workers"), &env.web_concurrency) {
-            (Some(w), _) => positive("--workers", w)?,
-            (None, Some(w)) => positive("$WEB_CONCURRENCY", w)?,
-            (None, None) => 1,
+    }
+
+    /// Server socket: where to listen and how.
+    fn server_socket(&mut self, raw: &RawArgs, env: &EnvDefaults) -> Result<(), Error> {
+        self.binds = match (raw.last("bind"), &env.port) {
+            (None, Some(port)) => vec![BindSpec::parse(&format!("0.0.0.0:{port}"))
+                .map_err(|e| Error(format!("$PORT: {e}")))?],
+            _ => given(raw, spec("bind"))
+                .iter()
+                .map(|b| BindSpec::parse(b))
+                .collect::<Result<_, _>>()?,
         };
-        let mut notices = Vec::new();
-        let (worker_class, threads) = worker_model(raw, &mut notices)?;
-        notices.extend(ignored_settings(raw));
-        // gunicorn's meaning of 0 and its caps are applied by `Limits` itself.
-        let limits = Limits {
-            request_line: int(raw, "limit_request_line", 4094)?,
-            fields: int(raw, "limit_request_fields", 100)?,
-            field_size: int(raw, "limit_request_field_size", 8190)?,
+        self.backlog = i32::try_from(int(raw, "backlog")?.max(1)).unwrap_or(i32::MAX);
+        self.reuse_port = raw.has("reuse_port");
+        Ok(())
+    }
+
+    /// Workers: how many, which kind, how many app threads and connections each.
+    fn workers(&mut self, raw: &RawArgs, env: &EnvDefaults) -> Result<(), Error> {
+        self.workers = match (raw.last("workers"), &env.web_concurrency) {
+            (None, Some(w)) => number("$WEB_CONCURRENCY", w, Kind::Positive)?,
+            _ => int(raw, "workers")?,
+        };
+        (self.worker_class, self.threads) = worker_model(raw, &mut self.notices)?;
+        self.worker_connections = int(raw, "worker_connections")?;
+        self.worker_tmp_dir = raw.last("worker_tmp_dir").map(PathBuf::from);
+        Ok(())
+    }
+
+    /// Timeouts, and the limits on how long a worker serves.
+    fn timeouts(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        self.keepalive = seconds(raw, "keepalive")?;
+        self.graceful_timeout = seconds(raw, "graceful_timeout")?;
+        self.timeout = Some(seconds(raw, "timeout")?).filter(|t| !t.is_zero());
+        self.read_timeout = seconds(raw, "read_timeout")?.max(Duration::from_secs(1));
+        self.max_requests = int(raw, "max_requests")? as u64;
+        self.max_requests_jitter = int(raw, "max_requests_jitter")? as u64;
+        self.max_worker_memory = match int(raw, "max_worker_memory")? as u64 {
+            0 => None,
+            mib => Some(mib.saturating_mul(1024 * 1024)),
+        };
+        Ok(())
+    }
+
+    /// Logging: the error and access logs, and Python's logging configuration.
+    fn logging(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        let level = text(raw, "loglevel").unwrap_or_default();
+        self.log_level = match LogLevel::parse(level) {
+            Some(level) => level,
+            None => {
+                bail!("--log-level {level:?}: expected debug, info, warning, error or critical")
+            }
+        };
+        self.errorlog = text(raw, "errorlog").filter(|p| *p != "-").map(PathBuf::from);
+        self.accesslog = raw.last("accesslog").map(PathBuf::from);
+        self.access_log_format = text(raw, "access_log_format").unwrap_or_default().to_owned();
+        self.capture_output = raw.has("capture_output");
+        self.logconfig = raw.last("logconfig").map(PathBuf::from);
+        self.logconfig_json = raw.last("logconfig_json").map(PathBuf::from);
+        // The default class (or `simple`) is ferricorn's native logs.
+        let native = |c: &str| Some(c) == spec("logger_class").default.value() || c == "simple";
+        self.logger_class =
+            raw.last("logger_class").filter(|c| !c.is_empty() && !native(c)).map(str::to_owned);
+        Ok(())
+    }
+
+    /// The process: identity, files, detaching, the app's environment, what to do.
+    fn process(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        self.user = raw.last("user").map(parse_user).transpose()?;
+        self.group = match raw.last("group") {
+            Some(g) => Some(parse_group(g)?),
+            None => self.user.as_ref().map(|u| u.gid),
+        };
+        self.initgroups = raw.has("initgroups");
+        self.umask = raw.last("umask").map(parse_umask).transpose()?;
+        self.pidfile = raw.last("pidfile").map(PathBuf::from);
+        self.daemon = raw.has("daemon");
+        self.enable_stdio_inheritance = raw.has("enable_stdio_inheritance");
+        self.proc_name = raw.last("proc_name").unwrap_or(&self.app).to_owned();
+        self.check_config = raw.has("check_config");
+        self.print_config = raw.has("print_config");
+        self.chdir = raw.last("chdir").map(PathBuf::from);
+        self.env = raw.all("raw_env").map(parse_env).collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    /// Loading the app's code: `sys.path`, preloading, reloading on change.
+    fn code_loading(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        self.pythonpath = raw
+            .all("pythonpath")
+            .flat_map(|p| p.split(','))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self.preload = raw.has("preload_app");
+        self.reload = raw.has("reload");
+        if self.preload && self.reload {
+            bail!("--reload cannot be used with --preload: the master would hold the old code");
+        }
+        self.reload_extra_files = raw.all("reload_extra_files").map(PathBuf::from).collect();
+        Ok(())
+    }
+
+    /// HTTP limits and parser leniency. gunicorn's meaning of 0 and its caps are applied
+    /// by `Limits` itself.
+    fn http_limits(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        self.limits = Limits {
+            request_line: int(raw, "limit_request_line")?,
+            fields: int(raw, "limit_request_fields")?,
+            field_size: int(raw, "limit_request_field_size")?,
             lenient: Leniency {
                 casefold_method: raw.has("casefold_http_method"),
                 obsolete_folding: raw.has("permit_obsolete_folding"),
@@ -226,89 +377,8 @@ impl Config {
                 strip_header_spaces: raw.has("strip_header_spaces"),
             },
         };
-        let log_level = match raw.last("loglevel") {
-            None => LogLevel::Info,
-            Some(l) => match LogLevel::parse(l) {
-                Some(level) => level,
-                None => {
-                    bail!("--log-level {l:?}: expected debug, info, warning, error or critical")
-                }
-            },
-        };
-        let env_pairs = raw.all("raw_env").map(parse_env).collect::<Result<Vec<_>, _>>()?;
-        let preload = raw.has("preload_app");
-        let reload = raw.has("reload");
-        if preload && reload {
-            bail!("--reload cannot be used with --preload: the master would hold the old code");
-        }
-        let user = raw.last("user").map(parse_user).transpose()?;
-        Ok(Config {
-            binds,
-            workers,
-            worker_class,
-            threads,
-            worker_connections: worker_connections(raw)?,
-            keepalive: Duration::from_secs(int(raw, "keepalive", 2)? as u64),
-            backlog: i32::try_from(int(raw, "backlog", 2048)?.max(1)).unwrap_or(i32::MAX),
-            chdir: raw.last("chdir").map(PathBuf::from),
-            pythonpath: raw
-                .all("pythonpath")
-                .flat_map(|p| p.split(','))
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            env: env_pairs,
-            graceful_timeout: Duration::from_secs(int(raw, "graceful_timeout", 30)? as u64),
-            limits,
-            log_level,
-            timeout: match int(raw, "timeout", 30)? {
-                0 => None,
-                n => Some(Duration::from_secs(n as u64)),
-            },
-            read_timeout: Duration::from_secs(int(raw, "read_timeout", 30)?.max(1) as u64),
-            max_requests: int(raw, "max_requests", 0)? as u64,
-            max_requests_jitter: int(raw, "max_requests_jitter", 0)? as u64,
-            max_worker_memory: match int(raw, "max_worker_memory", 0)? as u64 {
-                0 => None,
-                mib => Some(mib.saturating_mul(1024 * 1024)),
-            },
-            preload,
-            reload,
-            reload_extra_files: raw.all("reload_extra_files").map(PathBuf::from).collect(),
-            pidfile: raw.last("pidfile").map(PathBuf::from),
-            daemon: raw.has("daemon"),
-            enable_stdio_inheritance: raw.has("enable_stdio_inheritance"),
-            group: match raw.last("group") {
-                Some(g) => Some(parse_group(g)?),
-                None => user.as_ref().map(|u| u.gid),
-            },
-            user,
-            initgroups: raw.has("initgroups"),
-            umask: raw.last("umask").map(parse_umask).transpose()?,
-            worker_tmp_dir: raw.last("worker_tmp_dir").map(PathBuf::from),
-            reuse_port: raw.has("reuse_port"),
-            proc_name: raw.last("proc_name").unwrap_or(&app).to_owned(),
-            errorlog: raw.last("errorlog").filter(|p| *p != "-").map(PathBuf::from),
-            accesslog: raw.last("accesslog").map(PathBuf::from),
-            access_log_format: raw
-                .last("access_log_format")
-                .unwrap_or(crate::wsgi::access::DEFAULT_FORMAT)
-                .to_owned(),
-            paste,
-            capture_output: raw.has("capture_output"),
-            logconfig: raw.last("logconfig").map(PathBuf::from),
-            logconfig_json: raw.last("logconfig_json").map(PathBuf::from),
-            logger_class: raw
-                .last("logger_class")
-                .filter(|c| !matches!(*c, "gunicorn.glogging.Logger" | "simple" | ""))
-                .map(str::to_owned),
-            check_config: raw.has("check_config"),
-            print_config: raw.has("print_config"),
-            raw: raw.clone(),
-            forwarded: forwarded_policy(raw, env)?,
-            notices,
-            app,
-        })
+        self.limit_request_body = int(raw, "limit_request_body")? as u64;
+        Ok(())
     }
 
     /// Whether more than one worker process serves (`wsgi.multiprocess`).
@@ -320,6 +390,22 @@ impl Config {
     pub fn multithread(&self) -> bool {
         self.worker_class == WorkerClass::Async && self.threads > 1
     }
+}
+
+/// The app: `APP_MODULE`, or the `--paste` ini that replaces it.
+fn app_source(raw: &RawArgs) -> Result<(Option<Paste>, String), Error> {
+    let paste = raw.last("paste").map(|spec| parse_paste(spec, raw)).transpose()?;
+    let app = match (&paste, raw.app.clone()) {
+        (Some(_), Some(app)) => {
+            bail!("--paste replaces APP_MODULE; give one of them, not {app:?} too")
+        }
+        (Some(paste), None) => paste.path.display().to_string(),
+        (None, Some(app)) => app,
+        (None, None) => {
+            bail!("APP_MODULE is required, e.g. `ferricorn myproject.wsgi` (see --help)")
+        }
+    };
+    Ok((paste, app))
 }
 
 /// Most app threads `-k gevent` or `-k eventlet` gets, however large `--worker-connections`
@@ -368,11 +454,8 @@ fn requested_class(name: &str) -> Result<Requested, Error> {
 /// becomes gthread (ferricorn's async worker with app threads); gevent and eventlet get
 /// app threads sized from `--worker-connections` (capped), and ignore `--threads`.
 fn worker_model(raw: &RawArgs, notices: &mut Vec<Notice>) -> Result<(WorkerClass, usize), Error> {
-    let name = raw.last("worker_class").unwrap_or("sync");
-    let threads = match raw.last("threads") {
-        Some(t) => positive("--threads", t)?,
-        None => 1,
-    };
+    let name = text(raw, "worker_class").unwrap_or_default();
+    let threads = int(raw, "threads")?;
     Ok(match requested_class(name)? {
         Requested::Sync if threads > 1 => {
             notices.push(Notice::new(
@@ -387,7 +470,7 @@ fn worker_model(raw: &RawArgs, notices: &mut Vec<Notice>) -> Result<(WorkerClass
         Requested::Sync => (WorkerClass::Sync, 1),
         Requested::Threaded => (WorkerClass::Async, threads),
         Requested::Greenlet(kind) => {
-            let connections = worker_connections(raw)?;
+            let connections = int(raw, "worker_connections")?;
             let pool = connections.min(GREENLET_THREADS_CAP);
             if raw.last("threads").is_some() && threads != 1 {
                 notices.push(Notice::new(
@@ -408,13 +491,6 @@ fn worker_model(raw: &RawArgs, notices: &mut Vec<Notice>) -> Result<(WorkerClass
             (WorkerClass::Async, pool)
         }
     })
-}
-
-fn worker_connections(raw: &RawArgs) -> Result<usize, Error> {
-    match raw.last("worker_connections") {
-        Some(c) => positive("--worker-connections", c),
-        None => Ok(1000),
-    }
 }
 
 /// gunicorn settings given that ferricorn does not have. On the command line only those
@@ -449,20 +525,30 @@ fn ignored_settings(raw: &RawArgs) -> Vec<Notice> {
     notices
 }
 
-fn int(raw: &RawArgs, name: &str, default: usize) -> Result<usize, Error> {
-    match raw.last(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            let flag = OPTIONS.iter().find(|o| o.name == name).map_or(name, |o| o.long[0]);
-            Error(format!("--{flag} {v:?}: expected a non-negative integer"))
-        }),
-    }
+/// The value in effect for a one-value setting: the last one given, else its default.
+fn text<'a>(raw: &'a RawArgs, name: &str) -> Option<&'a str> {
+    raw.last(name).or(spec(name).default.value())
 }
 
-fn positive(what: &str, v: &str) -> Result<usize, Error> {
-    match v.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => bail!("{what} {v:?}: expected a positive integer"),
+/// An integer setting, checked as its [`Kind`] says; the error names its flag.
+fn int(raw: &RawArgs, name: &str) -> Result<usize, Error> {
+    let spec = spec(name);
+    let flag = format!("--{}", spec.long.first().unwrap_or(&name));
+    number(&flag, text(raw, name).unwrap_or_default(), spec.kind)
+}
+
+fn seconds(raw: &RawArgs, name: &str) -> Result<Duration, Error> {
+    Ok(Duration::from_secs(int(raw, name)? as u64))
+}
+
+/// `v` as a [`Kind::Int`] (non-negative) or [`Kind::Positive`] integer; `what` names where
+/// it came from (`--workers`, `$WEB_CONCURRENCY`).
+fn number(what: &str, v: &str, kind: Kind) -> Result<usize, Error> {
+    match (v.trim().parse::<usize>(), kind) {
+        (Ok(n), Kind::Positive) if n > 0 => Ok(n),
+        (_, Kind::Positive) => bail!("{what} {v:?}: expected a positive integer"),
+        (Ok(n), _) => Ok(n),
+        _ => bail!("{what} {v:?}: expected a non-negative integer"),
     }
 }
 
@@ -511,13 +597,16 @@ fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
     }
 }
 
+/// Proxy: which front ends are believed, and about which headers.
 fn forwarded_policy(raw: &RawArgs, env: &EnvDefaults) -> Result<forwarded::Policy, Error> {
-    let allow = match raw.all("forwarded_allow_ips").collect::<Vec<_>>() {
-        given if !given.is_empty() => given.join(","),
-        _ => env.forwarded_allow_ips.clone().unwrap_or_else(|| "127.0.0.1,::1".to_owned()),
+    let allow = match (raw.last("forwarded_allow_ips"), &env.forwarded_allow_ips) {
+        (None, Some(from_env)) => from_env.clone(),
+        _ => given(raw, spec("forwarded_allow_ips")).join(","),
     };
-    let secure: Vec<(String, String)> = match raw.all("secure_scheme_headers").collect::<Vec<_>>() {
-        given if !given.is_empty() && given != [sources::OFF] => given
+    // `secure_scheme_headers = {}` in a config file arrives as OFF: trust no header.
+    let secure = match given(raw, spec("secure_scheme_headers")) {
+        off if off == [sources::OFF] => Vec::new(),
+        pairs => pairs
             .iter()
             .map(|pair| {
                 pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| {
@@ -526,21 +615,11 @@ fn forwarded_policy(raw: &RawArgs, env: &EnvDefaults) -> Result<forwarded::Polic
                     ))
                 })
             })
-            .collect::<Result<_, _>>()?,
-        given if !given.is_empty() => Vec::new(),
-        _ => forwarded::DEFAULT_SECURE_SCHEME_HEADERS
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
+            .collect::<Result<Vec<_>, _>>()?,
     };
-    let forwarders = raw.all("forwarder_headers").collect::<Vec<_>>().join(",");
-    let forwarders = if raw.last("forwarder_headers").is_some() {
-        forwarders
-    } else {
-        "SCRIPT_NAME,PATH_INFO".to_owned()
-    };
-    forwarded::Policy::parse(&allow, &secure, &forwarders, raw.last("header_map").unwrap_or("drop"))
-        .map_err(Error)
+    let forwarders = given(raw, spec("forwarder_headers")).join(",");
+    let header_map = text(raw, "header_map").unwrap_or_default();
+    forwarded::Policy::parse(&allow, &secure, &forwarders, header_map).map_err(Error)
 }
 
 fn parse_paste(spec: &str, raw: &RawArgs) -> Result<Paste, Error> {
@@ -707,6 +786,73 @@ mod tests {
         assert!(c.notices.iter().all(|n| n.level == LogLevel::Debug), "{:?}", c.notices);
         // `--proxy-protocol off` is gunicorn's default: not even a note.
         assert_eq!(c.notices.len(), 2, "{:?}", c.notices);
+    }
+
+    /// Item 4 of issue 10: the defaults applied are the ones the table (and so `--help`
+    /// and docs/settings.md) states. Each row's value is read back from the `Config` built
+    /// from no settings at all.
+    #[test]
+    fn applied_defaults_are_the_table_defaults() {
+        let c = config(&["app"]).unwrap();
+        for spec in OPTIONS {
+            let shown = (spec.shown)(&c, spec);
+            let want = match spec.default {
+                DefaultValue::Off => "False".to_owned(),
+                DefaultValue::Value(v) | DefaultValue::ValueOr(v, _) => v.to_owned(),
+                DefaultValue::Pairs(_) => options::dict(&spec.default.values()),
+                DefaultValue::Unset(_) if spec.name == "proc_name" => "app".to_owned(),
+                DefaultValue::Unset(_) if shown == "[]" => "[]".to_owned(),
+                DefaultValue::Unset(_) => "None".to_owned(),
+            };
+            assert_eq!(shown, want, "{}: applied default differs from the table", spec.name);
+        }
+    }
+
+    /// Each setting given on the command line reaches its field (a section that forgot
+    /// one would leave it blank).
+    #[test]
+    fn given_values_reach_their_fields() {
+        let samples = [
+            ("bind", "127.0.0.1:9"),
+            ("worker_class", "async"),
+            ("pythonpath", "/p"),
+            ("raw_env", "A=1"),
+            ("forwarded_allow_ips", "10.0.0.1"),
+            ("forwarder_headers", "X_USER"),
+            ("header_map", "refuse"),
+            ("user", "0"),
+            ("group", "0"),
+            ("umask", "18"),
+            ("proc_name", "web"),
+            ("access_log_format", "%(h)s"),
+            ("loglevel", "debug"),
+            ("logger_class", "pkg.mod.Logger"),
+            ("config", "x.py"),
+        ];
+        // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
+        let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];
+        for spec in OPTIONS.iter().filter(|o| !skipped.contains(&o.name)) {
+            let flag = format!("--{}", spec.long[0]);
+            let value = match spec.kind {
+                Kind::Flag => None,
+                Kind::Int | Kind::Positive => Some("7"),
+                _ if samples.iter().all(|(n, _)| *n != spec.name) => Some("/tmp/x"),
+                _ => samples.iter().find(|(n, _)| *n == spec.name).map(|(_, v)| *v),
+            };
+            let args: Vec<&str> = [flag.as_str()].into_iter().chain(value).chain(["app"]).collect();
+            let c = config(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let shown = (spec.shown)(&c, spec);
+            assert_eq!(shown, value.unwrap_or("True"), "{args:?} did not reach its field");
+        }
+    }
+
+    #[test]
+    fn limit_request_body() {
+        assert_eq!(config(&["app"]).unwrap().limit_request_body, 0);
+        let c = config(&["--limit-request-body", "1048576", "app"]).unwrap();
+        assert_eq!(c.limit_request_body, 1 << 20);
+        assert!(config(&["--limit-request-body", "-1", "app"]).is_err());
+        assert!(gunicorn::by_name("limit_request_body").is_none(), "a ferricorn setting");
     }
 
     #[test]

@@ -1,606 +1,882 @@
-//! Every setting, described once: its flags, gunicorn's name, its default and its
-//! documentation. `--help` and the table of `docs/settings.md` are generated from
-//! [`OPTIONS`]; [`super::Config::from_raw`] gives each its meaning.
+//! Every setting, defined once: its name, flags, type, default, documentation and how
+//! `--print-config` shows it. `--help`, the table of `docs/settings.md`, the command-line
+//! and config-file readers ([`super::sources`]) and the defaults [`super::Config::from_raw`]
+//! applies all read [`OPTIONS`]; a default is written here and nowhere else.
 
-/// What a flag is called, whether it takes a value, and what `--help` says of it.
-pub struct OptionSpec {
-    pub name: &'static str,
-    pub short: Option<char>,
-    pub long: &'static [&'static str],
-    pub metavar: Option<&'static str>,
-    /// One line for `--help`.
-    pub help: &'static str,
-    /// Whether gunicorn has this setting under `name` (its config-file name too).
-    pub gunicorn: bool,
-    /// The default, as the settings reference shows it.
-    pub default: &'static str,
-    /// The settings reference's description (Markdown).
-    pub doc: &'static str,
+use std::fmt::Display;
+use std::path::PathBuf;
+
+use super::{Config, RawArgs};
+use crate::forwarded;
+
+/// What a setting's values are, and so how they are read and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// On when given; takes no value on the command line (`true`/`false` in a config file).
+    Flag,
+    /// A non-negative integer, checked when it is read.
+    Int,
+    /// A positive integer, checked when it is read.
+    Positive,
+    /// One value, the last one given; its section of `from_raw` parses and checks it
+    /// (an address, a user name, a worker class...).
+    Text,
+    /// Repeatable: every value given counts, in order.
+    List,
 }
 
-/// Every flag ferricorn has today. Only flags that work are listed.
+/// What applies when no source gives a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// A flag: off.
+    Off,
+    /// Nothing is set; the text (Markdown) says what that means ("none", "the current user").
+    Unset(&'static str),
+    /// This value, read exactly as a given one is.
+    Value(&'static str),
+    /// This value unless the environment says otherwise (the note, Markdown, says how).
+    ValueOr(&'static str, &'static str),
+    /// `NAME=value` pairs: a dict in a config file (`secure_scheme_headers`).
+    Pairs(&'static [(&'static str, &'static str)]),
+}
+
+impl DefaultValue {
+    /// The values that apply when none is given, as a source would give them.
+    pub fn values(self) -> Vec<String> {
+        match self {
+            DefaultValue::Off | DefaultValue::Unset(_) => Vec::new(),
+            DefaultValue::Value(v) | DefaultValue::ValueOr(v, _) => vec![v.to_owned()],
+            DefaultValue::Pairs(pairs) => pairs.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        }
+    }
+
+    /// The single value that applies when none is given, if there is one.
+    pub fn value(self) -> Option<&'static str> {
+        match self {
+            DefaultValue::Value(v) | DefaultValue::ValueOr(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// As the settings reference shows it: numbers bare, other values as code.
+    fn markdown(self) -> String {
+        let code = |v: &str| match v.bytes().all(|b| b.is_ascii_digit()) {
+            true => v.to_owned(),
+            false => format!("`{v}`"),
+        };
+        match self {
+            DefaultValue::Off => "off".to_owned(),
+            DefaultValue::Unset(text) => text.to_owned(),
+            DefaultValue::Value(v) => code(v),
+            DefaultValue::ValueOr(v, note) => format!("{}, {note}", code(v)),
+            DefaultValue::Pairs(_) => format!("`{}`", dict(&self.values())),
+        }
+        .replace('|', "\\|")
+    }
+
+    /// As `--help` shows it, after the help line; `None` when there is nothing to say.
+    fn help(self) -> Option<String> {
+        match self {
+            DefaultValue::Off | DefaultValue::Unset("none") => None,
+            other => Some(other.markdown().replace('`', "")),
+        }
+    }
+}
+
+/// One setting: what its flags are called, what it holds, what applies when it is not
+/// given, and what the help and the settings reference say of it.
+pub struct OptionSpec {
+    /// gunicorn's setting name (its config-file name); ferricorn's own settings follow suit.
+    pub name: &'static str,
+    /// The one-letter flag gunicorn gives it, if any.
+    pub short: Option<char>,
+    /// Long flags without `--`; the first is the one error messages name. Empty: config
+    /// file only.
+    pub long: &'static [&'static str],
+    /// What `--help` calls its value; `None` exactly for [`Kind::Flag`].
+    pub metavar: Option<&'static str>,
+    /// How its values are read and checked.
+    pub kind: Kind,
+    /// What applies when no source gives it: the one place a default is written.
+    pub default: DefaultValue,
+    /// Whether gunicorn has this setting under `name` (its config-file name too).
+    pub gunicorn: bool,
+    /// One line for `--help`; the default is appended to it from [`Self::default`].
+    pub help: &'static str,
+    /// The settings reference's description (Markdown).
+    pub doc: &'static str,
+    /// The value in effect, as `--print-config` prints it (gunicorn's `str()` of the value):
+    /// read back from the validated [`Config`], so a test can compare it with the default.
+    pub shown: fn(&Config, &OptionSpec) -> String,
+}
+
+/// The row for `name`; every name the code asks for is in [`OPTIONS`] (a unit test runs
+/// every section).
+pub fn spec(name: &str) -> &'static OptionSpec {
+    OPTIONS.iter().find(|o| o.name == name).unwrap_or_else(|| panic!("no setting {name:?}"))
+}
+
+/// The values in effect for a setting: those the sources gave, else its default's.
+pub fn given(raw: &RawArgs, spec: &OptionSpec) -> Vec<String> {
+    match raw.all(spec.name).map(str::to_owned).collect::<Vec<_>>() {
+        none if none.is_empty() => spec.default.values(),
+        some => some,
+    }
+}
+
+/// How Python prints `None`.
+const NONE: &str = "None";
+
+/// A flag as Python prints a bool.
+fn on(b: bool) -> String {
+    if b { "True" } else { "False" }.to_owned()
+}
+
+fn maybe(value: Option<impl Display>) -> String {
+    value.map_or_else(|| NONE.to_owned(), |v| v.to_string())
+}
+
+fn path(value: &Option<PathBuf>) -> String {
+    maybe(value.as_ref().map(|p| p.display()))
+}
+
+/// A repeatable setting: one value bare, several as a Python list, none as `[]`.
+fn list<T: Display>(values: impl IntoIterator<Item = T>) -> String {
+    let values: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
+    match values.as_slice() {
+        [one] => one.clone(),
+        many => {
+            format!("[{}]", many.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+/// `NAME=value` pairs as a Python dict.
+pub(super) fn dict(pairs: &[String]) -> String {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .map(|(k, v)| format!("'{k}': '{v}'"))
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+/// A setting with no typed field of its own, shown as the sources (or the default) give it.
+fn given_text(c: &Config, spec: &OptionSpec) -> String {
+    match spec.kind {
+        Kind::Flag => on(c.raw.has(spec.name)),
+        Kind::List => list(given(&c.raw, spec)),
+        _ => maybe(given(&c.raw, spec).pop()),
+    }
+}
+
+use DefaultValue::{Off, Pairs, Unset, Value, ValueOr};
+use Kind::{Flag, Int, List, Positive, Text};
+
+/// Every setting ferricorn has today. Only settings that work are listed.
 pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "config",
         short: Some('c'),
         long: &["config"],
         metavar: Some("CONFIG"),
-        help: "Python config file (PATH or python:MODULE). [./ferricorn.conf.py, ./gunicorn.conf.py]",
+        kind: Text,
+        default: Unset("`./ferricorn.conf.py`, else `./gunicorn.conf.py`, if present"),
         gunicorn: true,
-        default: "`./ferricorn.conf.py`, else `./gunicorn.conf.py`, if present",
+        help: "Python config file (PATH or python:MODULE).",
         doc: "A gunicorn-style Python config file: a path, or `python:MODULE`. Module-level names that are settings set them (below the command line and `FERRICORN_CMD_ARGS`); hooks are functions named after them; a gunicorn setting ferricorn lacks gets a warning. See [configuration](index.md#configuration).",
+        shown: given_text,
     },
     OptionSpec {
         name: "wsgi_app",
         short: None,
         long: &[],
         metavar: Some("STRING"),
-        help: "",
+        kind: Text,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "",
         doc: "Config file only: the `APP_MODULE` when the command line gives none.",
+        shown: given_text,
     },
     OptionSpec {
         name: "check_config",
         short: None,
         long: &["check-config"],
         metavar: None,
-        help: "Check the settings and that the app loads, then exit (0: fine, 1: not).",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Check the settings and that the app loads, then exit (0: fine, 1: not).",
         doc: "Read every setting and import the app in this process, then exit: 0 when both work, 1 (with the reason) when not.",
+        shown: |c, _| on(c.check_config),
     },
     OptionSpec {
         name: "print_config",
         short: None,
         long: &["print-config"],
         metavar: None,
-        help: "Print the settings in effect and exit.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Print the settings in effect and exit.",
         doc: "Print every setting as `name = value` after all sources are merged, then exit.",
+        shown: |c, _| on(c.print_config),
     },
     OptionSpec {
         name: "paste",
         short: None,
         long: &["paste", "paster"],
         metavar: Some("INI"),
-        help: "Load the app from a PasteDeploy ini file: INI or INI#name.",
+        kind: Text,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Load the app from a PasteDeploy ini file: INI or INI#name.",
         doc: "Load the app through PasteDeploy (`paste.deploy.loadapp`) from `INI`, or its `[app:NAME]` with `INI#NAME`, instead of `APP_MODULE`; the ini's `[loggers]` sections configure Python logging first. As in gunicorn, the ini's `[server:*]` sections are not read.",
+        shown: |c, _| maybe(c.paste.as_ref().map(|p| p.path.display())),
     },
     OptionSpec {
         name: "raw_paste_global_conf",
         short: None,
         long: &["paste-global"],
         metavar: Some("KEY=VALUE"),
-        help: "A global_conf value for --paste. Repeatable.",
+        kind: List,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "A global_conf value for --paste. Repeatable.",
         doc: "Passed to the Paste app's `global_conf` (repeatable).",
+        shown: |c, _| list(c.paste.iter().flat_map(|p| &p.globals).map(|(k, v)| format!("{k}={v}"))),
     },
     OptionSpec {
         name: "capture_output",
         short: None,
         long: &["capture-output"],
         metavar: None,
-        help: "Send the workers' stdout and stderr to --error-logfile.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Send the workers' stdout and stderr to --error-logfile.",
         doc: "Redirect the workers' stdout and stderr (`print`, tracebacks the app writes) into `--error-logfile`; does nothing when the error log is stderr.",
+        shown: |c, _| on(c.capture_output),
     },
     OptionSpec {
         name: "logconfig",
         short: None,
         long: &["log-config"],
         metavar: Some("FILE"),
-        help: "Configure Python logging from an ini file (logging.config.fileConfig).",
+        kind: Text,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Configure Python logging from an ini file (logging.config.fileConfig).",
         doc: "Python's `logging.config.fileConfig` file, applied in the master before the app loads; the error and access logs then go through the `gunicorn.error` and `gunicorn.access` loggers, as in gunicorn.",
+        shown: |c, _| path(&c.logconfig),
     },
     OptionSpec {
         name: "logconfig_json",
         short: None,
         long: &["log-config-json"],
         metavar: Some("FILE"),
-        help: "Configure Python logging from a JSON dictConfig file.",
+        kind: Text,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Configure Python logging from a JSON dictConfig file.",
         doc: "A JSON file for Python's `logging.config.dictConfig`, merged over gunicorn's default logging config as gunicorn does; the error and access logs then go through the `gunicorn.error` and `gunicorn.access` loggers. The config file's `logconfig_dict` works the same way and wins over this file, which wins over `--log-config`.",
+        shown: |c, _| path(&c.logconfig_json),
     },
     OptionSpec {
         name: "logger_class",
         short: None,
         long: &["logger-class"],
         metavar: Some("STRING"),
-        help: "A gunicorn Logger class (pkg.mod.Class) for the error and access logs.",
+        kind: Text,
+        default: Value("gunicorn.glogging.Logger"),
         gunicorn: true,
-        default: "`gunicorn.glogging.Logger`",
+        help: "A gunicorn Logger class (pkg.mod.Class) for the error and access logs.",
         doc: "A subclass of gunicorn's `glogging.Logger` (or a class with its methods), as `pkg.mod.Class`: it is built once in the master with a gunicorn-style `cfg`, its `access(resp, req, environ, request_time)` is called for every response and its `error`/`info`/... for every error log line. The default (also `simple`) is ferricorn's native logs, unless `--log-config`, `--log-config-json` or `logconfig_dict` route both through Python's `logging` as gunicorn's Logger does. See [logging](index.md#logging).",
+        shown: given_text,
     },
     OptionSpec {
         name: "bind",
         short: Some('b'),
         long: &["bind"],
         metavar: Some("ADDRESS"),
-        help: "Socket to bind: HOST, HOST:PORT, :PORT, [::1]:PORT, unix:PATH or fd://N. Repeatable. \
-               [127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set]",
+        kind: List,
+        default: ValueOr("127.0.0.1:8000", "or `0.0.0.0:$PORT` when `PORT` is set"),
         gunicorn: true,
-        default: "`127.0.0.1:8000`, or `0.0.0.0:$PORT` when `PORT` is set",
+        help: "Socket to bind: HOST, HOST:PORT, :PORT, [::1]:PORT, unix:PATH or fd://N. Repeatable.",
         doc: "Socket to listen on: `HOST`, `HOST:PORT`, `:PORT` (every IPv4 interface, as gunicorn), `[IPv6]:PORT`, `unix:PATH` or `fd://N`; `tcp://` may prefix an address. `unix://PATH` is `unix:PATH` as gunicorn reads it: `unix://tmp/x.sock` is the relative `tmp/x.sock`, `unix:///tmp/x.sock` the absolute one. Repeat to listen on several. A unix socket file is created (a stale one replaced) and removed on exit.",
+        shown: |c, _| list(&c.binds),
     },
     OptionSpec {
         name: "workers",
         short: Some('w'),
         long: &["workers"],
         metavar: Some("INT"),
-        help: "Number of worker processes. [1, or $WEB_CONCURRENCY]",
+        kind: Positive,
+        default: ValueOr("1", "or `$WEB_CONCURRENCY`"),
         gunicorn: true,
-        default: "1, or `$WEB_CONCURRENCY`",
+        help: "Number of worker processes.",
         doc: "Number of worker processes (positive).",
+        shown: |c, _| c.workers.to_string(),
     },
     OptionSpec {
         name: "worker_class",
         short: Some('k'),
         long: &["worker-class"],
         metavar: Some("STRING"),
-        help: "Worker type: sync, gthread (or async), gevent or eventlet (async with threads). [sync]",
+        kind: Text,
+        default: Value("sync"),
         gunicorn: true,
-        default: "`sync`",
+        help: "Worker type: sync, gthread (or async), gevent or eventlet (async with threads).",
         doc: "Worker type: `sync` (one request per connection, like gunicorn's) or `async` (an event loop with keep-alive and pipelining; `gthread` is the same). `gevent` and `eventlet` run `async` with a pool of app threads sized from `--worker-connections`, at most 100, and patch nothing (see [migrating.md](migrating.md#worker-classes)). gunicorn's class paths for these (`gunicorn.workers.ggevent.GeventWorker`, `egg:gunicorn#gthread`, ...) are accepted; `tornado`, other class paths and ASGI workers (`uvicorn.workers.UvicornWorker`) are refused with one line saying what is offered.",
+        shown: |c, _| c.worker_class.name().to_owned(),
     },
     OptionSpec {
         name: "threads",
         short: None,
         long: &["threads"],
         metavar: Some("INT"),
-        help: "Python threads that run the app; > 1 with the sync worker selects async, as gunicorn's gthread. [1]",
+        kind: Positive,
+        default: Value("1"),
         gunicorn: true,
-        default: "1",
+        help: "Python threads that run the app; > 1 with the sync worker selects async, as gunicorn's gthread.",
         doc: "With N > 1 the app runs on a pool of N Python threads (`wsgi.multithread` is then true); with 1 on the event loop thread. As in gunicorn, N > 1 with the `sync` worker (the default) switches to the threaded worker: ferricorn's `async`. Ignored with `gevent` and `eventlet`, as gunicorn ignores it.",
+        shown: |c, _| c.threads.to_string(),
     },
     OptionSpec {
         name: "worker_connections",
         short: None,
         long: &["worker-connections"],
         metavar: Some("INT"),
-        help: "async worker: most open connections per worker. [1000]",
+        kind: Positive,
+        default: Value("1000"),
         gunicorn: true,
-        default: "1000",
+        help: "async worker: most open connections per worker.",
         doc: "`async` only: most open connections per worker; beyond it the worker stops accepting and the kernel backlog holds new clients. With `-k gevent` or `eventlet` it also sizes the app thread pool (at most 100).",
+        shown: |c, _| c.worker_connections.to_string(),
     },
     OptionSpec {
         name: "keepalive",
         short: None,
         long: &["keep-alive"],
         metavar: Some("INT"),
-        help: "async worker: seconds an idle keep-alive connection stays open. [2]",
+        kind: Int,
+        default: Value("2"),
         gunicorn: true,
-        default: "2",
+        help: "async worker: seconds an idle keep-alive connection stays open.",
         doc: "`async` only: seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
+        shown: |c, _| c.keepalive.as_secs().to_string(),
     },
     OptionSpec {
         name: "backlog",
         short: None,
         long: &["backlog"],
         metavar: Some("INT"),
-        help: "Maximum number of pending connections. [2048]",
+        kind: Int,
+        default: Value("2048"),
         gunicorn: true,
-        default: "2048",
+        help: "Maximum number of pending connections.",
         doc: "Pending-connection queue length passed to `listen(2)`.",
+        shown: |c, _| c.backlog.to_string(),
     },
     OptionSpec {
         name: "chdir",
         short: None,
         long: &["chdir"],
         metavar: Some("DIR"),
-        help: "Change to this directory before loading the app.",
+        kind: Text,
+        default: Unset("the current directory"),
         gunicorn: true,
-        default: "the current directory",
+        help: "Change to this directory before loading the app.",
         doc: "Directory to change to before loading the app.",
+        shown: |c, _| path(&c.chdir),
     },
     OptionSpec {
         name: "pythonpath",
         short: None,
         long: &["pythonpath"],
         metavar: Some("PATHS"),
-        help: "Comma-separated directories to add to the Python path.",
+        kind: List,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Comma-separated directories to add to the Python path.",
         doc: "Comma-separated directories put at the front of `sys.path`.",
+        shown: |c, _| if c.pythonpath.is_empty() { NONE.to_owned() } else { c.pythonpath.join(",") },
     },
     OptionSpec {
         name: "raw_env",
         short: Some('e'),
         long: &["env"],
         metavar: Some("KEY=VALUE"),
-        help: "Set an environment variable in the workers. Repeatable.",
+        kind: List,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Set an environment variable in the workers. Repeatable.",
         doc: "Environment variable set for the app (repeatable).",
+        shown: |c, _| list(c.env.iter().map(|(k, v)| format!("{k}={v}"))),
     },
     OptionSpec {
         name: "forwarded_allow_ips",
         short: None,
         long: &["forwarded-allow-ips"],
         metavar: Some("STRING"),
-        help: "Front-end IPs or networks allowed to set proxy headers; * for any. [127.0.0.1,::1]",
+        kind: List,
+        default: ValueOr("127.0.0.1,::1", "or `$FORWARDED_ALLOW_IPS`"),
         gunicorn: true,
-        default: "`127.0.0.1,::1`, or `$FORWARDED_ALLOW_IPS`",
+        help: "Front-end IPs or networks allowed to set proxy headers; * for any.",
         doc: "Comma-separated addresses and CIDR networks (or `*`) of the front ends whose `secure_scheme_headers` and `--forwarder-headers` are believed. Peers on a unix socket are always trusted, as in gunicorn.",
+        shown: given_text,
     },
     OptionSpec {
         name: "secure_scheme_headers",
         short: None,
         long: &[],
         metavar: Some("DICT"),
-        help: "",
+        kind: List,
+        default: Pairs(&forwarded::DEFAULT_SECURE_SCHEME_HEADERS),
         gunicorn: true,
-        default: "`{'X-FORWARDED-PROTOCOL': 'ssl', 'X-FORWARDED-PROTO': 'https', 'X-FORWARDED-SSL': 'on'}`",
+        help: "",
         doc: "Config file only: headers a trusted front end sets to say the request came over https (`wsgi.url_scheme`). Two of them that disagree get 400.",
+        shown: |c, spec| dict(&given(&c.raw, spec)),
     },
     OptionSpec {
         name: "forwarder_headers",
         short: None,
         long: &["forwarder-headers"],
         metavar: Some("STRING"),
-        help: "Headers with _ a trusted front end may set (SCRIPT_NAME...). [SCRIPT_NAME,PATH_INFO]",
+        kind: List,
+        default: Value("SCRIPT_NAME,PATH_INFO"),
         gunicorn: true,
-        default: "`SCRIPT_NAME,PATH_INFO`",
+        help: "Headers with _ a trusted front end may set (SCRIPT_NAME...).",
         doc: "Comma-separated header names containing `_` that a trusted front end may send into the environ; `SCRIPT_NAME` from it sets where the app is mounted (the path must start with it, else 400).",
+        shown: given_text,
     },
     OptionSpec {
         name: "header_map",
         short: None,
         long: &["header-map"],
         metavar: Some("STRING"),
-        help: "Other headers with _ in their name: drop, refuse (400) or dangerous (keep). [drop]",
+        kind: Text,
+        default: Value("drop"),
         gunicorn: true,
-        default: "`drop`",
+        help: "Other headers with _ in their name: drop, refuse (400) or dangerous (keep).",
         doc: "What happens to a header whose name holds `_` (which would map onto the same environ key as its `-` twin) when it is not a trusted forwarder header: `drop` it, `refuse` the request with 400, or pass it on (`dangerous`).",
+        shown: given_text,
     },
     OptionSpec {
         name: "graceful_timeout",
         short: None,
         long: &["graceful-timeout"],
         metavar: Some("INT"),
-        help: "Seconds workers get to finish requests after TERM before they are killed. [30]",
+        kind: Int,
+        default: Value("30"),
         gunicorn: true,
-        default: "30",
+        help: "Seconds workers get to finish requests after TERM before they are killed.",
         doc: "Seconds workers get after TERM to finish in-flight requests before they are killed.",
+        shown: |c, _| c.graceful_timeout.as_secs().to_string(),
     },
     OptionSpec {
         name: "limit_request_line",
         short: None,
         long: &["limit-request-line"],
         metavar: Some("INT"),
-        help: "Maximum request line size in bytes (up to 8190), 0 for no limit of its own. [4094]",
+        kind: Int,
+        default: Value("4094"),
         gunicorn: true,
-        default: "4094",
+        help: "Maximum request line size in bytes (up to 8190), 0 for no limit of its own.",
         doc: "Longest request line in bytes, without its CRLF; anything above 8190 means 8190. Longer lines get 414. 0 means no limit of its own, as in gunicorn 27; the line then counts against the head's budget (`--limit-request-fields` × (`--limit-request-field_size` + 2) + 4 bytes, 819,204 by default) instead of being read without end.",
+        shown: |c, _| c.limits.request_line.to_string(),
     },
     OptionSpec {
         name: "limit_request_fields",
         short: None,
         long: &["limit-request-fields"],
         metavar: Some("INT"),
-        help: "Maximum number of request header fields. [100]",
+        kind: Int,
+        default: Value("100"),
         gunicorn: true,
-        default: "100",
+        help: "Maximum number of request header fields.",
         doc: "Most header fields per request; 0 or anything above 32768 means 32768. More get 431. Every field counts, also one that `--header-map drop` drops.",
+        shown: |c, _| c.limits.fields.to_string(),
     },
     OptionSpec {
         name: "limit_request_field_size",
         short: None,
         long: &["limit-request-field_size", "limit-request-field-size"],
         metavar: Some("INT"),
-        help: "Maximum size of one request header field in bytes, 0 for 8190. [8190]",
+        kind: Int,
+        default: Value("8190"),
         gunicorn: true,
-        default: "8190",
+        help: "Maximum size of one request header field in bytes, 0 for 8190.",
         doc: "Longest header field in bytes, its CRLF included (and its continuation lines, with `--permit-obsolete-folding`); 0 means 8190, as gunicorn 27's parser reads it (its documentation says unlimited). Longer get 431.",
+        shown: |c, _| c.limits.field_size.to_string(),
+    },
+    OptionSpec {
+        name: "limit_request_body",
+        short: None,
+        long: &["limit-request-body"],
+        metavar: Some("INT"),
+        kind: Int,
+        default: Value("0"),
+        gunicorn: false,
+        help: "Largest request body in bytes; a larger one gets 413 before the app runs. 0: no limit.",
+        doc: "A request whose body is larger than this gets 413 before the app runs; 0 = no limit. Like nginx's `client_max_body_size`. ferricorn only.",
+        shown: |c, _| c.limit_request_body.to_string(),
     },
     OptionSpec {
         name: "casefold_http_method",
         short: None,
         long: &["casefold-http-method"],
         metavar: None,
-        help: "Upper-case the request method (with --permit-unconventional-http-method).",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Upper-case the request method (with --permit-unconventional-http-method).",
         doc: "Upper-case the method after it is checked, so `get` reaches the app as `GET`. Methods are case-sensitive (RFC 9110 §9.1); without `--permit-unconventional-http-method` a lower-case method is refused before this applies.",
+        shown: |c, _| on(c.limits.lenient.casefold_method),
     },
     OptionSpec {
         name: "permit_obsolete_folding",
         short: None,
         long: &["permit-obsolete-folding"],
         metavar: None,
-        help: "Accept obsolete header line folding, joining folded lines with a space.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Accept obsolete header line folding, joining folded lines with a space.",
         doc: "Accept a header line that starts with a space or tab as the continuation of the field before it (obs-fold, RFC 9112 §5.2): the pieces are trimmed and joined with one space, and count together against `--limit-request-field_size`. Off: such a request gets 400.",
+        shown: |c, _| on(c.limits.lenient.obsolete_folding),
     },
     OptionSpec {
         name: "permit_unconventional_http_method",
         short: None,
         long: &["permit-unconventional-http-method"],
         metavar: None,
-        help: "Accept any token as a method, not only 3-20 characters without lower case or #.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Accept any token as a method, not only 3-20 characters without lower case or #.",
         doc: "Accept any token (RFC 9110 §5.6.2) as the method. Off, as in gunicorn, a method must also be 3 to 20 characters long with no lower-case letter and no `#`, or the request gets 400.",
+        shown: |c, _| on(c.limits.lenient.unconventional_method),
     },
     OptionSpec {
         name: "permit_unconventional_http_version",
         short: None,
         long: &["permit-unconventional-http-version"],
         metavar: None,
-        help: "Accept any HTTP/d.d version, not only HTTP/1.0 and HTTP/1.1.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Accept any HTTP/d.d version, not only HTTP/1.0 and HTTP/1.1.",
         doc: "Accept any `HTTP/d.d` version in the request line. A version below 1.1 is served as HTTP/1.0 and any other as HTTP/1.1 (`SERVER_PROTOCOL` says which). Off: anything but HTTP/1.0 and HTTP/1.1 gets 400.",
+        shown: |c, _| on(c.limits.lenient.unconventional_version),
     },
     OptionSpec {
         name: "strip_header_spaces",
         short: None,
         long: &["strip-header-spaces"],
         metavar: None,
-        help: "Remove spaces between a header name and its colon (unsafe, as in gunicorn).",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Remove spaces between a header name and its colon (unsafe, as in gunicorn).",
         doc: "Accept `Name : value` by removing spaces and tabs before the colon. RFC 9112 §5.1 requires a 400 for it, and a proxy that reads the line differently is a request-smuggling seam. Off: 400.",
+        shown: |c, _| on(c.limits.lenient.strip_header_spaces),
     },
     OptionSpec {
         name: "timeout",
         short: Some('t'),
         long: &["timeout"],
         metavar: Some("INT"),
-        help: "Seconds a worker may stay silent (stuck in a request) before it is killed \
-               and replaced; 0 disables. [30]",
+        kind: Int,
+        default: Value("30"),
         gunicorn: true,
-        default: "30",
+        help: "Seconds a worker may stay silent (stuck in a request) before it is killed and replaced; 0 disables.",
         doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log line names the request it was stuck in. 0 disables. Workers beat from their loop, so only a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) can time out.",
+        shown: |c, _| c.timeout.map_or(0, |t| t.as_secs()).to_string(),
     },
     OptionSpec {
         name: "read_timeout",
         short: None,
         long: &["read-timeout"],
         metavar: Some("INT"),
-        help: "Seconds a client may stay silent mid-request, or take nothing of a response, \
-               before it is disconnected. [30]",
+        kind: Int,
+        default: Value("30"),
         gunicorn: false,
-        default: "30",
+        help: "Seconds a client may stay silent mid-request, or take nothing of a response, before it is disconnected.",
         doc: "How long a worker waits on a client that sends nothing more of a request it began (head or body) or takes nothing of its response; then the connection is closed (with 400 if the app was reading the body). Both worker classes honour it, and a worker waiting on a client keeps its heartbeat, so a slow upload never reaches `--timeout`, which is for stuck apps. gunicorn has no such setting: its sync worker waits until `--timeout` kills it. 0 means 1.",
+        shown: |c, _| c.read_timeout.as_secs().to_string(),
     },
     OptionSpec {
         name: "max_requests",
         short: None,
         long: &["max-requests"],
         metavar: Some("INT"),
-        help: "Requests a worker serves before it is replaced; 0 disables. [0]",
+        kind: Int,
+        default: Value("0"),
         gunicorn: true,
-        default: "0",
+        help: "Requests a worker serves before it is replaced; 0 disables.",
         doc: "A worker that has served this many requests finishes the ones in hand and is replaced. 0 disables.",
+        shown: |c, _| c.max_requests.to_string(),
     },
     OptionSpec {
         name: "max_requests_jitter",
         short: None,
         long: &["max-requests-jitter"],
         metavar: Some("INT"),
-        help: "Random extra requests (0 to INT) added to --max-requests per worker. [0]",
+        kind: Int,
+        default: Value("0"),
         gunicorn: true,
-        default: "0",
+        help: "Random extra requests (0 to INT) added to --max-requests per worker.",
         doc: "Each worker adds a random 0 to INT to `--max-requests`, so workers do not restart together.",
+        shown: |c, _| c.max_requests_jitter.to_string(),
     },
     OptionSpec {
         name: "max_worker_memory",
         short: None,
         long: &["max-worker-memory"],
         metavar: Some("MB"),
-        help: "A worker whose RSS passes MB MiB finishes its request and is replaced; \
-               0 disables. [0]",
+        kind: Int,
+        default: Value("0"),
         gunicorn: false,
-        default: "0",
+        help: "A worker whose RSS passes MB MiB finishes its request and is replaced; 0 disables.",
         doc: "The master reads each worker's RSS every second; a worker over MB MiB gets a graceful TERM and a replacement starts at once. 0 disables.",
+        shown: |c, _| c.max_worker_memory.map_or(0, |bytes| bytes >> 20).to_string(),
     },
     OptionSpec {
         name: "preload_app",
         short: None,
         long: &["preload"],
         metavar: None,
-        help: "Load the app in the master before forking workers.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Load the app in the master before forking workers.",
         doc: "Import the app in the master before forking, so workers share its memory. HUP then restarts workers from the same code (a warning says so); use USR2 to load new code.",
+        shown: |c, _| on(c.preload),
     },
     OptionSpec {
         name: "reload",
         short: None,
         long: &["reload"],
         metavar: None,
-        help: "Restart workers when the app's Python source files change (development).",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Restart workers when the app's Python source files change (development).",
         doc: "Development: the master watches the source files of the app's modules (reported by the workers) with inotify and reloads the workers, as HUP does, when one changes. A file that no longer imports leaves the last good workers serving. Refused with `--preload`.",
+        shown: |c, _| on(c.reload),
     },
     OptionSpec {
         name: "reload_extra_files",
         short: None,
         long: &["reload-extra-file"],
         metavar: Some("FILE"),
-        help: "Another file whose change triggers --reload. Repeatable.",
+        kind: List,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Another file whose change triggers --reload. Repeatable.",
         doc: "Another file whose change triggers `--reload` (repeatable).",
+        shown: |c, _| list(c.reload_extra_files.iter().map(|p| p.display())),
     },
     OptionSpec {
         name: "pidfile",
         short: Some('p'),
         long: &["pid"],
         metavar: Some("FILE"),
-        help: "Write the master's pid to FILE.",
+        kind: Text,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Write the master's pid to FILE.",
         doc: "Write the master's pid to FILE (removed on exit). A master started by USR2 writes `FILE.2` and renames it to `FILE` when the old master exits. Refused if FILE names another running process.",
+        shown: |c, _| path(&c.pidfile),
     },
     OptionSpec {
         name: "daemon",
         short: Some('D'),
         long: &["daemon"],
         metavar: None,
-        help: "Detach from the terminal and run in the background.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Detach from the terminal and run in the background.",
         doc: "Detach: fork twice, new session, stdin/stdout/stderr to `/dev/null`. Use `--error-logfile` to keep the log.",
+        shown: |c, _| on(c.daemon),
     },
     OptionSpec {
         name: "enable_stdio_inheritance",
         short: Some('R'),
         long: &["enable-stdio-inheritance"],
         metavar: None,
-        help: "With --daemon, keep stdout and stderr (stdin still goes to /dev/null).",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "With --daemon, keep stdout and stderr (stdin still goes to /dev/null).",
         doc: "With `--daemon`, the detached master and its workers keep the stdout and stderr they were started with (a shell redirection, say) instead of `/dev/null`; stdin still reads `/dev/null`. Without `--daemon` stdio is always inherited.",
+        shown: |c, _| on(c.enable_stdio_inheritance),
     },
     OptionSpec {
         name: "user",
         short: Some('u'),
         long: &["user"],
         metavar: Some("USER"),
-        help: "Run workers as this user (name or uid).",
+        kind: Text,
+        default: Unset("the current user"),
         gunicorn: true,
-        default: "the current user",
+        help: "Run workers as this user (name or uid).",
         doc: "Workers switch to this user (name or uid) after fork; the master keeps its identity to bind and supervise.",
+        shown: |c, _| maybe(c.user.as_ref().map(|u| u.uid)),
     },
     OptionSpec {
         name: "group",
         short: Some('g'),
         long: &["group"],
         metavar: Some("GROUP"),
-        help: "Run workers as this group (name or gid).",
+        kind: Text,
+        default: Unset("the user's group"),
         gunicorn: true,
-        default: "the user's group",
+        help: "Run workers as this group (name or gid).",
         doc: "Workers switch to this group (name or gid).",
+        shown: |c, _| maybe(c.group),
     },
     OptionSpec {
         name: "initgroups",
         short: None,
         long: &["initgroups"],
         metavar: None,
-        help: "Give workers the supplementary groups of --user.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Give workers the supplementary groups of --user.",
         doc: "Workers also get the supplementary groups of `--user`.",
+        shown: |c, _| on(c.initgroups),
     },
     OptionSpec {
         name: "umask",
         short: Some('m'),
         long: &["umask"],
         metavar: Some("INT"),
-        help: "File mode creation mask of the server processes (0o22, 022 or 18).",
+        kind: Text,
+        default: Unset("unchanged"),
         gunicorn: true,
-        default: "unchanged",
+        help: "File mode creation mask of the server processes (0o22, 022 or 18).",
         doc: "File mode creation mask of the master and workers, set before binding (so it applies to unix socket files): `0o22`, `022` or `18`.",
+        shown: |c, _| maybe(c.umask),
     },
     OptionSpec {
         name: "worker_tmp_dir",
         short: None,
         long: &["worker-tmp-dir"],
         metavar: Some("DIR"),
-        help: "Directory for the workers' heartbeat files. [shared memory]",
+        kind: Text,
+        default: Unset("shared memory"),
         gunicorn: true,
-        default: "shared memory",
+        help: "Directory for the workers' heartbeat files.",
         doc: "Where the workers' heartbeat pages live, as unlinked files. By default they are anonymous shared memory, which never touches a disk.",
+        shown: |c, _| path(&c.worker_tmp_dir),
     },
     OptionSpec {
         name: "reuse_port",
         short: None,
         long: &["reuse-port"],
         metavar: None,
-        help: "Each worker also listens on its own SO_REUSEPORT socket; the kernel balances.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "off",
+        help: "Each worker also listens on its own SO_REUSEPORT socket; the kernel balances.",
         doc: "Sockets get SO_REUSEPORT and each worker also listens on its own socket at the same TCP address, so the kernel spreads connections over the workers. See [deploy.md](deploy.md) for the caveat on reloads.",
+        shown: |c, _| on(c.reuse_port),
     },
     OptionSpec {
         name: "proc_name",
         short: Some('n'),
         long: &["name"],
         metavar: Some("STRING"),
-        help: "Name in the process titles `ferricorn: master [NAME]`. [APP_MODULE]",
+        kind: Text,
+        default: Unset("`APP_MODULE`"),
         gunicorn: true,
-        default: "`APP_MODULE`",
+        help: "Name in the process titles `ferricorn: master [NAME]`.",
         doc: "Process titles become `ferricorn: master [STRING]` and `ferricorn: worker [STRING]` (cut to the length of the original command line).",
+        shown: |c, _| c.proc_name.clone(),
     },
     OptionSpec {
         name: "accesslog",
         short: None,
         long: &["access-logfile"],
         metavar: Some("FILE"),
-        help: "Access log file; - is stdout. Off unless given. USR1 reopens it.",
+        kind: Text,
+        default: Unset("none"),
         gunicorn: true,
-        default: "none",
+        help: "Access log file; - is stdout. Off unless given. USR1 reopens it.",
         doc: "The access log, one line per response; `-` is stdout. Off unless given. USR1 reopens it.",
+        shown: |c, _| path(&c.accesslog),
     },
     OptionSpec {
         name: "access_log_format",
         short: None,
         long: &["access-logformat"],
         metavar: Some("STRING"),
-        help: "Access log line, in gunicorn's atoms: %(h)s %(r)s %(s)s {header}i ...",
+        kind: Text,
+        default: Value(crate::wsgi::access::DEFAULT_FORMAT),
         gunicorn: true,
-        default: "`%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"`",
+        help: "Access log line, in gunicorn's atoms: %(h)s %(r)s %(s)s {header}i ...",
         doc: "The access log line, in gunicorn's atoms: `h` remote address, `l` `-`, `u` Basic-auth user, `t` time, `r` request line, `s` status, `m` method, `U` path, `q` query, `H` protocol, `b`/`B` body bytes, `f` referer, `a` user agent, `T`/`M`/`D`/`L` request time in s/ms/µs/decimal s, `p` `<pid>`, `{header}i`, `{header}o`, `{variable}e`. Unknown atoms print `-`; `\"` in values is escaped.",
+        shown: |c, _| c.access_log_format.clone(),
     },
     OptionSpec {
         name: "errorlog",
         short: None,
         long: &["error-logfile", "log-file"],
         metavar: Some("FILE"),
-        help: "Error log file; - is stderr. USR1 reopens it. [-]",
+        kind: Text,
+        default: Value("-"),
         gunicorn: true,
-        default: "`-`",
+        help: "Error log file; - is stderr. USR1 reopens it.",
         doc: "The error log; `-` is stderr. Opened in append mode; USR1 reopens it in the master and every worker.",
+        shown: |c, _| c.errorlog.as_ref().map_or("-".to_owned(), |p| p.display().to_string()),
     },
     OptionSpec {
         name: "loglevel",
         short: None,
         long: &["log-level"],
         metavar: Some("LEVEL"),
-        help: "debug, info, warning, error or critical. [info]",
+        kind: Text,
+        default: Value("info"),
         gunicorn: true,
-        default: "`info`",
+        help: "debug, info, warning, error or critical.",
         doc: "`debug`, `info`, `warning`, `error` or `critical`.",
+        shown: |c, _| c.log_level.label().to_ascii_lowercase(),
     },
     OptionSpec {
         name: "version",
         short: Some('v'),
         long: &["version"],
         metavar: None,
-        help: "Show the version and exit.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "",
+        help: "Show the version and exit.",
         doc: "Print `ferricorn (version X)` and exit.",
+        shown: given_text,
     },
     OptionSpec {
         name: "help",
         short: Some('h'),
         long: &["help"],
         metavar: None,
-        help: "Show this help and exit.",
+        kind: Flag,
+        default: Off,
         gunicorn: true,
-        default: "",
+        help: "Show this help and exit.",
         doc: "Print the options and exit.",
+        shown: given_text,
     },
 ];
 
 /// The settings table of `docs/settings.md`, generated from [`OPTIONS`] (`make docs`; a
 /// test fails when the page drifts from the code).
 pub fn settings_markdown() -> String {
-    let mut out =
-        String::from("| flag | gunicorn setting | default | meaning |\n|---|---|---|---|\n");
+    let mut out = String::from("| flag | setting | default | meaning |\n|---|---|---|---|\n");
     for o in OPTIONS {
         let arg = o.metavar.map(|m| format!(" {m}")).unwrap_or_default();
         let mut flags: Vec<String> = o.short.map(|c| format!("`-{c}{arg}`")).into_iter().collect();
@@ -608,13 +884,12 @@ pub fn settings_markdown() -> String {
         if flags.is_empty() {
             flags.push("(config file)".to_owned());
         }
-        let setting = if o.gunicorn { format!("`{}`", o.name) } else { "(none)".to_owned() };
-        out.push_str(&format!(
-            "| {} | {setting} | {} | {} |\n",
-            flags.join(", "),
-            o.default,
-            o.doc
-        ));
+        let setting = match o.gunicorn {
+            true => format!("`{}`", o.name),
+            false => format!("`{}` (ferricorn only)", o.name),
+        };
+        let default = o.default.markdown();
+        out.push_str(&format!("| {} | {setting} | {default} | {} |\n", flags.join(", "), o.doc));
     }
     out
 }
@@ -631,7 +906,25 @@ pub fn help_text() -> String {
         let long = o.long.iter().map(|l| format!("--{l}")).collect::<Vec<_>>().join(", ");
         let left =
             format!("  {short}{long}{}", o.metavar.map(|m| format!(" {m}")).unwrap_or_default());
-        out.push_str(&format!("{left:<44} {}\n", o.help));
+        let default = o.default.help().map(|d| format!(" [{d}]")).unwrap_or_default();
+        out.push_str(&format!("{left:<44} {}{default}\n", o.help));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's own consistency: the rules the readers rely on.
+    #[test]
+    fn rows_are_consistent() {
+        for (i, o) in OPTIONS.iter().enumerate() {
+            assert!(OPTIONS[..i].iter().all(|p| p.name != o.name), "{} twice", o.name);
+            assert_eq!(o.kind == Kind::Flag, o.metavar.is_none(), "{}: metavar", o.name);
+            assert_eq!(o.kind == Kind::Flag, o.default == DefaultValue::Off, "{}: default", o.name);
+            assert!(!o.help.ends_with(']'), "{}: the default is appended from the table", o.name);
+            assert!(!o.long.is_empty() || o.help.is_empty(), "{}: help without a flag", o.name);
+        }
+    }
 }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::gunicorn;
-use super::options::OPTIONS;
+use super::options::{Kind, OptionSpec, OPTIONS};
 use super::{Config, EnvDefaults, Error};
 
 macro_rules! bail {
@@ -86,13 +86,18 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
             raw.app = Some(arg.to_owned());
             continue;
         };
-        let value = match (spec.metavar, inline) {
-            (None, None) => String::new(),
-            (None, Some(_)) => bail!("option --{} takes no value", spec.long[0]),
-            (Some(_), Some(v)) => v,
-            (Some(metavar), None) => match rest.next() {
+        let flag = spec.kind == Kind::Flag;
+        let value = match (inline, flag) {
+            (None, true) => String::new(),
+            (Some(_), true) => bail!("option --{} takes no value", spec.long[0]),
+            (Some(v), false) => v,
+            (None, false) => match rest.next() {
                 Some(v) => v.to_owned(),
-                None => bail!("option --{} needs a value ({metavar})", spec.long[0]),
+                None => bail!(
+                    "option --{} needs a value ({})",
+                    spec.long[0],
+                    spec.metavar.unwrap_or_default()
+                ),
             },
         };
         raw.values.push((spec.name, value));
@@ -220,30 +225,17 @@ fn python_call<'py>(
         .map_err(|e| Error(e.value(py).to_string()))
 }
 
-/// `--print-config`: every setting as gunicorn prints them, `name = value`, sorted. The
-/// ones ferricorn works out (binds from `$PORT`, workers from `$WEB_CONCURRENCY`, the worker
-/// `--threads` or `-k gevent` select) are shown as serving will use them.
+/// `--print-config`: every setting as gunicorn prints them, `name = value`, sorted, each
+/// value read back from the validated [`Config`] by its row's `shown`. The ones ferricorn
+/// works out (binds from `$PORT`, workers from `$WEB_CONCURRENCY`, the worker `--threads`
+/// or `-k gevent` select) are shown as serving will use them.
 pub fn print_config(config: &Config) -> String {
-    let raw = &config.raw;
-    let mut names: Vec<&'static str> = OPTIONS.iter().map(|o| o.name).collect();
-    names.sort_unstable();
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut specs: Vec<&OptionSpec> = OPTIONS.iter().collect();
+    specs.sort_unstable_by_key(|o| o.name);
+    let width = specs.iter().map(|o| o.name.len()).max().unwrap_or(0);
     let mut out = String::new();
-    for name in names {
-        let values: Vec<String> = match name {
-            "bind" => config.binds.iter().map(ToString::to_string).collect(),
-            "workers" => vec![config.workers.to_string()],
-            "worker_class" => vec![config.worker_class.name().to_owned()],
-            "threads" => vec![config.threads.to_string()],
-            _ => raw.all(name).map(str::to_owned).collect(),
-        };
-        let shown = match (values.as_slice(), OPTIONS.iter().find(|o| o.name == name)) {
-            ([], Some(spec)) if spec.metavar.is_none() => "False".to_owned(),
-            ([], Some(spec)) => spec.default.replace('`', ""),
-            ([one], _) => one.to_string(),
-            (many, _) => format!("{many:?}"),
-        };
-        out.push_str(&format!("{name:<width$} = {shown}\n"));
+    for spec in specs {
+        out.push_str(&format!("{:<width$} = {}\n", spec.name, (spec.shown)(config, spec)));
     }
     out
 }
