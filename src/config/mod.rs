@@ -1,11 +1,14 @@
 //! Settings: the command line (gunicorn's names and defaults) parsed into [`Config`].
 //!
 //! Two steps, as in ripgrep: flags become raw strings first ([`parse_args`]), then
-//! [`Config::from_raw`] validates them into the values the program runs on. Every
-//! setting is described once, in [`OPTIONS`]; `--help` is generated from it. gunicorn's
-//! settings ferricorn lacks are in [`GUNICORN_ONLY`], so they are named, not unknown.
-//! What ferricorn does that the settings do not literally say (`--threads` picking the
-//! worker, `-k gevent` mapped, a setting ignored) becomes a [`Notice`].
+//! [`Config::from_raw`] validates them into the values the program runs on, one section
+//! (server socket, workers, timeouts, logging, process, code loading, HTTP limits, proxy)
+//! at a time. Every setting is defined once, in [`OPTIONS`] (`options.rs`): its flags,
+//! type, default and text; `--help`, docs/settings.md, the readers, `--print-config` and
+//! the defaults `from_raw` applies all read it. gunicorn's settings ferricorn lacks are in
+//! [`GUNICORN_ONLY`], so they are named, not unknown. What ferricorn does that the
+//! settings do not literally say (`--threads` picking the worker, `-k gevent` mapped, a
+//! setting ignored) becomes a [`Notice`].
 
 use std::fmt;
 use std::path::PathBuf;

@@ -220,7 +220,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Off,
         gunicorn: true,
         help: "Print the settings in effect and exit.",
-        doc: "Print every setting as `name = value` after all sources are merged, then exit.",
+        doc: "Print every setting as `name = value`, sorted, with the value in effect after all sources are merged, then exit. Values read as gunicorn prints them (`None`, `True`, `[]`), except that one bind or list item is printed bare.",
         shown: |c, _| on(c.print_config),
     },
     OptionSpec {
