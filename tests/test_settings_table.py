@@ -124,3 +124,29 @@ def test_documented_gunicorn_defaults_are_gunicorns(printed, tmp_path):
             wrong[name] = f"ferricorn {printed[name]!r}, gunicorn {their!r}"
     assert not wrong, wrong
     assert len(compared) >= 40, compared
+
+
+# A config file's values print as gunicorn prints them: an empty dict that trusts no scheme
+# header, two binds, a umask in octal, a flag from a bool.
+CONFIG_FILE = """\
+secure_scheme_headers = {}
+bind = ["127.0.0.1:8001", "127.0.0.1:8002"]
+umask = 0o22
+preload_app = True
+raw_env = ["A=1", "B=2"]
+workers = 3
+"""
+
+
+def test_config_file_values_print_as_gunicorns(tmp_path):
+    (tmp_path / "gunicorn.conf.py").write_text(CONFIG_FILE)
+    ours = print_config(ferricorn_command(), tmp_path)
+    theirs = print_config(gunicorn_command(), tmp_path)
+    names = ["secure_scheme_headers", "bind", "umask", "preload_app", "raw_env", "workers"]
+    assert {n: ours[n] for n in names} == {n: theirs[n] for n in names}
+
+
+def test_limit_request_body_from_every_source(tmp_path):
+    (tmp_path / "ferricorn.conf.py").write_text("limit_request_body = 1048576\n")
+    assert print_config(ferricorn_command(), tmp_path)["limit_request_body"] == "1048576"
+    assert "limit_request_body" not in print_config(gunicorn_command(), tmp_path)

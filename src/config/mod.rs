@@ -197,7 +197,8 @@ impl Config {
     /// takes its default from [`OPTIONS`]; nothing here writes a default of its own.
     pub fn from_raw(raw: &RawArgs, env: &EnvDefaults) -> Result<Config, Error> {
         let (paste, app) = app_source(raw)?;
-        let mut config = Config::blank(app, paste, raw);
+        let forwarded = forwarded_policy(raw, env)?;
+        let mut config = Config::blank(app, paste, forwarded, raw);
         config.server_socket(raw, env)?;
         config.workers(raw, env)?;
         config.timeouts(raw)?;
@@ -205,15 +206,20 @@ impl Config {
         config.process(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
-        config.forwarded = forwarded_policy(raw, env)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
 
-    /// Every field zero, empty or off, before the sections of [`Config::from_raw`] fill
-    /// them in. Not defaults (those are in [`OPTIONS`]); never served from. The unit tests
-    /// check that each setting's section sets its field, given and not given.
-    fn blank(app: String, paste: Option<Paste>, raw: &RawArgs) -> Config {
+    /// Every field zero, empty or off (but the app and the proxy policy, read first),
+    /// before the sections of [`Config::from_raw`] fill them in. These are not defaults
+    /// (those are in [`OPTIONS`]) and are never served from: the unit tests check that
+    /// each setting's section sets its field, given and not given.
+    fn blank(
+        app: String,
+        paste: Option<Paste>,
+        forwarded: forwarded::Policy,
+        raw: &RawArgs,
+    ) -> Config {
         Config {
             app,
             binds: Vec::new(),
@@ -259,7 +265,7 @@ impl Config {
             check_config: false,
             print_config: false,
             raw: raw.clone(),
-            forwarded: forwarded::Policy::default(),
+            forwarded,
             notices: Vec::new(),
         }
     }

@@ -6,6 +6,7 @@
 use std::fmt::Display;
 use std::path::PathBuf;
 
+use super::sources::OFF;
 use super::{Config, RawArgs};
 use crate::forwarded;
 
@@ -159,6 +160,11 @@ pub(super) fn dict(pairs: &[String]) -> String {
         .map(|(k, v)| format!("'{k}': '{v}'"))
         .collect();
     format!("{{{}}}", items.join(", "))
+}
+
+/// A dict setting as Python prints it; a config file's empty dict arrives as [`OFF`].
+fn pairs(c: &Config, spec: &OptionSpec) -> String {
+    dict(&given(&c.raw, spec).into_iter().filter(|v| v != OFF).collect::<Vec<_>>())
 }
 
 /// A setting with no typed field of its own, shown as the sources (or the default) give it.
@@ -437,7 +443,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: true,
         help: "",
         doc: "Config file only: headers a trusted front end sets to say the request came over https (`wsgi.url_scheme`). Two of them that disagree get 400.",
-        shown: |c, spec| dict(&given(&c.raw, spec)),
+        shown: pairs,
     },
     OptionSpec {
         name: "forwarder_headers",

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::gunicorn;
-use super::options::{Kind, OptionSpec, OPTIONS};
+use super::options::{DefaultValue, Kind, OptionSpec, OPTIONS};
 use super::{Config, EnvDefaults, Error};
 
 macro_rules! bail {
@@ -204,9 +204,10 @@ fn config_file(py: Python<'_>, spec: &str) -> Result<RawArgs, Error> {
             raw.app = texts.into_iter().next();
             continue;
         }
-        // `secure_scheme_headers = {}` trusts no header; any other empty list (gunicorn's
-        // example config has `raw_env = []`) is the default.
-        if texts.is_empty() && spec.name == "secure_scheme_headers" {
+        // An empty dict (`secure_scheme_headers = {}`) replaces the default pairs: trust
+        // no header. Any other empty list (gunicorn's example config has `raw_env = []`)
+        // is the default.
+        if texts.is_empty() && matches!(spec.default, DefaultValue::Pairs(_)) {
             raw.values.push((spec.name, OFF.to_owned()));
         }
         raw.values.extend(texts.into_iter().map(|t| (spec.name, t)));
