@@ -40,7 +40,9 @@ pub struct GunicornOnly {
     pub default: &'static str,
     /// Its long flags without `--`; empty for config-file-only settings.
     pub long: &'static [&'static str],
+    /// How its flag takes a value, so the next word is not mistaken for APP_MODULE.
     pub arg: Arg,
+    /// Which values ferricorn may ignore without losing what the user asked for.
     pub harmless: Harmless,
 }
 

@@ -66,8 +66,11 @@ impl WorkerClass {
 pub struct Config {
     /// APP_MODULE, e.g. `myproject.wsgi` or `app:create_app()`.
     pub app: String,
+    /// Where to listen; each is bound (or inherited) once, in the master, before forking.
     pub binds: Vec<BindSpec>,
+    /// How many worker processes the master keeps alive (TTIN/TTOU change it later).
     pub workers: usize,
+    /// Which loop a worker runs, after `--threads` and `-k gevent` have had their say.
     pub worker_class: WorkerClass,
     /// Python threads running the app in an async worker; 1: on the loop thread.
     pub threads: usize,
@@ -75,17 +78,22 @@ pub struct Config {
     pub worker_connections: usize,
     /// How long an idle keep-alive connection is kept (gunicorn's `keepalive`).
     pub keepalive: Duration,
+    /// `listen(2)`'s queue: connections the kernel holds while every worker is busy.
     pub backlog: i32,
+    /// Directory to change to before the app is imported; `None`: where we started.
     pub chdir: Option<PathBuf>,
     /// Directories put first on `sys.path`, after the working directory.
     pub pythonpath: Vec<String>,
     /// `-e KEY=VALUE` pairs, set in the master's environment before any worker forks.
     pub env: Vec<(String, String)>,
+    /// How long workers get after TERM to finish in-flight requests before SIGKILL.
     pub graceful_timeout: Duration,
+    /// The request-head limits and parser leniency handed to the HTTP layer.
     pub limits: Limits,
     /// `--limit-request-body`: the largest request body in bytes; a larger one gets 413
     /// before the app runs. 0: no limit.
     pub limit_request_body: u64,
+    /// The least severe error-log line written.
     pub log_level: LogLevel,
     /// How long a worker may go without a heartbeat; `None`: never killed for silence.
     pub timeout: Option<Duration>,
@@ -93,6 +101,7 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Requests before a worker is recycled (0: never), plus up to `jitter` more.
     pub max_requests: u64,
+    /// Up to this many extra requests per worker, so workers do not restart together.
     pub max_requests_jitter: u64,
     /// RSS in bytes past which a worker is recycled.
     pub max_worker_memory: Option<u64>,
@@ -100,18 +109,25 @@ pub struct Config {
     pub preload: bool,
     /// Watch the app's source files and reload on change.
     pub reload: bool,
+    /// Files outside the app's modules whose change also triggers `--reload`.
     pub reload_extra_files: Vec<PathBuf>,
+    /// Where the master writes its pid, for init scripts and USR2 upgrades.
     pub pidfile: Option<PathBuf>,
+    /// Detach from the terminal (fork twice, new session) before serving.
     pub daemon: bool,
     /// `-R`: a `--daemon` master keeps the stdout and stderr it was started with.
     pub enable_stdio_inheritance: bool,
     /// The identity workers switch to after fork; the master keeps its own.
     pub user: Option<User>,
+    /// The group workers switch to; `--user`'s own group when not given.
     pub group: Option<libc::gid_t>,
+    /// Whether workers also take `--user`'s supplementary groups.
     pub initgroups: bool,
+    /// Set before binding so unix socket files get it; `None`: left as inherited.
     pub umask: Option<libc::mode_t>,
     /// Where heartbeat files live; `None`: anonymous shared memory.
     pub worker_tmp_dir: Option<PathBuf>,
+    /// SO_REUSEPORT, with a socket per worker, so the kernel spreads connections.
     pub reuse_port: bool,
     /// NAME in the process titles.
     pub proc_name: String,
@@ -119,17 +135,21 @@ pub struct Config {
     pub errorlog: Option<PathBuf>,
     /// `None`: no access log; `-`: stdout.
     pub accesslog: Option<PathBuf>,
+    /// The access log line, in gunicorn's atoms.
     pub access_log_format: String,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
+    /// Send the workers' stdout and stderr into the error log file.
     pub capture_output: bool,
-    /// Python logging configuration files (ini, JSON).
+    /// The `fileConfig` ini file for Python's logging, applied before the app loads.
     pub logconfig: Option<PathBuf>,
+    /// The JSON `dictConfig` file, merged over gunicorn's default logging config.
     pub logconfig_json: Option<PathBuf>,
     /// `--logger-class` other than gunicorn's default: the logs go through that Python class.
     pub logger_class: Option<String>,
-    /// `--check-config`, `--print-config`: answer, then exit.
+    /// `--check-config`: check the settings and the app, answer, then exit.
     pub check_config: bool,
+    /// `--print-config`: print the settings in effect, then exit.
     pub print_config: bool,
     /// Every setting as merged from all sources, for the `cfg` that hooks see.
     pub raw: RawArgs,
@@ -148,6 +168,7 @@ pub struct Notice {
     /// `Warning`: something asked for is not done. `Info`: done another way than gunicorn's
     /// code does it. `Debug`: ignored, losing nothing (shown by `--check-config`).
     pub level: LogLevel,
+    /// The line itself, for the error log and `--check-config`.
     pub text: String,
 }
 
@@ -160,25 +181,32 @@ impl Notice {
 /// `--paste INI[#name]` with its `--paste-global` values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paste {
+    /// The ini file PasteDeploy reads.
     pub path: PathBuf,
     /// The `[app:NAME]` section; `main` by default.
     pub name: String,
+    /// `--paste-global` values, passed as the app's `global_conf`.
     pub globals: Vec<(String, String)>,
 }
 
 /// `--user`, resolved when the command line is read so a typo fails at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The uid workers `setuid` to.
     pub uid: libc::uid_t,
     /// For `--initgroups`, and the group workers get when `--group` is not given.
     pub name: String,
+    /// The user's primary group, workers' group when `--group` is not given.
     pub gid: libc::gid_t,
 }
 
 /// Environment variables gunicorn reads for defaults.
 pub struct EnvDefaults {
+    /// `$PORT`: the default bind becomes `0.0.0.0:$PORT` (Heroku, Cloud Run).
     pub port: Option<String>,
+    /// `$WEB_CONCURRENCY`: the default worker count.
     pub web_concurrency: Option<String>,
+    /// `$FORWARDED_ALLOW_IPS`: the default trusted front ends.
     pub forwarded_allow_ips: Option<String>,
 }
 

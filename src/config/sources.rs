@@ -17,7 +17,9 @@ macro_rules! bail {
 /// The command line as given: (setting name, value) pairs in order, and the app.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RawArgs {
+    /// (setting name, value) in the order given; the last one wins, lists keep all.
     pub values: Vec<(&'static str, String)>,
+    /// APP_MODULE (or a config file's `wsgi_app`), when given.
     pub app: Option<String>,
 }
 
