@@ -69,10 +69,10 @@ def test_regression_refused_pidfile_removes_the_bound_unix_socket(tmp_path):
     result = run_cli("--bind", f"unix:{sock}", "--pid", str(pidfile), APP)
     gunicorn = run_gunicorn("--bind", f"unix:{tmp_path / 'g.sock'}", "--pid", str(pidfile), APP)
     assert result.returncode == gunicorn.returncode == EXIT_FAILURE, result.stderr
+    assert not sock.exists(), "the unix socket file was left behind"
     assert f"--pid {pidfile}: the file names a running process (pid:{os.getpid()})" in (
         result.stderr
     )
-    assert not sock.exists(), "the unix socket file was left behind"
     assert pidfile.read_text() == f"{os.getpid()}\n", "another process's pidfile was touched"
 
 
