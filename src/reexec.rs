@@ -85,7 +85,7 @@ impl ReExec {
         unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), env.as_ptr()) };
         tracing::error!("USR2: can't start {:?}: {}", self.program, io::Error::last_os_error());
         // SAFETY: leaving the forked child without running the master's teardown.
-        unsafe { libc::_exit(1) }
+        unsafe { libc::_exit(crate::exit::FAILURE) }
     }
 }
 
