@@ -1,11 +1,11 @@
 //! The master process: forks workers, keeps their number up, reloads and stops them.
 //!
 //! Shaped like gunicorn's `Arbiter`: signal handlers only enqueue ([`SignalQueue`]); the
-//! loop ([`Arbiter::serve`]) waits for a signal or a one-second tick, handles each
-//! [`Event`] with one short `handle_*` method (gunicorn's names: `handle_hup`,
-//! `handle_term`, ...), then reaps children, kills silent workers and brings the worker
-//! count back to target. A handler ends the loop by returning a [`Shutdown`]: asked for
-//! (TERM, INT, QUIT) or a [`Halt`] (gunicorn's `HaltServer`), each with its exit code.
+//! loop (`Arbiter::serve`) waits for a signal or a one-second tick, handles each `Event`
+//! with one short `handle_*` method (gunicorn's names: `handle_hup`, `handle_term`, ...),
+//! then reaps children, kills silent workers and brings the worker count back to target.
+//! A handler ends the loop by returning a `Shutdown`: asked for (TERM, INT, QUIT) or a
+//! `Halt` (gunicorn's `HaltServer`), each with its exit code.
 //!
 //! Workers come in generations. Start-up, HUP and `--reload` start a new generation; the
 //! previous one keeps serving until every new worker has imported the app, and only then
