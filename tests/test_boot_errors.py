@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import (
     RUN_DEADLINE,
     TESTS_DIR,
@@ -131,3 +132,24 @@ def test_check_config_with_an_app_that_does_not_load_exits_1_like_gunicorn():
     gunicorn = run_gunicorn("--check-config", "apps.no_such_module:app")
     assert result.returncode == gunicorn.returncode == EXIT_FAILURE, result.stderr
     assert "Failed to load the application" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spec, kind",
+    [
+        (":app", "spec"),
+        ("apps.factories:create_app(os.getcwd())", "spec"),
+        ("no_such_module_xyz:app", "not_found"),
+        ("apps.echo:nope", "not_found"),
+        ("apps.factories:not_callable", "not_callable"),
+        ("apps.broken_import:app", "raised"),
+    ],
+)
+def test_loader_errors_carry_the_kind_the_server_reads(spec, kind):
+    """`AppLoadError.kind` picks the variant of src/load.rs' `LoadError`; an unknown kind
+    would read as a malformed APP_MODULE."""
+    from ferricorn._loader import AppLoadError, load
+
+    with pytest.raises(AppLoadError) as raised:
+        load(spec)
+    assert raised.value.kind == kind, str(raised.value)
