@@ -404,7 +404,12 @@ impl Arbiter {
         // gunicorn sets the count from the new settings before `on_reload`.
         self.set_num_workers(self.config.workers);
         hooks::call_attached(Hook::OnReload, (self.num_workers,));
-        Ok(self.reload()?)
+        // A fork that fails here is logged: the loop's `manage_workers` tries again on
+        // this pass and stops the master if it fails too.
+        if let Err(halt) = self.reload() {
+            tracing::error!("{halt}");
+        }
+        Ok(())
     }
 
     /// TTIN: one worker more; the loop forks it.
