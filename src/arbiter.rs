@@ -13,7 +13,7 @@
 //! keeps serving (gunicorn takes the site down there); at start-up, when nothing serves
 //! yet, the master stops instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -246,6 +246,9 @@ pub struct Arbiter {
     last_generation: u64,
     /// Signals, and workers' "booted" bytes, as they came.
     signals: SignalQueue,
+    /// Events read from the pipe and not yet handled. A stop leaves the rest here for
+    /// `stop` to see: an INT that came with the TERM makes the stop fast.
+    events: VecDeque<Event>,
     /// `--pid`, while this master holds it.
     pidfile: Option<Pidfile>,
     /// The master started by USR2, while it runs.
@@ -279,6 +282,7 @@ impl Arbiter {
             pending: None,
             last_generation: 0,
             signals,
+            events: VecDeque::new(),
             pidfile,
             reexec_pid: None,
             respawn_after: None,
@@ -313,7 +317,8 @@ impl Arbiter {
     fn serve(&mut self) -> Result<Infallible, Shutdown> {
         self.start_generation()?;
         loop {
-            for event in self.wait_for_events() {
+            self.wait_for_events();
+            while let Some(event) = self.events.pop_front() {
                 self.handle(event)?;
             }
             self.reap_workers()?;
@@ -337,9 +342,9 @@ impl Arbiter {
         hooks::call_attached(Hook::WhenReady, (self.num_workers,));
     }
 
-    /// Sleeps until a signal, a worker's news or a file change, at most a tick; returns
+    /// Sleeps until a signal, a worker's news or a file change, at most a tick; queues
     /// what came, in order.
-    fn wait_for_events(&mut self) -> Vec<Event> {
+    fn wait_for_events(&mut self) {
         let mut fds = vec![self.signals.fd()];
         let mut timeout = TICK;
         if let Some(reloader) = &self.reloader {
@@ -347,12 +352,11 @@ impl Arbiter {
             timeout = reloader.timeout(TICK);
         }
         signals::wait_readable(&fds, timeout);
-        let mut events: Vec<Event> =
-            self.signals.drain().into_iter().filter_map(Event::from_signal).collect();
+        let signals = self.signals.drain().into_iter().filter_map(Event::from_signal);
+        self.events.extend(signals);
         if let Some(path) = self.reloader.as_mut().and_then(Reloader::settled_change) {
-            events.push(Event::SourceChanged(path));
+            self.events.push_back(Event::SourceChanged(path));
         }
-        events
     }
 
     /// One event, one `handle_*`; `Err` ends the loop.
@@ -853,19 +857,17 @@ impl Arbiter {
         self.start.listeners.clear();
         self.kill_workers(if graceful { libc::SIGTERM } else { libc::SIGQUIT });
         let deadline = Instant::now() + self.config.graceful_timeout;
+        let mut came: Vec<Event> = self.events.drain(..).collect();
         while !self.workers.is_empty() && Instant::now() < deadline {
+            if came.iter().any(|e| matches!(e, Event::Interrupt | Event::Quit)) {
+                self.kill_workers(libc::SIGQUIT);
+            }
             let _ = self.reap_workers();
             if self.workers.is_empty() {
                 break;
             }
-            let faster = self
-                .signals
-                .wait(Duration::from_millis(100))
-                .into_iter()
-                .any(|s| matches!(Event::from_signal(s), Some(Event::Interrupt | Event::Quit)));
-            if faster {
-                self.kill_workers(libc::SIGQUIT);
-            }
+            let signals = self.signals.wait(Duration::from_millis(100)).into_iter();
+            came = signals.filter_map(Event::from_signal).collect();
         }
         self.kill_workers(libc::SIGKILL);
         for pid in std::mem::take(&mut self.workers).into_keys() {
