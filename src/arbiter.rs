@@ -1,9 +1,12 @@
 //! The master process: forks workers, keeps their number up, reloads and stops them.
 //!
 //! Shaped like gunicorn's `Arbiter`: signal handlers only enqueue ([`SignalQueue`]); the
-//! loop waits for a signal or a one-second tick, handles each signal with one short
-//! `handle_*` method, then reaps children, kills silent workers and brings the worker
-//! count back to target.
+//! loop (`Arbiter::serve`) waits for a signal or a one-second tick, handles each `Event`
+//! with one short `handle_*` method (gunicorn's names: `handle_hup`, `handle_term`, ...),
+//! then reaps children, kills silent workers and brings the worker count back to target.
+//! A handler ends the loop by returning a `Shutdown`: asked for (TERM, INT, QUIT) or a
+//! `Halt` (gunicorn's `HaltServer`), each with its exit code. Those three types are in
+//! `arbiter/event.rs`.
 //!
 //! Workers come in generations. Start-up, HUP and `--reload` start a new generation; the
 //! previous one keeps serving until every new worker has imported the app, and only then
@@ -11,14 +14,15 @@
 //! keeps serving (gunicorn takes the site down there); at start-up, when nothing serves
 //! yet, the master stops instead.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
 use crate::config::{self, Config};
-use crate::exit;
+use crate::exit::{self, BootError};
 use crate::heartbeat::Heartbeat;
 use crate::hooks::{self, Hook};
 use crate::listener::Listener;
@@ -30,97 +34,24 @@ use crate::signals::{self, ReportToken, SignalQueue};
 use crate::systemd::Notifier;
 use crate::worker::{self, WorkerContext};
 
+mod event;
+
+use event::{Event, Halt, Shutdown, HANDLED};
+
 /// How long the loop sleeps when nothing happens.
 const TICK: Duration = Duration::from_secs(1);
 /// A worker sent SIGABRT for a timeout gets this long before SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// After a respawned worker fails to boot while others serve, the wait before the next try.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(5);
-/// Editors write in bursts: a reload waits this long after the first change it sees.
-const RELOAD_SETTLE: Duration = Duration::from_millis(150);
-
-/// The signals the master handles, as the loop sees them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    /// TERM: finish in-flight requests, then exit. INT, QUIT: exit now.
-    Stop {
-        graceful: bool,
-    },
-    /// HUP: re-read the settings and replace the workers with a new generation.
-    Reload,
-    /// USR2: start a new master from the current code, handing it the sockets.
-    Reexec,
-    /// TTIN, TTOU: one worker more or less.
-    Incr,
-    Decr,
-    /// USR1: reopen the log file here and in every worker.
-    ReopenLogs,
-    /// WINCH: stop the workers but keep the sockets (the old master after USR2).
-    StopWorkers,
-    /// CHLD: a child exited; reaping happens every tick anyway.
-    ChildExited,
-    /// Not a signal: a worker wrote [`worker::BOOTED_BYTE`] into the queue's pipe.
-    WorkerBooted,
-}
-
-const HANDLED: [libc::c_int; 10] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGCHLD,
-    libc::SIGHUP,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGWINCH,
-];
-
-impl Signal {
-    fn from_raw(signal: libc::c_int) -> Option<Signal> {
-        match signal {
-            libc::SIGTERM => Some(Signal::Stop { graceful: true }),
-            libc::SIGINT | libc::SIGQUIT => Some(Signal::Stop { graceful: false }),
-            libc::SIGHUP => Some(Signal::Reload),
-            libc::SIGUSR2 => Some(Signal::Reexec),
-            libc::SIGTTIN => Some(Signal::Incr),
-            libc::SIGTTOU => Some(Signal::Decr),
-            libc::SIGUSR1 => Some(Signal::ReopenLogs),
-            libc::SIGWINCH => Some(Signal::StopWorkers),
-            libc::SIGCHLD => Some(Signal::ChildExited),
-            s if s == libc::c_int::from(worker::BOOTED_BYTE) => Some(Signal::WorkerBooted),
-            _ => None,
-        }
-    }
-}
-
-/// gunicorn's lower-case signal names for log lines.
-fn signal_name(signal: libc::c_int) -> &'static str {
-    match signal {
-        libc::SIGTERM => "term",
-        libc::SIGINT => "int",
-        libc::SIGQUIT => "quit",
-        libc::SIGHUP => "hup",
-        libc::SIGUSR1 => "usr1",
-        libc::SIGUSR2 => "usr2",
-        libc::SIGTTIN => "ttin",
-        libc::SIGTTOU => "ttou",
-        libc::SIGWINCH => "winch",
-        _ => "unknown",
-    }
-}
-
-/// Why the master stops on its own: gunicorn's `HaltServer`.
-struct Halt {
-    reason: &'static str,
-    code: i32,
-}
 
 /// A worker as the master tracks it.
 struct Worker {
     /// Birth order from 1, as gunicorn's `age`: TTOU retires the oldest.
     age: u64,
+    /// The generation it was forked for: it serves, or replaces, with its siblings.
     generation: u64,
+    /// The page it beats: liveness for `--timeout`, boot, the request in hand.
     heartbeat: Heartbeat,
     /// When it was sent TERM (reload, recycling, fewer workers); it no longer counts.
     retiring: Option<Instant>,
@@ -130,6 +61,7 @@ struct Worker {
 
 /// Workers started together, that replace the previous ones once all of them boot.
 struct Generation {
+    /// From 1, in order; 0 is "nothing serves yet".
     number: u64,
     /// Whoever takes it prints the app's import error, once for the generation.
     report: ReportToken,
@@ -143,7 +75,9 @@ impl Generation {
 
 /// What the master starts with, besides the settings.
 pub struct Start {
+    /// The command line, program first: HUP parses it again.
     pub argv: Vec<String>,
+    /// The sockets every worker accepts on, bound (or inherited) once.
     pub listeners: Vec<Listener>,
     /// The sockets came from systemd: never unlinked, handed on as such over USR2.
     pub systemd: bool,
@@ -155,10 +89,25 @@ pub struct Start {
     pub start_dir: PathBuf,
 }
 
+impl Start {
+    /// Removes the unix socket files this master bound, when it fails to start or exits.
+    /// Sockets a USR2 predecessor handed over stay: it still serves on them.
+    pub fn release_sockets(&self) {
+        if self.old_master.is_none() {
+            self.listeners.iter().for_each(Listener::unlink);
+        }
+    }
+}
+
+/// The master: its settings, its workers by pid, and what tells it to act.
 pub struct Arbiter {
+    /// The settings in force (HUP replaces them).
     config: Config,
+    /// The command line, the sockets, the preloaded app.
     start: Start,
+    /// Every live child that is a worker, by pid.
     workers: BTreeMap<libc::pid_t, Worker>,
+    /// The `age` the next worker gets.
     next_age: u64,
     /// How many workers each generation keeps: `--workers`, moved by TTIN/TTOU/WINCH.
     num_workers: usize,
@@ -166,31 +115,35 @@ pub struct Arbiter {
     serving: Generation,
     /// A generation booting to replace `serving`.
     pending: Option<Generation>,
+    /// The number the last generation started got.
     last_generation: u64,
+    /// Signals, and workers' "booted" bytes, as they came.
     signals: SignalQueue,
+    /// Events read from the pipe and not yet handled. A stop leaves the rest here for
+    /// `stop` to see: an INT that came with the TERM makes the stop fast.
+    events: VecDeque<Event>,
+    /// `--pid`, while this master holds it.
     pidfile: Option<Pidfile>,
     /// The master started by USR2, while it runs.
     reexec_pid: Option<libc::pid_t>,
     /// No respawn before then: a worker failed to boot while others serve.
     respawn_after: Option<Instant>,
+    /// systemd's notify socket, when started by systemd.
     notifier: Notifier,
+    /// `--reload`: the watch on the app's source files.
     reloader: Option<Reloader>,
-    /// A change `--reload` saw, and when to act on it.
-    reload_due: Option<(Instant, PathBuf)>,
 }
 
 impl Arbiter {
-    pub fn new(config: Config, start: Start) -> std::io::Result<Arbiter> {
-        let pidfile = match &config.pidfile {
-            Some(path) if start.old_master.is_some() => {
-                Some(Pidfile::create(&pidfile::upgrade_path(path), std::process::id())?)
+    /// The master, ready to run. On failure the unix socket files it was handed are
+    /// removed (the process exits next).
+    pub fn new(config: Config, start: Start) -> Result<Arbiter, BootError> {
+        let (signals, serving, reloader, pidfile) = match machinery(&config, &start) {
+            Ok(made) => made,
+            Err(error) => {
+                start.release_sockets();
+                return Err(error);
             }
-            Some(path) => Some(Pidfile::create(path, std::process::id())?),
-            None => None,
-        };
-        let reloader = match config.reload {
-            true => Some(Reloader::new(&config.reload_extra_files)?),
-            false => None,
         };
         Ok(Arbiter {
             num_workers: config.workers,
@@ -198,21 +151,60 @@ impl Arbiter {
             start,
             workers: BTreeMap::new(),
             next_age: 1,
-            serving: Generation::new(0)?,
+            serving,
             pending: None,
             last_generation: 0,
-            signals: SignalQueue::new(&HANDLED)?,
+            signals,
+            events: VecDeque::new(),
             pidfile,
             reexec_pid: None,
             respawn_after: None,
             notifier: Notifier::from_env(),
             reloader,
-            reload_due: None,
         })
     }
 
-    /// The master loop; returns the process exit code.
+    /// Runs the master to its end; returns the process exit code.
     pub fn run(mut self) -> i32 {
+        self.announce();
+        let Err(shutdown) = self.serve();
+        match shutdown {
+            Shutdown::Asked { graceful } => {
+                self.stop(graceful);
+                tracing::info!("Shutting down: Master");
+                hooks::call_attached(Hook::OnExit, (self.num_workers,));
+                exit::OK
+            }
+            Shutdown::Halt(halt) => {
+                self.stop(true);
+                tracing::error!("Shutting down: Master");
+                tracing::error!("Reason: {halt}");
+                hooks::call_attached(Hook::OnExit, (self.num_workers,));
+                halt.exit_code()
+            }
+        }
+    }
+
+    /// The master loop: wait for a signal or a tick, handle what came, reap, kill silent
+    /// workers, keep the worker count.
+    fn serve(&mut self) -> Result<Infallible, Shutdown> {
+        self.start_generation()?;
+        loop {
+            self.wait_for_events();
+            while let Some(event) = self.events.pop_front() {
+                self.handle(event)?;
+            }
+            self.reap_workers()?;
+            self.murder_workers();
+            self.check_memory();
+            self.promote_pending();
+            self.maybe_promote_master();
+            self.manage_workers()?;
+        }
+    }
+
+    /// gunicorn's start-up lines, and `when_ready`.
+    fn announce(&self) {
         let pid = std::process::id();
         tracing::info!("Starting ferricorn {}", env!("CARGO_PKG_VERSION"));
         for listener in &self.start.listeners {
@@ -221,29 +213,152 @@ impl Arbiter {
         tracing::info!("Using worker: {}", self.config.worker_class.name());
         Python::attach(|py| hooks::set_listeners(py, &self.start.listeners));
         hooks::call_attached(Hook::WhenReady, (self.num_workers,));
-        if let Err(halt) = self.start_generation() {
-            return self.halt(halt);
-        }
-        let graceful = loop {
-            if let Err(halt) = self.tick() {
-                return self.halt(halt);
-            }
-            if let Some(graceful) = self.wait_and_handle() {
-                break graceful;
-            }
-        };
-        self.stop(graceful);
-        tracing::info!("Shutting down: Master");
-        hooks::call_attached(Hook::OnExit, (self.num_workers,));
-        exit::OK
     }
 
-    fn halt(&mut self, halt: Halt) -> i32 {
-        self.stop(true);
-        tracing::error!("Shutting down: Master");
-        tracing::error!("Reason: {}", halt.reason);
-        hooks::call_attached(Hook::OnExit, (self.num_workers,));
-        halt.code
+    /// Sleeps until a signal, a worker's news or a file change, at most a tick; queues
+    /// what came, in order.
+    fn wait_for_events(&mut self) {
+        let mut fds = vec![self.signals.fd()];
+        let mut timeout = TICK;
+        if let Some(reloader) = &self.reloader {
+            fds.extend(reloader.poll_fds());
+            timeout = reloader.timeout(TICK);
+        }
+        signals::wait_readable(&fds, timeout);
+        let signals = self.signals.drain().into_iter().filter_map(Event::from_signal);
+        self.events.extend(signals);
+        if let Some(path) = self.reloader.as_mut().and_then(Reloader::settled_change) {
+            self.events.push_back(Event::SourceChanged(path));
+        }
+    }
+
+    /// One event, one `handle_*`; `Err` ends the loop.
+    fn handle(&mut self, event: Event) -> Result<(), Shutdown> {
+        if let Some(name) = event.signal_name() {
+            tracing::info!("Handling signal: {name}");
+        }
+        match event {
+            Event::Stop => self.handle_term(),
+            Event::Interrupt => self.handle_int(),
+            Event::Quit => self.handle_quit(),
+            Event::Reload => self.handle_hup(),
+            Event::Reexec => self.handle_usr2(),
+            Event::Incr => self.handle_ttin(),
+            Event::Decr => self.handle_ttou(),
+            Event::ReopenLogs => self.handle_usr1(),
+            Event::StopWorkers => self.handle_winch(),
+            Event::ChildExited => self.handle_chld(),
+            Event::WorkerBooted => self.handle_booted(),
+            Event::SourceChanged(path) => self.handle_source_changed(&path),
+        }
+    }
+
+    /// TERM: workers finish the requests in hand, within `--graceful-timeout`.
+    fn handle_term(&mut self) -> Result<(), Shutdown> {
+        Err(Shutdown::Asked { graceful: true })
+    }
+
+    /// INT: workers stop at once.
+    fn handle_int(&mut self) -> Result<(), Shutdown> {
+        Err(Shutdown::Asked { graceful: false })
+    }
+
+    /// QUIT: as INT.
+    fn handle_quit(&mut self) -> Result<(), Shutdown> {
+        Err(Shutdown::Asked { graceful: false })
+    }
+
+    /// HUP: new settings (from the same command line) and a new generation of workers.
+    fn handle_hup(&mut self) -> Result<(), Shutdown> {
+        tracing::info!("Hang up: Master");
+        self.reread_settings();
+        if self.config.preload {
+            tracing::warn!(
+                "HUP restarts the workers from the app preloaded in the master, so code \
+                 changes are not picked up: use USR2 to start a master with the new code"
+            );
+        }
+        // gunicorn sets the count from the new settings before `on_reload`.
+        self.set_num_workers(self.config.workers);
+        hooks::call_attached(Hook::OnReload, (self.num_workers,));
+        // A fork that fails here is logged: the loop's `manage_workers` tries again on
+        // this pass and stops the master if it fails too.
+        if let Err(halt) = self.reload() {
+            tracing::error!("{halt}");
+        }
+        Ok(())
+    }
+
+    /// TTIN: one worker more; the loop forks it.
+    fn handle_ttin(&mut self) -> Result<(), Shutdown> {
+        self.set_num_workers(self.num_workers + 1);
+        Ok(())
+    }
+
+    /// TTOU: one worker fewer (the oldest retires), never below one.
+    fn handle_ttou(&mut self) -> Result<(), Shutdown> {
+        if self.num_workers > 1 {
+            self.set_num_workers(self.num_workers - 1);
+        }
+        Ok(())
+    }
+
+    /// USR1: reopen the log files, here and in every worker (after logrotate).
+    fn handle_usr1(&mut self) -> Result<(), Shutdown> {
+        if let Err(e) = crate::log::reopen() {
+            tracing::error!("USR1: can't reopen the log file: {e}");
+        }
+        self.kill_workers(libc::SIGUSR1);
+        Ok(())
+    }
+
+    /// USR2: a new master from the same command line, inheriting the sockets; a second
+    /// USR2 waits until the first one's master has exited or been promoted.
+    fn handle_usr2(&mut self) -> Result<(), Shutdown> {
+        if let Some(pid) = self.reexec_pid {
+            tracing::warn!("USR2 ignored: the master it started (pid:{pid}) still runs");
+        } else if let Some(pid) = self.start.old_master {
+            tracing::warn!(
+                "USR2 ignored: this master is not promoted yet (the old one, pid:{pid}, runs)"
+            );
+        } else {
+            self.reexec();
+        }
+        Ok(())
+    }
+
+    /// WINCH stops the workers and keeps the sockets; HUP brings workers back. A terminal
+    /// sends WINCH when its window is resized, so a master in a terminal ignores it.
+    fn handle_winch(&mut self) -> Result<(), Shutdown> {
+        // SAFETY: isatty only inspects a descriptor.
+        if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+            tracing::debug!("SIGWINCH ignored: the master runs in a terminal");
+            return Ok(());
+        }
+        tracing::info!("graceful stop of workers");
+        if let Some(abandoned) = self.pending.take() {
+            self.retire_generation(abandoned.number);
+        }
+        self.set_num_workers(0);
+        Ok(())
+    }
+
+    /// CHLD: reap now. The loop reaps on every pass too, so a CHLD lost to a full pipe
+    /// costs at most a tick.
+    fn handle_chld(&mut self) -> Result<(), Shutdown> {
+        Ok(self.reap_workers()?)
+    }
+
+    /// A worker has imported the app: its generation may be complete.
+    fn handle_booted(&mut self) -> Result<(), Shutdown> {
+        self.promote_pending();
+        Ok(())
+    }
+
+    /// `--reload`: an app source file changed; reload as HUP does, with the same settings.
+    fn handle_source_changed(&mut self, path: &Path) -> Result<(), Shutdown> {
+        tracing::info!("Reloading: {} modified", path.display());
+        Ok(self.reload()?)
     }
 
     /// TTIN, TTOU, WINCH and HUP set the worker count; `nworkers_changed` hears of each,
@@ -253,74 +368,9 @@ impl Arbiter {
         hooks::call_attached(Hook::NworkersChanged, (count, old));
     }
 
-    /// Everything the master checks on each pass, signal or not.
-    fn tick(&mut self) -> Result<(), Halt> {
-        self.reap_workers()?;
-        self.murder_workers();
-        self.check_memory();
-        self.promote_pending();
-        self.maybe_promote_master();
-        if let Some((due, path)) = self.reload_due.take() {
-            match Instant::now() >= due {
-                true => {
-                    tracing::info!("Reloading: {} modified", path.display());
-                    self.reload()?;
-                }
-                false => self.reload_due = Some((due, path)),
-            }
-        }
-        self.manage_workers()
-    }
-
-    /// Sleeps until a signal, a worker's news or a file change; handles what came.
-    /// `Some(graceful)` when the master is to stop.
-    fn wait_and_handle(&mut self) -> Option<bool> {
-        let timeout = match &self.reload_due {
-            Some((due, _)) => due.saturating_duration_since(Instant::now()).min(TICK),
-            None => TICK,
-        };
-        let mut fds = vec![self.signals.fd()];
-        if let Some(reloader) = &self.reloader {
-            fds.extend(reloader.poll_fds());
-        }
-        signals::wait_readable(&fds, timeout);
-        if let Some(reloader) = &mut self.reloader {
-            reloader.read_feed();
-            if let Some(path) = reloader.changed() {
-                self.reload_due.get_or_insert((Instant::now() + RELOAD_SETTLE, path));
-            }
-        }
-        for raw in self.signals.drain() {
-            let Some(signal) = Signal::from_raw(raw) else { continue };
-            if !matches!(signal, Signal::ChildExited | Signal::WorkerBooted) {
-                tracing::info!("Handling signal: {}", signal_name(raw));
-            }
-            if let Err(halt) = self.handle(signal) {
-                tracing::error!("{}", halt.reason);
-            }
-            if let Signal::Stop { graceful } = signal {
-                return Some(graceful);
-            }
-        }
-        None
-    }
-
-    fn handle(&mut self, signal: Signal) -> Result<(), Halt> {
-        match signal {
-            Signal::Reload => self.handle_hup()?,
-            Signal::Reexec => self.handle_usr2(),
-            Signal::Incr => self.set_num_workers(self.num_workers + 1),
-            Signal::Decr if self.num_workers > 1 => self.set_num_workers(self.num_workers - 1),
-            Signal::ReopenLogs => self.handle_usr1(),
-            Signal::StopWorkers => self.handle_winch(),
-            Signal::Decr | Signal::Stop { .. } | Signal::ChildExited | Signal::WorkerBooted => {}
-        }
-        Ok(())
-    }
-
-    /// HUP: new settings (from the same command line) and a new generation of workers.
-    fn handle_hup(&mut self) -> Result<(), Halt> {
-        tracing::info!("Hang up: Master");
+    /// HUP's settings: the command line, environment and config file read again. Ones
+    /// that no longer parse are logged and the running ones kept.
+    fn reread_settings(&mut self) {
         let args = self.start.argv.get(1..).unwrap_or_default();
         match Python::attach(|py| config::load(py, args)) {
             Ok(config) => {
@@ -337,16 +387,6 @@ impl Arbiter {
                 tracing::error!("HUP: the settings no longer parse ({e}); keeping the running ones")
             }
         }
-        if self.config.preload {
-            tracing::warn!(
-                "HUP restarts the workers from the app preloaded in the master, so code \
-                 changes are not picked up: use USR2 to start a master with the new code"
-            );
-        }
-        // gunicorn sets the count from the new settings before `on_reload`.
-        self.set_num_workers(self.config.workers);
-        hooks::call_attached(Hook::OnReload, (self.num_workers,));
-        self.reload()
     }
 
     /// Starts a generation that replaces the serving one once it has booted.
@@ -355,18 +395,27 @@ impl Arbiter {
         self.start_generation()
     }
 
+    /// A new generation of workers, forked now. One that cannot even be set up (no pipe
+    /// left) is given up while another generation serves or boots; with none, the
+    /// master stops.
     fn start_generation(&mut self) -> Result<(), Halt> {
-        // A generation that booted since the last tick serves before another replaces it.
+        // A generation that booted since the last pass serves before another replaces it.
         self.promote_pending();
-        if let Some(abandoned) = self.pending.take() {
+        let generation = match Generation::new(self.last_generation + 1) {
+            Ok(generation) => generation,
+            Err(e) if self.serving.number != 0 || self.pending.is_some() => {
+                tracing::error!("Can't start new workers: {e}; the running ones keep on");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!("Can't start workers: {e}");
+                return Err(Halt::Unable("start workers"));
+            }
+        };
+        if let Some(abandoned) = self.pending.replace(generation) {
             self.retire_generation(abandoned.number);
         }
         self.last_generation += 1;
-        let generation = Generation::new(self.last_generation).map_err(|e| {
-            tracing::error!("Can't start workers: {e}");
-            Halt { reason: "Unable to start workers.", code: exit::FAILURE }
-        })?;
-        self.pending = Some(generation);
         self.manage_workers()
     }
 
@@ -398,20 +447,9 @@ impl Arbiter {
         self.notifier.ready();
     }
 
-    /// USR2: a new master from the same command line, inheriting the sockets.
-    fn handle_usr2(&mut self) {
-        if let Some(pid) = self.reexec_pid {
-            tracing::warn!("USR2 ignored: the master it started (pid:{pid}) still runs");
-            return;
-        }
-        if let Some(pid) = self.start.old_master {
-            tracing::warn!(
-                "USR2 ignored: this master is not promoted yet (the old one, pid:{pid}, runs)"
-            );
-            return;
-        }
-        let exec = Python::attach(|py| ReExec::prepare(py, &self.start));
-        let exec = match exec {
+    /// Forks the new master for USR2; the child runs `pre_exec` and execs.
+    fn reexec(&mut self) {
+        let exec = match Python::attach(|py| ReExec::prepare(py, &self.start)) {
             Ok(exec) => exec,
             Err(e) => {
                 tracing::error!("USR2: can't prepare the new master: {e}");
@@ -451,29 +489,7 @@ impl Arbiter {
         self.notifier.main_pid();
     }
 
-    fn handle_usr1(&mut self) {
-        if let Err(e) = crate::log::reopen() {
-            tracing::error!("USR1: can't reopen the log file: {e}");
-        }
-        self.kill_workers(libc::SIGUSR1);
-    }
-
-    /// WINCH stops the workers and keeps the sockets; HUP brings workers back. A terminal
-    /// sends WINCH when its window is resized, so a master in a terminal ignores it.
-    fn handle_winch(&mut self) {
-        // SAFETY: isatty only inspects a descriptor.
-        if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
-            tracing::debug!("SIGWINCH ignored: the master runs in a terminal");
-            return;
-        }
-        tracing::info!("graceful stop of workers");
-        if let Some(abandoned) = self.pending.take() {
-            self.retire_generation(abandoned.number);
-        }
-        self.set_num_workers(0);
-    }
-
-    /// Collects every exited child.
+    /// Collects every exited child; a worker that could not boot may stop the master.
     fn reap_workers(&mut self) -> Result<(), Halt> {
         loop {
             let mut status = 0;
@@ -489,21 +505,7 @@ impl Arbiter {
             }
             let Some(worker) = self.workers.remove(&pid) else { continue };
             hooks::call_attached(Hook::ChildExit, (pid, worker.age));
-            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-            if libc::WIFSIGNALED(status) {
-                match libc::WTERMSIG(status) {
-                    libc::SIGKILL if worker.retiring.is_none() && worker.aborted.is_none() => {
-                        tracing::error!(
-                            "Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?"
-                        )
-                    }
-                    sig => tracing::error!("Worker (pid:{pid}) was sent signal {sig}!"),
-                }
-            } else if code == exit::WORKER_PANIC {
-                tracing::error!("Worker (pid:{pid}) panicked (exit code {code})");
-            } else if !matches!(code, exit::OK | exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR) {
-                tracing::error!("Worker (pid:{pid}) exited with code {code}");
-            }
+            let code = log_exit(pid, &worker, status);
             // Only a worker's own verdict is a boot failure; one killed from outside while
             // booting is replaced like any other (as gunicorn does).
             // A panic while booting would recur in every replacement.
@@ -519,8 +521,8 @@ impl Arbiter {
     /// or when no worker serves any more, the master stops.
     fn boot_failed(&mut self, worker: &Worker, code: i32) -> Result<(), Halt> {
         let halt = match code {
-            exit::APP_LOAD_ERROR => Halt { reason: "App failed to load.", code },
-            _ => Halt { reason: "Worker failed to boot.", code: exit::WORKER_BOOT_ERROR },
+            exit::APP_LOAD_ERROR => Halt::AppLoad,
+            _ => Halt::WorkerBoot,
         };
         if self.pending.as_ref().is_some_and(|p| p.number == worker.generation) {
             if self.serving.number == 0 {
@@ -634,10 +636,11 @@ impl Arbiter {
         self.workers.iter().filter(move |(_, w)| w.generation == generation && w.retiring.is_none())
     }
 
+    /// Forks one worker of `generation`, with `pre_fork` before and `post_fork` after.
     fn spawn_worker(&mut self, generation: u64) -> Result<(), Halt> {
         let heartbeat = Heartbeat::new(self.config.worker_tmp_dir.as_deref()).map_err(|e| {
             tracing::error!("Can't create a worker heartbeat: {e}");
-            Halt { reason: "Unable to start a worker.", code: exit::FAILURE }
+            Halt::Unable("start a worker")
         })?;
         let age = self.next_age;
         let forked = Python::attach(|py| {
@@ -661,7 +664,7 @@ impl Arbiter {
             Ok(None) => unreachable!("the child never returns"),
             Err(e) => {
                 tracing::error!("fork failed: {e}");
-                Err(Halt { reason: "Unable to fork a worker.", code: exit::FAILURE })
+                Err(Halt::Unable("fork a worker"))
             }
         }
     }
@@ -703,6 +706,7 @@ impl Arbiter {
         }
     }
 
+    /// Retires every worker of `generation` (an abandoned reload, a replaced one).
     fn retire_generation(&mut self, generation: u64) {
         let pids: Vec<libc::pid_t> = self
             .workers
@@ -716,28 +720,27 @@ impl Arbiter {
     }
 
     /// TERM (graceful) or QUIT to every worker, wait up to `--graceful-timeout`, then KILL.
+    /// An INT or QUIT while waiting turns a graceful stop into a fast one.
     fn stop(&mut self, graceful: bool) {
         self.notifier.stopping();
         // Sockets a USR2 master shares are left in place, as are systemd's.
-        if self.reexec_pid.is_none() && self.start.old_master.is_none() {
-            self.start.listeners.iter().for_each(Listener::unlink);
+        if self.reexec_pid.is_none() {
+            self.start.release_sockets();
         }
         self.start.listeners.clear();
         self.kill_workers(if graceful { libc::SIGTERM } else { libc::SIGQUIT });
         let deadline = Instant::now() + self.config.graceful_timeout;
+        let mut came: Vec<Event> = self.events.drain(..).collect();
         while !self.workers.is_empty() && Instant::now() < deadline {
+            if came.iter().any(|e| matches!(e, Event::Interrupt | Event::Quit)) {
+                self.kill_workers(libc::SIGQUIT);
+            }
             let _ = self.reap_workers();
             if self.workers.is_empty() {
                 break;
             }
-            let faster = self
-                .signals
-                .wait(Duration::from_millis(100))
-                .into_iter()
-                .any(|s| matches!(Signal::from_raw(s), Some(Signal::Stop { graceful: false })));
-            if faster {
-                self.kill_workers(libc::SIGQUIT);
-            }
+            let signals = self.signals.wait(Duration::from_millis(100)).into_iter();
+            came = signals.filter_map(Event::from_signal).collect();
         }
         self.kill_workers(libc::SIGKILL);
         for pid in std::mem::take(&mut self.workers).into_keys() {
@@ -749,6 +752,7 @@ impl Arbiter {
         }
     }
 
+    /// Sends `signal` to every worker, retiring or not.
     fn kill_workers(&self, signal: libc::c_int) {
         for &pid in self.workers.keys() {
             kill(pid, signal);
@@ -756,6 +760,54 @@ impl Arbiter {
     }
 }
 
+/// What the master sets up before its loop, the pidfile last so that no failure leaves
+/// one behind: the signal queue, the first report token, `--reload`'s watch, `--pid`.
+fn machinery(
+    config: &Config,
+    start: &Start,
+) -> Result<(SignalQueue, Generation, Option<Reloader>, Option<Pidfile>), BootError> {
+    let setup = |what| move |error| BootError::Setup { what, error };
+    let signals = SignalQueue::new(&HANDLED).map_err(setup("the signal pipe"))?;
+    let serving = Generation::new(0).map_err(setup("a report pipe"))?;
+    let reloader = match config.reload {
+        true => Some(Reloader::new(&config.reload_extra_files).map_err(setup("--reload"))?),
+        false => None,
+    };
+    let pidfile = match &config.pidfile {
+        None => None,
+        Some(path) => {
+            let path = match start.old_master {
+                Some(_) => pidfile::upgrade_path(path),
+                None => path.clone(),
+            };
+            let created = Pidfile::create(&path, std::process::id());
+            Some(created.map_err(|error| BootError::Pidfile { path, error })?)
+        }
+    };
+    Ok((signals, serving, reloader, pidfile))
+}
+
+/// Logs how a worker ended, as gunicorn words it; returns its exit code (-1: a signal).
+fn log_exit(pid: libc::pid_t, worker: &Worker, status: libc::c_int) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        match libc::WTERMSIG(status) {
+            libc::SIGKILL if worker.retiring.is_none() && worker.aborted.is_none() => {
+                tracing::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
+            }
+            sig => tracing::error!("Worker (pid:{pid}) was sent signal {sig}!"),
+        }
+        return -1;
+    }
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    if code == exit::WORKER_PANIC {
+        tracing::error!("Worker (pid:{pid}) panicked (exit code {code})");
+    } else if !matches!(code, exit::OK | exit::WORKER_BOOT_ERROR | exit::APP_LOAD_ERROR) {
+        tracing::error!("Worker (pid:{pid}) exited with code {code}");
+    }
+    code
+}
+
+/// Sends `signal` to a worker.
 fn kill(pid: libc::pid_t, signal: libc::c_int) {
     // SAFETY: signalling our own child; ESRCH for one already gone is harmless.
     unsafe { libc::kill(pid, signal) };

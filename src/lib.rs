@@ -5,7 +5,9 @@
 //! - [`config`]: the command line, parsed then validated into a [`config::Config`].
 //! - [`listener`]: `--bind` addresses and the sockets the master binds once.
 //! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
-//! - [`worker`]: a worker's boot (signals, app import) and the `sync` and `async` loops.
+//! - [`worker`]: a worker's boot (signals, sockets, identity) and the `sync` and `async`
+//!   loops.
+//! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
 //!   bytes (request heads and their limits, body decoding, response heads). No I/O, no
 //!   Python, no gunicorn policy.
@@ -21,7 +23,8 @@
 //! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`pylog`]: both logs through Python's `logging` when the config asks for it.
-//! - [`exit`]: exit codes shared by master and workers.
+//! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
+//!   the master can fail to start, with its code.
 //!
 //! The Python package (`python/ferricorn`) holds the console script, the app loader, the
 //! objects server hooks are handed (`_hooks`, `_settings`: gunicorn's `Arbiter`, `Worker`,
@@ -34,6 +37,7 @@ pub mod forwarded;
 pub mod heartbeat;
 pub mod hooks;
 pub mod listener;
+pub mod load;
 pub mod log;
 pub mod pidfile;
 pub mod process;
@@ -52,6 +56,7 @@ use pyo3::prelude::*;
 
 use crate::arbiter::{Arbiter, Start};
 use crate::config::Config;
+use crate::exit::BootError;
 use crate::listener::Listener;
 use crate::log::LogLevel;
 
@@ -59,67 +64,56 @@ use crate::log::LogLevel;
 #[pyfunction]
 fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     log::init(LogLevel::Info);
-    let config = match parse_command_line(py, &argv) {
-        Ok(Some(config)) => config,
-        Ok(None) => return exit::OK,
-        Err(e) => {
-            eprintln!("ferricorn: error: {e}");
-            return exit::USAGE;
+    match boot(py, argv) {
+        Ok(Some(arbiter)) => py.detach(|| arbiter.run()),
+        Ok(None) => exit::OK,
+        Err(error) => {
+            error.report();
+            error.exit_code()
         }
-    };
+    }
+}
+
+/// Everything before the master loop, in gunicorn's order: settings, the process's
+/// set-up, `on_starting`, `--daemon`, the sockets, `--preload`, the pidfile. `Ok(None)`:
+/// nothing to serve (`--help`, `--check-config`, the parent `--daemon` leaves).
+fn boot(py: Python<'_>, argv: Vec<String>) -> Result<Option<Arbiter>, BootError> {
+    let Some(config) = parse_command_line(py, &argv)? else { return Ok(None) };
     log::init(config.log_level);
     let start_dir = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    if let Err(e) = prepare_process(py, &config) {
-        eprintln!("ferricorn: error: {e}");
-        return exit::USAGE;
-    }
+    prepare_process(py, &config)?;
     if config.check_config {
-        return check_config(py, &config);
+        return check_config(py, &config).map(|()| None);
     }
     hooks::configure(py, &config);
     // gunicorn's Arbiter sets its worker count, `old` None, before `on_starting`.
     hooks::call(py, hooks::Hook::NworkersChanged, (config.workers, None::<usize>));
     hooks::call(py, hooks::Hook::OnStarting, (config.workers,));
     if config.daemon {
-        match process::daemonize(py, config.enable_stdio_inheritance) {
-            Ok(true) => {}
-            Ok(false) => return exit::OK,
-            Err(e) => {
-                eprintln!("ferricorn: error: --daemon: {e}");
-                return exit::FAILURE;
-            }
+        let in_daemon = process::daemonize(py, config.enable_stdio_inheritance)
+            .map_err(BootError::Daemonize)?;
+        if !in_daemon {
+            return Ok(None);
         }
     }
     let inherited = reexec::inherited();
-    let (listeners, systemd) = match listeners(&config, &inherited) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let app = match config.preload {
-        true => match worker::load_app(py, &config) {
-            Ok(app) => Some(app),
-            Err(message) => {
-                worker::report_load_error(&config.app, &message);
-                listeners.iter().for_each(Listener::unlink);
-                return exit::APP_LOAD_ERROR;
+    let (listeners, systemd) = listeners(&config, &inherited)?;
+    let old_master = inherited.old_master;
+    let mut start = Start { argv, listeners, systemd, old_master, app: None, start_dir };
+    if config.preload {
+        match load::load_app(py, &config) {
+            Ok(app) => start.app = Some(app),
+            Err(error) => {
+                start.release_sockets();
+                return Err(BootError::Preload { app: config.app.clone(), error });
             }
-        },
-        false => None,
-    };
-    process::set_title(&format!("ferricorn: master [{}]", config.proc_name));
-    let start =
-        Start { argv, listeners, systemd, old_master: inherited.old_master, app, start_dir };
-    let arbiter = match Arbiter::new(config, start) {
-        Ok(arbiter) => arbiter,
-        Err(e) => {
-            tracing::error!("Can't start the master: {e}");
-            return exit::FAILURE;
         }
-    };
-    py.detach(|| arbiter.run())
+    }
+    process::set_title(&format!("ferricorn: master [{}]", config.proc_name));
+    Arbiter::new(config, start).map(Some)
 }
 
-/// `Ok(None)`: `--help` or `--version` was answered.
+/// `Ok(None)`: `--help`, `--version` or `--print-config` was answered.
 fn parse_command_line(py: Python<'_>, argv: &[String]) -> Result<Option<Config>, config::Error> {
     let args = argv.get(1..).unwrap_or_default();
     let raw = config::parse_args(args)?;
@@ -148,7 +142,7 @@ fn parse_command_line(py: Python<'_>, argv: &[String]) -> Result<Option<Config>,
 /// `--check-config`: the settings parsed; now the app must load, here. What serving would
 /// bind and run is printed, with every notice (a setting ignored, a worker mapped), so
 /// "fine" is said only when nothing needs a second look.
-fn check_config(py: Python<'_>, config: &Config) -> i32 {
+fn check_config(py: Python<'_>, config: &Config) -> Result<(), BootError> {
     let binds: Vec<String> = config.binds.iter().map(ToString::to_string).collect();
     let threads = match config.worker_class {
         config::WorkerClass::Async if config.threads > 1 => {
@@ -170,26 +164,21 @@ fn check_config(py: Python<'_>, config: &Config) -> i32 {
         };
         println!("ferricorn: {kind}: {}", notice.text);
     }
-    match worker::load_app(py, config) {
-        Ok(_) if config.notices.is_empty() => {
-            println!("ferricorn: the configuration and the app {:?} are fine", config.app);
-            exit::OK
-        }
-        Ok(_) => {
-            let n = config.notices.len();
-            println!("ferricorn: the app {:?} loads; read the {n} note(s) above", config.app);
-            exit::OK
-        }
-        Err(message) => {
-            worker::report_load_error(&config.app, &message);
-            exit::FAILURE
-        }
+    let loaded = load::load_app(py, config)
+        .map_err(|error| BootError::Check { app: config.app.clone(), error })?;
+    drop(loaded);
+    match config.notices.len() {
+        0 => println!("ferricorn: the configuration and the app {:?} are fine", config.app),
+        n => println!("ferricorn: the app {:?} loads; read the {n} note(s) above", config.app),
     }
+    Ok(())
 }
 
 /// The sockets: handed over by the master before us (USR2), by systemd, or bound here.
-/// `Err` is the exit code, the reason already logged.
-fn listeners(config: &Config, inherited: &reexec::Inherited) -> Result<(Vec<Listener>, bool), i32> {
+fn listeners(
+    config: &Config,
+    inherited: &reexec::Inherited,
+) -> Result<(Vec<Listener>, bool), BootError> {
     let (fds, systemd) = match inherited.fds.is_empty() {
         false => (inherited.fds.clone(), inherited.systemd),
         true => (systemd::listen_fds(), true),
@@ -197,19 +186,15 @@ fn listeners(config: &Config, inherited: &reexec::Inherited) -> Result<(Vec<List
     if !fds.is_empty() {
         let adopted: std::io::Result<Vec<Listener>> =
             fds.iter().map(|&fd| Listener::adopt(fd, !systemd)).collect();
-        return adopted.map(|l| (l, systemd)).map_err(|e| {
-            tracing::error!("Can't use the inherited sockets {fds:?}: {e}");
-            exit::FAILURE
-        });
+        return adopted.map(|l| (l, systemd)).map_err(|error| BootError::Inherited { fds, error });
     }
     let mut listeners = Vec::with_capacity(config.binds.len());
     for spec in &config.binds {
         match Listener::bind(spec, config.backlog, config.reuse_port) {
             Ok(listener) => listeners.push(listener),
-            Err(e) => {
-                tracing::error!("Can't bind {spec:?}: {e}");
+            Err(error) => {
                 listeners.iter().for_each(Listener::unlink);
-                return Err(exit::FAILURE);
+                return Err(BootError::Bind { spec: spec.to_string(), error });
             }
         }
     }
@@ -218,23 +203,20 @@ fn listeners(config: &Config, inherited: &reexec::Inherited) -> Result<(Vec<List
 
 /// `--umask`, `--error-logfile`, `--chdir`, `-e` and `--pythonpath`, applied in the master
 /// so every worker inherits them.
-fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error> {
-    let fail = |what: String| config::Error(what);
+fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), BootError> {
     if let Some(mask) = config.umask {
         // SAFETY: umask has no preconditions.
         unsafe { libc::umask(mask) };
     }
     if let Some(path) = &config.errorlog {
-        log::ERROR_LOG
-            .open_file(path)
-            .map_err(|e| fail(format!("--error-logfile {}: {e}", path.display())))?;
+        log::ERROR_LOG.open_file(path).map_err(path_error("--error-logfile", path))?;
     }
     match &config.accesslog {
         None => {}
         Some(path) if path.as_os_str() == "-" => log::ACCESS_LOG.use_fd(libc::STDOUT_FILENO),
-        Some(path) => log::ACCESS_LOG
-            .open_file(path)
-            .map_err(|e| fail(format!("--access-logfile {}: {e}", path.display())))?,
+        Some(path) => {
+            log::ACCESS_LOG.open_file(path).map_err(path_error("--access-logfile", path))?
+        }
     }
     for sink in [&log::ERROR_LOG, &log::ACCESS_LOG] {
         if let (Some(fd), Some(user)) = (sink.file_fd(), &config.user) {
@@ -247,21 +229,32 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), config::Error>
         log::ERROR_LOG.capture_stdio();
     }
     if let Some(dir) = &config.chdir {
-        std::env::set_current_dir(dir)
-            .map_err(|e| fail(format!("--chdir {}: {e}", dir.display())))?;
+        std::env::set_current_dir(dir).map_err(path_error("--chdir", dir))?;
     }
-    let python = || -> PyResult<()> {
-        let environ = py.import("os")?.getattr("environ")?;
-        for (key, value) in &config.env {
-            environ.set_item(key, value)?;
-        }
-        let cwd = std::env::current_dir()?.display().to_string();
-        let mut paths = vec![cwd];
-        paths.extend(config.pythonpath.iter().cloned());
-        py.import("ferricorn._loader")?.call_method1("prepend_paths", (paths,))?;
-        pylog::install(py, config)
-    };
-    python().map_err(|e| fail(e.value(py).to_string()))
+    prepare_python(py, config).map_err(|e| BootError::Python(e.value(py).to_string()))
+}
+
+/// `-e` into `os.environ`, the working directory and `--pythonpath` onto `sys.path`, and
+/// `--log-config*` into `logging`.
+fn prepare_python(py: Python<'_>, config: &Config) -> PyResult<()> {
+    let environ = py.import("os")?.getattr("environ")?;
+    for (key, value) in &config.env {
+        environ.set_item(key, value)?;
+    }
+    let cwd = std::env::current_dir()?.display().to_string();
+    let mut paths = vec![cwd];
+    paths.extend(config.pythonpath.iter().cloned());
+    py.import("ferricorn._loader")?.call_method1("prepend_paths", (paths,))?;
+    pylog::install(py, config)
+}
+
+/// The error of a setting that names a path the system refused.
+fn path_error(
+    flag: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> BootError {
+    let path = path.to_owned();
+    move |error| BootError::Path { flag, path, error }
 }
 
 /// A log line from the Python side (config warnings, hook errors), in our layout.

@@ -7,9 +7,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The file this master wrote, removed on exit while it still names this master.
 pub struct Pidfile {
     /// Where this master's pid is now.
     path: PathBuf,
+    /// The pid written, to tell this master's file from a successor's.
     pid: u32,
 }
 
@@ -19,7 +21,7 @@ impl Pidfile {
         if let Some(other) = read_pid(path).filter(|&p| p != pid && alive(p)) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} names a running process ({other})", path.display()),
+                format!("the file names a running process (pid:{other})"),
             ));
         }
         write_atomically(path, pid)?;

@@ -46,7 +46,7 @@ pub fn daemonize(py: Python<'_>, inherit_stdio: bool) -> io::Result<bool> {
     unsafe { libc::setsid() };
     if fork(py)?.is_some() {
         // SAFETY: the intermediate process leaves at once, running no Python teardown.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(crate::exit::OK) };
     }
     let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
     let redirected: &[RawFd] = match inherit_stdio {

@@ -25,10 +25,15 @@ pub const SYSTEMD_VAR: &str = "FERRICORN_SYSTEMD";
 
 /// Everything `exec` needs, built before the fork.
 pub struct ReExec {
+    /// `sys.executable`: the interpreter installed now.
     program: CString,
+    /// `sys.orig_argv`: the command line as typed, interpreter options included.
     argv: Vec<CString>,
+    /// This process's environment with the sockets and the pid added.
     env: Vec<CString>,
+    /// The directory the command was started in (not `--chdir`'s).
     dir: PathBuf,
+    /// The listening sockets, kept open across `exec`.
     fds: Vec<libc::c_int>,
 }
 
@@ -80,15 +85,18 @@ impl ReExec {
         unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), env.as_ptr()) };
         tracing::error!("USR2: can't start {:?}: {}", self.program, io::Error::last_os_error());
         // SAFETY: leaving the forked child without running the master's teardown.
-        unsafe { libc::_exit(1) }
+        unsafe { libc::_exit(crate::exit::FAILURE) }
     }
 }
 
 /// What a master started by USR2 inherits: its sockets, the old master, and whether the
 /// sockets are systemd's. The variables are removed so the app never sees them.
 pub struct Inherited {
+    /// The listening sockets handed over, none when this master was not started by USR2.
     pub fds: Vec<libc::c_int>,
+    /// The master that started this one, if it is still our parent.
     pub old_master: Option<libc::pid_t>,
+    /// The sockets are systemd's (never unlinked).
     pub systemd: bool,
 }
 

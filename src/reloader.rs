@@ -6,31 +6,42 @@
 //! booting, each writes the paths of its loaded modules, one per line, into a pipe
 //! (writes up to `PIPE_BUF` bytes are atomic, so lines from several workers never mix).
 //! Directories are watched rather than files, because editors often save by writing a
-//! new file and renaming it over the old one.
+//! new file and renaming it over the old one. Editors also write in bursts, so a change
+//! is reported ([`Reloader::settled_change`]) a moment after the first write is seen.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+/// A change is acted on this long after the first write seen, so a burst is one reload.
+const SETTLE: Duration = Duration::from_millis(150);
 
 /// Events that mean a file now has new content (or is gone).
 fn changed_mask() -> AddWatchFlags {
     AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE
 }
 
+/// The watch on the app's source files, and the pipe workers name them through.
 pub struct Reloader {
+    /// The kernel's change reports for the watched directories.
     inotify: Inotify,
     /// Watched directories by watch descriptor.
     dirs: HashMap<WatchDescriptor, PathBuf>,
     /// Files whose change triggers a reload.
     files: HashSet<PathBuf>,
+    /// The master's end of the feed: paths of loaded modules, one per line.
     feed_read: OwnedFd,
+    /// The workers' end, inherited across fork.
     feed_write: OwnedFd,
     /// A line not yet complete in the feed.
     partial: Vec<u8>,
+    /// The first change seen, and when it is due: the end of its burst.
+    due: Option<(Instant, PathBuf)>,
 }
 
 impl Reloader {
@@ -45,6 +56,7 @@ impl Reloader {
             feed_read,
             feed_write,
             partial: Vec::new(),
+            due: None,
         };
         for file in extra_files {
             reloader.watch(file);
@@ -62,8 +74,29 @@ impl Reloader {
         [self.inotify.as_fd().as_raw_fd(), self.feed_read.as_raw_fd()]
     }
 
+    /// How long the master may sleep: `max`, or less when a change is about to be due.
+    pub fn timeout(&self, max: Duration) -> Duration {
+        match &self.due {
+            Some((due, _)) => due.saturating_duration_since(Instant::now()).min(max),
+            None => max,
+        }
+    }
+
+    /// After a wake-up: takes in the paths workers reported and the kernel's events;
+    /// returns the changed file once its burst of writes has settled.
+    pub fn settled_change(&mut self) -> Option<PathBuf> {
+        self.read_feed();
+        if let Some(path) = self.changed() {
+            self.due.get_or_insert((Instant::now() + SETTLE, path));
+        }
+        match &self.due {
+            Some((due, _)) if Instant::now() >= *due => self.due.take().map(|(_, path)| path),
+            _ => None,
+        }
+    }
+
     /// Takes in the paths workers reported.
-    pub fn read_feed(&mut self) {
+    fn read_feed(&mut self) {
         let mut buf = [0u8; 8192];
         loop {
             // SAFETY: reading into a stack buffer of the stated length.
@@ -98,7 +131,7 @@ impl Reloader {
     }
 
     /// The first watched file the kernel reports as changed since the last call.
-    pub fn changed(&mut self) -> Option<PathBuf> {
+    fn changed(&mut self) -> Option<PathBuf> {
         let mut found = None;
         while let Ok(events) = self.inotify.read_events() {
             if events.is_empty() {

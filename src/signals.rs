@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use signal_hook::SigId;
 
+/// Signals as bytes in a pipe, in the order they came.
 pub struct SignalQueue {
+    /// The loop's end: readable when a signal (or a worker's byte) is waiting.
     read: OwnedFd,
+    /// The handlers' end (and the workers', for their "booted" byte); never blocks.
     write: OwnedFd,
+    /// The registrations, undone on drop or in a forked child.
     ids: Vec<SigId>,
 }
 
@@ -109,7 +113,9 @@ pub fn wait_readable(fds: &[RawFd], timeout: Duration) {
 /// A pipe holding one byte: the first worker to take it reports an app load error, so the
 /// traceback is printed once however many workers fail together.
 pub struct ReportToken {
+    /// Where the one byte is taken from, in any process sharing it.
     read: OwnedFd,
+    /// Kept open so the read end never sees end-of-file.
     _write: OwnedFd,
 }
 

@@ -29,6 +29,7 @@ pub fn listen_fds() -> Vec<RawFd> {
 
 /// Where `sd_notify` messages go; does nothing when not started by systemd.
 pub struct Notifier {
+    /// An unbound datagram socket and `$NOTIFY_SOCKET`'s address; `None` without systemd.
     target: Option<(UnixDatagram, SocketAddr)>,
 }
 

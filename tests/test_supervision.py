@@ -118,6 +118,28 @@ def run_lengths(values: list) -> list[int]:
     return runs
 
 
+# --- stopping: TERM, INT, QUIT ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast", [signal.SIGINT, signal.SIGQUIT], ids=["int", "quit"])
+def test_regression_int_right_after_term_makes_the_stop_fast(server_factory, fast):
+    """TERM then INT (or QUIT) at once: the fast stop must win, as an INT during a graceful
+    stop does. Both bytes used to be read from the signal pipe together, and the master,
+    leaving for a graceful stop at the TERM, dropped the INT: it waited for the request in
+    hand up to --graceful-timeout. Three rounds, since the two may be read apart."""
+    for round_ in range(3):
+        srv = server_factory(APP, "--graceful-timeout", "120", "--timeout", "0", workers=1)
+        mark = srv.log_mark()
+        token = f"stop-{round_}"
+        thread, _ = request_in_background(srv.address(), f"/sleep?s=120&token={token}")
+        srv.wait_log(rf"sleep start {token}", since=mark)
+        os.kill(srv.pid, signal.SIGTERM)
+        os.kill(srv.pid, fast)
+        assert srv.wait_exit(PROMPT) == 0, srv.stderr
+        assert srv.leftovers() == []
+        thread.join(PROMPT)
+
+
 # --- worker count: TTIN, TTOU -----------------------------------------------------------------
 
 

@@ -16,7 +16,16 @@ import traceback
 
 
 class AppLoadError(Exception):
-    """The app could not be loaded; the message is meant for the operator, whole."""
+    """The app could not be loaded; the message is meant for the operator, whole.
+
+    ``kind`` says which of the server's ``LoadError`` variants (src/load.rs) this is:
+    ``spec`` (APP_MODULE malformed), ``not_found`` (no such module or name), ``raised``
+    (the app's code raised; the message is its traceback) or ``not_callable``.
+    """
+
+    def __init__(self, message: str, kind: str = "spec"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def load(spec: str):
@@ -29,16 +38,20 @@ def load(spec: str):
     try:
         obj = getattr(module, name)
     except AttributeError:
-        raise AppLoadError(f"module {module_name!r} has no attribute {name!r}") from None
+        raise AppLoadError(
+            f"module {module_name!r} has no attribute {name!r}", "not_found"
+        ) from None
     if args is not None:
         try:
             obj = obj(*args, **kwargs)
         except Exception as exc:
-            raise AppLoadError(_app_traceback(exc)) from None
+            raise AppLoadError(_app_traceback(exc), "raised") from None
     if obj is None:
-        raise AppLoadError(f"{spec!r} is None; a factory must return the WSGI application")
+        raise AppLoadError(
+            f"{spec!r} is None; a factory must return the WSGI application", "not_callable"
+        )
     if not callable(obj):
-        raise AppLoadError(f"{spec!r} is not callable (it is {type(obj).__name__})")
+        raise AppLoadError(f"{spec!r} is not callable (it is {type(obj).__name__})", "not_callable")
     return obj
 
 
@@ -70,10 +83,10 @@ def _import(module_name: str):
     except ModuleNotFoundError as exc:
         # The module itself (or a parent package) is missing: one line is enough.
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise AppLoadError(f"no module named {exc.name!r}") from None
-        raise AppLoadError(_app_traceback(exc)) from None
+            raise AppLoadError(f"no module named {exc.name!r}", "not_found") from None
+        raise AppLoadError(_app_traceback(exc), "raised") from None
     except BaseException as exc:  # SyntaxError, SystemExit, ... from the app's own code
-        raise AppLoadError(_app_traceback(exc)) from None
+        raise AppLoadError(_app_traceback(exc), "raised") from None
 
 
 def _app_traceback(exc: BaseException) -> str:

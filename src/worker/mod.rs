@@ -145,11 +145,11 @@ fn boot(py: Python<'_>, ctx: &WorkerContext<'_>) -> Result<(Py<PyAny>, Stop, Vec
         .map_err(|e| failed("--user/--group", &e))?;
     let app = match ctx.app {
         Some(app) => app.clone_ref(py),
-        None => load_app(py, ctx.config).map_err(|message| {
+        None => crate::load::load_app(py, ctx.config).map_err(|error| {
             if ctx.report.take() {
-                report_load_error(&ctx.config.app, &message);
+                error.report(&ctx.config.app);
             }
-            exit::APP_LOAD_ERROR
+            error.exit_code()
         })?,
     };
     if let Some(fd) = ctx.reload_feed {
@@ -198,15 +198,6 @@ fn report_source_files(py: Python<'_>, fd: RawFd) {
     }
 }
 
-/// The app's import error, in one block: the master prints it once per generation.
-pub(crate) fn report_load_error(app: &str, message: &str) {
-    let sep = if message.contains('\n') { "\n" } else { " " };
-    log::write_line(
-        LogLevel::Error,
-        &format!("Failed to load the application {app:?}:{sep}{message}"),
-    );
-}
-
 /// `--max-requests` plus this worker's share of `--max-requests-jitter`; `None`: no limit.
 fn request_budget(config: &Config) -> Option<u64> {
     if config.max_requests == 0 {
@@ -228,30 +219,6 @@ fn random_seed() -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^ (x >> 33)
-}
-
-/// Imports the app through `ferricorn._loader`; the error is the text to show the user.
-pub(crate) fn load_app(py: Python<'_>, config: &Config) -> Result<Py<PyAny>, String> {
-    let loader = py.import("ferricorn._loader").map_err(|e| e.to_string())?;
-    let loaded = match &config.paste {
-        None => loader.call_method1("load", (config.app.as_str(),)),
-        Some(paste) => py.import("ferricorn._config").and_then(|c| {
-            let globals = pyo3::types::PyDict::new(py);
-            for (k, v) in &paste.globals {
-                globals.set_item(k, v)?;
-            }
-            c.call_method1("load_paste", (&paste.path, paste.name.as_str(), globals))
-        }),
-    };
-    loaded.map(Bound::unbind).map_err(|err| {
-        let is_ours = loader
-            .getattr("AppLoadError")
-            .is_ok_and(|cls| err.get_type(py).is_subclass(&cls).unwrap_or(false));
-        match is_ours {
-            true => err.value(py).to_string(),
-            false => crate::wsgi::exchange::traceback(py, &err),
-        }
-    })
 }
 
 /// Runs the app's `atexit` handlers and flushes its stdio, as a Python process would.
