@@ -169,11 +169,11 @@ impl Listener {
         Ok(Some(Listener { socket, local: self.local.clone(), owns_path: false }))
     }
 
-    /// Accepts one connection as a non-blocking socket (the sync worker waits with poll(2),
-    /// bounded by `--read-timeout`); `WouldBlock` when none is waiting.
+    /// Accepts one connection as a non-blocking, close-on-exec socket, the peer's address
+    /// with it: one accept4(2), no fcntl, no getpeername (both workers wait on their
+    /// sockets themselves, bounded by `--read-timeout`). `WouldBlock` when none is waiting.
     pub fn accept(&self) -> io::Result<(Socket, Peer)> {
-        let (sock, addr) = self.socket.accept()?;
-        sock.set_nonblocking(true)?;
+        let (sock, addr) = self.socket.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
         Ok((sock, Peer::from(&addr)))
     }
 

@@ -9,7 +9,9 @@ mod conn;
 mod io;
 mod output;
 mod pool;
+mod request;
 pub mod sync;
+mod transport;
 
 use std::os::fd::RawFd;
 use std::panic::AssertUnwindSafe;
