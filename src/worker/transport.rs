@@ -148,6 +148,7 @@ impl Transport for Socket {
                 Ok(n) => {
                     span.offset += n as u64;
                     span.len -= n as u64;
+                    tracing::debug!("sendfile: {n} bytes");
                 }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::EAGAIN) => return Ok(false),
