@@ -69,15 +69,25 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         }
         crate::wsgi::access::flush();
     };
+    let signals = fds.len() - 1;
+    let mut next_tick = Instant::now();
     while !stop.requested() {
         if let Some(code) = stop.between_requests(py) {
             return code;
         }
         py.detach(|| wait(&mut fds));
-        stop.drain();
-        if std::os::unix::process::parent_id() != parent {
-            tracing::info!("Parent changed, shutting down");
-            return stop.between_requests(py).unwrap_or(exit::OK);
+        // Neither check costs a syscall per request: the signal pipe is read when poll
+        // says it holds something, the parent looked at once a TICK (gunicorn: 1 s).
+        if fds[signals].revents != 0 {
+            stop.drain();
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::info!("Parent changed, shutting down");
+                return stop.between_requests(py).unwrap_or(exit::OK);
+            }
         }
         for (i, listener) in ctx.listeners.iter().enumerate() {
             if fds[i].revents == 0 || stop.requested() {
