@@ -42,14 +42,6 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         };
     let servers: Vec<(String, String)> =
         ctx.listeners.iter().map(Listener::server_name_port).collect();
-    let parent = std::os::unix::process::parent_id();
-    let mut fds: Vec<libc::pollfd> = ctx
-        .listeners
-        .iter()
-        .map(|l| l.fd())
-        .chain([stop.fd()])
-        .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
-        .collect();
     let serving = Serving {
         app,
         globals: &globals,
@@ -57,6 +49,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         timeout: ctx.config.read_timeout,
     };
     let buffers = std::cell::RefCell::new(Buffers::new());
+    let recycler = stop.recycler();
     let serve_one = |i: usize, sock: Socket, peer: Peer| {
         // A panic fails this connection only (the hook logged it); the socket was
         // dropped, so closed, on the way out.
@@ -65,15 +58,40 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             handle(py, &serving, &mut buffers, sock, &peer, &servers[i])
         }));
         if handled.unwrap_or(true) {
-            stop.recycler().count_request();
+            recycler.count_request();
         }
         crate::wsgi::access::flush();
     };
+    if let Some(code) = accept_until_stopped(py, ctx, stop, &serve_one) {
+        return code;
+    }
+    // A worker recycled by --max-requests leaves the backlog to the others.
+    let drained = stop.terminated().then(|| drain_backlog(py, ctx, stop, &serve_one)).flatten();
+    drained.unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
+}
+
+/// Waits for a connection on any listener and serves it, one at a time, until a stop is
+/// asked for. `Some`: the exit code, when the worker must leave at once (aborted, or its
+/// master gone).
+fn accept_until_stopped(
+    py: Python<'_>,
+    ctx: &WorkerContext<'_>,
+    stop: &Stop,
+    serve_one: &dyn Fn(usize, Socket, Peer),
+) -> Option<i32> {
+    let parent = std::os::unix::process::parent_id();
+    let mut fds: Vec<libc::pollfd> = ctx
+        .listeners
+        .iter()
+        .map(|l| l.fd())
+        .chain([stop.fd()])
+        .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+        .collect();
     let signals = fds.len() - 1;
     let mut next_tick = Instant::now();
     while !stop.requested() {
         if let Some(code) = stop.between_requests(py) {
-            return code;
+            return Some(code);
         }
         py.detach(|| wait(&mut fds));
         // Neither check costs a syscall per request: the signal pipe is read when poll
@@ -86,7 +104,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             next_tick = now + TICK;
             if std::os::unix::process::parent_id() != parent {
                 tracing::info!("Parent changed, shutting down");
-                return stop.between_requests(py).unwrap_or(exit::OK);
+                return Some(stop.between_requests(py).unwrap_or(exit::OK));
             }
         }
         for (i, listener) in ctx.listeners.iter().enumerate() {
@@ -103,9 +121,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             }
         }
     }
-    // A worker recycled by --max-requests leaves the backlog to the others.
-    let drained = stop.terminated().then(|| drain_backlog(py, ctx, stop, &serve_one)).flatten();
-    drained.unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
+    None
 }
 
 /// TERM serves the connections the kernel already accepted for this worker,
