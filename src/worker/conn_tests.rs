@@ -129,6 +129,17 @@ def app(environ, start_response):
         size = str(sum(map(len, parts)))
         start_response('200 OK', [('Content-Length', size)])
         return parts
+    if path == '/file':
+        import tempfile
+        f = tempfile.TemporaryFile()
+        f.write(bytes(range(256)) * 400)
+        f.seek(10)
+        start_response('200 OK', [('Content-Length', str(256 * 400 - 10))])
+        return environ['wsgi.file_wrapper'](f)
+    if path == '/write':
+        write = start_response('200 OK', [('Content-Length', '10')])
+        write(b'hello')
+        return [b'world']
     if path == '/ignore-body':
         start_response('200 OK', [('Content-Length', '2')])
         return [b'ok']
@@ -433,5 +444,39 @@ fn with_threads_each_request_runs_on_a_thread_and_comes_back() {
         }
         assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Wait));
         assert_eq!(bodies(&answers(&mock.written())), ["POST /a 2 11", "GET /b 0 0"]);
+    });
+}
+
+/// `wsgi.file_wrapper` over a transport with no `sendfile`: the default `send_file`
+/// reads the file and writes it, through partial writes, from the file's position.
+#[test]
+fn a_file_goes_out_through_the_read_and_write_fallback() {
+    Python::initialize();
+    Python::attach(|py| {
+        let (mock, shared) = (Mock::default(), shared(py, false));
+        mock.wire().per_write = 1000;
+        let mut conn = new_conn(&mock);
+        mock.send(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Wait));
+        let got = answers(&mock.written());
+        let file: Vec<u8> = (0..400).flat_map(|_| 0..=255u8).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].body == file[10..], "the file from its position, whole");
+        assert_eq!(bodies(&got[1..]), ["GET /after 0 0"]);
+    });
+}
+
+/// `write()` sends through the connection's transport (its stream holds it weakly),
+/// ahead of the iterable's bytes.
+#[test]
+fn write_sends_through_the_transport_before_the_iterable() {
+    Python::initialize();
+    Python::attach(|py| {
+        let (mock, shared) = (Mock::default(), shared(py, false));
+        let mut conn = new_conn(&mock);
+        mock.send(b"GET /write HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Wait));
+        assert_eq!(bodies(&answers(&mock.written())), ["helloworld"]);
+        assert!(conn.is_idle_keep_alive());
     });
 }
