@@ -214,8 +214,11 @@ fn on_thread(
 
 /// One response: status code, head, body (framed by Content-Length).
 struct Answer {
+    /// The status code.
     status: u16,
+    /// The status line and headers, for `Connection: close`.
     head: String,
+    /// The body, as long as its Content-Length.
     body: Vec<u8>,
 }
 

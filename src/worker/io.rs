@@ -123,6 +123,9 @@ pub fn write_all_waiting<T: Transport>(
             Err(e) => return Err(e),
         }
     }
+    while !transport.flush()? {
+        transport.wait(Want::Write, timeout)?;
+    }
     Ok(())
 }
 

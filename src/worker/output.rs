@@ -110,6 +110,10 @@ impl Output {
             }
         }
         self.clear();
+        if !transport.flush()? {
+            *may_write = false;
+            return Ok(false);
+        }
         Ok(true)
     }
 

@@ -16,7 +16,9 @@
 //! [`Transport::wait`], on the descriptor, outside the lock), so the plain socket pays for
 //! no lock it does not need. Plaintext TLS decrypted ahead of the caller's read sits
 //! above the socket, where no readiness edge announces it: [`Transport::buffered`] says
-//! so, and the connection reads again instead of waiting for an edge.
+//! so, and the connection reads again instead of waiting for an edge. Records accepted by
+//! `write` but not yet on the socket are pushed by [`Transport::flush`], which the
+//! connection calls before it counts its queue as sent.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -53,6 +55,15 @@ pub trait Transport: Send + Sync + 'static {
             Some(buf) => self.write(buf),
             None => Ok(0),
         }
+    }
+
+    /// Pushes out bytes the transport accepted but still holds below the caller (TLS
+    /// records not yet on the socket). `Ok(true)` once none is left, `Ok(false)` when
+    /// the descriptor is full: a response is on the wire only after this says so. A
+    /// socket holds nothing.
+    #[inline]
+    fn flush(&self) -> io::Result<bool> {
+        Ok(true)
     }
 
     /// Ends our side of the stream (a FIN for TCP; `close_notify` first for TLS); reads
