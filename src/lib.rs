@@ -6,7 +6,9 @@
 //! - [`listener`]: `--bind` addresses and the sockets the master binds once.
 //! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
 //! - [`worker`]: a worker's boot (signals, sockets, identity) and the `sync` and `async`
-//!   loops.
+//!   loops, both over one `Transport` (a socket; TLS would be another) and one way to start
+//!   a request; the async connection is a state machine (`worker/conn.rs`) with unit tests
+//!   over an in-memory transport.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
 //!   bytes (request heads and their limits, body decoding, response heads). No I/O, no

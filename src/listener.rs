@@ -19,9 +19,12 @@ use crate::config;
 pub enum BindSpec {
     /// A host name or IP literal, resolved at bind time.
     Tcp {
+        /// As written, lower-cased; resolved when bound.
         host: String,
+        /// 8000 when the value gives none (gunicorn's default).
         port: u16,
     },
+    /// `unix:PATH`: the socket file the master creates (and removes on exit).
     Unix(PathBuf),
     /// A socket already open in this process (`fd://N`), e.g. from a supervisor.
     Fd(RawFd),
@@ -111,7 +114,9 @@ impl fmt::Display for LocalAddr {
 
 #[derive(Debug)]
 pub struct Listener {
+    /// The listening socket, non-blocking.
     pub socket: Socket,
+    /// Where it listens (the real port of a `:0` bind), for logs and SERVER_NAME.
     pub local: LocalAddr,
     /// Whether the master created this socket's file (and so removes it on exit).
     owns_path: bool,
@@ -169,11 +174,11 @@ impl Listener {
         Ok(Some(Listener { socket, local: self.local.clone(), owns_path: false }))
     }
 
-    /// Accepts one connection as a non-blocking socket (the sync worker waits with poll(2),
-    /// bounded by `--read-timeout`); `WouldBlock` when none is waiting.
+    /// Accepts one connection as a non-blocking, close-on-exec socket, the peer's address
+    /// with it: one accept4(2), no fcntl, no getpeername (both workers wait on their
+    /// sockets themselves, bounded by `--read-timeout`). `WouldBlock` when none is waiting.
     pub fn accept(&self) -> io::Result<(Socket, Peer)> {
-        let (sock, addr) = self.socket.accept()?;
-        sock.set_nonblocking(true)?;
+        let (sock, addr) = self.socket.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
         Ok((sock, Peer::from(&addr)))
     }
 
@@ -239,7 +244,9 @@ fn local_addr(addr: &SockAddr) -> io::Result<LocalAddr> {
 /// The client end of a connection: REMOTE_ADDR and REMOTE_PORT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
+    /// REMOTE_ADDR; empty on a unix socket.
     pub addr: String,
+    /// REMOTE_PORT; empty on a unix socket.
     pub port: String,
 }
 

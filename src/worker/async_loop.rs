@@ -8,7 +8,6 @@
 //! `epoll_wait`, so a burst of ready connections costs one GIL round trip.
 
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use super::io::READ_SIZE;
 use super::pool::{Job, Pool};
 use super::{Stop, WorkerContext};
 use crate::exit;
-use crate::listener::{Listener, Peer};
+use crate::listener::Listener;
 use crate::wsgi::Globals;
 
 /// Tokens at and above this are not connections.
@@ -41,7 +40,9 @@ const STREAMING_THREADS: usize = 2;
 /// What one event says about a connection.
 #[derive(Clone, Copy)]
 struct Readiness {
+    /// Bytes (or the FIN) may be waiting.
     readable: bool,
+    /// The socket may take bytes.
     writable: bool,
     /// The client half-closed (or the socket failed).
     closed: bool,
@@ -50,26 +51,38 @@ struct Readiness {
 /// A connection slot: its token is its index.
 enum Slot {
     Free,
-    Here(Box<Conn>),
+    Here(Box<Conn<Socket>>),
     /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
     /// for its return (the thread may have read, so it is read again anyway).
     Away {
+        /// A writable edge arrived meanwhile.
         writable: bool,
+        /// The client's FIN (or an error) arrived meanwhile.
         closed: bool,
     },
 }
 
+/// The worker's loop and everything it owns.
 struct EventLoop<'a> {
+    /// The epoll instance every socket is registered with.
     poll: Poll,
+    /// The sockets clients arrive on; a listener's token is `LISTENER_BASE + index`.
     listeners: &'a [Listener],
+    /// The connections, by token.
     slots: Vec<Slot>,
+    /// Free slots, reused before the table grows.
     free: Vec<usize>,
     /// Connections open, here or away: bounded by `--worker-connections`.
     open: usize,
+    /// `--worker-connections`.
     max_open: usize,
+    /// Whether the listeners are registered (not at capacity, not stopping).
     accepting: bool,
+    /// What the connections share with the app threads.
     shared: Arc<Shared>,
-    pool: Pool,
+    /// The app threads.
+    pool: Pool<Socket>,
+    /// Where reads land before they join a connection's buffer, one for the loop.
     scratch: Box<[u8]>,
 }
 
@@ -218,33 +231,17 @@ impl<'a> EventLoop<'a> {
     /// failed).
     fn accept_one(&mut self, index: usize, now: Instant) -> bool {
         loop {
-            let listener = &self.listeners[index];
-            // SAFETY: accept4 on our listening socket; the new descriptor is owned below.
-            let fd: RawFd = unsafe {
-                libc::accept4(
-                    listener.fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
+            let (sock, peer) = match self.listeners[index].accept() {
+                Ok(accepted) => accepted,
+                Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return false,
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
                     _ => {
                         tracing::error!("accept failed: {e}");
                         return false;
                     }
-                }
-            }
-            // SAFETY: accept4 returned a new descriptor that nothing else owns.
-            let sock = unsafe { Socket::from_raw_fd(fd) };
-            let peer = sock
-                .peer_addr()
-                .map(|a| Peer::from(&a))
-                .unwrap_or(Peer { addr: String::new(), port: String::new() });
+                },
+            };
             let conn = Conn::new(sock, peer, index, now, self.shared.keepalive);
             let token = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(Slot::Free);
@@ -252,7 +249,7 @@ impl<'a> EventLoop<'a> {
             });
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) =
-                self.poll.registry().register(&mut SourceFd(&fd), Token(token), interest)
+                self.poll.registry().register(&mut SourceFd(&conn.fd()), Token(token), interest)
             {
                 tracing::error!("register failed: {e}");
                 self.free.push(token);
@@ -269,7 +266,7 @@ impl<'a> EventLoop<'a> {
     fn longest_idle(&self) -> Option<usize> {
         (0..self.slots.len())
             .filter_map(|t| match &self.slots[t] {
-                Slot::Here(c) if c.is_idle_keep_alive() => Some((c.deadline, t)),
+                Slot::Here(c) if c.is_idle_keep_alive() => Some((c.deadline(), t)),
                 _ => None,
             })
             .min()
@@ -305,11 +302,7 @@ impl<'a> EventLoop<'a> {
     /// Readiness on a connection: drive it as far as it goes.
     fn ready(&mut self, py: Python<'_>, token: usize, ready: Readiness, now: Instant) {
         match self.slots.get_mut(token) {
-            Some(Slot::Here(conn)) => {
-                conn.may_read |= ready.readable;
-                conn.may_write |= ready.writable;
-                conn.peer_closed |= ready.closed;
-            }
+            Some(Slot::Here(conn)) => conn.ready(ready.readable, ready.writable, ready.closed),
             Some(Slot::Away { writable, closed }) => {
                 *writable |= ready.writable;
                 *closed |= ready.closed;
@@ -350,9 +343,7 @@ impl<'a> EventLoop<'a> {
             match conn {
                 Some(mut conn) => {
                     // The thread may have read from the socket; one read finds out.
-                    conn.may_read = true;
-                    conn.may_write |= writable;
-                    conn.peer_closed |= closed;
+                    conn.ready(true, writable, closed);
                     self.slots[token] = Slot::Here(Box::new(conn));
                     self.drive(py, token, now);
                 }
@@ -364,9 +355,8 @@ impl<'a> EventLoop<'a> {
     fn close(&mut self, py: Python<'_>, token: usize) {
         if let Slot::Here(mut conn) = std::mem::replace(&mut self.slots[token], Slot::Free) {
             conn.abandon(py);
-            // A descriptor duplicated for wsgi.input could keep the registration alive.
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&conn.sock);
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            // An app thread inside `wsgi.input` may hold the transport a moment longer.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd()));
         }
         self.release(py, token);
     }
@@ -402,12 +392,12 @@ impl<'a> EventLoop<'a> {
             .collect();
         for token in idle {
             if let Slot::Here(conn) = &mut self.slots[token] {
-                conn.may_read = true;
+                conn.ready(true, false, false);
             }
             self.drive(py, token, now);
             match &mut self.slots[token] {
-                Slot::Here(c) if c.is_idle() && !c.served => {
-                    c.deadline = c.deadline.min(now + NEW_CONNECTION_GRACE);
+                Slot::Here(c) if c.is_idle() && !c.served() => {
+                    c.shorten_deadline(now + NEW_CONNECTION_GRACE);
                 }
                 Slot::Here(c) if c.is_idle() => self.close(py, token),
                 _ => {}
@@ -419,7 +409,7 @@ impl<'a> EventLoop<'a> {
     /// readers that stopped reading.
     fn sweep(&mut self, py: Python<'_>, now: Instant) {
         let expired: Vec<usize> = (0..self.slots.len())
-            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.deadline <= now))
+            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.deadline() <= now))
             .collect();
         for token in expired {
             self.close(py, token);

@@ -1,21 +1,26 @@
-//! One keep-alive connection of the async worker, as a state machine.
+//! One keep-alive connection of the async worker, as a state machine over any
+//! [`Transport`].
 //!
 //! Shaped like hyper's `proto::h1` connection: the [`Phase`] says what the connection
-//! waits for, and every transition happens in [`Conn::drive`]. Reads and writes are
-//! non-blocking; `may_read`/`may_write` remember readiness between edge-triggered events
-//! so no syscall is spent on a socket known to be empty or full.
+//! waits for, and every transition happens here, in [`Conn::drive`] (on the loop) or
+//! [`Conn::run`] (on an app thread, which the loop hands a request to). Nothing outside
+//! changes a connection's state: the loop reports readiness ([`Conn::ready`]) and reads
+//! the deadline. Reads and writes are non-blocking; `may_read`/`may_write` remember
+//! readiness between edge-triggered events so no syscall is spent on a transport known
+//! to be empty or full.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pyo3::prelude::*;
-use socket2::Socket;
 
-use super::io::{send_file, SocketStream, LINGER_BYTES, LINGER_TIME};
+use super::io::{TransportSource, TransportStream, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
+use super::request::{self, Call};
+use super::transport::Transport;
 use crate::forwarded::Verdict;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
@@ -35,25 +40,42 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
 
 /// What a connection is waiting for.
-// A Head inline costs no allocation per request; the Conn holding this is boxed anyway.
+// A Head and a response inline cost no allocation per request; the Conn holding this is
+// boxed anyway.
 #[allow(clippy::large_enum_variant)]
-pub enum Phase {
+enum Phase {
     /// A request head: idle keep-alive while nothing of it has arrived.
     Head,
     /// The body of a parsed request, buffered (decoded) up to [`BODY_BUFFER`].
-    Body { head: Head, forwarded: Verdict, decoder: BodyDecoder, body: BytesMut },
+    Body {
+        /// The request the body belongs to.
+        head: Head,
+        /// The forwarding headers' verdict, judged when the head arrived.
+        forwarded: Verdict,
+        /// Where in the body's framing the bytes received so far end.
+        decoder: BodyDecoder,
+        /// The body decoded so far.
+        body: BytesMut,
+    },
     /// The app was called; its response is being pulled and written.
-    Respond(Box<Responding>),
+    Respond(Responding),
     /// Write what is queued, then half-close and drain (RFC 9112 §9.6).
     Closing,
     /// Half-closed; reading and dropping what the client still sends.
-    Linger { left: usize },
+    Linger {
+        /// Bytes still to drop before giving up on a clean close.
+        left: usize,
+    },
 }
 
-pub struct Responding {
+/// A response in progress.
+struct Responding {
+    /// The app's response, pulled piece by piece.
     exchange: Exchange,
+    /// `wsgi.input`: after the response, whether the body was read whole and what
+    /// arrived after it.
     input: Py<Input>,
-    /// The part of a `wsgi.file_wrapper` file still to `sendfile`.
+    /// The part of a `wsgi.file_wrapper` file still to send.
     file: Option<FileSpan>,
 }
 
@@ -63,32 +85,42 @@ pub struct Responding {
 pub enum Next {
     /// Wait for the next readiness event (or the deadline).
     Wait,
+    /// Done with: the loop closes it.
     Close,
-    /// Run this request on a thread (`--threads`, or a body too big to buffer).
+    /// Hand the connection and this request to a thread, which calls [`Conn::run`]
+    /// (`--threads`, or a body too big to buffer).
     Offload(Request),
 }
 
-/// A parsed request handed to a thread, with its body buffered or still to stream.
+/// A parsed request for a thread, with its body buffered or still to stream.
 pub struct Request {
-    pub head: Head,
+    /// The request line and headers.
+    head: Head,
     /// The forwarding headers' verdict, judged when the head arrived.
-    pub forwarded: Verdict,
-    pub body: Body,
+    forwarded: Verdict,
+    /// What of the body is here, and how the rest arrives.
+    body: Body,
 }
 
+/// A request body as the app gets it.
 pub enum Body {
+    /// The whole body, decoded, before the app is called.
     Buffered(BytesMut),
-    /// The rest arrives while the app reads; `decoded` is what was already de-chunked and
-    /// raw bytes already received stay in the connection's `rbuf`.
+    /// The rest arrives while the app reads; raw bytes already received stay in the
+    /// connection's `rbuf`.
     Streaming {
+        /// Where in the body's framing the connection's bytes stand.
         decoder: BodyDecoder,
+        /// What was already de-chunked, handed to the app first.
         decoded: BytesMut,
     },
 }
 
 /// What every connection of a worker shares, on the loop and on app threads.
 pub struct Shared {
+    /// The WSGI callable.
     pub app: Py<PyAny>,
+    /// The environ's constant parts.
     pub globals: wsgi::Globals,
     /// SERVER_NAME and SERVER_PORT of each listener.
     pub servers: Vec<(String, String)>,
@@ -96,6 +128,7 @@ pub struct Shared {
     pub threaded: bool,
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
+    /// `--limit-request-line` and friends.
     pub limits: http::Limits,
     /// `--read-timeout`: how long a client may stay silent mid-request.
     pub read_timeout: Duration,
@@ -116,44 +149,47 @@ impl Shared {
     }
 }
 
-pub struct Conn {
-    /// Shared with `write()`'s stream, which holds it weakly.
-    pub sock: Arc<Socket>,
-    pub peer: Peer,
-    /// Index of the listener it came from.
-    pub listener: usize,
+/// One client connection.
+pub struct Conn<T: Transport> {
+    /// Shared with `write()`'s stream and `wsgi.input`'s source, which hold it weakly.
+    transport: Arc<T>,
+    /// REMOTE_ADDR and REMOTE_PORT, and whose forwarding headers may be trusted.
+    peer: Peer,
+    /// Index of the listener it came from (SERVER_NAME, SERVER_PORT).
+    listener: usize,
     /// Received bytes not yet parsed.
-    pub rbuf: BytesMut,
+    rbuf: BytesMut,
     /// Response bytes queued, the app's big bodies by reference.
     out: Output,
-    pub phase: Phase,
-    /// The socket may hold unread bytes (a readable edge not yet drained).
-    pub may_read: bool,
+    /// What the connection waits for.
+    phase: Phase,
+    /// The transport may hold unread bytes (a readable edge not yet drained).
+    may_read: bool,
     /// The client's FIN was seen: after the data before it, a read returns EOF. A short
     /// read then does not mean "drained", since the FIN raises no further edge.
-    pub peer_closed: bool,
-    /// The socket may take more bytes (no partial write since the last writable edge).
-    pub may_write: bool,
+    peer_closed: bool,
+    /// The transport may take more bytes (no partial write since the last writable edge).
+    may_write: bool,
     /// When the loop closes the connection if it has not progressed.
-    pub deadline: Instant,
+    deadline: Instant,
     /// `--keep-alive`: how long it may stay idle between requests. Kept here so that the
     /// thread that finishes a response sets the same idle deadline as the loop.
     keepalive: Duration,
     /// A response went out on this connection: the client knows it may find it closed
     /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
-    pub served: bool,
+    served: bool,
 }
 
-impl Conn {
+impl<T: Transport> Conn<T> {
     pub fn new(
-        sock: Socket,
+        transport: T,
         peer: Peer,
         listener: usize,
         now: Instant,
         keepalive: Duration,
-    ) -> Conn {
+    ) -> Self {
         Conn {
-            sock: Arc::new(sock),
+            transport: Arc::new(transport),
             peer,
             listener,
             rbuf: BytesMut::new(),
@@ -168,6 +204,33 @@ impl Conn {
         }
     }
 
+    /// The descriptor the loop registers.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.transport.fd()
+    }
+
+    /// What a readiness event said (edge-triggered: remembered until used up).
+    pub fn ready(&mut self, readable: bool, writable: bool, closed: bool) {
+        self.may_read |= readable;
+        self.may_write |= writable;
+        self.peer_closed |= closed;
+    }
+
+    /// When the loop closes the connection if it has not progressed.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A stopping worker's shorter wait for a first request.
+    pub fn shorten_deadline(&mut self, at: Instant) {
+        self.deadline = self.deadline.min(at);
+    }
+
+    /// Whether a response went out on this connection.
+    pub fn served(&self) -> bool {
+        self.served
+    }
+
     /// Whether the connection is idle: no byte of a next request received, nothing owed
     /// to the client. A graceful stop closes these (once a last read found nothing).
     pub fn is_idle(&self) -> bool {
@@ -180,7 +243,7 @@ impl Conn {
         self.served && self.is_idle()
     }
 
-    /// Advances as far as the socket allows. Every phase transition happens here.
+    /// Advances as far as the transport allows, on the loop.
     pub fn drive(
         &mut self,
         py: Python<'_>,
@@ -188,13 +251,52 @@ impl Conn {
         scratch: &mut [u8],
         now: Instant,
     ) -> Next {
+        self.advance(py, shared, Some(scratch), now)
+    }
+
+    /// Runs an offloaded request on an app thread: calls the app and writes what the
+    /// transport takes, then hands the connection back (`None`: it is done with). What
+    /// is left (the rest of a response to a slow reader, the next request, a linger) is
+    /// the loop's: a thread never waits for a client.
+    pub fn run(mut self, py: Python<'_>, shared: &Shared, request: Request) -> Option<Self> {
+        let Request { head, forwarded, body } = request;
+        let input = match body {
+            Body::Buffered(body) => Input::buffered(body),
+            Body::Streaming { decoder, decoded } => {
+                let weak = Arc::downgrade(&self.transport);
+                let source = TransportSource::new(weak, shared.read_timeout);
+                let raw = std::mem::take(&mut self.rbuf);
+                Input::new(decoder, raw, Box::new(source), head.expect_continue)
+                    .with_decoded(decoded)
+            }
+        };
+        self.start(py, shared, head, forwarded, input);
+        match self.advance(py, shared, None, Instant::now()) {
+            Next::Close => {
+                self.abandon(py);
+                None
+            }
+            _ => Some(self),
+        }
+    }
+
+    /// Every phase transition happens here. Without `scratch` (on an app thread) it
+    /// stops at the phases that read from the client.
+    fn advance(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        mut scratch: Option<&mut [u8]>,
+        now: Instant,
+    ) -> Next {
         loop {
-            let step = match &mut self.phase {
-                Phase::Head => self.on_head(py, shared, scratch, now),
-                Phase::Body { .. } => self.on_body(py, shared, scratch, now),
-                Phase::Respond(_) => self.on_respond(py, shared),
-                Phase::Closing => self.on_closing(py),
-                Phase::Linger { .. } => self.on_linger(scratch),
+            let step = match (&self.phase, scratch.as_deref_mut()) {
+                (Phase::Respond(_), _) => self.on_respond(py, shared),
+                (Phase::Closing, _) => self.on_closing(py),
+                (_, None) => Ok(Progress::Wait),
+                (Phase::Head, Some(scratch)) => self.on_head(py, shared, scratch, now),
+                (Phase::Body { .. }, Some(scratch)) => self.on_body(py, shared, scratch, now),
+                (Phase::Linger { .. }, Some(scratch)) => self.on_linger(scratch),
             };
             match step {
                 Ok(Progress::Again) => continue,
@@ -223,30 +325,7 @@ impl Conn {
     ) -> io::Result<Progress> {
         let head = match http::parse_head(&mut self.rbuf, &shared.limits) {
             Ok(Some(head)) => head,
-            Ok(None) => {
-                if !self.may_read {
-                    return Ok(Progress::Wait);
-                }
-                let was_empty = self.rbuf.is_empty();
-                match self.read(scratch)? {
-                    None => return Ok(Progress::Wait),
-                    // The client's FIN ends its requests, not our responses (RFC 9112
-                    // §9.6): what is queued for the requests before it still goes out.
-                    Some(0) if was_empty && self.out.is_empty() => return Ok(Progress::Close),
-                    Some(0) if was_empty => {
-                        self.phase = Phase::Closing;
-                        return Ok(Progress::Again);
-                    }
-                    Some(0) => {
-                        return Ok(self.refuse(&http::Error::BadRequestLine("incomplete head")))
-                    }
-                    Some(_) => {}
-                }
-                if was_empty {
-                    self.deadline = now + HEAD_TIMEOUT.min(shared.read_timeout);
-                }
-                return Ok(Progress::Again);
-            }
+            Ok(None) => return self.read_head(shared, scratch, now),
             Err(error) => return Ok(self.refuse(&error)),
         };
         let forwarded = match shared.globals.forwarded.judge(&head, self.peer.ip()) {
@@ -262,19 +341,43 @@ impl Conn {
         let expects = head.expect_continue && self.rbuf.is_empty();
         let too_big = matches!(head.framing, BodyFraming::Length(n) if n > BODY_BUFFER as u64);
         if expects || too_big {
-            return self.dispatch(
-                py,
-                shared,
-                head,
-                forwarded,
-                Body::Streaming { decoder, decoded: BytesMut::new() },
-            );
+            let body = Body::Streaming { decoder, decoded: BytesMut::new() };
+            return self.dispatch(py, shared, head, forwarded, body);
         }
         if let BodyFraming::Length(n) = head.framing {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
         self.phase = Phase::Body { head, forwarded, decoder, body: BytesMut::new() };
+        Ok(Progress::Again)
+    }
+
+    /// More of a head: read, or learn that the client is done.
+    fn read_head(
+        &mut self,
+        shared: &Shared,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> io::Result<Progress> {
+        if !self.may_read {
+            return Ok(Progress::Wait);
+        }
+        let was_empty = self.rbuf.is_empty();
+        match self.read(scratch)? {
+            None => return Ok(Progress::Wait),
+            // The client's FIN ends its requests, not our responses (RFC 9112 §9.6):
+            // what is queued for the requests before it still goes out.
+            Some(0) if was_empty && self.out.is_empty() => return Ok(Progress::Close),
+            Some(0) if was_empty => {
+                self.phase = Phase::Closing;
+                return Ok(Progress::Again);
+            }
+            Some(0) => return Ok(self.refuse(&http::Error::BadRequestLine("incomplete head"))),
+            Some(_) => {}
+        }
+        if was_empty {
+            self.deadline = now + HEAD_TIMEOUT.min(shared.read_timeout);
+        }
         Ok(Progress::Again)
     }
 
@@ -303,13 +406,9 @@ impl Conn {
                 Ok(Decoded::End) => break None,
                 Ok(Decoded::NeedMore) if !self.may_read => return Ok(Progress::Wait),
                 Ok(Decoded::NeedMore) => {
-                    match read_into(
-                        &self.sock,
-                        &mut self.rbuf,
-                        &mut self.may_read,
-                        self.peer_closed,
-                        scratch,
-                    )? {
+                    let (transport, rbuf) = (&*self.transport, &mut self.rbuf);
+                    match read_into(transport, rbuf, &mut self.may_read, self.peer_closed, scratch)?
+                    {
                         None => return Ok(Progress::Wait),
                         Some(0) => break Some(http::Error::IncompleteBody),
                         Some(_) => {}
@@ -355,8 +454,10 @@ impl Conn {
         Ok(Progress::Again)
     }
 
-    /// Calls the app; the response is then pumped in the Respond phase.
-    pub fn start(
+    /// Calls the app (through [`request::start`], as the sync worker does); the response
+    /// is then pumped in the Respond phase. A request that cannot start gets its 500
+    /// page and the connection closes.
+    fn start(
         &mut self,
         py: Python<'_>,
         shared: &Shared,
@@ -368,41 +469,29 @@ impl Conn {
         let keep_alive = head.keep_alive && shared.keep_alive_allowed();
         let req =
             RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive };
-        let started = Py::new(py, input).and_then(|input| {
-            let conn = wsgi::Connection {
-                peer: &self.peer,
-                server: &shared.servers[self.listener],
-                forwarded: &forwarded,
-            };
-            let environ =
-                wsgi::environ::build(py, &head, &conn, &shared.globals, input.clone_ref(py))?;
-            let stream = SocketStream::new(Arc::downgrade(&self.sock), shared.read_timeout);
-            let wire = Wire {
-                req,
-                stopping: Some(Arc::clone(&shared.stopping)),
-                stream: Some(Box::new(stream)),
-                queued: !self.out.is_empty(),
-            };
-            let exchange = Exchange::call(
-                py,
-                shared.app.bind(py),
-                environ.into_any(),
-                input.clone_ref(py),
-                wire,
-                &head,
-            )?;
-            Ok(Responding { exchange, input, file: None })
-        });
-        // A write() may have sent on the socket meanwhile: what it said of its room is stale.
+        let stream = TransportStream::new(Arc::downgrade(&self.transport), shared.read_timeout);
+        let wire = Wire {
+            req,
+            stopping: Some(Arc::clone(&shared.stopping)),
+            stream: Some(Box::new(stream)),
+            queued: !self.out.is_empty(),
+        };
+        let conn = wsgi::Connection {
+            peer: &self.peer,
+            server: &shared.servers[self.listener],
+            forwarded: &forwarded,
+        };
+        let call =
+            Call { app: shared.app.bind(py), globals: &shared.globals, head: &head, conn: &conn };
+        let started = request::start(py, call, input, wire, &mut self.out);
+        // A write() may have sent on the transport meanwhile: what it said of its room is
+        // stale.
         self.may_write = true;
         self.phase = match started {
-            Ok(responding) => Phase::Respond(Box::new(responding)),
-            Err(err) => {
-                let request = format!("{} {}", head.method(), head.target());
-                wsgi::exchange::log_app_error(py, &request, &err);
-                self.out.push(&wsgi::exchange::error_page(500));
-                Phase::Closing
+            Some(s) => {
+                Phase::Respond(Responding { exchange: s.exchange, input: s.input, file: None })
             }
+            None => Phase::Closing,
         };
     }
 
@@ -410,7 +499,7 @@ impl Conn {
         match self.pump(py, shared)? {
             Pumped::Blocked => Ok(Progress::Wait),
             Pumped::Done { keep_alive } => {
-                self.finish_response(py, keep_alive && !shared.stopping());
+                self.finish_response(keep_alive && !shared.stopping());
                 Ok(Progress::Again)
             }
             // The app failed mid-body: send what is queued, then close (the client sees
@@ -422,9 +511,9 @@ impl Conn {
         }
     }
 
-    /// Pulls the response into `out` and writes it, until done or the socket is full.
+    /// Pulls the response into `out` and writes it, until done or the transport is full.
     /// Blocked, the client has `--read-timeout` to take more (on the loop or a thread).
-    pub fn pump(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Pumped> {
+    fn pump(&mut self, py: Python<'_>, shared: &Shared) -> io::Result<Pumped> {
         let pumped = self.pump_until_blocked(py);
         if let Ok(Pumped::Blocked) = pumped {
             self.deadline = Instant::now() + shared.read_timeout;
@@ -440,10 +529,10 @@ impl Conn {
         loop {
             let Phase::Respond(r) = &mut self.phase else { unreachable!() };
             if let Some(span) = &mut r.file {
-                if !self.out.write_to(py, &self.sock, &mut self.may_write)? {
+                if !self.out.write_to(py, &*self.transport, &mut self.may_write)? {
                     return Ok(Pumped::Blocked);
                 }
-                if !send_file(&self.sock, span)? {
+                if !self.transport.send_file(span)? {
                     self.may_write = false;
                     return Ok(Pumped::Blocked);
                 }
@@ -468,7 +557,7 @@ impl Conn {
 
     /// After a complete response: the next request, or a close. The idle deadline is set
     /// here, so it is `--keep-alive` whichever thread finished the response.
-    pub fn finish_response(&mut self, _py: Python<'_>, keep_alive: bool) {
+    fn finish_response(&mut self, keep_alive: bool) {
         let Phase::Respond(r) = std::mem::replace(&mut self.phase, Phase::Head) else { return };
         self.served = true;
         self.deadline = Instant::now() + self.keepalive;
@@ -491,7 +580,7 @@ impl Conn {
         if !self.flush(py)? {
             return Ok(Progress::Wait);
         }
-        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        let _ = self.transport.shutdown_write();
         self.deadline = Instant::now() + LINGER_TIME;
         self.phase = Phase::Linger { left: LINGER_BYTES };
         Ok(Progress::Again)
@@ -499,8 +588,8 @@ impl Conn {
 
     fn on_linger(&mut self, scratch: &mut [u8]) -> io::Result<Progress> {
         let Phase::Linger { left } = &mut self.phase else { unreachable!() };
-        while self.may_read && *left > 0 {
-            match (&*self.sock).read(scratch) {
+        while (self.may_read || self.transport.buffered()) && *left > 0 {
+            match self.transport.read(scratch) {
                 Ok(0) => return Ok(Progress::Close),
                 Ok(n) => {
                     *left = left.saturating_sub(n);
@@ -515,16 +604,13 @@ impl Conn {
     }
 
     fn read(&mut self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
-        read_into(&self.sock, &mut self.rbuf, &mut self.may_read, self.peer_closed, scratch)
+        let (transport, rbuf) = (&*self.transport, &mut self.rbuf);
+        read_into(transport, rbuf, &mut self.may_read, self.peer_closed, scratch)
     }
 
-    /// Writes queued bytes; `Ok(false)` when the socket is full.
-    pub fn flush(&mut self, py: Python<'_>) -> io::Result<bool> {
-        self.out.write_to(py, &self.sock, &mut self.may_write)
-    }
-
-    pub fn is_responding_phase(&self) -> bool {
-        matches!(self.phase, Phase::Respond(_))
+    /// Writes queued bytes; `Ok(false)` when the transport is full.
+    fn flush(&mut self, py: Python<'_>) -> io::Result<bool> {
+        self.out.write_to(py, &*self.transport, &mut self.may_write)
     }
 
     /// Closes the iterable of an unfinished response (PEP 3333: close() always runs).
@@ -538,38 +624,43 @@ impl Conn {
 }
 
 /// How far pumping got.
-pub enum Pumped {
-    Done {
-        keep_alive: bool,
-    },
-    /// The socket is full; resume on the next writable event.
+enum Pumped {
+    /// The response is complete; `keep_alive`: the connection may carry another.
+    Done { keep_alive: bool },
+    /// The transport is full; resume on the next writable event.
     Blocked,
     /// The response cannot be completed; close.
     Failed,
 }
 
+/// What one phase's step asks of the loop in [`Conn::advance`].
 // As for Phase.
 #[allow(clippy::large_enum_variant)]
 enum Progress {
+    /// The phase changed or can go on: step again.
     Again,
+    /// Nothing more until the transport is ready.
     Wait,
+    /// The connection is done.
     Close,
+    /// The request goes to a thread.
     Offload(Request),
 }
 
-/// One read into `rbuf`; a short read means the socket is drained (edge-triggered).
-/// `Ok(None)`: nothing to read now; `Ok(Some(0))`: the client closed.
-fn read_into(
-    mut sock: &Socket,
+/// One read into `rbuf`; a short read means the transport is drained (edge-triggered),
+/// unless it holds bytes above the descriptor. `Ok(None)`: nothing to read now;
+/// `Ok(Some(0))`: the client closed.
+fn read_into<T: Transport>(
+    transport: &T,
     rbuf: &mut BytesMut,
     may_read: &mut bool,
     peer_closed: bool,
     scratch: &mut [u8],
 ) -> io::Result<Option<usize>> {
     loop {
-        match sock.read(scratch) {
+        match transport.read(scratch) {
             Ok(n) => {
-                *may_read = n == scratch.len() || (peer_closed && n > 0);
+                *may_read = n == scratch.len() || (peer_closed && n > 0) || transport.buffered();
                 rbuf.extend_from_slice(&scratch[..n]);
                 return Ok(Some(n));
             }
@@ -582,3 +673,7 @@ fn read_into(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;

@@ -1,15 +1,16 @@
-//! Socket I/O shared by the workers: reads into buffers, `sendfile(2)`, waiting on a
-//! descriptor, the `wsgi.input` sources that read from a connection, and the stream
-//! `write()` sends on.
+//! I/O shared by the workers, over any [`Transport`]: reads into buffers, blocking-style
+//! writes and `send_file` bounded by `--read-timeout`, waiting on a descriptor (the
+//! heartbeat beating meanwhile), the `wsgi.input` source that reads from a connection, and
+//! the stream `write()` sends on.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::io;
+use std::os::fd::RawFd;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use socket2::Socket;
 
+use super::transport::{Transport, Want};
 use crate::http;
 use crate::wsgi::{BodySource, FileSpan, Stream};
 
@@ -24,9 +25,13 @@ pub const LINGER_BYTES: usize = 1 << 20;
 pub const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// One read appended to `buf`, retried on EINTR. `Ok(0)`: the peer closed.
-pub fn read_some(mut sock: &Socket, buf: &mut BytesMut, scratch: &mut [u8]) -> io::Result<usize> {
+pub fn read_some<T: Transport>(
+    transport: &T,
+    buf: &mut BytesMut,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
     loop {
-        match sock.read(scratch) {
+        match transport.read(scratch) {
             Ok(n) => {
                 buf.extend_from_slice(&scratch[..n]);
                 return Ok(n);
@@ -84,76 +89,62 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Resul
     }
 }
 
-/// One read into `buf` from a non-blocking socket, waiting up to `timeout` for bytes.
-/// `Ok(0)`: the peer closed.
-pub fn read_waiting(
-    sock: &Socket,
+/// One read into `buf`, waiting up to `timeout` for bytes. `Ok(0)`: the peer closed.
+pub fn read_waiting<T: Transport>(
+    transport: &T,
     buf: &mut BytesMut,
     scratch: &mut [u8],
     timeout: Duration,
 ) -> io::Result<usize> {
     loop {
-        match read_some(sock, buf, scratch) {
+        match read_some(transport, buf, scratch) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_fd(sock.as_raw_fd(), libc::POLLIN, timeout)?
+                transport.wait(Want::Read, timeout)?
             }
             other => return other,
         }
     }
 }
 
-/// `write_all` on a non-blocking socket: waits up to `timeout` for room when it is full.
-pub fn write_all_waiting(mut sock: &Socket, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+/// `write_all`, waiting up to `timeout` for room each time the transport is full.
+pub fn write_all_waiting<T: Transport>(
+    transport: &T,
+    mut data: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
     while !data.is_empty() {
-        match sock.write(data) {
+        match transport.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_fd(sock.as_raw_fd(), libc::POLLOUT, timeout)?
+                transport.wait(Want::Write, timeout)?
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
-}
-
-/// All of `span` on a non-blocking socket, waiting up to `timeout` each time it is full.
-pub fn send_file_waiting(sock: &Socket, span: &mut FileSpan, timeout: Duration) -> io::Result<()> {
-    while !send_file(sock, span)? {
-        wait_fd(sock.as_raw_fd(), libc::POLLOUT, timeout)?;
+    while !transport.flush()? {
+        transport.wait(Want::Write, timeout)?;
     }
     Ok(())
 }
 
-/// Sends as much of `span` as the (non-blocking) socket takes now; the span shrinks by
-/// what went out. `Ok(true)` when it is all sent. A file that shrank underneath is an error.
-pub fn send_file(sock: &Socket, span: &mut FileSpan) -> io::Result<bool> {
-    // SAFETY: the fd belongs to the app's file object, which the exchange keeps open
-    // until close(); borrowing it for this call does not outlive that.
-    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(span.fd) };
-    while span.len > 0 {
-        let mut offset = span.offset as libc::off64_t;
-        let count = span.len.min(1 << 30) as usize;
-        match nix::sys::sendfile::sendfile64(sock.as_fd(), file, Some(&mut offset), count) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
-            Ok(n) => {
-                span.offset += n as u64;
-                span.len -= n as u64;
-                tracing::debug!("sendfile: {n} bytes");
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
+/// All of `span`, waiting up to `timeout` each time the transport is full.
+pub fn send_file_waiting<T: Transport>(
+    transport: &T,
+    span: &mut FileSpan,
+    timeout: Duration,
+) -> io::Result<()> {
+    while !transport.send_file(span)? {
+        transport.wait(Want::Write, timeout)?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Half-closes, then reads and drops what the client still sends (bounded), so that
 /// closing with unread data does not reset the connection before the client reads.
-pub fn linger_close(sock: &Socket) {
-    let _ = sock.shutdown(std::net::Shutdown::Write);
+pub fn linger_close<T: Transport>(transport: &T) {
+    let _ = transport.shutdown_write();
     let deadline = Instant::now() + LINGER_TIME;
     let mut drained = 0;
     let mut chunk = [0u8; 16 * 1024];
@@ -162,14 +153,12 @@ pub fn linger_close(sock: &Socket) {
         if left.is_zero() {
             return;
         }
-        match (&*sock).read(&mut chunk) {
+        match transport.read(&mut chunk) {
             Ok(0) => return,
             Ok(n) => drained += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if wait_fd(sock.as_raw_fd(), libc::POLLIN, left.min(Duration::from_millis(200)))
-                    .is_err()
-                {
+                if transport.wait(Want::Read, left.min(Duration::from_millis(200))).is_err() {
                     return;
                 }
             }
@@ -178,56 +167,68 @@ pub fn linger_close(sock: &Socket) {
     }
 }
 
-/// `wsgi.input`'s bytes, read from the connection by the thread running the app; the
-/// socket is non-blocking, so reads wait with poll(2) (and the heartbeat goes on).
-pub struct SocketSource {
-    sock: Socket,
-    scratch: Box<[u8]>,
+/// `wsgi.input`'s bytes, read from the connection by the thread running the app (the
+/// loop's, a pool thread, or one of the app's own), waiting with the transport's `wait`
+/// (the heartbeat goes on). Weak, as [`TransportStream`]: an app that keeps `wsgi.input`
+/// after its request does not keep the connection open; its reads then fail.
+pub struct TransportSource<T: Transport> {
+    /// The connection's transport, shared (not duplicated) with it.
+    transport: Weak<T>,
+    /// Where one read lands; allocated on the first read, so a request whose body is
+    /// never read costs no buffer.
+    scratch: Vec<u8>,
     /// `--read-timeout`: how long the client may stay silent.
     timeout: Duration,
 }
 
-impl SocketSource {
-    pub fn new(sock: Socket, timeout: Duration) -> SocketSource {
-        SocketSource { sock, scratch: vec![0; READ_SIZE].into_boxed_slice(), timeout }
+impl<T: Transport> TransportSource<T> {
+    pub fn new(transport: Weak<T>, timeout: Duration) -> TransportSource<T> {
+        TransportSource { transport, scratch: Vec::new(), timeout }
     }
 }
 
-impl BodySource for SocketSource {
+impl<T: Transport> BodySource for TransportSource<T> {
     fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        read_waiting(&self.sock, buf, &mut self.scratch, self.timeout)
+        let transport = self.transport.upgrade().ok_or(io::ErrorKind::NotConnected)?;
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; READ_SIZE];
+        }
+        read_waiting(&*transport, buf, &mut self.scratch, self.timeout)
     }
 
     fn send_continue(&mut self) -> io::Result<()> {
-        write_all_waiting(&self.sock, http::response::CONTINUE, self.timeout)
+        let transport = self.transport.upgrade().ok_or(io::ErrorKind::NotConnected)?;
+        write_all_waiting(&*transport, http::response::CONTINUE, self.timeout)
     }
 }
 
 /// `write()`'s way to the client: a blocking send on the connection, bounded by
 /// `--read-timeout`. Weak, so an app that keeps `write` after the response neither keeps
 /// the connection open nor writes on a descriptor reused since.
-pub struct SocketStream {
-    sock: Weak<Socket>,
+pub struct TransportStream<T: Transport> {
+    /// The connection's transport, shared with it.
+    transport: Weak<T>,
+    /// `--read-timeout`: how long the client may leave its receive window full.
     timeout: Duration,
 }
 
-impl SocketStream {
-    pub fn new(sock: Weak<Socket>, timeout: Duration) -> SocketStream {
-        SocketStream { sock, timeout }
+impl<T: Transport> TransportStream<T> {
+    pub fn new(transport: Weak<T>, timeout: Duration) -> TransportStream<T> {
+        TransportStream { transport, timeout }
     }
 }
 
-impl Stream for SocketStream {
+impl<T: Transport> Stream for TransportStream<T> {
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        let sock = self.sock.upgrade().ok_or(io::ErrorKind::NotConnected)?;
-        write_all_waiting(&sock, data, self.timeout)
+        let transport = self.transport.upgrade().ok_or(io::ErrorKind::NotConnected)?;
+        write_all_waiting(&*transport, data, self.timeout)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
+    use std::os::fd::AsRawFd;
     #[test]
     fn accept_queue_len_counts_waiting_connections() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,5 +1,11 @@
 //! Worker processes: boot (signals, app import), then serve until told to stop.
 //!
+//! Both loops serve connections over one [`transport::Transport`] (a socket today) and
+//! start every request through [`request::start`]: `sync` one connection at a time,
+//! `async_loop` many, each a [`conn::Conn`] state machine, with [`pool`] threads for
+//! `--threads` and streamed bodies. [`io`] holds the waits bounded by `--read-timeout`,
+//! [`output`] an async connection's queue of response bytes.
+//!
 //! A worker is forked by the arbiter and never returns into the master's Python stack:
 //! [`run`] ends with `_exit`. Boot failures leave with the exit codes in [`crate::exit`]
 //! so the master stops instead of respawning in a loop.
@@ -9,7 +15,9 @@ mod conn;
 mod io;
 mod output;
 mod pool;
+mod request;
 pub mod sync;
+mod transport;
 
 use std::os::fd::RawFd;
 use std::panic::AssertUnwindSafe;
@@ -35,7 +43,9 @@ const ABORTED: i32 = 1;
 
 /// What a worker inherits from the master.
 pub struct WorkerContext<'a> {
+    /// The settings, as the master validated them.
     pub config: &'a Config,
+    /// The sockets to accept on (the worker's own copies once booted).
     pub listeners: &'a [Listener],
     /// Shared with sibling workers of the generation: who prints an app load error.
     pub report: &'a ReportToken,
@@ -237,15 +247,20 @@ fn finalize(py: Python<'_>) {
 /// requests; INT and QUIT end the process at once; USR1 asks for the log to be reopened;
 /// SIGABRT (the master's timeout) raises an exception in the app, then ends the worker.
 pub struct Stop {
+    /// The self-pipe TERM, USR1, INT and QUIT write to, so a wait in poll(2) wakes up.
     queue: SignalQueue,
+    /// TERM or `--max-requests`: finish the requests in flight, take no new ones.
     graceful: Arc<AtomicBool>,
     /// TERM itself, not `--max-requests`: the master wants this worker gone and no
     /// sibling may be left to take the connections waiting in the listen backlog.
     terminated: Arc<AtomicBool>,
+    /// USR1: reopen the log files between requests.
     reopen: Arc<AtomicBool>,
+    /// The master's timeout SIGABRT: leave with gunicorn's exit code once the app is out.
     aborted: Arc<AtomicBool>,
     /// INT or QUIT when a `worker_int` hook is defined (else they end the process at once).
     interrupted: Arc<AtomicBool>,
+    /// `--max-requests`, counted by whichever loop serves the request.
     recycler: Recycler,
 }
 
@@ -341,6 +356,7 @@ impl Stop {
 pub struct Recycler {
     /// Requests left; `None`: no limit.
     left: Option<Arc<AtomicU64>>,
+    /// The graceful-stop flag the last request sets.
     stop: Arc<AtomicBool>,
 }
 

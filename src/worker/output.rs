@@ -4,13 +4,13 @@
 //! copy of the response (issue 8, bug 10), and one `writev(2)` sends several segments.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::ops::Range;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use socket2::Socket;
 
+use super::transport::Transport;
 use crate::wsgi::Sink;
 
 /// Body pieces shorter than this are copied next to their framing (one segment, one
@@ -23,11 +23,21 @@ const MAX_SLICES: usize = 64;
 const KEEP_CAPACITY: usize = 16 * 1024;
 
 enum Segment {
-    /// Bytes of our own; `buf[pos..]` is still to send.
-    Owned { buf: Vec<u8>, pos: usize },
-    /// `bytes[range]` of one of the app's objects (immutable, so safe to send from while
-    /// we hold the reference).
-    Shared { bytes: Py<PyBytes>, range: Range<usize> },
+    /// Bytes of our own.
+    Owned {
+        /// The bytes: head, framing, small body pieces copied next to them.
+        buf: Vec<u8>,
+        /// `buf[pos..]` is still to send.
+        pos: usize,
+    },
+    /// Part of one of the app's objects (immutable, so safe to send from while we hold
+    /// the reference).
+    Shared {
+        /// The app's object, kept alive until its bytes are sent.
+        bytes: Py<PyBytes>,
+        /// What of it is still to send.
+        range: Range<usize>,
+    },
 }
 
 impl Segment {
@@ -49,6 +59,7 @@ impl Segment {
 /// What is queued for one connection, in order.
 #[derive(Default)]
 pub struct Output {
+    /// What is owed, oldest first.
     segments: VecDeque<Segment>,
     /// An empty buffer kept from the last flush, reused for the next framing bytes.
     spare: Vec<u8>,
@@ -71,10 +82,10 @@ impl Output {
 
     /// Writes what the socket takes; `Ok(true)` once everything is sent. `may_write` is
     /// cleared when the socket is full (edge-triggered: wait for the next writable edge).
-    pub fn write_to(
+    pub fn write_to<T: Transport>(
         &mut self,
         py: Python<'_>,
-        mut sock: &Socket,
+        transport: &T,
         may_write: &mut bool,
     ) -> io::Result<bool> {
         while !self.is_empty() {
@@ -88,7 +99,7 @@ impl Output {
                 count += 1;
             }
             let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-            match sock.write_vectored(&slices[..count]) {
+            match transport.write_vectored(&slices[..count]) {
                 Ok(n) => {
                     *may_write = n == offered;
                     self.advance(n);
@@ -99,6 +110,10 @@ impl Output {
             }
         }
         self.clear();
+        if !transport.flush()? {
+            *may_write = false;
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -164,7 +179,7 @@ impl Sink for Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socket2::{Domain, Type};
+    use socket2::{Domain, Socket, Type};
     use std::io::Read;
 
     fn refcnt(obj: &Bound<'_, PyBytes>) -> isize {

@@ -2,41 +2,48 @@
 //! thread a request whose body is too big to buffer (or that awaits `100 Continue`)
 //! comes here so the loop keeps serving while its body streams in.
 //!
-//! A thread calls the app and pumps the response while the socket takes it, then hands
-//! the connection back to the loop (through a queue and a `mio::Waker`), which carries
-//! on: the rest of a response to a slow reader, or the next keep-alive request.
+//! A thread hands the request to its connection ([`Conn::run`]: the connection calls the
+//! app and writes what the transport takes), then hands the connection back to the loop
+//! (through a queue and a `mio::Waker`), which carries on: the rest of a response to a
+//! slow reader, or the next keep-alive request. Nothing here touches a connection's state.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bytes::BytesMut;
 use mio::Waker;
 use pyo3::prelude::*;
 
-use super::conn::{Body, Conn, Pumped, Request, Shared};
-use super::io::SocketSource;
-use crate::wsgi::Input;
+use super::conn::{Conn, Request, Shared};
+use super::transport::Transport;
 
-pub struct Job {
+/// One request for a thread, with the connection it came on.
+pub struct Job<T: Transport> {
+    /// The connection's slot in the loop, where it goes back.
     pub token: usize,
-    pub conn: Conn,
+    /// The connection, moved here while the thread has it.
+    pub conn: Conn<T>,
+    /// The request to run.
     pub request: Request,
 }
 
 /// A connection coming back to the loop; `None` when the thread closed it.
-pub type Returned = (usize, Option<Conn>);
+pub type Returned<T> = (usize, Option<Conn<T>>);
 
-pub struct Pool {
-    jobs: Option<mpsc::Sender<Job>>,
-    done: Arc<Mutex<Vec<Returned>>>,
+/// The threads, their queue of jobs and the connections they hand back.
+pub struct Pool<T: Transport> {
+    /// Where jobs go; `None` once the pool is told to finish.
+    jobs: Option<mpsc::Sender<Job<T>>>,
+    /// Connections done with, for the loop to take when the waker fires.
+    done: Arc<Mutex<Vec<Returned<T>>>>,
+    /// The threads, joined on the way out.
     threads: Vec<JoinHandle<()>>,
 }
 
-impl Pool {
-    pub fn new(size: usize, shared: Arc<Shared>, waker: Arc<Waker>) -> Pool {
-        let (tx, rx) = mpsc::channel::<Job>();
+impl<T: Transport> Pool<T> {
+    pub fn new(size: usize, shared: Arc<Shared>, waker: Arc<Waker>) -> Pool<T> {
+        let (tx, rx) = mpsc::channel::<Job<T>>();
         let rx = Arc::new(Mutex::new(rx));
         let done = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..size)
@@ -52,14 +59,14 @@ impl Pool {
         Pool { jobs: Some(tx), done, threads }
     }
 
-    pub fn submit(&self, job: Job) {
+    pub fn submit(&self, job: Job<T>) {
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
         }
     }
 
     /// Connections the threads are done with.
-    pub fn returned(&self) -> Vec<Returned> {
+    pub fn returned(&self) -> Vec<Returned<T>> {
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -74,9 +81,9 @@ impl Pool {
 
 /// A thread's life: attached to the interpreter throughout (one thread state), the GIL
 /// released while it waits for work.
-fn work(
-    rx: &Mutex<mpsc::Receiver<Job>>,
-    done: &Mutex<Vec<Returned>>,
+fn work<T: Transport>(
+    rx: &Mutex<mpsc::Receiver<Job<T>>>,
+    done: &Mutex<Vec<Returned<T>>>,
     shared: &Shared,
     waker: &Waker,
 ) {
@@ -85,11 +92,11 @@ fn work(
         let Ok(job) = py.detach(|| rx.lock().unwrap_or_else(|e| e.into_inner()).recv()) else {
             return;
         };
-        let token = job.token;
+        let Job { token, conn, request } = job;
         // A panic fails this request only (the hook logged it): its connection was
         // dropped, so closed, on the way out; the slot is freed and the thread carries on.
-        let conn =
-            std::panic::catch_unwind(AssertUnwindSafe(|| run(py, shared, job))).unwrap_or(None);
+        let conn = std::panic::catch_unwind(AssertUnwindSafe(|| conn.run(py, shared, request)))
+            .unwrap_or(None);
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
     })
@@ -104,34 +111,5 @@ fn block_abort() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGABRT);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
-/// Calls the app for one request and writes what the socket takes.
-fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
-    let Job { mut conn, request, .. } = job;
-    let Request { head, forwarded, body } = request;
-    let input = match body {
-        Body::Buffered(body) => Input::buffered(body),
-        Body::Streaming { decoder, decoded } => {
-            let source = SocketSource::new(conn.sock.try_clone().ok()?, shared.read_timeout);
-            let raw = std::mem::replace(&mut conn.rbuf, BytesMut::new());
-            Input::new(decoder, raw, Box::new(source), head.expect_continue).with_decoded(decoded)
-        }
-    };
-    conn.start(py, shared, head, forwarded, input);
-    if !conn.is_responding_phase() {
-        return Some(conn); // the app failed before answering: the loop sends the error page
-    }
-    match conn.pump(py, shared) {
-        Ok(Pumped::Done { keep_alive }) => {
-            conn.finish_response(py, keep_alive && !shared.stopping());
-            Some(conn)
-        }
-        Ok(Pumped::Blocked) => Some(conn),
-        Ok(Pumped::Failed) | Err(_) => {
-            conn.abandon(py);
-            None
-        }
     }
 }

@@ -15,17 +15,21 @@ use socket2::Socket;
 
 use super::io::{
     accept_queue_len, linger_close, read_waiting, send_file_waiting, write_all_waiting,
-    SocketSource, SocketStream, READ_SIZE,
+    TransportSource, TransportStream, READ_SIZE,
 };
+use super::request::{self, Call, Started};
+use super::transport::Transport;
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
 use crate::listener::{Listener, Peer};
-use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step, Wire};
+use crate::wsgi::{self, Connection, Globals, Input, Step, Wire};
 
 /// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
 const TICK: Duration = Duration::from_secs(1);
+/// A response buffer grown past this (a big body in one piece) is not kept for the next.
+const KEEP_OUT: usize = 256 * 1024;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
     let globals =
@@ -38,6 +42,43 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         };
     let servers: Vec<(String, String)> =
         ctx.listeners.iter().map(Listener::server_name_port).collect();
+    let serving = Serving {
+        app,
+        globals: &globals,
+        limits: &ctx.config.limits,
+        timeout: ctx.config.read_timeout,
+    };
+    let buffers = std::cell::RefCell::new(Buffers::new());
+    let recycler = stop.recycler();
+    let serve_one = |i: usize, sock: Socket, peer: Peer| {
+        // A panic fails this connection only (the hook logged it); the socket was
+        // dropped, so closed, on the way out.
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut buffers = buffers.borrow_mut();
+            handle(py, &serving, &mut buffers, sock, &peer, &servers[i])
+        }));
+        if handled.unwrap_or(true) {
+            recycler.count_request();
+        }
+        crate::wsgi::access::flush();
+    };
+    if let Some(code) = accept_until_stopped(py, ctx, stop, &serve_one) {
+        return code;
+    }
+    // A worker recycled by --max-requests leaves the backlog to the others.
+    let drained = stop.terminated().then(|| drain_backlog(py, ctx, stop, &serve_one)).flatten();
+    drained.unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
+}
+
+/// Waits for a connection on any listener and serves it, one at a time, until a stop is
+/// asked for. `Some`: the exit code, when the worker must leave at once (aborted, or its
+/// master gone).
+fn accept_until_stopped(
+    py: Python<'_>,
+    ctx: &WorkerContext<'_>,
+    stop: &Stop,
+    serve_one: &dyn Fn(usize, Socket, Peer),
+) -> Option<i32> {
     let parent = std::os::unix::process::parent_id();
     let mut fds: Vec<libc::pollfd> = ctx
         .listeners
@@ -46,26 +87,25 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         .chain([stop.fd()])
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
-    let serve_one = |i: usize, sock: Socket, peer: Peer| {
-        // A panic fails this connection only (the hook logged it); the socket was
-        // dropped, so closed, on the way out.
-        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            handle(py, ctx, app, &globals, sock, &peer, &servers[i])
-        }));
-        if handled.unwrap_or(true) {
-            stop.recycler().count_request();
-        }
-        crate::wsgi::access::flush();
-    };
+    let signals = fds.len() - 1;
+    let mut next_tick = Instant::now();
     while !stop.requested() {
         if let Some(code) = stop.between_requests(py) {
-            return code;
+            return Some(code);
         }
         py.detach(|| wait(&mut fds));
-        stop.drain();
-        if std::os::unix::process::parent_id() != parent {
-            tracing::info!("Parent changed, shutting down");
-            return stop.between_requests(py).unwrap_or(exit::OK);
+        // Neither check costs a syscall per request: the signal pipe is read when poll
+        // says it holds something, the parent looked at once a TICK (gunicorn: 1 s).
+        if fds[signals].revents != 0 {
+            stop.drain();
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::info!("Parent changed, shutting down");
+                return Some(stop.between_requests(py).unwrap_or(exit::OK));
+            }
         }
         for (i, listener) in ctx.listeners.iter().enumerate() {
             if fds[i].revents == 0 || stop.requested() {
@@ -81,9 +121,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             }
         }
     }
-    // A worker recycled by --max-requests leaves the backlog to the others.
-    let drained = stop.terminated().then(|| drain_backlog(py, ctx, stop, &serve_one)).flatten();
-    drained.unwrap_or_else(|| stop.between_requests(py).unwrap_or(exit::OK))
+    None
 }
 
 /// TERM serves the connections the kernel already accepted for this worker,
@@ -140,38 +178,69 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// An accepted connection, non-blocking, so that every wait on it is bounded by
 /// `--read-timeout` and keeps the heartbeat going (a slow client is not a stuck worker).
-#[derive(Clone, Copy)]
-struct Client<'a> {
-    /// Shared with `write()`'s stream, which holds it weakly.
-    sock: &'a Arc<Socket>,
+struct Client<'a, T: Transport> {
+    /// Shared with `write()`'s stream and `wsgi.input`'s source, which hold it weakly.
+    transport: &'a Arc<T>,
+    /// `--read-timeout`.
     timeout: Duration,
 }
 
-impl Client<'_> {
+impl<T: Transport> Client<'_, T> {
     fn write_all(&self, data: &[u8]) -> io::Result<()> {
-        write_all_waiting(self.sock, data, self.timeout)
+        write_all_waiting(&**self.transport, data, self.timeout)
     }
+}
+
+/// What one connection borrows from the worker, kept from one connection to the next so
+/// that none costs an allocation.
+pub(super) struct Buffers {
+    /// Where a read lands before it joins the request's bytes.
+    scratch: Box<[u8]>,
+    /// The response bytes of one step, written out before the next.
+    out: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            scratch: vec![0; READ_SIZE].into_boxed_slice(),
+            out: Vec::with_capacity(16 * 1024),
+        }
+    }
+}
+
+/// What the worker serves every connection with.
+struct Serving<'a, 'py> {
+    /// The WSGI callable.
+    app: &'a Bound<'py, PyAny>,
+    /// The environ's constant parts, and whose forwarding headers are trusted.
+    globals: &'a Globals,
+    /// `--limit-request-line` and friends.
+    limits: &'a http::Limits,
+    /// `--read-timeout`.
+    timeout: Duration,
 }
 
 /// One connection: read a head, run the app, write the response, close. Returns whether
 /// a request reached the app (what `--max-requests` counts, as gunicorn does).
-fn handle(
+fn handle<T: Transport>(
     py: Python<'_>,
-    ctx: &WorkerContext<'_>,
-    app: &Bound<'_, PyAny>,
-    globals: &Globals,
-    sock: Socket,
+    serving: &Serving<'_, '_>,
+    buffers: &mut Buffers,
+    transport: T,
     peer: &Peer,
     server: &(String, String),
 ) -> bool {
-    let sock = Arc::new(sock);
-    let client = Client { sock: &sock, timeout: ctx.config.read_timeout };
+    let transport = Arc::new(transport);
+    let client = Client { transport: &transport, timeout: serving.timeout };
     let mut buf = BytesMut::with_capacity(8192);
-    let judged = py.detach(|| read_head(client, &mut buf, &ctx.config.limits)).and_then(|head| {
-        let Some(head) = head else { return Ok(None) };
-        let forwarded = globals.forwarded.judge(&head, peer.ip())?;
-        Ok(Some((head, forwarded)))
-    });
+    let scratch = &mut buffers.scratch;
+    let judged =
+        py.detach(|| read_head(&client, &mut buf, scratch, serving.limits)).and_then(|head| {
+            let Some(head) = head else { return Ok(None) };
+            let forwarded = serving.globals.forwarded.judge(&head, peer.ip())?;
+            Ok(Some((head, forwarded)))
+        });
     let (head, forwarded) = match judged {
         Ok(Some(judged)) => judged,
         Ok(None) => return false,
@@ -180,7 +249,7 @@ fn handle(
             let page = wsgi::exchange::error_page(error.status());
             py.detach(|| {
                 let _ = client.write_all(&page);
-                linger_close(&sock);
+                linger_close(&*transport);
             });
             return false;
         }
@@ -189,32 +258,27 @@ fn handle(
         pulse.enter(head.method(), head.target());
     }
     let conn = Connection { peer, server, forwarded: &forwarded };
-    let complete = match run_app(py, app, globals, client, head, buf, &conn) {
-        Ok(complete) => complete,
-        Err(err) => {
-            tracing::error!("Error handling request: {err}");
-            false
-        }
-    };
+    let complete = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
     py.detach(|| match complete {
-        true => drop(sock.shutdown(std::net::Shutdown::Write)),
-        false => linger_close(&sock),
+        true => drop(transport.shutdown_write()),
+        false => linger_close(&*transport),
     });
     true
 }
 
 /// Reads until a whole head is parsed. `Ok(None)`: the client left (or stayed silent for
 /// `--read-timeout`) before sending a byte.
-fn read_head(
-    client: Client<'_>,
+fn read_head<T: Transport>(
+    client: &Client<'_, T>,
     buf: &mut BytesMut,
+    scratch: &mut [u8],
     limits: &http::Limits,
 ) -> Result<Option<Head>, http::Error> {
     loop {
         if let Some(head) = http::parse_head(buf, limits)? {
             return Ok(Some(head));
         }
-        match read_waiting(client.sock, buf, &mut [0; READ_SIZE], client.timeout) {
+        match read_waiting(&**client.transport, buf, scratch, client.timeout) {
             Ok(0) | Err(_) if buf.is_empty() => return Ok(None),
             Ok(0) | Err(_) => return Err(http::Error::BadRequestLine("incomplete request head")),
             Ok(_) => {}
@@ -222,36 +286,39 @@ fn read_head(
     }
 }
 
-/// Calls the app and writes its response. Returns whether the request body was read
-/// whole (if not, the socket is drained before close).
-fn run_app(
+/// Starts the request (as the async worker does, through [`request::start`]: a request
+/// that cannot start gets a 500) and writes the response. Returns whether the request
+/// body was read whole (if not, the socket is drained before close).
+fn run_app<T: Transport>(
     py: Python<'_>,
-    app: &Bound<'_, PyAny>,
-    globals: &Globals,
-    client: Client<'_>,
+    serving: &Serving<'_, '_>,
+    client: &Client<'_, T>,
+    out: &mut Vec<u8>,
     head: Head,
     rest: BytesMut,
     conn: &Connection<'_>,
-) -> PyResult<bool> {
-    let source = SocketSource::new(client.sock.try_clone()?, client.timeout);
+) -> bool {
+    let source = TransportSource::new(Arc::downgrade(client.transport), client.timeout);
     let decoder = BodyDecoder::new(head.framing);
-    let input = Py::new(py, Input::new(decoder, rest, Box::new(source), head.expect_continue))?;
-    let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
+    let input = Input::new(decoder, rest, Box::new(source), head.expect_continue);
     let req =
         RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
-    let stream = SocketStream::new(Arc::downgrade(client.sock), client.timeout);
+    let stream = TransportStream::new(Arc::downgrade(client.transport), client.timeout);
     let wire = Wire { req, stopping: None, stream: Some(Box::new(stream)), queued: false };
-    let mut exchange =
-        Exchange::call(py, app, environ.into_any(), input.clone_ref(py), wire, &head)?;
-    let mut out = Vec::with_capacity(16 * 1024);
+    out.clear();
+    let call = Call { app: serving.app, globals: serving.globals, head: &head, conn };
+    let Some(Started { mut exchange, input }) = request::start(py, call, input, wire, out) else {
+        let _ = py.detach(|| client.write_all(out));
+        return false;
+    };
     loop {
         out.clear();
-        let step = exchange.next(py, &mut out);
+        let step = exchange.next(py, out);
         let sent = py.detach(|| {
-            client.write_all(&out)?;
+            client.write_all(out)?;
             match step {
                 Step::SendFile(mut span) => {
-                    send_file_waiting(client.sock, &mut span, client.timeout)
+                    send_file_waiting(&**client.transport, &mut span, client.timeout)
                 }
                 _ => Ok(()),
             }
@@ -267,6 +334,9 @@ fn run_app(
     if let Err(err) = exchange.close(py) {
         wsgi::exchange::log_app_error(py, &conn.peer.addr, &err);
     }
+    if out.capacity() > KEEP_OUT {
+        *out = Vec::with_capacity(16 * 1024);
+    }
     let complete = input.get().complete();
-    Ok(complete)
+    complete
 }

@@ -28,8 +28,11 @@ use crate::wsgi::{access, FileWrapper, Input, StartResponse};
 /// A region of an open file for the worker to send with `sendfile(2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileSpan {
+    /// The app's file, open until the exchange's `close()`.
     pub fd: RawFd,
+    /// Where the next byte to send is in the file.
     pub offset: u64,
+    /// Bytes still to send.
     pub len: u64,
 }
 
@@ -71,31 +74,40 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// The app's response body, as far as it was pulled.
 enum Body {
     /// The app raised before returning an iterable.
     Failed(PyErr),
     Iter {
+        /// What the app returned, whose `close()` runs at the end.
         iterable: Py<PyAny>,
+        /// Its iterator, pulled one item per step.
         iter: Py<PyIterator>,
         /// A list or tuple: every item is there already, none makes the app wait.
         ready: bool,
     },
     /// A real file the worker will `sendfile`; `sent` once handed out.
     File {
+        /// The `wsgi.file_wrapper`, whose `close()` runs at the end.
         iterable: Py<PyAny>,
+        /// The file's region from its position.
         span: FileSpan,
+        /// The span was handed to the worker.
         sent: bool,
     },
     Finished,
 }
 
+/// One request through the app, from the call to `close()`.
 pub struct Exchange {
     /// The app's response so far, and its framing (shared with `write()`).
     start: Py<StartResponse>,
+    /// `wsgi.input`: its framing errors decide the error status, its end keep-alive.
     input: Py<Input>,
     /// `GET /path?query` (method and RAW_URI), for log lines about this request, as
     /// gunicorn 27's "Error handling request GET /path" names it.
     request: String,
+    /// What the app returned, and how far it was pulled.
     body: Body,
     /// For the access log line (when it is on).
     logged: Option<Logged>,
@@ -352,7 +364,9 @@ impl Exchange {
 
 /// What an access log line is made from, kept from the call to the end.
 struct Logged {
+    /// The request's environ, for the log format and `post_request`.
     environ: Py<PyDict>,
+    /// When the app was called: the line's request time.
     started: Instant,
     /// The request headers the log format names.
     request_headers: Vec<(String, String)>,

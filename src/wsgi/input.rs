@@ -37,11 +37,13 @@ pub trait BodySource: Send + Sync {
 /// and the server only ever tries that lock (see [`Input::complete`]).
 #[pyclass(module = "ferricorn", frozen)]
 pub struct Input {
+    /// Held by the thread reading (the GIL released while it waits on the client).
     state: Mutex<Reader>,
 }
 
 /// The body's decoding state, owned by whichever thread is reading.
 struct Reader {
+    /// Where in the body's framing (length or chunks) the bytes received so far end.
     decoder: BodyDecoder,
     /// Bytes received but not yet decoded (framing included).
     raw: BytesMut,

@@ -1,0 +1,65 @@
+//! Starting a request, the one way both workers do it: the environ, the app's call, and
+//! the answer when that fails.
+//!
+//! Once the app is called, its errors are the [`Exchange`]'s to answer (a 500 before the
+//! head, a cut-off body after it). What can fail before that (the environ, the objects the
+//! app is handed) is answered here: logged as gunicorn's `handle_error` logs it ("Error
+//! handling request GET /path" and the traceback) and a 500 page queued for the client,
+//! for the sync worker as for the async one.
+
+use pyo3::prelude::*;
+
+use crate::http::Head;
+use crate::wsgi::{self, Connection, Exchange, Globals, Input, Sink, Wire};
+
+/// A request the app was called for: its response is pulled from `exchange`.
+pub struct Started {
+    /// The app's response, pulled piece by piece.
+    pub exchange: Exchange,
+    /// `wsgi.input`, kept to ask after the response whether the body was read whole.
+    pub input: Py<Input>,
+}
+
+/// What a worker hands over to start one request.
+pub struct Call<'a, 'py> {
+    /// The WSGI callable.
+    pub app: &'a Bound<'py, PyAny>,
+    /// The environ's constant parts.
+    pub globals: &'a Globals,
+    /// The parsed request head.
+    pub head: &'a Head,
+    /// Who the request came from and where it arrived.
+    pub conn: &'a Connection<'a>,
+}
+
+/// Builds the environ and calls the app. `None`: the request could not start; the error
+/// was logged and a 500 page is in `out` (the connection then closes).
+pub fn start(
+    py: Python<'_>,
+    call: Call<'_, '_>,
+    input: Input,
+    wire: Wire,
+    out: &mut impl Sink,
+) -> Option<Started> {
+    let started = Py::new(py, input).and_then(|input| {
+        let environ =
+            wsgi::environ::build(py, call.head, call.conn, call.globals, input.clone_ref(py))?;
+        let exchange =
+            Exchange::call(py, call.app, environ.into_any(), input.clone_ref(py), wire, call.head)?;
+        Ok(Started { exchange, input })
+    });
+    match started {
+        Ok(started) => Some(started),
+        Err(err) => {
+            fail_to_start(py, call.head, &err, out);
+            None
+        }
+    }
+}
+
+/// The answer to a request that could not reach the app: gunicorn's log line and page.
+fn fail_to_start(py: Python<'_>, head: &Head, err: &PyErr, out: &mut impl Sink) {
+    let request = format!("{} {}", head.method(), head.target());
+    wsgi::exchange::log_app_error(py, &request, err);
+    out.framing().extend_from_slice(&wsgi::exchange::error_page(500));
+}
