@@ -45,6 +45,7 @@ pub struct Head {
 }
 
 impl Head {
+    /// The method as sent (upper-cased with `--casefold-http-method`).
     pub fn method(&self) -> &str {
         ascii(&self.raw[self.method.clone()])
     }
@@ -59,6 +60,7 @@ impl Head {
         self.fields.iter().map(|(n, v)| (&self.raw[n.clone()], &self.raw[v.clone()]))
     }
 
+    /// A HEAD request: its response carries no body (RFC 9110 §9.3.2).
     pub fn is_head_request(&self) -> bool {
         self.method() == "HEAD"
     }
@@ -78,7 +80,7 @@ fn ascii(b: &[u8]) -> &str {
 /// remains is the start of the body (or the next pipelined request).
 ///
 /// The answer depends on the bytes alone, not on how many have arrived: the limits are
-/// measured by [`scan`], httparse sees only whole lines, and an error httparse finds in the
+/// measured by `limits::scan`, httparse sees only whole lines, and an error httparse finds in the
 /// lines before the one that broke a limit comes first, as it would have on a shorter read.
 pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Error> {
     // RFC 9112 §2.2: ignore empty lines before the request line.
