@@ -59,17 +59,19 @@ pub fn plan(status: u16, content_length: Option<u64>, req: RequestInfo) -> Plan 
 /// Headers that only mean something for one connection (RFC 9110 §7.6.1), which PEP 3333
 /// §"Other HTTP Features" forbids an app to send: the server frames the connection.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    // Hot path: run for every header of every response, so the length picks the one or
+    // two names to compare instead of trying all eight.
+    let is = |h: &str| name.eq_ignore_ascii_case(h);
+    match name.len() {
+        2 => is("te"),
+        7 => is("upgrade"),
+        8 => is("trailers"),
+        10 => is("connection") || is("keep-alive"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
 }
 
 /// `"200 OK"` into 200; the reason phrase may be empty but not hold control characters
@@ -258,6 +260,7 @@ impl Encoder<'_> {
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     push_latin1(out, value);
@@ -267,12 +270,19 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 /// WSGI strings are latin-1 (PEP 3333 "native strings"); [`validate_header`] made sure
 /// they fit. A character past U+00FF that skipped it becomes `?`, never a truncated byte
 /// (U+010A would otherwise be an LF).
+#[inline]
 fn push_latin1(out: &mut Vec<u8>, s: &str) {
     if s.is_ascii() {
         out.extend_from_slice(s.as_bytes());
     } else {
-        out.extend(s.chars().map(|c| u8::try_from(c as u32).unwrap_or(b'?')));
+        push_non_ascii(out, s);
     }
+}
+
+/// The rare case, kept out of line so the ASCII path inlines into its callers.
+#[cold]
+fn push_non_ascii(out: &mut Vec<u8>, s: &str) {
+    out.extend(s.chars().map(|c| u8::try_from(c as u32).unwrap_or(b'?')));
 }
 
 /// `n` in decimal, without the allocation of `to_string`.
@@ -331,6 +341,26 @@ mod tests {
         let req = RequestInfo { minor: 0, head_request: false, keep_alive: true };
         assert!(!plan(200, None, req).keep_alive);
         assert!(plan(200, Some(1), req).keep_alive);
+    }
+
+    #[test]
+    fn hop_by_hop_table() {
+        let hop = [
+            "Connection",
+            "keep-alive",
+            "PROXY-AUTHENTICATE",
+            "Proxy-Authorization",
+            "TE",
+            "Trailers",
+            "Transfer-Encoding",
+            "upgrade",
+        ];
+        for name in hop {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["", "T", "Tee", "Upgrades", "Content-Length", "Server", "Date", "Keep_Alive"] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
     }
 
     #[test]
