@@ -7,8 +7,8 @@
 //! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
 //! - [`worker`]: a worker's boot (signals, app import) and the `sync` and `async` loops.
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
-//!   bytes (request heads and their limits, body decoding, response heads). No I/O, no
-//!   Python, no gunicorn policy.
+//!   bytes (request heads and their limits, body decoding, the response encoder and error
+//!   pages). No I/O, no Python, no gunicorn policy.
 //! - [`forwarded`]: which front-end proxy headers to trust (`--forwarded-allow-ips`, ...).
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.

@@ -421,7 +421,7 @@ impl Response {
             // One chunk per item, as `http::chunked::encode_chunk` frames it, the data
             // handed over rather than copied.
             BodyMode::Chunked => {
-                chunked::encode_chunk_size(len, out.framing());
+                chunked::encode_chunk_size(len as u64, out.framing());
                 out.body(data, 0..len);
                 out.framing().extend_from_slice(chunked::CHUNK_END);
                 self.sent += len as u64;

@@ -232,7 +232,7 @@ fn check_trailer(line: &[u8]) -> Result<(), Error> {
 /// Writes the size line of a chunk of `len` bytes (RFC 9112 §7.1): hex digits and CRLF,
 /// no extensions. `len` must not be 0, which would be the last chunk: an empty write
 /// from an app sends nothing, never an early end of the body.
-pub fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
+pub fn encode_chunk_size(len: u64, out: &mut Vec<u8>) {
     debug_assert!(len > 0, "a chunk of 0 bytes is the last chunk");
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 18];
@@ -240,7 +240,7 @@ pub fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
     let mut n = len;
     loop {
         at -= 1;
-        digits[at] = HEX[n & 0xf];
+        digits[at] = HEX[(n & 0xf) as usize];
         n >>= 4;
         if n == 0 {
             break;
@@ -259,7 +259,7 @@ pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
     if data.is_empty() {
         return;
     }
-    encode_chunk_size(data.len(), out);
+    encode_chunk_size(data.len() as u64, out);
     out.extend_from_slice(data);
     out.extend_from_slice(CHUNK_END);
 }
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn chunk_size_table() {
-        let rows: &[(usize, &[u8])] = &[
+        let rows: &[(u64, &[u8])] = &[
             (1, b"1\r\n"),
             (9, b"9\r\n"),
             (10, b"a\r\n"),
@@ -411,7 +411,7 @@ mod tests {
             (4096, b"1000\r\n"),
             (65_535, b"ffff\r\n"),
             (1 << 20, b"100000\r\n"),
-            (usize::MAX, b"ffffffffffffffff\r\n"),
+            (u64::MAX, b"ffffffffffffffff\r\n"),
         ];
         for &(len, want) in rows {
             let mut out = b"x".to_vec();
