@@ -142,14 +142,21 @@ enum Event {
 /// Everything a worker reads from a [`Head`].
 #[derive(Debug, PartialEq, Eq)]
 struct Summary {
+    /// REQUEST_METHOD: a split must not change it.
     method: String,
+    /// RAW_URI, as sent.
     target: String,
     /// What the environ's PATH_INFO and QUERY_STRING come from.
     path_and_query: (String, String),
+    /// The protocol the response is framed for.
     minor: u8,
+    /// Every field, in order, as the environ's HTTP_ keys get them.
     fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where the body ends: a disagreement here is request smuggling.
     framing: BodyFraming,
+    /// Whether the connection reads another request.
     keep_alive: bool,
+    /// Whether a 100 Continue is owed.
     expect_continue: bool,
 }
 

@@ -61,7 +61,9 @@ pub struct Leniency {
 pub(crate) struct Effective {
     /// `None`: the request line has no limit of its own.
     pub(crate) request_line: Option<usize>,
+    /// Most header fields: `limit_request_fields` with 0 and the cap applied.
     pub(crate) fields: usize,
+    /// Longest field in bytes with its CRLF: `limit_request_field_size`, 0 as 8190.
     pub(crate) field_size: usize,
     /// The most bytes a whole head may take: every line at its limit (gunicorn's
     /// `max_buffer_headers`, plus the request line when it has a limit).

@@ -27,7 +27,9 @@ pub enum BodyFraming {
 pub struct Head {
     /// The raw head, request line through the empty line.
     raw: Bytes,
+    /// Where the method is in `raw`: ranges, so the head owns one buffer, not strings.
     method: Range<usize>,
+    /// Where the request-target is in `raw`.
     target: Range<usize>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1: the semantics the request gets. An unconventional
     /// version (`--permit-unconventional-http-version`) below 1.1 counts as 1.0, others as 1.1.
@@ -133,9 +135,13 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
 
 /// What httparse found in a complete head, as ranges into it.
 struct Parsed {
+    /// The method's bytes in the head.
     method: Range<usize>,
+    /// The request-target's bytes in the head.
     target: Range<usize>,
+    /// The version as sent, which httparse alone would round to 1.0 or 1.1.
     version: (u8, u8),
+    /// (name, value) of each field, the values trimmed of OWS.
     fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
