@@ -43,22 +43,25 @@ py-test: build
 
 test: lint rust-test py-test
 
+# Criterion micro-benchmarks: the HTTP crate's parser and encoder, then environ building.
 bench: $(STAMP)
-	cargo bench --bench parse
+	cargo bench -p ferricorn-http --bench http
+	cargo bench -p ferricorn --bench parse
 
 # Regenerates the settings table of docs/settings.md from the OPTIONS table of
 # src/config/options.rs.
 docs: build
 	$(PY) -m ferricorn._docs docs/settings.md
 
-# Runs each cargo-fuzz target for FUZZ_SECONDS (docs/fuzzing.md), one after the other,
-# then minimizes its corpus. Needs the nightly toolchain; installs cargo-fuzz if missing.
+# Runs each cargo-fuzz target of crates/ferricorn-http/fuzz for FUZZ_SECONDS
+# (docs/fuzzing.md), one after the other, then minimizes its corpus. Needs the nightly
+# toolchain; installs cargo-fuzz if missing. No Python is involved: the crate has no pyo3.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := head chunked split
+FUZZ_TARGETS := head chunked split encode
 FUZZ_FLAGS ?=
-fuzz: $(STAMP)
+fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
-	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	cd crates/ferricorn-http/fuzz && for t in $(FUZZ_TARGETS); do \
 	    mkdir -p corpus/$$t && \
 	    cargo +nightly fuzz run $$t corpus/$$t seeds/$$t $$(ls -d regressions/$$t 2>/dev/null) -- \
 	        -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -print_final_stats=1 $(FUZZ_FLAGS) \

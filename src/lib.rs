@@ -11,8 +11,8 @@
 //!   over an in-memory transport.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
-//!   bytes (request heads and their limits, body decoding, response heads). No I/O, no
-//!   Python, no gunicorn policy.
+//!   bytes (request heads and their limits, body decoding, the response encoder and error
+//!   pages). No I/O, no Python, no gunicorn policy.
 //! - [`forwarded`]: which front-end proxy headers to trust (`--forwarded-allow-ips`, ...).
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.

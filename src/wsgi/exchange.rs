@@ -18,8 +18,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
 use crate::hooks::{self, Hook};
-use crate::http::chunked::LAST_CHUNK;
-use crate::http::response::{self, BodyMode, Plan};
+use crate::http::chunked::{self, LAST_CHUNK};
+use crate::http::response::{self, BodyMode, Encoder, Plan};
 use crate::http::Head;
 use crate::log::{self, LogLevel};
 use crate::wsgi::start_response::{Response, Wire};
@@ -432,11 +432,12 @@ impl Response {
                 }
                 self.sent += take as u64;
             }
-            // One chunk per item, as `http::chunked::encode_chunk` frames it.
+            // One chunk per item, as `http::chunked::encode_chunk` frames it, the data
+            // handed over rather than copied.
             BodyMode::Chunked => {
-                out.framing().extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                chunked::encode_chunk_size(len as u64, out.framing());
                 out.body(data, 0..len);
-                out.framing().extend_from_slice(b"\r\n");
+                out.framing().extend_from_slice(chunked::CHUNK_END);
                 self.sent += len as u64;
             }
             BodyMode::Close => {
@@ -458,7 +459,7 @@ impl Response {
         req.keep_alive &= self.input.get().complete() && !self.stopping();
         let plan = response::plan(self.code, self.content_length.or(self.known_length), req);
         let headers = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        response::encode_head(out, status, headers, self.code, plan);
+        ENCODER.encode_head(out, status, headers, self.code, plan);
         self.headers_sent = true;
         self.plan = Some(plan);
         Ok(plan)
@@ -487,14 +488,14 @@ fn file_span(py: Python<'_>, wrapper: &FileWrapper) -> Option<FileSpan> {
     Some(FileSpan { fd, offset, len })
 }
 
-/// gunicorn's error page: short HTML naming the status.
+/// The server's response policy: `Server: ferricorn` and `Date` unless the app sent
+/// them, and the app's hop-by-hop headers dropped (PEP 3333, gunicorn's `is_hoppish`).
+pub const ENCODER: Encoder<'static> =
+    Encoder { server: Some("ferricorn"), date: true, drop_hop_by_hop: true };
+
+/// gunicorn's error page: short HTML naming the status, as [`ENCODER`] frames it.
 pub fn error_page(status: u16) -> Vec<u8> {
-    let reason = crate::http::reason(status);
-    let body = format!(
-        "<html>\n  <head>\n    <title>{reason}</title>\n  </head>\n  <body>\n    \
-         <h1><p>{reason}</p></h1>\n  </body>\n</html>\n"
-    );
-    response::simple(status, &body)
+    ENCODER.error_page(status)
 }
 
 /// "Error handling request GET /path" and the app's traceback, as gunicorn logs it

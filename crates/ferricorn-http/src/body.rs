@@ -19,16 +19,21 @@ pub enum Decoded {
     End,
 }
 
+/// A request body's decoder, chosen by the head's [`BodyFraming`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyDecoder {
-    /// Content-Length bytes still to come (0 for a request without a body).
+    /// A Content-Length body (or none: a length of 0).
     Length {
+        /// Bytes still to come: counted down, so the next request's bytes are never
+        /// handed out as body.
         remaining: u64,
     },
+    /// A chunked body.
     Chunked(ChunkedDecoder),
 }
 
 impl BodyDecoder {
+    /// The decoder for a head's framing.
     pub fn new(framing: BodyFraming) -> Self {
         match framing {
             BodyFraming::Empty => BodyDecoder::Length { remaining: 0 },
@@ -53,6 +58,7 @@ impl BodyDecoder {
         }
     }
 
+    /// The whole body has been decoded: whatever follows is the next request.
     pub fn is_done(&self) -> bool {
         match self {
             BodyDecoder::Length { remaining } => *remaining == 0,

@@ -76,8 +76,10 @@ enum State {
     Done,
 }
 
+/// A chunked body's decoder (RFC 9112 §7.1), fed as bytes arrive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkedDecoder {
+    /// Where in the grammar the next byte falls.
     state: State,
 }
 
@@ -88,6 +90,7 @@ impl Default for ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
+    /// The last chunk and the trailer section have been read.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -226,17 +229,42 @@ fn check_trailer(line: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Frames `data` as one chunk of a chunked response body.
+/// Writes the size line of a chunk of `len` bytes (RFC 9112 §7.1): hex digits and CRLF,
+/// no extensions. `len` must not be 0, which would be the last chunk: an empty write
+/// from an app sends nothing, never an early end of the body.
+pub fn encode_chunk_size(len: u64, out: &mut Vec<u8>) {
+    debug_assert!(len > 0, "a chunk of 0 bytes is the last chunk");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 18];
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[16..].copy_from_slice(b"\r\n");
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// What ends a chunk's data: written after the `len` bytes [`encode_chunk_size`] announced.
+pub const CHUNK_END: &[u8] = b"\r\n";
+
+/// Frames `data` as one chunk of a chunked body: size line, data, CRLF. Empty data
+/// writes nothing (see [`encode_chunk_size`]).
 pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
     if data.is_empty() {
         return;
     }
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    encode_chunk_size(data.len() as u64, out);
     out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(CHUNK_END);
 }
 
-/// The last chunk and an empty trailer section.
+/// The last chunk and an empty trailer section: the end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
@@ -372,10 +400,54 @@ mod tests {
     }
 
     #[test]
+    fn chunk_size_table() {
+        let rows: &[(u64, &[u8])] = &[
+            (1, b"1\r\n"),
+            (9, b"9\r\n"),
+            (10, b"a\r\n"),
+            (15, b"f\r\n"),
+            (16, b"10\r\n"),
+            (255, b"ff\r\n"),
+            (4096, b"1000\r\n"),
+            (65_535, b"ffff\r\n"),
+            (1 << 20, b"100000\r\n"),
+            (u64::MAX, b"ffffffffffffffff\r\n"),
+        ];
+        for &(len, want) in rows {
+            let mut out = b"x".to_vec();
+            encode_chunk_size(len, &mut out);
+            assert_eq!(&out[1..], want, "{len}");
+        }
+    }
+
+    #[test]
     fn encode_chunk_frames_data() {
         let mut out = Vec::new();
         encode_chunk(b"hello world, this is 26 b!", &mut out);
         encode_chunk(b"", &mut out);
         assert_eq!(out, b"1a\r\nhello world, this is 26 b!\r\n");
+    }
+
+    /// Whatever the pieces, what the encoder frames the decoder reads back, whole and
+    /// byte by byte, and the bytes after the last chunk are left alone.
+    #[test]
+    fn encoded_bodies_decode_back() {
+        let pieces: &[&[&[u8]]] = &[
+            &[],
+            &[b""],
+            &[b"a"],
+            &[b"hello", b"", b" world"],
+            &[&[b'x'; 4096], b"\r\n0\r\n\r\n", &[0u8; 17]],
+        ];
+        for body in pieces {
+            let mut wire = Vec::new();
+            for piece in body.iter() {
+                encode_chunk(piece, &mut wire);
+            }
+            wire.extend_from_slice(LAST_CHUNK);
+            for step in [wire.len(), 1, 5] {
+                assert_eq!(decode_in_steps(&wire, step), Ok((body.concat(), true)), "{step}");
+            }
+        }
     }
 }

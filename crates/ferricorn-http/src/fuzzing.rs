@@ -5,11 +5,15 @@
 //! stable. Beyond "no input panics the parser", each checks what a worker relies on: the
 //! limits hold, the bytes after a head or body are left for the next request, and the
 //! same bytes get the same answer however the socket delivers them (issue 8, bug 7).
+//! The `encode` target runs the other way: what the response encoder writes from an app's
+//! status, headers and body pieces must read back as exactly those (issue 10).
 
 use bytes::BytesMut;
 
+use super::chunked::{encode_chunk, LAST_CHUNK};
 use super::limits::Leniency;
-use super::{parse_head, BodyDecoder, BodyFraming, Decoded, Error, Head, Limits};
+use super::response::{self, BodyMode, Encoder, RequestInfo};
+use super::{is_tchar, parse_head, BodyDecoder, BodyFraming, Decoded, Error, Head, Limits};
 
 /// gunicorn's parser as it is by default.
 const STRICT: Leniency = Leniency {
@@ -138,14 +142,21 @@ enum Event {
 /// Everything a worker reads from a [`Head`].
 #[derive(Debug, PartialEq, Eq)]
 struct Summary {
+    /// REQUEST_METHOD: a split must not change it.
     method: String,
+    /// RAW_URI, as sent.
     target: String,
     /// What the environ's PATH_INFO and QUERY_STRING come from.
     path_and_query: (String, String),
+    /// The protocol the response is framed for.
     minor: u8,
+    /// Every field, in order, as the environ's HTTP_ keys get them.
     fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where the body ends: a disagreement here is request smuggling.
     framing: BodyFraming,
+    /// Whether the connection reads another request.
     keep_alive: bool,
+    /// Whether a 100 Continue is owed.
     expect_continue: bool,
 }
 
@@ -371,9 +382,150 @@ fn check_incomplete(data: &[u8], buf: &[u8], limits: &Limits) {
     assert!(buf.len() <= bound, "{} bytes buffered, bound {bound}", buf.len());
 }
 
+/// Target `encode`: a response as an app gives it (status, headers, body pieces) through
+/// the validators and the [`Encoder`], read back by httparse and the chunked decoder.
+///
+/// Layout: byte 0 holds flags (bit 0: HTTP/1.1, 1: HEAD request, 2: keep-alive, 3: a
+/// known length, 4: a `Server` header, 5: hop-by-hop headers pass, 6: the strings are
+/// UTF-8, not latin-1); then, up to a 0xFD byte, the status and header names and values
+/// separated by 0xFE; after the 0xFD, the body pieces separated by 0xFE.
+///
+/// Checks: [`response::validate_header`] and [`response::parse_status`] agree with the RFC
+/// grammar written out again here; a valid head parses back to the same status and the
+/// app's fields, in order, minus the ones the options drop, with exactly one framing
+/// header set for the plan; the body reads back whole and byte by byte.
+pub fn encode(data: &[u8]) {
+    let flags = data.first().copied().unwrap_or(0);
+    let rest = data.get(1..).unwrap_or_default();
+    let (head, body) = match rest.iter().position(|&b| b == 0xfd) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &[][..]),
+    };
+    let text = |b: &[u8]| match flags & 0x40 {
+        0 => b.iter().map(|&c| char::from(c)).collect::<String>(),
+        _ => String::from_utf8_lossy(b).into_owned(),
+    };
+    let mut parts = head.split(|&b| b == 0xfe).map(text);
+    let status = parts.next().unwrap_or_default();
+    let code = match response::parse_status(&status) {
+        Ok(code) => code,
+        Err(_) => return assert!(!is_status(&status), "{status:?} refused"),
+    };
+    assert!(is_status(&status), "{status:?} accepted");
+    let fields: Vec<String> = parts.collect();
+    let headers: Vec<(&str, &str)> = fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+        .filter(|(name, value)| {
+            let valid = response::validate_header(name, value).is_ok();
+            assert_eq!(valid, is_field(name, value), "{name:?}: {value:?}");
+            valid && !name.eq_ignore_ascii_case("content-length")
+        })
+        .collect();
+    let pieces: Vec<&[u8]> =
+        if body.is_empty() { Vec::new() } else { body.split(|&b| b == 0xfe).collect() };
+    check_response(flags, &status, code, &headers, &pieces);
+}
+
+/// Encodes one valid response and reads it back.
+fn check_response(flags: u8, status: &str, code: u16, headers: &[(&str, &str)], pieces: &[&[u8]]) {
+    let bit = |n: u8| flags & (1 << n) != 0;
+    let req = RequestInfo { minor: u8::from(bit(0)), head_request: bit(1), keep_alive: bit(2) };
+    let body: Vec<u8> = pieces.concat();
+    let plan = response::plan(code, bit(3).then_some(body.len() as u64), req);
+    let encoder =
+        Encoder { server: bit(4).then_some("fuzz"), date: false, drop_hop_by_hop: !bit(5) };
+    let mut wire = Vec::new();
+    encoder.encode_head(&mut wire, status, headers.iter().copied(), code, plan);
+    let head_len = wire.len();
+    match plan.body {
+        BodyMode::Empty => {}
+        BodyMode::Chunked => {
+            pieces.iter().for_each(|p| encode_chunk(p, &mut wire));
+            wire.extend_from_slice(LAST_CHUNK);
+        }
+        BodyMode::Length(_) | BodyMode::Close => wire.extend_from_slice(&body),
+    }
+    let sent = read_back(&wire[..head_len], code);
+    let kept: Vec<(Vec<u8>, Vec<u8>)> = headers
+        .iter()
+        .filter(|(n, _)| !(encoder.drop_hop_by_hop && response::is_hop_by_hop(n)))
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("transfer-encoding"))
+        .map(|(n, v)| (latin1(n), latin1(v.trim_matches([' ', '\t']))))
+        .collect();
+    assert_eq!(&sent[..kept.len()], &kept[..], "the app's fields");
+    let count =
+        |name: &str| sent.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).count();
+    assert_eq!(count("transfer-encoding"), usize::from(plan.body == BodyMode::Chunked));
+    assert!(count("connection") >= 1, "no Connection field");
+    let data = &wire[head_len..];
+    match plan.body {
+        BodyMode::Chunked => {
+            for step in [data.len(), 1] {
+                let got = decode_chunked(data, step, usize::MAX);
+                assert_eq!(got, (body.clone(), Outcome::End { consumed: data.len() }), "{step}");
+            }
+        }
+        BodyMode::Empty => assert!(data.is_empty()),
+        BodyMode::Length(n) => assert_eq!(data.len() as u64, n),
+        BodyMode::Close => assert_eq!(data, &body[..]),
+    }
+}
+
+/// httparse's reading of an encoded head: it must be one whole head with `code`.
+fn read_back(head: &[u8], code: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut slots = vec![httparse::EMPTY_HEADER; head.split(|&b| b == b'\n').count()];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let status = parsed.parse(head);
+    assert_eq!(status, Ok(httparse::Status::Complete(head.len())), "{head:?}");
+    assert_eq!(parsed.code, Some(code));
+    parsed.headers.iter().map(|h| (h.name.as_bytes().to_vec(), trim(h.value).to_vec())).collect()
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    let start = value.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(value.len());
+    let end = value.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+fn latin1(s: &str) -> Vec<u8> {
+    s.chars().map(|c| c as u32 as u8).collect()
+}
+
+/// RFC 9112 §4, as the validator should read it: 3 digits from 100, then nothing or SP
+/// and a phrase of HTAB, SP, VCHAR and obs-text (latin-1 characters only).
+fn is_status(s: &str) -> bool {
+    let b: Vec<u32> = s.chars().map(|c| c as u32).collect();
+    let digits = b.len() >= 3 && b[..3].iter().all(|&c| (0x30..=0x39).contains(&c));
+    let code_ok = digits && b[0] != 0x30;
+    let phrase_ok =
+        b.len() == 3 || (b.len() > 3 && b[3] == 0x20 && b[4..].iter().all(|&c| is_field_char(c)));
+    code_ok && phrase_ok && b.iter().all(|&c| c <= 0xff)
+}
+
+/// RFC 9110 §5.1 and §5.5: a token name, a value of field-vchar, SP and HTAB.
+fn is_field(name: &str, value: &str) -> bool {
+    let name_ok = !name.is_empty() && name.chars().all(|c| c.is_ascii() && is_tchar(c as u8));
+    name_ok && value.chars().all(|c| is_field_char(c as u32))
+}
+
+fn is_field_char(c: u32) -> bool {
+    c == 0x09 || (0x20..=0x7e).contains(&c) || (0x80..=0xff).contains(&c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_reads_its_layout() {
+        // HTTP/1.1, keep-alive, chunked: three pieces, one empty.
+        encode(b"\x05200 OK\xfeX-A\xfeb\xfeConnection\xfeupgrade\xfdab\xfe\xfecd");
+        // HEAD, a known length, hop-by-hop passing, an invalid header left out.
+        encode(b"\x2e404 Not Found\xfeBad Name\xfev\xfeUpgrade\xfeh2c\xfdbody");
+        // An invalid status is only checked against the grammar.
+        encode(b"\x0120 OK");
+    }
 
     #[test]
     fn split_input_reads_its_header() {

@@ -1,9 +1,45 @@
-//! HTTP/1.1 as bytes: request heads and their limits, body framing, chunked decoding,
-//! response heads.
+//! Sans-io HTTP/1.1 for servers: request heads with gunicorn's limits, body decoders, the
+//! response encoder and error pages, the reason-phrase table.
 //!
-//! Nothing here does I/O or knows about Python. Parsers take the bytes received so far
-//! and answer `Ok(None)` when they need more (STYLE.md point 4); every error maps to one
-//! status code through [`Error::status`], so a worker answers any of them the same way.
+//! Nothing here does I/O, spawns threads or knows about Python; the only dependencies
+//! are `bytes` and `httparse`. Parsers take the bytes received so far and answer
+//! `Ok(None)` when they need more, and give the same answer however the bytes were
+//! split; every error maps to one status code through [`Error::status`], so a server
+//! answers any of them the same way, with [`Encoder::error_page`]. The socket, the
+//! event loop, keep-alive timers and which client to trust are the server's business.
+//!
+//! # Layout
+//!
+//! - [`request`]: [`parse_head`] turns bytes into a validated [`Head`] and its
+//!   [`BodyFraming`]; [`limits`]: the [`Limits`] it is measured against.
+//! - [`body`]: [`BodyDecoder`] hands out a request body as it arrives;
+//!   [`chunked`]: the chunked coding, decoded byte by byte and encoded.
+//! - [`response`]: validating what an app says, [`response::plan`] for the framing, and the
+//!   [`Encoder`] that writes heads and error pages; [`date`]: the `Date` header.
+//! - [`status`]: the reason phrase of every registered status code.
+//! - [`fuzzing`]: the properties the fuzz targets check, public so that the fuzz crate and
+//!   the stable replay test call the same code.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use ferricorn_http::response::{plan, RequestInfo};
+//! use ferricorn_http::{parse_head, Encoder, Limits};
+//!
+//! let mut buf = BytesMut::from(&b"GET /hi HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
+//! let head = parse_head(&mut buf, &Limits::default()).unwrap().expect("a whole head");
+//! assert_eq!(head.target(), "/hi");
+//!
+//! let req = RequestInfo { minor: head.minor, head_request: false, keep_alive: head.keep_alive };
+//! let body = b"hello";
+//! let framing = plan(200, Some(body.len() as u64), req);
+//! let mut out = Vec::new();
+//! Encoder::DEFAULT.encode_head(&mut out, "200 OK", [("Content-Type", "text/plain")], 200, framing);
+//! out.extend_from_slice(body);
+//! assert!(out.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"));
+//! ```
+#![deny(missing_docs)]
 
 pub mod body;
 pub mod chunked;
@@ -12,12 +48,21 @@ pub mod fuzzing;
 pub mod limits;
 pub mod request;
 pub mod response;
+pub mod status;
 
 use std::fmt;
 
 pub use body::{BodyDecoder, Decoded};
+pub use chunked::ChunkedDecoder;
 pub use limits::{Leniency, Limits};
 pub use request::{parse_head, BodyFraming, Head};
+pub use response::{BodyMode, Encoder, Plan, RequestInfo};
+pub use status::reason;
+
+/// The README's usage sample, compiled and run by `cargo test` so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Every way a client's bytes can be refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,22 +145,4 @@ pub fn is_tchar(b: u8) -> bool {
 /// A non-empty token (RFC 9110 §5.6.2).
 pub fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
-}
-
-/// The reason phrase gunicorn and most servers send for a status code.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
 }

@@ -1,7 +1,7 @@
 //! gunicorn's request limits and parser leniency settings, and how a head is measured
 //! against the limits.
 //!
-//! The verdict depends only on the bytes, never on how they arrived (bug 7): [`scan`] walks
+//! The verdict depends only on the bytes, never on how they arrived (bug 7): `scan` walks
 //! the head line by line from its start on every call, and each limit is broken at a byte
 //! fixed by the bytes before it. A head sent whole and the same head sent byte by byte
 //! therefore break the same limit in the same line, or none.
@@ -16,7 +16,7 @@ pub const MAX_HEADERS: usize = 32768;
 pub const DEFAULT_FIELD_SIZE: usize = 8190;
 
 /// gunicorn's request limits, as the settings give them (raw values, gunicorn's meaning of
-/// 0 applied by [`Limits::effective`]), and its parser leniency settings.
+/// 0 applied by `Limits::effective`), and its parser leniency settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest request line in bytes, without its CRLF (`limit_request_line`). 0: no limit
@@ -61,7 +61,9 @@ pub struct Leniency {
 pub(crate) struct Effective {
     /// `None`: the request line has no limit of its own.
     pub(crate) request_line: Option<usize>,
+    /// Most header fields: `limit_request_fields` with 0 and the cap applied.
     pub(crate) fields: usize,
+    /// Longest field in bytes with its CRLF: `limit_request_field_size`, 0 as 8190.
     pub(crate) field_size: usize,
     /// The most bytes a whole head may take: every line at its limit (gunicorn's
     /// `max_buffer_headers`, plus the request line when it has a limit).

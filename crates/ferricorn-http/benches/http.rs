@@ -1,0 +1,106 @@
+//! Micro-benchmarks of the per-request hot paths of the HTTP layer: head parsing, chunked
+//! decoding, and the response encoder. `cargo bench -p ferricorn-http` (or `make bench`).
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ferricorn_http::chunked;
+use ferricorn_http::{
+    parse_head, BodyDecoder, BodyFraming, BodyMode, Decoded, Encoder, Limits, Plan,
+};
+
+const BROWSER_GET: &[u8] = b"GET /static/app.js?v=3 HTTP/1.1\r\n\
+Host: example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+Accept-Language: en-US,en;q=0.5\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Cookie: sessionid=abcdef0123456789; csrftoken=0123456789abcdef\r\n\
+Connection: keep-alive\r\n\r\n";
+
+fn heads(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("parse_head");
+    group.throughput(Throughput::Bytes(BROWSER_GET.len() as u64));
+    group.bench_function("browser_get", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(BROWSER_GET);
+            parse_head(&mut buf, &limits).unwrap().unwrap()
+        })
+    });
+    group.bench_function("minimal_get", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
+            parse_head(&mut buf, &limits).unwrap().unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn chunked_decode(c: &mut Criterion) {
+    let mut body = Vec::new();
+    for _ in 0..256 {
+        body.extend_from_slice(b"1000\r\n");
+        body.extend_from_slice(&[b'x'; 0x1000]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut group = c.benchmark_group("chunked");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("1MiB_in_4KiB_chunks", |b| {
+        b.iter(|| {
+            let mut src = BytesMut::from(&body[..]);
+            let mut dec = BodyDecoder::new(BodyFraming::Chunked);
+            let mut total = 0;
+            while let Decoded::Data(d) = dec.decode(&mut src, 64 * 1024).unwrap() {
+                total += d.len();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// A Django-like response head: the app's status and four headers.
+const APP_HEADERS: [(&str, &str); 4] = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("X-Frame-Options", "DENY"),
+    ("Vary", "Cookie"),
+    ("Set-Cookie", "csrftoken=0123456789abcdef; Path=/; SameSite=Lax"),
+];
+
+/// The encoder as ferricorn's server runs it (src/wsgi/exchange.rs `ENCODER`).
+const ENCODER: Encoder<'static> = Encoder { server: Some("ferricorn"), ..Encoder::DEFAULT };
+
+fn encoder(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    let mut out = Vec::with_capacity(4096);
+    group.bench_function("head_length", |b| {
+        b.iter(|| {
+            out.clear();
+            let plan = Plan { body: BodyMode::Length(1234), keep_alive: true };
+            ENCODER.encode_head(&mut out, "200 OK", APP_HEADERS, 200, plan);
+            out.len()
+        })
+    });
+    group.bench_function("head_chunked", |b| {
+        b.iter(|| {
+            out.clear();
+            let plan = Plan { body: BodyMode::Chunked, keep_alive: true };
+            ENCODER.encode_head(&mut out, "200 OK", APP_HEADERS, 200, plan);
+            out.len()
+        })
+    });
+    let data = [b'x'; 4096];
+    group.bench_function("chunk_4KiB", |b| {
+        b.iter(|| {
+            out.clear();
+            chunked::encode_chunk(&data, &mut out);
+            out.len()
+        })
+    });
+    group.bench_function("error_page_400", |b| b.iter(|| ENCODER.error_page(400).len()));
+    group.finish();
+}
+
+criterion_group!(benches, heads, chunked_decode, encoder);
+criterion_main!(benches);

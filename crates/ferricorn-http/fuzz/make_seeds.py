@@ -1,0 +1,160 @@
+"""Writes the seed corpus of each fuzz target into fuzz/seeds/<target>/.
+
+Seeds: every request of tests/corpus/gunicorn-requests.json (at the repository root) and
+the inputs of issue 8's bugs; `split` seeds carry the header `ferricorn_http::fuzzing::split`
+reads (limits, read size, cut offsets) before the stream; `encode` seeds are responses an
+app could give, valid and not, in the layout `ferricorn_http::fuzzing::encode` reads. Run
+`python3 crates/ferricorn-http/fuzz/make_seeds.py`; the output is deterministic.
+"""
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+FUZZ = Path(__file__).resolve().parent
+ROOT = FUZZ.parents[2]
+SEEDS = FUZZ / "seeds"
+# Index of fuzzing::LIMITS: 0 gunicorn's defaults, 1 small, 2 all 0, 3 field size 0,
+# 4 request line 0 with small field limits.
+LIMITS = 5
+
+SMUGGLE_TAIL = b"\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+# Bug 1 and 11: chunk sizes that overflowed (or were refused) at each digit count.
+CHUNK_SIZES = [
+    b"10000000000000000",
+    b"10000000000000005",
+    b"100000000000000005",
+    b"1000000000000000000000000000005",
+    b"20000000000000005",
+    b"ffffffffffffffff",
+    b"1000000000000000",
+    b"1000000000000001",
+]
+ISSUE_CHUNKED = {
+    **{f"issue8-size-{s.decode()}": s + SMUGGLE_TAIL for s in CHUNK_SIZES},
+    "issue8-empty-extension": b"21;\r\n",
+    "issue8-empty-extension-data": b"5;\r\nhello\r\n0\r\n\r\n",
+    "issue8-space-extension": b"0; \r\n\r\n",
+    "trailers": b"5\r\nhello\r\n0\r\nVary: *\r\nX: y\r\n\r\n",
+    "extensions": b'5; a; b="c d"\r\nhello\r\n0;x\r\n\r\n',
+}
+
+
+def head_9k():
+    """Bug 7: a 9 KB head of 1 KB lines, refused in pieces under field size 0."""
+    fields = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(9))
+    return b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
+
+
+ISSUE_HEADS = {
+    "issue8-9k-head": head_9k(),
+    "issue8-no-host": b"GET / HTTP/1.1\r\n\r\n",
+    "issue8-smuggle": b"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + CHUNK_SIZES[0]
+    + SMUGGLE_TAIL,
+    "issue8-keepalive-pair": b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "issue8-huge-content-length": b"POST / HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: 18446744073709551616\r\n\r\n",
+}
+
+
+# Responses for `encode`: (status, [(name, value)], [body pieces]), all latin-1.
+RESPONSES = {
+    "ok": ("200 OK", [("Content-Type", "text/html; charset=utf-8")], [b"hello"]),
+    "no-content": ("204 No Content", [("Content-Length", "0")], []),
+    "not-modified": ("304 Not Modified", [("ETag", '"x"'), ("Content-Length", "9")], []),
+    "upgrade": ("101 Switching Protocols", [("Upgrade", "websocket"), ("Connection", "Upgrade")], []),
+    "early-hints": ("103 Early Hints", [("Link", "</a.css>; rel=preload")], []),
+    "hop-by-hop": (
+        "200 OK",
+        [("Connection", "close"), ("Keep-Alive", "1"), ("TE", "x"), ("Trailers", "y"),
+         ("Transfer-Encoding", "chunked"), ("Proxy-Authenticate", "z"), ("X-Kept", "1")],
+        [b"a", b"", b"b" * 300],
+    ),
+    "server-date": ("200 OK", [("Server", "app"), ("Date", "yesterday")], [b"x"]),
+    "no-reason": ("404", [], [b"x"]),
+    "unknown-code": ("599 ", [("X", "\t spaced \t")], [b"\r\n0\r\n\r\n", b"x" * 17]),
+    "latin1": ("299 D\xe9j\xe0 vu", [("X-Name", "caf\xe9 \xff")], [b"\xfe\xfd"[:0], b"z"]),
+    "control-value": ("200 OK", [("X", "a\x01b"), ("Y", "bell\x07"), ("Z", "del\x7f")], []),
+    "split-value": ("200 OK", [("X", "a\r\nSet-Cookie: evil")], []),
+    "bad-name": ("200 OK", [("Bad Name", "v"), ("", "v"), ("X:", "v")], []),
+    "bad-status-crlf": ("200 OK\r\nX: y", [], []),
+    "bad-status-low": ("099 Low", [], []),
+    "bad-status-short": ("20 OK", [], []),
+}
+# Flag bytes (fuzzing::encode): 0x01 HTTP/1.1, 0x02 HEAD, 0x04 keep-alive, 0x08 a known
+# length, 0x10 a Server header, 0x20 hop-by-hop headers pass, 0x40 UTF-8 strings.
+FLAGS = [0x00, 0x05, 0x07, 0x0D, 0x15, 0x25, 0x2F]
+
+
+def encode_seed(flags, status, headers, pieces):
+    """The layout of ferricorn_http::fuzzing::encode."""
+    head = [status.encode("latin-1")]
+    for name, value in headers:
+        head += [name.encode("latin-1"), value.encode("latin-1")]
+    return bytes([flags]) + b"\xfe".join(head) + b"\xfd" + b"\xfe".join(pieces)
+
+
+def encode_seeds():
+    seeds = {}
+    for name, (status, headers, pieces) in RESPONSES.items():
+        for flags in FLAGS:
+            seeds[f"{name}-flags{flags:02x}"] = encode_seed(flags, status, headers, pieces)
+    utf8 = "200 \u20ac".encode()
+    seeds["utf8-status"] = bytes([0x45]) + utf8 + b"\xfd" + b"x"
+    seeds["utf8-value"] = bytes([0x45]) + b"200 OK\xfeX\xfe" + "\u20ac".encode() + b"\xfdx"
+    return seeds
+
+
+def corpus_requests():
+    data = json.loads((ROOT / "tests" / "corpus" / "gunicorn-requests.json").read_text())
+    for kind in ("valid", "invalid"):
+        for name, case in sorted(data[kind].items()):
+            yield f"gunicorn-{kind}-{name.removesuffix('.http')}", bytes.fromhex(case["raw_hex"])
+
+
+def chunked_body(raw):
+    """The bytes after the head, if the head frames its body as chunked."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if sep and b"chunked" in head.lower():
+        return body
+    return None
+
+
+def split_seed(limits, read_pow, cuts, stream):
+    """The layout of ferricorn::http::fuzzing::split_seed."""
+    out = bytes([limits, (read_pow << 4) | len(cuts)])
+    return out + b"".join(c.to_bytes(2, "little") for c in cuts) + stream
+
+
+def main():
+    shutil.rmtree(SEEDS, ignore_errors=True)
+    seeds = {"head": {}, "chunked": dict(ISSUE_CHUNKED), "split": {}, "encode": encode_seeds()}
+    rng = random.Random(8)
+    for name, raw in [*corpus_requests(), *ISSUE_HEADS.items()]:
+        seeds["head"][name] = raw
+        body = chunked_body(raw)
+        if body is not None:
+            seeds["chunked"][name] = body
+        for limits in range(LIMITS):
+            n = rng.randrange(1, 8)
+            cuts = sorted(rng.randrange(len(raw) + 1) for _ in range(n))
+            seeds["split"][f"{name}-limits{limits}"] = split_seed(
+                limits, rng.randrange(16), cuts, raw
+            )
+    # Bug 7: the 9 KB head whole (no cuts) and in 1 KB pieces, with field size 0.
+    big = head_9k()
+    seeds["split"]["issue8-9k-head-1k-pieces"] = split_seed(
+        3, 15, list(range(1024, 9 * 1024, 1024)), big
+    )
+    for target, files in seeds.items():
+        (SEEDS / target).mkdir(parents=True)
+        for name, content in files.items():
+            (SEEDS / target / name).write_bytes(content)
+        print(target, len(files), "seeds,", sum(map(len, files.values())), "bytes")
+
+
+if __name__ == "__main__":
+    main()

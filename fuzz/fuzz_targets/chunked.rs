@@ -1,4 +1,0 @@
-//! The property lives in `ferricorn::http::fuzzing::chunked`, so stable tests replay it too.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ferricorn::http::fuzzing::chunked(data));
