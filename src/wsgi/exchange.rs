@@ -253,17 +253,20 @@ impl Exchange {
                 match mode {
                     Some(BodyMode::Empty) | None => Ok(self.finish(py, out)),
                     Some(mode) => {
-                        if mode == BodyMode::Chunked {
-                            let size = format!("{:x}\r\n", span.len);
-                            out.framing().extend_from_slice(size.as_bytes());
+                        if mode == BodyMode::Chunked && span.len > 0 {
+                            chunked::encode_chunk_size(span.len, out.framing());
                         }
                         Ok(Step::SendFile(span))
                     }
                 }
             }
-            Body::File { .. } => {
-                if self.response(py).plan.is_some_and(|p| p.body == BodyMode::Chunked) {
-                    out.framing().extend_from_slice(b"\r\n");
+            Body::File { span, .. } => {
+                // A chunk was framed only around a span that held bytes.
+                let framed = span.len > 0;
+                let is_chunked =
+                    self.response(py).plan.is_some_and(|p| p.body == BodyMode::Chunked);
+                if framed && is_chunked {
+                    out.framing().extend_from_slice(chunked::CHUNK_END);
                 }
                 Ok(self.finish(py, out))
             }
