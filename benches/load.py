@@ -46,6 +46,7 @@ import http.client
 import json
 import os
 import platform
+import pwd
 import re
 import shutil
 import signal
@@ -57,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import apps as bench_apps
 from serving import BENCHES, BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
 
 REQUIREMENTS = ROOT / "requirements-bench.txt"
@@ -82,6 +84,8 @@ class Scenario:
     lua: str | None = None
     #: Whether servers that have a thread-count setting get ``--threads`` for it.
     threaded: bool = False
+    #: False: wrk sends ``Connection: close`` whatever ``--no-keepalive`` says.
+    keepalive: bool = True
 
 
 SCENARIOS = {
@@ -89,6 +93,10 @@ SCENARIOS = {
     "big": Scenario("big", answer_bytes=100 * 1024),
     "echo": Scenario("echo", answer_bytes=ECHO_BYTES, lua="post_1mb.lua"),
     "sleep": Scenario("sleep", answer_bytes=14, threaded=True),
+    # The targets' own names (`--targets`): the same apps, and hello without keep-alive.
+    "100k": Scenario("big", answer_bytes=100 * 1024),
+    "post1m": Scenario("echo", answer_bytes=ECHO_BYTES, lua="post_1mb.lua"),
+    "sync-noka": Scenario("hello", answer_bytes=14, keepalive=False),
 }
 
 
@@ -102,6 +110,21 @@ class Server:
     executable: str
     #: Command-line flags after the executable, from (workers, port, threads or None).
     flags: Callable[[int, int, int | None], list[str]]
+    #: Apps (``Scenario.app``) it can serve; None: any WSGI app of benches/apps.py.
+    apps: frozenset[str] | None = None
+
+    def path(self) -> Path:
+        """The WSGI servers are .venv's console scripts; nginx is the system's."""
+        if self.apps is None:
+            return BIN / self.executable
+        found = shutil.which(self.executable) or shutil.which(f"/usr/sbin/{self.executable}")
+        return Path(found or f"/usr/sbin/{self.executable}")
+
+    def command(self, scenario: Scenario, workers: int, port: int, threads: int | None):
+        argv = [str(self.path()), *self.flags(workers, port, threads)]
+        if self.apps is None:
+            return [*argv, f"benches.apps:{scenario.app}"]
+        return [*argv, *nginx_flags(scenario, workers, port)]
 
 
 def _ferricorn(worker_class: str, *extra: str):
@@ -154,6 +177,59 @@ def _granian(workers: int, port: int, threads: int | None) -> list[str]:
     return out + (["--blocking-threads", str(threads)] if threads else [])
 
 
+# nginx is the reference for what serving a fixed body costs: `return 200` from memory
+# for hello, one static file (page cache, sendfile) for big. It runs in the foreground
+# (`daemon off`, so it is stopped like the others) with a prefix and config of its own
+# here, as the current user, access log off, keep-alive on with no per-connection
+# request limit (the WSGI servers have none).
+NGINX_DIR = Path(tempfile.gettempdir()) / "ferricorn-bench-nginx"
+NGINX_BODIES = {"hello": bench_apps.HELLO, "big": bench_apps.BIG}
+
+
+def nginx_config(scenario: Scenario, workers: int, port: int) -> str:
+    if scenario.app == "hello":
+        body = bench_apps.HELLO.decode().replace("\n", "\\n")
+        location = f'return 200 "{body}";'
+    else:
+        location = f"root {NGINX_DIR / 'www'}; try_files /{scenario.app} =404;"
+    # Only a root master switches users; say the current one so that nothing runs as nobody.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+    temps = " ".join(
+        f"{kind}_temp_path {NGINX_DIR / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+worker_processes {workers};
+daemon off;
+pid {NGINX_DIR / "nginx.pid"};
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    open_file_cache max=16;
+    {temps}
+    server {{
+        listen {HOST}:{port};
+        location / {{ {location} }}
+    }}
+}}
+"""
+
+
+def nginx_flags(scenario: Scenario, workers: int, port: int) -> list[str]:
+    """Writes the config (and big's file) under NGINX_DIR; the flags that point nginx there."""
+    (NGINX_DIR / "www").mkdir(parents=True, exist_ok=True)
+    (NGINX_DIR / "www" / "big").write_bytes(bench_apps.BIG)
+    conf = NGINX_DIR / "nginx.conf"
+    conf.write_text(nginx_config(scenario, workers, port))
+    return ["-p", str(NGINX_DIR), "-c", str(conf), "-e", "stderr"]
+
+
 SERVERS = {
     "ferricorn-async": Server("ferricorn async", "ferricorn", _ferricorn("async")),
     "ferricorn-async-log": Server(
@@ -168,6 +244,7 @@ SERVERS = {
     "gunicorn-sync": Server("gunicorn sync", "gunicorn", _gunicorn("sync")),
     "gunicorn-gthread": Server("gunicorn gthread", "gunicorn", _gunicorn("gthread")),
     "granian": Server("granian", "granian", _granian),
+    "nginx": Server("nginx", "nginx", lambda *_: [], apps=frozenset(NGINX_BODIES)),
 }
 # Servers whose thread setting applies to the `threaded` scenarios (granian's only when
 # the installed version has --blocking-threads: see `main`).
@@ -183,6 +260,31 @@ class Result:
     p99: float
     errors: int
     rss_mib: float
+    #: Which round it was measured in (0-based), to pair it with its peers of that round.
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 10's speed goals: subject's req/s over peer's on one scenario."""
+
+    scenario: str
+    subject: str
+    peer: str
+    #: The ratio the subject must reach.
+    goal: float
+
+
+# `--targets`: the table of issue 10, wrk -t1 -c50, 2 workers. hello against granian is a
+# no-regression check (2.0x when the table was set).
+TARGETS = [
+    Target("hello", "ferricorn-async", "nginx", 0.9),
+    Target("hello", "ferricorn-async", "granian", 2.0),
+    Target("100k", "ferricorn-async", "granian", 1.5),
+    Target("post1m", "ferricorn-async", "granian", 1.5),
+    Target("sync-noka", "ferricorn-sync", "gunicorn-sync", 3.0),
+]
+TARGET_SCENARIOS = list(dict.fromkeys(t.scenario for t in TARGETS))
 
 
 # --- one server, one scenario --------------------------------------------------------------
@@ -214,11 +316,12 @@ def check_answer(port: int, scenario: Scenario) -> None:
 
 def wrk_command(port: int, scenario: Scenario, connections: int, seconds: int, args):
     """wrk takes whole seconds only."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"--timeout={args.timeout}s"]
+    cmd = ["wrk", f"-t{min(args.wrk_threads, connections)}", f"-c{connections}"]
+    cmd += [f"-d{seconds}s", f"--timeout={args.timeout}s"]
     cmd.append("--latency")
     if scenario.lua:
         cmd += ["-s", str(BENCHES / scenario.lua)]
-    if not args.keepalive:
+    if not (args.keepalive and scenario.keepalive):
         cmd += ["-H", "Connection: close"]
     return [*cmd, f"http://{HOST}:{port}/"]
 
@@ -257,8 +360,9 @@ def measure(key: str, scenario_key: str, args) -> dict[int, Result]:
     server = SERVERS[key]
     port = free_port()
     threads = args.threads if scenario.threaded and key in args.threaded else None
-    argv = [str(BIN / server.executable), *server.flags(args.workers, port, threads)]
-    argv.append(f"benches.apps:{scenario.app}")
+    if server.apps is not None and scenario.app not in server.apps:
+        raise ServerFailed(f"serves only {', '.join(sorted(server.apps))}")
+    argv = server.command(scenario, args.workers, port, threads)
     ACCESS_LOG.unlink(missing_ok=True)
     PYLOG_CONFIG.write_text(json.dumps(pylog_config()))
     with Running(argv) as running:
@@ -281,7 +385,8 @@ def requirement_for(executable: str) -> str | None:
 
 def ensure_installed(keys: list[str]) -> dict[str, str]:
     """pip-installs the missing peers; returns the servers that still cannot run, and why."""
-    missing = sorted({SERVERS[k].executable for k in keys} - {"ferricorn"})
+    wsgi = [SERVERS[k] for k in keys if SERVERS[k].apps is None]
+    missing = sorted({s.executable for s in wsgi} - {"ferricorn"})
     missing = [exe for exe in missing if not (BIN / exe).exists()]
     wanted = [req for req in map(requirement_for, missing) if req]
     if wanted:
@@ -291,23 +396,28 @@ def ensure_installed(keys: list[str]) -> dict[str, str]:
             print("pip failed: those servers are skipped", file=sys.stderr)
     unusable = {}
     for key in keys:
-        exe = SERVERS[key].executable
-        if not (BIN / exe).exists():
-            hint = "make build" if exe == "ferricorn" else f"pip install -r {REQUIREMENTS.name}"
-            unusable[key] = f"not installed ({BIN / exe} missing; {hint})"
+        server = SERVERS[key]
+        if not server.path().exists():
+            hint = {"ferricorn": "make build", "nginx": "apt-get install -y nginx"}.get(
+                server.executable, f"pip install -r {REQUIREMENTS.name}"
+            )
+            unusable[key] = f"not installed ({server.path()} missing; {hint})"
     return unusable
 
 
 def versions(keys: list[str]) -> str:
     """One line naming what ran, for the table's header."""
     parts = []
-    for exe in dict.fromkeys(SERVERS[k].executable for k in keys):
+    for server in {SERVERS[k].executable: SERVERS[k] for k in keys}.values():
+        exe = server.executable
+        flag = "-v" if exe == "nginx" else "--version"  # nginx prints it on stderr
         try:
-            out = subprocess.run(
-                [str(BIN / exe), "--version"], capture_output=True, text=True, timeout=30
-            ).stdout
+            done = subprocess.run(
+                [str(server.path()), flag], capture_output=True, text=True, timeout=30
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
+        out = done.stdout + done.stderr
         found = re.search(r"(\d+\.\d+[\w.]*)", out)
         parts.append(f"{exe} {found.group(1) if found else '?'}")
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
@@ -369,7 +479,8 @@ def conditions(keys: list[str], args, about: str) -> list[str]:
     """The lines above the table: what a reader needs to compare the rows fairly."""
     keepalive = "keep-alive" if args.keepalive else "Connection: close (no keep-alive)"
     lines = [
-        f"{args.workers} workers per server; wrk -t2 --timeout {args.timeout:g}s, {keepalive}; "
+        f"{args.workers} workers per server; wrk -t{args.wrk_threads} "
+        f"--timeout {args.timeout:g}s, {keepalive}; "
         f"median of {args.rounds} x {args.duration:g}s runs per row; errors = non-2xx + "
         f"socket errors, summed over the runs; RSS = mean over the workers near the end of a "
         f"run; {os.cpu_count()} cores shared by wrk and the servers."
@@ -416,6 +527,38 @@ def print_report(results: dict, keys: list[str], failures: dict, args, about: st
         print(f"- skipped {what}: {why}" if args.markdown else f"skipped {what}: {why}")
 
 
+def target_row(target: Target, results: dict, conns: int) -> list[str] | None:
+    """Ratio of the medians, and the range of the ratios of the rounds where both ran."""
+    mine = results.get((target.scenario, conns, target.subject))
+    theirs = results.get((target.scenario, conns, target.peer))
+    if not mine or not theirs:
+        return None
+    ratio = median([r.rps for r in mine]) / median([r.rps for r in theirs])
+    by_round = {r.round: r.rps for r in theirs}
+    rounds = [r.rps / by_round[r.round] for r in mine if r.round in by_round]
+    return [
+        target.scenario,
+        f"{SERVERS[target.subject].name} / {SERVERS[target.peer].name}",
+        f"{median([r.rps for r in mine]):.0f}",
+        f"{median([r.rps for r in theirs]):.0f}",
+        f"{ratio:.2f}",
+        f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
+        f">= {target.goal:g}",
+        "yes" if ratio >= target.goal else "NO",
+    ]
+
+
+def print_targets(results: dict, args) -> None:
+    header = ["target", "ratio of", "req/s", "peer req/s", "ratio", "rounds", "goal", "met"]
+    rows = []
+    for target in (t for t in TARGETS if t.scenario in args.targets):
+        for conns in args.connections:
+            row = target_row(target, results, conns)
+            rows.append(row or [target.scenario, f"{target.subject} / {target.peer}", *"-" * 6])
+    print()
+    print("\n".join(render(header, rows, args.markdown)))
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -436,7 +579,7 @@ def positive_ints(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError("comma-separated integers, e.g. 50,256") from None
     if not values or min(values) < 2:
-        raise argparse.ArgumentTypeError("wrk -t2 needs at least 2 connections")
+        raise argparse.ArgumentTypeError("at least 2 connections")
     return values
 
 
@@ -454,13 +597,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--rounds", type=int, default=3, help="rounds; the table shows the median [3]")
     add("--warmup", type=int, default=1, help="seconds of wrk after each start, 0: none [1]")
     add("--timeout", type=int, default=10, help="wrk --timeout in seconds [10]")
+    add("--wrk-threads", type=int, default=2, help="wrk -t [2; 1 with --targets]")
     add("--no-keepalive", dest="keepalive", action="store_false", help="Connection: close")
     add("--markdown", action="store_true", help="print the table as Markdown")
+    add(
+        "--targets",
+        type=comma_list(TARGET_SCENARIOS),
+        nargs="?",
+        const=TARGET_SCENARIOS,
+        help=f"issue 10's ratios ({','.join(TARGET_SCENARIOS)}; all when bare): their servers"
+        " only, -c50, wrk -t1, rounds of 5 s unless given",
+    )
     args = parser.parse_args(argv)
+    if args.targets:
+        explicit = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
+        args.scenarios = args.targets
+        args.servers = list(
+            dict.fromkeys(
+                k for t in TARGETS if t.scenario in args.targets for k in (t.subject, t.peer)
+            )
+        )
+        if "--connections" not in explicit:
+            args.connections = [50]
+        if "--wrk-threads" not in explicit:
+            args.wrk_threads = 1
+        if "--duration" not in explicit:
+            args.duration = 5
+        if "--rounds" not in explicit:
+            args.rounds = 5
     if min(args.workers, args.threads, args.rounds, args.duration, args.timeout) < 1:
         parser.error("--workers, --threads, --rounds, --duration and --timeout must be positive")
     args.connections = list(dict.fromkeys(args.connections))
     return args
+
+
+def servers_for(scenario: str, keys: list[str], args) -> list[str]:
+    """Every server, or with --targets the ones its targets compare."""
+    if not args.targets:
+        return keys
+    wanted = {k for t in TARGETS if t.scenario == scenario for k in (t.subject, t.peer)}
+    return [k for k in keys if k in wanted]
 
 
 def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
@@ -470,8 +646,9 @@ def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
     """
     results: dict[tuple[str, int, str], list[Result]] = {}
     for rnd in range(args.rounds):
-        order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
         for scenario in args.scenarios:
+            these = servers_for(scenario, keys, args)
+            order = these[rnd % len(these) :] + these[: rnd % len(these)]
             for key in order:
                 what = f"{SERVERS[key].name} on {scenario}"
                 if what in failures:
@@ -483,6 +660,7 @@ def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
                     print(f"round {rnd + 1}: {what}: FAILED: {e}", file=sys.stderr)
                     continue
                 for conns, r in measured.items():
+                    r.round = rnd
                     results.setdefault((scenario, conns, key), []).append(r)
                     print(
                         f"round {rnd + 1}/{args.rounds}: {scenario:<5} -c{conns:<4} "
@@ -509,6 +687,8 @@ def main() -> None:
     about = versions(keys)
     results = run_rounds(keys, failures, args)
     print_report(results, keys, failures, args, about)
+    if args.targets:
+        print_targets(results, args)
 
 
 if __name__ == "__main__":
