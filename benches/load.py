@@ -12,12 +12,17 @@ What it does:
   ``--log-config-json`` giving ``gunicorn.access`` a FileHandler), ``ferricorn-sync``,
   ``gunicorn-sync``, ``gunicorn-gthread`` (always ``--threads 4``, as it is usually run) and
   ``granian`` (``--interface wsgi``), each with ``--workers`` processes (default 2) bound to
-  127.0.0.1 on a free port.
+  127.0.0.1 on a free port; and ``nginx``, the reference for a fixed body from memory
+  (``return 200`` for hello, a static file for big; no app at all, so only those two),
+  started in the foreground with a config generated under a temporary prefix, access log
+  off, keep-alive on, ``worker_processes`` = ``--workers``.
 - Scenarios (``--scenarios``, default all), apps from ``benches/apps.py``: ``hello`` (hello
   world), ``big`` (100 KB response), ``echo`` (1 MiB POST echoed back, sent by
   ``benches/post_1mb.lua``) and ``sleep`` (10 ms wait, as on a database; ferricorn async gets
   ``--threads T`` and granian ``--blocking-threads T`` for it, T = ``--threads``, default 8).
-- Client: wrk, ``-t2``, keep-alive unless ``--no-keepalive`` (which sends
+  ``100k``, ``post1m`` and ``sync-noka`` are big, echo and hello (the last always with
+  ``Connection: close``) under the names of issue 10's targets.
+- Client: wrk, ``-t2`` (``--wrk-threads``), keep-alive unless ``--no-keepalive`` (which sends
   ``Connection: close``), ``--duration`` seconds per run at each of ``--connections``
   (default 50 and 256).
 - Rounds (``--rounds``, default 3): every round runs every server on every scenario, and the
@@ -25,7 +30,9 @@ What it does:
   over all of them. A server is started afresh for each scenario in each round. The table
   shows the median of the rounds; errors (non-2xx responses plus wrk's socket errors) are
   summed over them; RSS is the mean over the server's worker processes, read from /proc
-  near the end of each run.
+  near the end of each run; CPU us/req is the user + system time of all the server's
+  processes during the run over the responses it sent (the machine's other jobs take
+  cores, and so req/s, from any server; they move its CPU time per response much less).
 - The last column is each server's req/s over Granian's (over the first server's when
   Granian is not in the run). ``--markdown`` prints the table for docs/benchmarks.md.
 
@@ -33,6 +40,14 @@ Servers that are not installed, fail to start or answer the scenario wrongly are
 and skipped; gunicorn and granian are pip-installed from ``requirements-bench.txt`` into the
 running interpreter's environment when missing. wrk comes from Debian: ``apt-get install -y
 wrk``. ``BENCH_VERBOSE=1`` shows the servers' own output.
+
+``--targets`` runs issue 10's table in one go (about 7 minutes): hello (ferricorn async
+against nginx and Granian), 100k and post1m (against Granian) and sync-noka (ferricorn sync
+against gunicorn sync), each with only the servers it compares, wrk -t1 -c50, 5 rounds of
+5 s unless ``--rounds``, ``--duration``, ``--connections`` or ``--wrk-threads`` say
+otherwise. After the usual table it prints each target's ratio: the median over the rounds
+of that round's subject req/s over its peer's, the range of those, the same for CPU time
+per response (the peer's over the subject's), and whether the goal is met.
 
 The non-keep-alive sync comparison of docs/benchmarks.md is
 ``benches/load.py --workers 4 --connections 50 --scenarios hello
@@ -260,6 +275,9 @@ class Result:
     p99: float
     errors: int
     rss_mib: float
+    #: Server CPU time (every process, user + system) per response, microseconds: less
+    #: moved by other jobs on the machine than req/s, which they take cores from.
+    cpu_us: float = float("nan")
     #: Which round it was measured in (0-based), to pair it with its peers of that round.
     round: int = 0
 
@@ -329,6 +347,7 @@ def wrk_command(port: int, scenario: Scenario, connections: int, seconds: int, a
 def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, args) -> Result:
     """One wrk run; the workers' RSS is read at ``RSS_AT`` of the duration, while under load."""
     cmd = wrk_command(port, scenario, connections, args.duration, args)
+    cpu_before = server.cpu_seconds()
     wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         try:
@@ -337,6 +356,7 @@ def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, ar
             pass
         rss = server.worker_rss_mib()
         out, _ = wrk.communicate(timeout=args.duration + WRK_GRACE)
+        cpu = server.cpu_seconds() - cpu_before
     finally:
         if wrk.poll() is None:
             wrk.kill()
@@ -345,7 +365,8 @@ def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, ar
         raise ServerFailed(f"wrk exited with {wrk.returncode}: {out.strip()[-200:]!r}")
     server.check_alive()
     parsed = parse_wrk(out)
-    return Result(parsed["rps"], parsed["p50"], parsed["p99"], int(parsed["errors"]), rss)
+    cpu_us = cpu * 1e6 / parsed["requests"] if parsed["requests"] else float("nan")
+    return Result(parsed["rps"], parsed["p50"], parsed["p99"], int(parsed["errors"]), rss, cpu_us)
 
 
 def warm_up(port: int, scenario: Scenario, args) -> None:
@@ -469,6 +490,7 @@ def table_rows(results: dict, keys: list[str], args) -> list[list[str]]:
                         f"{median([r.p99 for r in runs[key]]) * 1e3:.2f}",
                         str(sum(r.errors for r in runs[key])),
                         f"{median([r.rss_mib for r in runs[key]]):.1f}",
+                        f"{median([r.cpu_us for r in runs[key]]):.1f}",
                         f"{rps / base_rps:.2f}" if base_rps else "-",
                     ]
                 )
@@ -500,16 +522,15 @@ def conditions(keys: list[str], args, about: str) -> list[str]:
 TEXT_COLUMNS = (0, 2)
 
 
-def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+def render(header: list[str], rows: list[list[str]], markdown: bool, text=TEXT_COLUMNS):
     """The table, as Markdown or as aligned text; numbers aligned right."""
     if markdown:
-        align = ["---" if i in TEXT_COLUMNS else "---:" for i in range(len(header))]
+        align = ["---" if i in text else "---:" for i in range(len(header))]
         return ["| " + " | ".join(row) + " |" for row in [header, align, *rows]]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return [
         "  ".join(
-            c.ljust(w) if i in TEXT_COLUMNS else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
+            c.ljust(w) if i in text else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
         )
         for row in [header, *rows]
     ]
@@ -517,7 +538,7 @@ def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str
 
 def print_report(results: dict, keys: list[str], failures: dict, args, about: str) -> None:
     header = ["scenario", "conns", "server", "req/s", "p50 ms", "p99 ms", "errors"]
-    header += ["RSS/worker MiB", f"x {SERVERS[baseline_of(keys)].name}"]
+    header += ["RSS/worker MiB", "CPU us/req", f"x {SERVERS[baseline_of(keys)].name}"]
     print()
     print("\n".join(conditions(keys, args, about)) + "\n")
     print("\n".join(render(header, table_rows(results, keys, args), args.markdown)))
@@ -528,35 +549,44 @@ def print_report(results: dict, keys: list[str], failures: dict, args, about: st
 
 
 def target_row(target: Target, results: dict, conns: int) -> list[str] | None:
-    """Ratio of the medians, and the range of the ratios of the rounds where both ran."""
+    """The ratio of the rounds' ratios (each round's pair ran minutes apart at most), its
+    range, and the same for CPU time per response (peer's over subject's: higher is better
+    for the subject, as for req/s), which other jobs on the machine move less."""
     mine = results.get((target.scenario, conns, target.subject))
     theirs = results.get((target.scenario, conns, target.peer))
     if not mine or not theirs:
         return None
-    ratio = median([r.rps for r in mine]) / median([r.rps for r in theirs])
-    by_round = {r.round: r.rps for r in theirs}
-    rounds = [r.rps / by_round[r.round] for r in mine if r.round in by_round]
+    peer = {r.round: r for r in theirs}
+    pairs = [(r, peer[r.round]) for r in mine if r.round in peer]
+    if not pairs:
+        return None
+    rps = [a.rps / b.rps for a, b in pairs]
+    cpu = [b.cpu_us / a.cpu_us for a, b in pairs if a.cpu_us > 0]
+    ratio = median(rps)
     return [
         target.scenario,
         f"{SERVERS[target.subject].name} / {SERVERS[target.peer].name}",
-        f"{median([r.rps for r in mine]):.0f}",
-        f"{median([r.rps for r in theirs]):.0f}",
+        f"{median([a.rps for a, _ in pairs]):.0f}",
+        f"{median([b.rps for _, b in pairs]):.0f}",
         f"{ratio:.2f}",
-        f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
+        f"{min(rps):.2f}-{max(rps):.2f}",
+        f"{median(cpu):.2f}" if cpu else "-",
+        f"{min(cpu):.2f}-{max(cpu):.2f}" if cpu else "-",
         f">= {target.goal:g}",
         "yes" if ratio >= target.goal else "NO",
     ]
 
 
 def print_targets(results: dict, args) -> None:
-    header = ["target", "ratio of", "req/s", "peer req/s", "ratio", "rounds", "goal", "met"]
+    header = ["target", "ratio of", "req/s", "peer req/s", "ratio", "rounds"]
+    header += ["CPU ratio", "rounds", "goal", "met"]
     rows = []
     for target in (t for t in TARGETS if t.scenario in args.targets):
         for conns in args.connections:
             row = target_row(target, results, conns)
-            rows.append(row or [target.scenario, f"{target.subject} / {target.peer}", *"-" * 6])
+            rows.append(row or [target.scenario, f"{target.subject} / {target.peer}", *"-" * 8])
     print()
-    print("\n".join(render(header, rows, args.markdown)))
+    print("\n".join(render(header, rows, args.markdown, text=(0, 1))))
 
 
 # --- main ----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use pyo3::{intern, Py};
+use pyo3::{ffi, intern, Py};
 
 use crate::forwarded::{Policy, Verdict};
 use crate::http::Head;
@@ -11,14 +11,13 @@ use crate::wsgi::{Errors, FileWrapper, Input};
 
 /// What stays the same for every request a worker serves.
 pub struct Globals {
-    errors: Py<Errors>,
-    file_wrapper: Py<PyAny>,
-    version: Py<PyTuple>,
-    software: Py<PyString>,
+    /// Every key an environ always has, in gunicorn's order, the values that never change
+    /// filled in and the others `None`: each environ starts as a copy of it (CPython copies
+    /// a dict's table in one go, keys already hashed), then the request's values replace
+    /// the placeholders, so no key is hashed or inserted and the table never grows for them.
+    template: Py<PyDict>,
     /// `SCRIPT_NAME` from the server's environment: where the app is mounted.
     script_name: String,
-    multiprocess: bool,
-    multithread: bool,
     /// Which proxy headers are believed; the worker judged each request with it.
     pub forwarded: Policy,
 }
@@ -30,18 +29,42 @@ impl Globals {
         multithread: bool,
         forwarded: Policy,
     ) -> PyResult<Globals> {
-        Ok(Globals {
-            errors: Py::new(py, Errors)?,
-            file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
-            version: PyTuple::new(py, [1, 0])?.unbind(),
-            software: PyString::new(py, concat!("ferricorn/", env!("CARGO_PKG_VERSION"))).unbind(),
-            script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-            multiprocess,
-            multithread,
-            forwarded,
-        })
+        let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
+        let template = PyDict::new(py);
+        let none = py.None();
+        for key in PER_REQUEST {
+            template.set_item(PyString::intern(py, key), &none)?;
+        }
+        let software = concat!("ferricorn/", env!("CARGO_PKG_VERSION"));
+        template.set_item(intern!(py, "SCRIPT_NAME"), script_name.trim_end_matches('/'))?;
+        template.set_item(intern!(py, "SERVER_SOFTWARE"), software)?;
+        template.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        template.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+        template.set_item(intern!(py, "wsgi.input"), &none)?;
+        template.set_item(intern!(py, "wsgi.errors"), Py::new(py, Errors)?)?;
+        template.set_item(intern!(py, "wsgi.multithread"), multithread)?;
+        template.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+        template.set_item(intern!(py, "wsgi.run_once"), false)?;
+        template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        template.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
+        Ok(Globals { template: template.unbind(), script_name, forwarded })
     }
 }
+
+/// The template's keys whose values every request sets, first in the dict as gunicorn
+/// puts them (its order is what an app that prints its environ sees).
+const PER_REQUEST: [&str; 10] = [
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+];
 
 /// The connection a request came on.
 pub struct Connection<'a> {
@@ -52,6 +75,9 @@ pub struct Connection<'a> {
     pub forwarded: &'a Verdict,
 }
 
+/// The environ of one request. A hot path: it runs once per request with the GIL held,
+/// so strings go from the head's bytes to Python once (no Rust `String` in between) and
+/// the common values and header keys are interned.
 pub fn build<'py>(
     py: Python<'py>,
     head: &Head,
@@ -59,36 +85,40 @@ pub fn build<'py>(
     globals: &Globals,
     input: Py<Input>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = PyDict::new(py);
-    let (path, query) = head.path_and_query();
-    let path_info = latin1(&percent_decode(path.as_bytes()));
-    let mounted = conn.forwarded.script_name.as_deref().unwrap_or(&globals.script_name);
-    let script_name = mounted.trim_end_matches('/');
-    let path_info = match path_info.strip_prefix(script_name) {
-        Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
-        _ => path_info.as_str(),
+    let env = globals.template.bind(py).copy()?;
+    let target = head.target();
+    let (path, query) = crate::http::request::split_target(target);
+    let mounted = conn.forwarded.script_name.as_deref();
+    let script_name = mounted.unwrap_or(&globals.script_name).trim_end_matches('/');
+    let decoded = path.contains('%').then(|| percent_decode(path.as_bytes()));
+    let path_info = decoded.as_deref().unwrap_or(path.as_bytes());
+    let path_info = match path_info.strip_prefix(script_name.as_bytes()) {
+        Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest.starts_with(b"/")) => {
+            rest
+        }
+        _ => path_info,
     };
-    env.set_item(intern!(py, "REQUEST_METHOD"), head.method())?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+    // An origin-form target with no query and no escapes is PATH_INFO itself: one string.
+    let same = path_info == target.as_bytes();
+    let path_info = latin1(py, path_info)?;
+    let raw_uri = if same { path_info.clone() } else { PyString::new(py, target) };
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
+    if mounted.is_some() {
+        env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+    }
     env.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    let query = if query.is_empty() { intern!(py, "").clone() } else { PyString::new(py, query) };
     env.set_item(intern!(py, "QUERY_STRING"), query)?;
-    env.set_item(intern!(py, "RAW_URI"), head.target())?;
+    env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, head.minor))?;
     env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
     env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
     env.set_item(intern!(py, "REMOTE_ADDR"), &conn.peer.addr)?;
     env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
-    env.set_item(intern!(py, "SERVER_SOFTWARE"), globals.software.bind(py))?;
-    env.set_item(intern!(py, "wsgi.version"), globals.version.bind(py))?;
-    let scheme = if conn.forwarded.https { intern!(py, "https") } else { intern!(py, "http") };
-    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    if conn.forwarded.https {
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    env.set_item(intern!(py, "wsgi.errors"), globals.errors.bind(py))?;
-    env.set_item(intern!(py, "wsgi.multithread"), globals.multithread)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), globals.multiprocess)?;
-    env.set_item(intern!(py, "wsgi.run_once"), false)?;
-    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(intern!(py, "wsgi.file_wrapper"), globals.file_wrapper.bind(py))?;
     add_headers(&env, head, &globals.forwarded, conn.forwarded.trusted)?;
     Ok(env)
 }
@@ -100,51 +130,121 @@ fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {
     }
 }
 
+/// The common methods as interned strings: no new object per request.
+fn method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
+    match method {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        "PUT" => intern!(py, "PUT").clone(),
+        "DELETE" => intern!(py, "DELETE").clone(),
+        "PATCH" => intern!(py, "PATCH").clone(),
+        "OPTIONS" => intern!(py, "OPTIONS").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
 /// `HTTP_*` keys; repeated fields joined with ","; names with `_` only when `policy`
-/// allows them (they could pose as a dash-named header once mapped).
+/// allows them (they could pose as a dash-named header once mapped). A repeat is found by
+/// the dict itself (no environ key outside the headers' is `HTTP_*` or `CONTENT_*`), so
+/// the usual head costs one dict insert per field and no allocation in Rust.
 fn add_headers(
     env: &Bound<'_, PyDict>,
     head: &Head,
     policy: &Policy,
     trusted: bool,
 ) -> PyResult<()> {
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let py = env.py();
     for (name, value) in head.fields() {
         if name.contains(&b'_')
             && !policy.keeps(&String::from_utf8_lossy(name).to_ascii_uppercase(), trusted)
         {
             continue;
         }
-        let mut key = String::with_capacity(name.len() + 5);
-        key.push_str("HTTP_");
-        key.extend(
-            name.iter().map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char }),
-        );
-        // By the mapped name, so `--header-map dangerous` lets `Content_Length` join
-        // CONTENT_LENGTH, as it does in gunicorn.
-        if matches!(&key[5..], "CONTENT_TYPE" | "CONTENT_LENGTH") {
-            key.drain(..5);
+        let value = latin1(py, value)?;
+        let key = match known_key(py, name) {
+            Some(key) => key.clone(),
+            None => PyString::new(py, &header_key(name)),
+        };
+        let first = set_default(env, &key, &value)?;
+        if !first.is(&value) {
+            env.set_item(&key, first.add(",")?.add(value)?)?;
         }
-        let value = latin1(value);
-        match keys.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, joined)) => {
-                joined.push(',');
-                joined.push_str(&value);
-            }
-            None => keys.push((key, value)),
-        }
-    }
-    for (key, value) in keys {
-        env.set_item(key, value)?;
     }
     Ok(())
 }
 
-/// Bytes as WSGI "bytes-as-str": each byte one code point (PEP 3333 "Unicode Issues").
-fn latin1(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => s.to_owned(),
-        _ => bytes.iter().map(|&b| b as char).collect(),
+/// `dict.setdefault`: the value now under `key`, `value` unless the key was there.
+fn set_default<'py>(
+    env: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+    value: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: three live objects; PyDict_SetDefault returns a borrowed reference (or NULL
+    // with an exception set), which `from_borrowed_ptr_or_err` turns into an owned one.
+    unsafe {
+        let found = ffi::PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr());
+        Bound::from_borrowed_ptr_or_err(env.py(), found)
+    }
+}
+
+/// `HTTP_` and the name upper-cased, `-` as `_`; Content-Type and Content-Length without
+/// the prefix. By the mapped name, so `--header-map dangerous` lets `Content_Length` join
+/// CONTENT_LENGTH, as it does in gunicorn.
+fn header_key(name: &[u8]) -> String {
+    let mut key = String::with_capacity(name.len() + 5);
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char }));
+    if matches!(&key[5..], "CONTENT_TYPE" | "CONTENT_LENGTH") {
+        key.drain(..5);
+    }
+    key
+}
+
+/// The environ keys of the fields most requests carry, interned (hashed once per worker).
+/// Only dash-named fields: a name with `_` takes [`header_key`], like any other.
+fn known_key<'py>(py: Python<'py>, name: &[u8]) -> Option<&'py Bound<'py, PyString>> {
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, &c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+    }
+    Some(match &*lower {
+        b"host" => intern!(py, "HTTP_HOST"),
+        b"user-agent" => intern!(py, "HTTP_USER_AGENT"),
+        b"accept" => intern!(py, "HTTP_ACCEPT"),
+        b"accept-encoding" => intern!(py, "HTTP_ACCEPT_ENCODING"),
+        b"accept-language" => intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+        b"connection" => intern!(py, "HTTP_CONNECTION"),
+        b"cookie" => intern!(py, "HTTP_COOKIE"),
+        b"content-type" => intern!(py, "CONTENT_TYPE"),
+        b"content-length" => intern!(py, "CONTENT_LENGTH"),
+        b"referer" => intern!(py, "HTTP_REFERER"),
+        b"origin" => intern!(py, "HTTP_ORIGIN"),
+        b"authorization" => intern!(py, "HTTP_AUTHORIZATION"),
+        b"cache-control" => intern!(py, "HTTP_CACHE_CONTROL"),
+        b"if-none-match" => intern!(py, "HTTP_IF_NONE_MATCH"),
+        b"if-modified-since" => intern!(py, "HTTP_IF_MODIFIED_SINCE"),
+        b"x-forwarded-for" => intern!(py, "HTTP_X_FORWARDED_FOR"),
+        b"x-forwarded-proto" => intern!(py, "HTTP_X_FORWARDED_PROTO"),
+        b"x-real-ip" => intern!(py, "HTTP_X_REAL_IP"),
+        b"x-request-id" => intern!(py, "HTTP_X_REQUEST_ID"),
+        _ => return None,
+    })
+}
+
+/// Bytes as WSGI "bytes-as-str": each byte one code point (PEP 3333 "Unicode Issues"),
+/// decoded by CPython straight from the head's bytes.
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call; CPython
+    // copies them into a new str (a new reference, or NULL with an exception set).
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast(),
+            bytes.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
     }
 }
 
