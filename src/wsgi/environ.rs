@@ -274,6 +274,78 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::http::{parse_head, Limits};
+    use bytes::BytesMut;
+
+    /// The environ of `raw` from 10.0.0.1, as (key, value) strings for the keys asked.
+    fn environ_of(raw: &str, header_map: &str, keys: &[&str]) -> Vec<Option<String>> {
+        Python::initialize();
+        let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
+        let policy = Policy::parse("127.0.0.1", &[], "", header_map).unwrap();
+        let peer = Peer { addr: "10.0.0.1".into(), port: "5000".into() };
+        let server = ("localhost".to_owned(), "8000".to_owned());
+        Python::attach(|py| {
+            let globals = Globals::new(py, true, false, policy).unwrap();
+            let verdict = Verdict::default();
+            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+            let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+            let env = build(py, &head, &conn, &globals, input).unwrap();
+            let get = |k: &&str| env.get_item(k).unwrap().map(|v| v.extract::<String>().unwrap());
+            keys.iter().map(get).collect()
+        })
+    }
+
+    /// The request, `--header-map`, the keys looked at and their expected values.
+    type Row<'a> = (&'a str, &'a str, &'a [&'a str], Vec<Option<String>>);
+
+    #[test]
+    fn request_keys_and_headers() {
+        let some = |s: &str| Some(s.to_owned());
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            ("GET /a%20b?x=1 HTTP/1.0\r\nHost: h\r\n\r\n", "drop",
+             &["REQUEST_METHOD", "PATH_INFO", "RAW_URI", "QUERY_STRING", "SERVER_PROTOCOL"],
+             vec![some("GET"), some("/a b"), some("/a%20b?x=1"), some("x=1"), some("HTTP/1.0")]),
+            ("BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n", "drop",
+             &["REQUEST_METHOD", "PATH_INFO", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR"],
+             vec![some("BREW"), some("/pot"), some("/pot"), some(""), some("10.0.0.1")]),
+            // Repeats join in wire order whatever their case; a known and an unknown name.
+            ("GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\nX-Dup: 1\r\naccept: b\r\nx-dup: 2\r\nX-DUP: 3\r\n\r\n",
+             "drop", &["HTTP_ACCEPT", "HTTP_X_DUP"], vec![some("a,b"), some("1,2,3")]),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Type: t\r\nContent-Length: 0\r\n\r\n", "drop",
+             &["CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_CONTENT_TYPE"],
+             vec![some("t"), some("0"), None]),
+            // A name with `_` is dropped, or with `dangerous` joins the dash-named field.
+            ("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX_A: 2\r\n\r\n", "drop", &["HTTP_X_A"], vec![some("1")]),
+            ("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX_A: 2\r\n\r\n", "dangerous", &["HTTP_X_A"],
+             vec![some("1,2")]),
+            ("GET / HTTP/1.1\r\nHost: h\r\nVery-Long-Unusual-Header-Name-Here: v\r\n\r\n", "drop",
+             &["HTTP_VERY_LONG_UNUSUAL_HEADER_NAME_HERE"], vec![some("v")]),
+        ];
+        for (raw, map, keys, want) in rows {
+            assert_eq!(&environ_of(raw, map, keys), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn header_values_are_latin1() {
+        Python::initialize();
+        let raw: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nX-V: caf\xc3\xa9\r\n\r\n";
+        let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
+        let peer = Peer { addr: "10.0.0.1".into(), port: "5000".into() };
+        let server = ("localhost".to_owned(), "8000".to_owned());
+        Python::attach(|py| {
+            let globals = Globals::new(py, true, false, Policy::default()).unwrap();
+            let verdict = Verdict::default();
+            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+            let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+            let env = build(py, &head, &conn, &globals, input).unwrap();
+            let value: String = env.get_item("HTTP_X_V").unwrap().unwrap().extract().unwrap();
+            assert_eq!(value, "caf\u{c3}\u{a9}");
+        });
+    }
+
     #[test]
     fn percent_decoding() {
         let rows: &[(&str, &[u8])] = &[
