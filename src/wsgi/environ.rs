@@ -1,5 +1,7 @@
 //! The WSGI `environ` dict (PEP 3333 "environ Variables"), built the way gunicorn builds it.
 
+use std::sync::{Mutex, OnceLock};
+
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern, Py};
@@ -16,6 +18,12 @@ pub struct Globals {
     /// a dict's table in one go, keys already hashed), then the request's values replace
     /// the placeholders, so no key is hashed or inserted and the table never grows for them.
     template: Py<PyDict>,
+    /// The template with SERVER_NAME and SERVER_PORT of the first listener a request came
+    /// on: nearly every worker has one, so its requests copy these in with the table.
+    listener: OnceLock<Listener>,
+    /// The last REMOTE_ADDR made: behind a proxy (or from one client) every request has
+    /// the same, so its string is shared rather than made and freed per request.
+    last_addr: Mutex<Option<(String, Py<PyString>)>>,
     /// `SCRIPT_NAME` from the server's environment: where the app is mounted.
     script_name: String,
     /// Which proxy headers are believed; the worker judged each request with it.
@@ -47,8 +55,57 @@ impl Globals {
         template.set_item(intern!(py, "wsgi.run_once"), false)?;
         template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
         template.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
-        Ok(Globals { template: template.unbind(), script_name, forwarded })
+        Ok(Globals {
+            template: template.unbind(),
+            listener: OnceLock::new(),
+            last_addr: Mutex::new(None),
+            script_name,
+            forwarded,
+        })
     }
+
+    /// A copy of the template, with the listener's address when it is the usual one.
+    fn environ<'py>(&self, py: Python<'py>, server: &(String, String)) -> PyResult<Env<'py>> {
+        if let Some(listener) = self.listener.get().filter(|l| l.server == *server) {
+            return Ok(Env { dict: listener.template.bind(py).copy()?, has_server: true });
+        }
+        let template = self.template.bind(py).copy()?;
+        if self.listener.get().is_none() {
+            let mine = template.copy()?;
+            mine.set_item(intern!(py, "SERVER_NAME"), &server.0)?;
+            mine.set_item(intern!(py, "SERVER_PORT"), &server.1)?;
+            let _ = self.listener.set(Listener { server: server.clone(), template: mine.unbind() });
+        }
+        Ok(Env { dict: template, has_server: false })
+    }
+
+    /// REMOTE_ADDR as a Python string, the last one's again when it is the same.
+    fn remote_addr<'py>(&self, py: Python<'py>, addr: &str) -> Bound<'py, PyString> {
+        let mut last = self.last_addr.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((text, string)) if text == addr => string.bind(py).clone(),
+            _ => {
+                let string = PyString::new(py, addr);
+                *last = Some((addr.to_owned(), string.clone().unbind()));
+                string
+            }
+        }
+    }
+}
+
+/// [`Globals::listener`]: one listener's address and its template.
+struct Listener {
+    /// SERVER_NAME and SERVER_PORT, as [`Connection::server`] gives them.
+    server: (String, String),
+    /// The worker's template with those two filled in.
+    template: Py<PyDict>,
+}
+
+/// A request's environ as copied from a template.
+struct Env<'py> {
+    dict: Bound<'py, PyDict>,
+    /// SERVER_NAME and SERVER_PORT are in already.
+    has_server: bool,
 }
 
 /// The template's keys whose values every request sets, first in the dict as gunicorn
@@ -85,7 +142,7 @@ pub fn build<'py>(
     globals: &Globals,
     input: Py<Input>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = globals.template.bind(py).copy()?;
+    let Env { dict: env, has_server } = globals.environ(py, conn.server)?;
     let target = head.target();
     let (path, query) = crate::http::request::split_target(target);
     let mounted = conn.forwarded.script_name.as_deref();
@@ -111,9 +168,11 @@ pub fn build<'py>(
     env.set_item(intern!(py, "QUERY_STRING"), query)?;
     env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, head.minor))?;
-    env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
-    env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
-    env.set_item(intern!(py, "REMOTE_ADDR"), &conn.peer.addr)?;
+    if !has_server {
+        env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
+        env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
+    }
+    env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &conn.peer.addr))?;
     env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
     if conn.forwarded.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
@@ -326,6 +385,29 @@ mod tests {
         for (raw, map, keys, want) in rows {
             assert_eq!(&environ_of(raw, map, keys), want, "{raw:?}");
         }
+    }
+
+    /// The cached listener template and REMOTE_ADDR serve only the connection they match.
+    #[test]
+    fn cached_addresses_follow_the_connection() {
+        Python::initialize();
+        let raw: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
+        Python::attach(|py| {
+            let globals = Globals::new(py, true, false, Policy::default()).unwrap();
+            let verdict = Verdict::default();
+            let rows = [("a", "1", "10.0.0.1"), ("a", "1", "10.0.0.2"), ("b", "2", "10.0.0.2")];
+            for (name, port, addr) in rows.iter().chain(rows.iter().rev()) {
+                let peer = Peer { addr: (*addr).into(), port: "5000".into() };
+                let server = ((*name).to_owned(), (*port).to_owned());
+                let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+                let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+                let env = build(py, &head, &conn, &globals, input).unwrap();
+                let get = |k: &str| env.get_item(k).unwrap().unwrap().extract::<String>().unwrap();
+                assert_eq!((get("SERVER_NAME"), get("SERVER_PORT")), (server.0, server.1));
+                assert_eq!(get("REMOTE_ADDR"), *addr);
+            }
+        });
     }
 
     #[test]
