@@ -2,7 +2,8 @@
 
 Run on demand, never in ``make test``: ``.venv/bin/python benches/load.py [options]``
 (``make build`` first, so that .venv's ferricorn is the current code). With the defaults
-(5 servers, 4 scenarios, 2 connection counts, 3 rounds of 10 s) a run takes about 25 minutes.
+(every server, the 4 scenarios, 2 connection counts, 3 rounds of 10 s) a run takes about
+40 minutes.
 
 What it does:
 
