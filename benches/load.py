@@ -2,7 +2,8 @@
 
 Run on demand, never in ``make test``: ``.venv/bin/python benches/load.py [options]``
 (``make build`` first, so that .venv's ferricorn is the current code). With the defaults
-(5 servers, 4 scenarios, 2 connection counts, 3 rounds of 10 s) a run takes about 25 minutes.
+(every server, the 4 scenarios, 2 connection counts, 3 rounds of 10 s) a run takes about
+40 minutes.
 
 What it does:
 
@@ -12,12 +13,17 @@ What it does:
   ``--log-config-json`` giving ``gunicorn.access`` a FileHandler), ``ferricorn-sync``,
   ``gunicorn-sync``, ``gunicorn-gthread`` (always ``--threads 4``, as it is usually run) and
   ``granian`` (``--interface wsgi``), each with ``--workers`` processes (default 2) bound to
-  127.0.0.1 on a free port.
+  127.0.0.1 on a free port; and ``nginx``, the reference for a fixed body from memory
+  (``return 200`` for hello, a static file for big; no app at all, so only those two),
+  started in the foreground with a config generated under a temporary prefix, access log
+  off, keep-alive on, ``worker_processes`` = ``--workers``.
 - Scenarios (``--scenarios``, default all), apps from ``benches/apps.py``: ``hello`` (hello
   world), ``big`` (100 KB response), ``echo`` (1 MiB POST echoed back, sent by
   ``benches/post_1mb.lua``) and ``sleep`` (10 ms wait, as on a database; ferricorn async gets
   ``--threads T`` and granian ``--blocking-threads T`` for it, T = ``--threads``, default 8).
-- Client: wrk, ``-t2``, keep-alive unless ``--no-keepalive`` (which sends
+  ``100k``, ``post1m`` and ``sync-noka`` are big, echo and hello (the last always with
+  ``Connection: close``) under the names of issue 10's targets.
+- Client: wrk, ``-t2`` (``--wrk-threads``), keep-alive unless ``--no-keepalive`` (which sends
   ``Connection: close``), ``--duration`` seconds per run at each of ``--connections``
   (default 50 and 256).
 - Rounds (``--rounds``, default 3): every round runs every server on every scenario, and the
@@ -25,7 +31,9 @@ What it does:
   over all of them. A server is started afresh for each scenario in each round. The table
   shows the median of the rounds; errors (non-2xx responses plus wrk's socket errors) are
   summed over them; RSS is the mean over the server's worker processes, read from /proc
-  near the end of each run.
+  near the end of each run; CPU us/req is the user + system time of all the server's
+  processes during the run over the responses it sent (the machine's other jobs take
+  cores, and so req/s, from any server; they move its CPU time per response much less).
 - The last column is each server's req/s over Granian's (over the first server's when
   Granian is not in the run). ``--markdown`` prints the table for docs/benchmarks.md.
 
@@ -33,6 +41,14 @@ Servers that are not installed, fail to start or answer the scenario wrongly are
 and skipped; gunicorn and granian are pip-installed from ``requirements-bench.txt`` into the
 running interpreter's environment when missing. wrk comes from Debian: ``apt-get install -y
 wrk``. ``BENCH_VERBOSE=1`` shows the servers' own output.
+
+``--targets`` runs issue 10's table in one go (about 7 minutes): hello (ferricorn async
+against nginx and Granian), 100k and post1m (against Granian) and sync-noka (ferricorn sync
+against gunicorn sync), each with only the servers it compares, wrk -t1 -c50, 5 rounds of
+5 s unless ``--rounds``, ``--duration``, ``--connections`` or ``--wrk-threads`` say
+otherwise. After the usual table it prints each target's ratio: the median over the rounds
+of that round's subject req/s over its peer's, the range of those, the same for CPU time
+per response (the peer's over the subject's), and whether the goal is met.
 
 The non-keep-alive sync comparison of docs/benchmarks.md is
 ``benches/load.py --workers 4 --connections 50 --scenarios hello
@@ -46,6 +62,7 @@ import http.client
 import json
 import os
 import platform
+import pwd
 import re
 import shutil
 import signal
@@ -57,6 +74,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import apps as bench_apps
 from serving import BENCHES, BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
 
 REQUIREMENTS = ROOT / "requirements-bench.txt"
@@ -82,6 +100,8 @@ class Scenario:
     lua: str | None = None
     #: Whether servers that have a thread-count setting get ``--threads`` for it.
     threaded: bool = False
+    #: False: wrk sends ``Connection: close`` whatever ``--no-keepalive`` says.
+    keepalive: bool = True
 
 
 SCENARIOS = {
@@ -89,6 +109,10 @@ SCENARIOS = {
     "big": Scenario("big", answer_bytes=100 * 1024),
     "echo": Scenario("echo", answer_bytes=ECHO_BYTES, lua="post_1mb.lua"),
     "sleep": Scenario("sleep", answer_bytes=14, threaded=True),
+    # The targets' own names (`--targets`): the same apps, and hello without keep-alive.
+    "100k": Scenario("big", answer_bytes=100 * 1024),
+    "post1m": Scenario("echo", answer_bytes=ECHO_BYTES, lua="post_1mb.lua"),
+    "sync-noka": Scenario("hello", answer_bytes=14, keepalive=False),
 }
 
 
@@ -102,6 +126,21 @@ class Server:
     executable: str
     #: Command-line flags after the executable, from (workers, port, threads or None).
     flags: Callable[[int, int, int | None], list[str]]
+    #: Apps (``Scenario.app``) it can serve; None: any WSGI app of benches/apps.py.
+    apps: frozenset[str] | None = None
+
+    def path(self) -> Path:
+        """The WSGI servers are .venv's console scripts; nginx is the system's."""
+        if self.apps is None:
+            return BIN / self.executable
+        found = shutil.which(self.executable) or shutil.which(f"/usr/sbin/{self.executable}")
+        return Path(found or f"/usr/sbin/{self.executable}")
+
+    def command(self, scenario: Scenario, workers: int, port: int, threads: int | None):
+        argv = [str(self.path()), *self.flags(workers, port, threads)]
+        if self.apps is None:
+            return [*argv, f"benches.apps:{scenario.app}"]
+        return [*argv, *nginx_flags(scenario, workers, port)]
 
 
 def _ferricorn(worker_class: str, *extra: str):
@@ -154,6 +193,59 @@ def _granian(workers: int, port: int, threads: int | None) -> list[str]:
     return out + (["--blocking-threads", str(threads)] if threads else [])
 
 
+# nginx is the reference for what serving a fixed body costs: `return 200` from memory
+# for hello, one static file (page cache, sendfile) for big. It runs in the foreground
+# (`daemon off`, so it is stopped like the others) with a prefix and config of its own
+# here, as the current user, access log off, keep-alive on with no per-connection
+# request limit (the WSGI servers have none).
+NGINX_DIR = Path(tempfile.gettempdir()) / "ferricorn-bench-nginx"
+NGINX_BODIES = {"hello": bench_apps.HELLO, "big": bench_apps.BIG}
+
+
+def nginx_config(scenario: Scenario, workers: int, port: int) -> str:
+    if scenario.app == "hello":
+        body = bench_apps.HELLO.decode().replace("\n", "\\n")
+        location = f'return 200 "{body}";'
+    else:
+        location = f"root {NGINX_DIR / 'www'}; try_files /{scenario.app} =404;"
+    # Only a root master switches users; say the current one so that nothing runs as nobody.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+    temps = " ".join(
+        f"{kind}_temp_path {NGINX_DIR / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+worker_processes {workers};
+daemon off;
+pid {NGINX_DIR / "nginx.pid"};
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    open_file_cache max=16;
+    {temps}
+    server {{
+        listen {HOST}:{port};
+        location / {{ {location} }}
+    }}
+}}
+"""
+
+
+def nginx_flags(scenario: Scenario, workers: int, port: int) -> list[str]:
+    """Writes the config (and big's file) under NGINX_DIR; the flags that point nginx there."""
+    (NGINX_DIR / "www").mkdir(parents=True, exist_ok=True)
+    (NGINX_DIR / "www" / "big").write_bytes(bench_apps.BIG)
+    conf = NGINX_DIR / "nginx.conf"
+    conf.write_text(nginx_config(scenario, workers, port))
+    return ["-p", str(NGINX_DIR), "-c", str(conf), "-e", "stderr"]
+
+
 SERVERS = {
     "ferricorn-async": Server("ferricorn async", "ferricorn", _ferricorn("async")),
     "ferricorn-async-log": Server(
@@ -168,6 +260,7 @@ SERVERS = {
     "gunicorn-sync": Server("gunicorn sync", "gunicorn", _gunicorn("sync")),
     "gunicorn-gthread": Server("gunicorn gthread", "gunicorn", _gunicorn("gthread")),
     "granian": Server("granian", "granian", _granian),
+    "nginx": Server("nginx", "nginx", lambda *_: [], apps=frozenset(NGINX_BODIES)),
 }
 # Servers whose thread setting applies to the `threaded` scenarios (granian's only when
 # the installed version has --blocking-threads: see `main`).
@@ -183,6 +276,34 @@ class Result:
     p99: float
     errors: int
     rss_mib: float
+    #: Server CPU time (every process, user + system) per response, microseconds: less
+    #: moved by other jobs on the machine than req/s, which they take cores from.
+    cpu_us: float = float("nan")
+    #: Which round it was measured in (0-based), to pair it with its peers of that round.
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 10's speed goals: subject's req/s over peer's on one scenario."""
+
+    scenario: str
+    subject: str
+    peer: str
+    #: The ratio the subject must reach.
+    goal: float
+
+
+# `--targets`: the table of issue 10, wrk -t1 -c50, 2 workers. hello against granian is a
+# no-regression check (2.0x when the table was set).
+TARGETS = [
+    Target("hello", "ferricorn-async", "nginx", 0.9),
+    Target("hello", "ferricorn-async", "granian", 2.0),
+    Target("100k", "ferricorn-async", "granian", 1.5),
+    Target("post1m", "ferricorn-async", "granian", 1.5),
+    Target("sync-noka", "ferricorn-sync", "gunicorn-sync", 3.0),
+]
+TARGET_SCENARIOS = list(dict.fromkeys(t.scenario for t in TARGETS))
 
 
 # --- one server, one scenario --------------------------------------------------------------
@@ -214,11 +335,12 @@ def check_answer(port: int, scenario: Scenario) -> None:
 
 def wrk_command(port: int, scenario: Scenario, connections: int, seconds: int, args):
     """wrk takes whole seconds only."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"--timeout={args.timeout}s"]
+    cmd = ["wrk", f"-t{min(args.wrk_threads, connections)}", f"-c{connections}"]
+    cmd += [f"-d{seconds}s", f"--timeout={args.timeout}s"]
     cmd.append("--latency")
     if scenario.lua:
         cmd += ["-s", str(BENCHES / scenario.lua)]
-    if not args.keepalive:
+    if not (args.keepalive and scenario.keepalive):
         cmd += ["-H", "Connection: close"]
     return [*cmd, f"http://{HOST}:{port}/"]
 
@@ -226,6 +348,7 @@ def wrk_command(port: int, scenario: Scenario, connections: int, seconds: int, a
 def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, args) -> Result:
     """One wrk run; the workers' RSS is read at ``RSS_AT`` of the duration, while under load."""
     cmd = wrk_command(port, scenario, connections, args.duration, args)
+    cpu_before = server.cpu_seconds()
     wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         try:
@@ -234,6 +357,7 @@ def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, ar
             pass
         rss = server.worker_rss_mib()
         out, _ = wrk.communicate(timeout=args.duration + WRK_GRACE)
+        cpu = server.cpu_seconds() - cpu_before
     finally:
         if wrk.poll() is None:
             wrk.kill()
@@ -242,7 +366,8 @@ def run_wrk(server: Running, port: int, scenario: Scenario, connections: int, ar
         raise ServerFailed(f"wrk exited with {wrk.returncode}: {out.strip()[-200:]!r}")
     server.check_alive()
     parsed = parse_wrk(out)
-    return Result(parsed["rps"], parsed["p50"], parsed["p99"], int(parsed["errors"]), rss)
+    cpu_us = cpu * 1e6 / parsed["requests"] if parsed["requests"] else float("nan")
+    return Result(parsed["rps"], parsed["p50"], parsed["p99"], int(parsed["errors"]), rss, cpu_us)
 
 
 def warm_up(port: int, scenario: Scenario, args) -> None:
@@ -257,8 +382,9 @@ def measure(key: str, scenario_key: str, args) -> dict[int, Result]:
     server = SERVERS[key]
     port = free_port()
     threads = args.threads if scenario.threaded and key in args.threaded else None
-    argv = [str(BIN / server.executable), *server.flags(args.workers, port, threads)]
-    argv.append(f"benches.apps:{scenario.app}")
+    if server.apps is not None and scenario.app not in server.apps:
+        raise ServerFailed(f"serves only {', '.join(sorted(server.apps))}")
+    argv = server.command(scenario, args.workers, port, threads)
     ACCESS_LOG.unlink(missing_ok=True)
     PYLOG_CONFIG.write_text(json.dumps(pylog_config()))
     with Running(argv) as running:
@@ -281,7 +407,8 @@ def requirement_for(executable: str) -> str | None:
 
 def ensure_installed(keys: list[str]) -> dict[str, str]:
     """pip-installs the missing peers; returns the servers that still cannot run, and why."""
-    missing = sorted({SERVERS[k].executable for k in keys} - {"ferricorn"})
+    wsgi = [SERVERS[k] for k in keys if SERVERS[k].apps is None]
+    missing = sorted({s.executable for s in wsgi} - {"ferricorn"})
     missing = [exe for exe in missing if not (BIN / exe).exists()]
     wanted = [req for req in map(requirement_for, missing) if req]
     if wanted:
@@ -291,23 +418,28 @@ def ensure_installed(keys: list[str]) -> dict[str, str]:
             print("pip failed: those servers are skipped", file=sys.stderr)
     unusable = {}
     for key in keys:
-        exe = SERVERS[key].executable
-        if not (BIN / exe).exists():
-            hint = "make build" if exe == "ferricorn" else f"pip install -r {REQUIREMENTS.name}"
-            unusable[key] = f"not installed ({BIN / exe} missing; {hint})"
+        server = SERVERS[key]
+        if not server.path().exists():
+            hint = {"ferricorn": "make build", "nginx": "apt-get install -y nginx"}.get(
+                server.executable, f"pip install -r {REQUIREMENTS.name}"
+            )
+            unusable[key] = f"not installed ({server.path()} missing; {hint})"
     return unusable
 
 
 def versions(keys: list[str]) -> str:
     """One line naming what ran, for the table's header."""
     parts = []
-    for exe in dict.fromkeys(SERVERS[k].executable for k in keys):
+    for server in {SERVERS[k].executable: SERVERS[k] for k in keys}.values():
+        exe = server.executable
+        flag = "-v" if exe == "nginx" else "--version"  # nginx prints it on stderr
         try:
-            out = subprocess.run(
-                [str(BIN / exe), "--version"], capture_output=True, text=True, timeout=30
-            ).stdout
+            done = subprocess.run(
+                [str(server.path()), flag], capture_output=True, text=True, timeout=30
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
+        out = done.stdout + done.stderr
         found = re.search(r"(\d+\.\d+[\w.]*)", out)
         parts.append(f"{exe} {found.group(1) if found else '?'}")
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
@@ -359,6 +491,7 @@ def table_rows(results: dict, keys: list[str], args) -> list[list[str]]:
                         f"{median([r.p99 for r in runs[key]]) * 1e3:.2f}",
                         str(sum(r.errors for r in runs[key])),
                         f"{median([r.rss_mib for r in runs[key]]):.1f}",
+                        f"{median([r.cpu_us for r in runs[key]]):.1f}",
                         f"{rps / base_rps:.2f}" if base_rps else "-",
                     ]
                 )
@@ -369,7 +502,8 @@ def conditions(keys: list[str], args, about: str) -> list[str]:
     """The lines above the table: what a reader needs to compare the rows fairly."""
     keepalive = "keep-alive" if args.keepalive else "Connection: close (no keep-alive)"
     lines = [
-        f"{args.workers} workers per server; wrk -t2 --timeout {args.timeout:g}s, {keepalive}; "
+        f"{args.workers} workers per server; wrk -t{args.wrk_threads} "
+        f"--timeout {args.timeout:g}s, {keepalive}; "
         f"median of {args.rounds} x {args.duration:g}s runs per row; errors = non-2xx + "
         f"socket errors, summed over the runs; RSS = mean over the workers near the end of a "
         f"run; {os.cpu_count()} cores shared by wrk and the servers."
@@ -389,16 +523,15 @@ def conditions(keys: list[str], args, about: str) -> list[str]:
 TEXT_COLUMNS = (0, 2)
 
 
-def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+def render(header: list[str], rows: list[list[str]], markdown: bool, text=TEXT_COLUMNS):
     """The table, as Markdown or as aligned text; numbers aligned right."""
     if markdown:
-        align = ["---" if i in TEXT_COLUMNS else "---:" for i in range(len(header))]
+        align = ["---" if i in text else "---:" for i in range(len(header))]
         return ["| " + " | ".join(row) + " |" for row in [header, align, *rows]]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return [
         "  ".join(
-            c.ljust(w) if i in TEXT_COLUMNS else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
+            c.ljust(w) if i in text else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
         )
         for row in [header, *rows]
     ]
@@ -406,7 +539,7 @@ def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str
 
 def print_report(results: dict, keys: list[str], failures: dict, args, about: str) -> None:
     header = ["scenario", "conns", "server", "req/s", "p50 ms", "p99 ms", "errors"]
-    header += ["RSS/worker MiB", f"x {SERVERS[baseline_of(keys)].name}"]
+    header += ["RSS/worker MiB", "CPU us/req", f"x {SERVERS[baseline_of(keys)].name}"]
     print()
     print("\n".join(conditions(keys, args, about)) + "\n")
     print("\n".join(render(header, table_rows(results, keys, args), args.markdown)))
@@ -414,6 +547,47 @@ def print_report(results: dict, keys: list[str], failures: dict, args, about: st
         print()
     for what, why in failures.items():
         print(f"- skipped {what}: {why}" if args.markdown else f"skipped {what}: {why}")
+
+
+def target_row(target: Target, results: dict, conns: int) -> list[str] | None:
+    """The ratio of the rounds' ratios (each round's pair ran minutes apart at most), its
+    range, and the same for CPU time per response (peer's over subject's: higher is better
+    for the subject, as for req/s), which other jobs on the machine move less."""
+    mine = results.get((target.scenario, conns, target.subject))
+    theirs = results.get((target.scenario, conns, target.peer))
+    if not mine or not theirs:
+        return None
+    peer = {r.round: r for r in theirs}
+    pairs = [(r, peer[r.round]) for r in mine if r.round in peer]
+    if not pairs:
+        return None
+    rps = [a.rps / b.rps for a, b in pairs]
+    cpu = [b.cpu_us / a.cpu_us for a, b in pairs if a.cpu_us > 0]
+    ratio = median(rps)
+    return [
+        target.scenario,
+        f"{SERVERS[target.subject].name} / {SERVERS[target.peer].name}",
+        f"{median([a.rps for a, _ in pairs]):.0f}",
+        f"{median([b.rps for _, b in pairs]):.0f}",
+        f"{ratio:.2f}",
+        f"{min(rps):.2f}-{max(rps):.2f}",
+        f"{median(cpu):.2f}" if cpu else "-",
+        f"{min(cpu):.2f}-{max(cpu):.2f}" if cpu else "-",
+        f">= {target.goal:g}",
+        "yes" if ratio >= target.goal else "NO",
+    ]
+
+
+def print_targets(results: dict, args) -> None:
+    header = ["target", "ratio of", "req/s", "peer req/s", "ratio", "rounds"]
+    header += ["CPU ratio", "rounds", "goal", "met"]
+    rows = []
+    for target in (t for t in TARGETS if t.scenario in args.targets):
+        for conns in args.connections:
+            row = target_row(target, results, conns)
+            rows.append(row or [target.scenario, f"{target.subject} / {target.peer}", *"-" * 8])
+    print()
+    print("\n".join(render(header, rows, args.markdown, text=(0, 1))))
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -436,7 +610,7 @@ def positive_ints(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError("comma-separated integers, e.g. 50,256") from None
     if not values or min(values) < 2:
-        raise argparse.ArgumentTypeError("wrk -t2 needs at least 2 connections")
+        raise argparse.ArgumentTypeError("at least 2 connections")
     return values
 
 
@@ -454,13 +628,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--rounds", type=int, default=3, help="rounds; the table shows the median [3]")
     add("--warmup", type=int, default=1, help="seconds of wrk after each start, 0: none [1]")
     add("--timeout", type=int, default=10, help="wrk --timeout in seconds [10]")
+    add("--wrk-threads", type=int, default=2, help="wrk -t [2; 1 with --targets]")
     add("--no-keepalive", dest="keepalive", action="store_false", help="Connection: close")
     add("--markdown", action="store_true", help="print the table as Markdown")
+    add(
+        "--targets",
+        type=comma_list(TARGET_SCENARIOS),
+        nargs="?",
+        const=TARGET_SCENARIOS,
+        help=f"issue 10's ratios ({','.join(TARGET_SCENARIOS)}; all when bare): their servers"
+        " only, -c50, wrk -t1, rounds of 5 s unless given",
+    )
     args = parser.parse_args(argv)
+    if args.targets:
+        explicit = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
+        args.scenarios = args.targets
+        args.servers = list(
+            dict.fromkeys(
+                k for t in TARGETS if t.scenario in args.targets for k in (t.subject, t.peer)
+            )
+        )
+        if "--connections" not in explicit:
+            args.connections = [50]
+        if "--wrk-threads" not in explicit:
+            args.wrk_threads = 1
+        if "--duration" not in explicit:
+            args.duration = 5
+        if "--rounds" not in explicit:
+            args.rounds = 5
     if min(args.workers, args.threads, args.rounds, args.duration, args.timeout) < 1:
         parser.error("--workers, --threads, --rounds, --duration and --timeout must be positive")
     args.connections = list(dict.fromkeys(args.connections))
     return args
+
+
+def servers_for(scenario: str, keys: list[str], args) -> list[str]:
+    """Every server, or with --targets the ones its targets compare."""
+    if not args.targets:
+        return keys
+    wanted = {k for t in TARGETS if t.scenario == scenario for k in (t.subject, t.peer)}
+    return [k for k in keys if k in wanted]
 
 
 def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
@@ -470,8 +677,9 @@ def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
     """
     results: dict[tuple[str, int, str], list[Result]] = {}
     for rnd in range(args.rounds):
-        order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
         for scenario in args.scenarios:
+            these = servers_for(scenario, keys, args)
+            order = these[rnd % len(these) :] + these[: rnd % len(these)]
             for key in order:
                 what = f"{SERVERS[key].name} on {scenario}"
                 if what in failures:
@@ -483,6 +691,7 @@ def run_rounds(keys: list[str], failures: dict[str, str], args) -> dict:
                     print(f"round {rnd + 1}: {what}: FAILED: {e}", file=sys.stderr)
                     continue
                 for conns, r in measured.items():
+                    r.round = rnd
                     results.setdefault((scenario, conns, key), []).append(r)
                     print(
                         f"round {rnd + 1}/{args.rounds}: {scenario:<5} -c{conns:<4} "
@@ -509,6 +718,8 @@ def main() -> None:
     about = versions(keys)
     results = run_rounds(keys, failures, args)
     print_report(results, keys, failures, args, about)
+    if args.targets:
+        print_targets(results, args)
 
 
 if __name__ == "__main__":

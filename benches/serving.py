@@ -5,6 +5,7 @@
   a benchmark, and nothing is ever killed by name.
 - ``children`` and ``rss_mib`` read /proc: a preforking master's direct children are its
   workers.
+- ``Running.cpu_seconds`` sums the CPU time of the server's processes, also from /proc.
 - ``parse_wrk`` turns wrk's report into numbers.
 
 Everything binds and connects to 127.0.0.1 only.
@@ -31,6 +32,7 @@ BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class ServerFailed(Exception):
@@ -139,6 +141,20 @@ class Running:
         pids = self.workers() or [self.proc.pid]
         values = [v for v in map(rss_mib, pids) if v is not None]
         return statistics.mean(values) if values else float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User and system time used so far by every live process of the server's group."""
+        total = 0
+        for pid, state, _, pgrp in processes():
+            if pgrp != self.proc.pid or state == "Z":
+                continue
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            utime, stime = stat[stat.rindex(")") + 2 :].split()[11:13]
+            total += int(utime) + int(stime)
+        return total / CLOCK_TICKS
 
     def stop(self) -> None:
         """TERM to the group, KILL to what is left after ``STOP_TIMEOUT``, then reap."""

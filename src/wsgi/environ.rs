@@ -1,8 +1,10 @@
 //! The WSGI `environ` dict (PEP 3333 "environ Variables"), built the way gunicorn builds it.
 
+use std::sync::{Mutex, OnceLock};
+
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use pyo3::{intern, Py};
+use pyo3::{ffi, intern, Py};
 
 use crate::forwarded::{Policy, Verdict};
 use crate::http::Head;
@@ -11,14 +13,19 @@ use crate::wsgi::{Errors, FileWrapper, Input};
 
 /// What stays the same for every request a worker serves.
 pub struct Globals {
-    errors: Py<Errors>,
-    file_wrapper: Py<PyAny>,
-    version: Py<PyTuple>,
-    software: Py<PyString>,
+    /// Every key an environ always has, in gunicorn's order, the values that never change
+    /// filled in and the others `None`: each environ starts as a copy of it (CPython copies
+    /// a dict's table in one go, keys already hashed), then the request's values replace
+    /// the placeholders, so no key is hashed or inserted and the table never grows for them.
+    template: Py<PyDict>,
+    /// The template with SERVER_NAME and SERVER_PORT of the first listener a request came
+    /// on: nearly every worker has one, so its requests copy these in with the table.
+    listener: OnceLock<Listener>,
+    /// The last REMOTE_ADDR made: behind a proxy (or from one client) every request has
+    /// the same, so its string is shared rather than made and freed per request.
+    last_addr: Mutex<Option<(String, Py<PyString>)>>,
     /// `SCRIPT_NAME` from the server's environment: where the app is mounted.
     script_name: String,
-    multiprocess: bool,
-    multithread: bool,
     /// Which proxy headers are believed; the worker judged each request with it.
     pub forwarded: Policy,
 }
@@ -30,18 +37,91 @@ impl Globals {
         multithread: bool,
         forwarded: Policy,
     ) -> PyResult<Globals> {
+        let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
+        let template = PyDict::new(py);
+        let none = py.None();
+        for key in PER_REQUEST {
+            template.set_item(PyString::intern(py, key), &none)?;
+        }
+        let software = concat!("ferricorn/", env!("CARGO_PKG_VERSION"));
+        template.set_item(intern!(py, "SCRIPT_NAME"), script_name.trim_end_matches('/'))?;
+        template.set_item(intern!(py, "SERVER_SOFTWARE"), software)?;
+        template.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        template.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+        template.set_item(intern!(py, "wsgi.input"), &none)?;
+        template.set_item(intern!(py, "wsgi.errors"), Py::new(py, Errors)?)?;
+        template.set_item(intern!(py, "wsgi.multithread"), multithread)?;
+        template.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+        template.set_item(intern!(py, "wsgi.run_once"), false)?;
+        template.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        template.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
         Ok(Globals {
-            errors: Py::new(py, Errors)?,
-            file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
-            version: PyTuple::new(py, [1, 0])?.unbind(),
-            software: PyString::new(py, concat!("ferricorn/", env!("CARGO_PKG_VERSION"))).unbind(),
-            script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-            multiprocess,
-            multithread,
+            template: template.unbind(),
+            listener: OnceLock::new(),
+            last_addr: Mutex::new(None),
+            script_name,
             forwarded,
         })
     }
+
+    /// A copy of the template, with the listener's address when it is the usual one.
+    fn environ<'py>(&self, py: Python<'py>, server: &(String, String)) -> PyResult<Env<'py>> {
+        if let Some(listener) = self.listener.get().filter(|l| l.server == *server) {
+            return Ok(Env { dict: listener.template.bind(py).copy()?, has_server: true });
+        }
+        let template = self.template.bind(py).copy()?;
+        if self.listener.get().is_none() {
+            let mine = template.copy()?;
+            mine.set_item(intern!(py, "SERVER_NAME"), &server.0)?;
+            mine.set_item(intern!(py, "SERVER_PORT"), &server.1)?;
+            let _ = self.listener.set(Listener { server: server.clone(), template: mine.unbind() });
+        }
+        Ok(Env { dict: template, has_server: false })
+    }
+
+    /// REMOTE_ADDR as a Python string, the last one's again when it is the same.
+    fn remote_addr<'py>(&self, py: Python<'py>, addr: &str) -> Bound<'py, PyString> {
+        let mut last = self.last_addr.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((text, string)) if text == addr => string.bind(py).clone(),
+            _ => {
+                let string = PyString::new(py, addr);
+                *last = Some((addr.to_owned(), string.clone().unbind()));
+                string
+            }
+        }
+    }
 }
+
+/// [`Globals::listener`]: one listener's address and its template.
+struct Listener {
+    /// SERVER_NAME and SERVER_PORT, as [`Connection::server`] gives them.
+    server: (String, String),
+    /// The worker's template with those two filled in.
+    template: Py<PyDict>,
+}
+
+/// A request's environ as copied from a template.
+struct Env<'py> {
+    dict: Bound<'py, PyDict>,
+    /// SERVER_NAME and SERVER_PORT are in already.
+    has_server: bool,
+}
+
+/// The template's keys whose values every request sets, first in the dict as gunicorn
+/// puts them (its order is what an app that prints its environ sees).
+const PER_REQUEST: [&str; 10] = [
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+];
 
 /// The connection a request came on.
 pub struct Connection<'a> {
@@ -52,6 +132,9 @@ pub struct Connection<'a> {
     pub forwarded: &'a Verdict,
 }
 
+/// The environ of one request. A hot path: it runs once per request with the GIL held,
+/// so strings go from the head's bytes to Python once (no Rust `String` in between) and
+/// the common values and header keys are interned.
 pub fn build<'py>(
     py: Python<'py>,
     head: &Head,
@@ -59,36 +142,42 @@ pub fn build<'py>(
     globals: &Globals,
     input: Py<Input>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = PyDict::new(py);
-    let (path, query) = head.path_and_query();
-    let path_info = latin1(&percent_decode(path.as_bytes()));
-    let mounted = conn.forwarded.script_name.as_deref().unwrap_or(&globals.script_name);
-    let script_name = mounted.trim_end_matches('/');
-    let path_info = match path_info.strip_prefix(script_name) {
-        Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
-        _ => path_info.as_str(),
+    let Env { dict: env, has_server } = globals.environ(py, conn.server)?;
+    let target = head.target();
+    let (path, query) = crate::http::request::split_target(target);
+    let mounted = conn.forwarded.script_name.as_deref();
+    let script_name = mounted.unwrap_or(&globals.script_name).trim_end_matches('/');
+    let decoded = path.contains('%').then(|| percent_decode(path.as_bytes()));
+    let path_info = decoded.as_deref().unwrap_or(path.as_bytes());
+    let path_info = match path_info.strip_prefix(script_name.as_bytes()) {
+        Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest.starts_with(b"/")) => {
+            rest
+        }
+        _ => path_info,
     };
-    env.set_item(intern!(py, "REQUEST_METHOD"), head.method())?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+    // An origin-form target with no query and no escapes is PATH_INFO itself: one string.
+    let same = path_info == target.as_bytes();
+    let path_info = latin1(py, path_info)?;
+    let raw_uri = if same { path_info.clone() } else { PyString::new(py, target) };
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
+    if mounted.is_some() {
+        env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+    }
     env.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    let query = if query.is_empty() { intern!(py, "").clone() } else { PyString::new(py, query) };
     env.set_item(intern!(py, "QUERY_STRING"), query)?;
-    env.set_item(intern!(py, "RAW_URI"), head.target())?;
+    env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, head.minor))?;
-    env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
-    env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
-    env.set_item(intern!(py, "REMOTE_ADDR"), &conn.peer.addr)?;
+    if !has_server {
+        env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
+        env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
+    }
+    env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &conn.peer.addr))?;
     env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
-    env.set_item(intern!(py, "SERVER_SOFTWARE"), globals.software.bind(py))?;
-    env.set_item(intern!(py, "wsgi.version"), globals.version.bind(py))?;
-    let scheme = if conn.forwarded.https { intern!(py, "https") } else { intern!(py, "http") };
-    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    if conn.forwarded.https {
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    env.set_item(intern!(py, "wsgi.errors"), globals.errors.bind(py))?;
-    env.set_item(intern!(py, "wsgi.multithread"), globals.multithread)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), globals.multiprocess)?;
-    env.set_item(intern!(py, "wsgi.run_once"), false)?;
-    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(intern!(py, "wsgi.file_wrapper"), globals.file_wrapper.bind(py))?;
     add_headers(&env, head, &globals.forwarded, conn.forwarded.trusted)?;
     Ok(env)
 }
@@ -100,51 +189,121 @@ fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {
     }
 }
 
+/// The common methods as interned strings: no new object per request.
+fn method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
+    match method {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        "PUT" => intern!(py, "PUT").clone(),
+        "DELETE" => intern!(py, "DELETE").clone(),
+        "PATCH" => intern!(py, "PATCH").clone(),
+        "OPTIONS" => intern!(py, "OPTIONS").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
 /// `HTTP_*` keys; repeated fields joined with ","; names with `_` only when `policy`
-/// allows them (they could pose as a dash-named header once mapped).
+/// allows them (they could pose as a dash-named header once mapped). A repeat is found by
+/// the dict itself (no environ key outside the headers' is `HTTP_*` or `CONTENT_*`), so
+/// the usual head costs one dict insert per field and no allocation in Rust.
 fn add_headers(
     env: &Bound<'_, PyDict>,
     head: &Head,
     policy: &Policy,
     trusted: bool,
 ) -> PyResult<()> {
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let py = env.py();
     for (name, value) in head.fields() {
         if name.contains(&b'_')
             && !policy.keeps(&String::from_utf8_lossy(name).to_ascii_uppercase(), trusted)
         {
             continue;
         }
-        let mut key = String::with_capacity(name.len() + 5);
-        key.push_str("HTTP_");
-        key.extend(
-            name.iter().map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char }),
-        );
-        // By the mapped name, so `--header-map dangerous` lets `Content_Length` join
-        // CONTENT_LENGTH, as it does in gunicorn.
-        if matches!(&key[5..], "CONTENT_TYPE" | "CONTENT_LENGTH") {
-            key.drain(..5);
+        let value = latin1(py, value)?;
+        let key = match known_key(py, name) {
+            Some(key) => key.clone(),
+            None => PyString::new(py, &header_key(name)),
+        };
+        let first = set_default(env, &key, &value)?;
+        if !first.is(&value) {
+            env.set_item(&key, first.add(",")?.add(value)?)?;
         }
-        let value = latin1(value);
-        match keys.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, joined)) => {
-                joined.push(',');
-                joined.push_str(&value);
-            }
-            None => keys.push((key, value)),
-        }
-    }
-    for (key, value) in keys {
-        env.set_item(key, value)?;
     }
     Ok(())
 }
 
-/// Bytes as WSGI "bytes-as-str": each byte one code point (PEP 3333 "Unicode Issues").
-fn latin1(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => s.to_owned(),
-        _ => bytes.iter().map(|&b| b as char).collect(),
+/// `dict.setdefault`: the value now under `key`, `value` unless the key was there.
+fn set_default<'py>(
+    env: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+    value: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: three live objects; PyDict_SetDefault returns a borrowed reference (or NULL
+    // with an exception set), which `from_borrowed_ptr_or_err` turns into an owned one.
+    unsafe {
+        let found = ffi::PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr());
+        Bound::from_borrowed_ptr_or_err(env.py(), found)
+    }
+}
+
+/// `HTTP_` and the name upper-cased, `-` as `_`; Content-Type and Content-Length without
+/// the prefix. By the mapped name, so `--header-map dangerous` lets `Content_Length` join
+/// CONTENT_LENGTH, as it does in gunicorn.
+fn header_key(name: &[u8]) -> String {
+    let mut key = String::with_capacity(name.len() + 5);
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char }));
+    if matches!(&key[5..], "CONTENT_TYPE" | "CONTENT_LENGTH") {
+        key.drain(..5);
+    }
+    key
+}
+
+/// The environ keys of the fields most requests carry, interned (hashed once per worker).
+/// Only dash-named fields: a name with `_` takes [`header_key`], like any other.
+fn known_key<'py>(py: Python<'py>, name: &[u8]) -> Option<&'py Bound<'py, PyString>> {
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, &c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+    }
+    Some(match &*lower {
+        b"host" => intern!(py, "HTTP_HOST"),
+        b"user-agent" => intern!(py, "HTTP_USER_AGENT"),
+        b"accept" => intern!(py, "HTTP_ACCEPT"),
+        b"accept-encoding" => intern!(py, "HTTP_ACCEPT_ENCODING"),
+        b"accept-language" => intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+        b"connection" => intern!(py, "HTTP_CONNECTION"),
+        b"cookie" => intern!(py, "HTTP_COOKIE"),
+        b"content-type" => intern!(py, "CONTENT_TYPE"),
+        b"content-length" => intern!(py, "CONTENT_LENGTH"),
+        b"referer" => intern!(py, "HTTP_REFERER"),
+        b"origin" => intern!(py, "HTTP_ORIGIN"),
+        b"authorization" => intern!(py, "HTTP_AUTHORIZATION"),
+        b"cache-control" => intern!(py, "HTTP_CACHE_CONTROL"),
+        b"if-none-match" => intern!(py, "HTTP_IF_NONE_MATCH"),
+        b"if-modified-since" => intern!(py, "HTTP_IF_MODIFIED_SINCE"),
+        b"x-forwarded-for" => intern!(py, "HTTP_X_FORWARDED_FOR"),
+        b"x-forwarded-proto" => intern!(py, "HTTP_X_FORWARDED_PROTO"),
+        b"x-real-ip" => intern!(py, "HTTP_X_REAL_IP"),
+        b"x-request-id" => intern!(py, "HTTP_X_REQUEST_ID"),
+        _ => return None,
+    })
+}
+
+/// Bytes as WSGI "bytes-as-str": each byte one code point (PEP 3333 "Unicode Issues"),
+/// decoded by CPython straight from the head's bytes.
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call; CPython
+    // copies them into a new str (a new reference, or NULL with an exception set).
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast(),
+            bytes.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
     }
 }
 
@@ -174,6 +333,101 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::http::{parse_head, Limits};
+    use bytes::BytesMut;
+
+    /// The environ of `raw` from 10.0.0.1, as (key, value) strings for the keys asked.
+    fn environ_of(raw: &str, header_map: &str, keys: &[&str]) -> Vec<Option<String>> {
+        Python::initialize();
+        let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
+        let policy = Policy::parse("127.0.0.1", &[], "", header_map).unwrap();
+        let peer = Peer { addr: "10.0.0.1".into(), port: "5000".into() };
+        let server = ("localhost".to_owned(), "8000".to_owned());
+        Python::attach(|py| {
+            let globals = Globals::new(py, true, false, policy).unwrap();
+            let verdict = Verdict::default();
+            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+            let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+            let env = build(py, &head, &conn, &globals, input).unwrap();
+            let get = |k: &&str| env.get_item(k).unwrap().map(|v| v.extract::<String>().unwrap());
+            keys.iter().map(get).collect()
+        })
+    }
+
+    /// The request, `--header-map`, the keys looked at and their expected values.
+    type Row<'a> = (&'a str, &'a str, &'a [&'a str], Vec<Option<String>>);
+
+    #[test]
+    fn request_keys_and_headers() {
+        let some = |s: &str| Some(s.to_owned());
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            ("GET /a%20b?x=1 HTTP/1.0\r\nHost: h\r\n\r\n", "drop",
+             &["REQUEST_METHOD", "PATH_INFO", "RAW_URI", "QUERY_STRING", "SERVER_PROTOCOL"],
+             vec![some("GET"), some("/a b"), some("/a%20b?x=1"), some("x=1"), some("HTTP/1.0")]),
+            ("BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n", "drop",
+             &["REQUEST_METHOD", "PATH_INFO", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR"],
+             vec![some("BREW"), some("/pot"), some("/pot"), some(""), some("10.0.0.1")]),
+            // Repeats join in wire order whatever their case; a known and an unknown name.
+            ("GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\nX-Dup: 1\r\naccept: b\r\nx-dup: 2\r\nX-DUP: 3\r\n\r\n",
+             "drop", &["HTTP_ACCEPT", "HTTP_X_DUP"], vec![some("a,b"), some("1,2,3")]),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Type: t\r\nContent-Length: 0\r\n\r\n", "drop",
+             &["CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_CONTENT_TYPE"],
+             vec![some("t"), some("0"), None]),
+            // A name with `_` is dropped, or with `dangerous` joins the dash-named field.
+            ("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX_A: 2\r\n\r\n", "drop", &["HTTP_X_A"], vec![some("1")]),
+            ("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX_A: 2\r\n\r\n", "dangerous", &["HTTP_X_A"],
+             vec![some("1,2")]),
+            ("GET / HTTP/1.1\r\nHost: h\r\nVery-Long-Unusual-Header-Name-Here: v\r\n\r\n", "drop",
+             &["HTTP_VERY_LONG_UNUSUAL_HEADER_NAME_HERE"], vec![some("v")]),
+        ];
+        for (raw, map, keys, want) in rows {
+            assert_eq!(&environ_of(raw, map, keys), want, "{raw:?}");
+        }
+    }
+
+    /// The cached listener template and REMOTE_ADDR serve only the connection they match.
+    #[test]
+    fn cached_addresses_follow_the_connection() {
+        Python::initialize();
+        let raw: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
+        Python::attach(|py| {
+            let globals = Globals::new(py, true, false, Policy::default()).unwrap();
+            let verdict = Verdict::default();
+            let rows = [("a", "1", "10.0.0.1"), ("a", "1", "10.0.0.2"), ("b", "2", "10.0.0.2")];
+            for (name, port, addr) in rows.iter().chain(rows.iter().rev()) {
+                let peer = Peer { addr: (*addr).into(), port: "5000".into() };
+                let server = ((*name).to_owned(), (*port).to_owned());
+                let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+                let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+                let env = build(py, &head, &conn, &globals, input).unwrap();
+                let get = |k: &str| env.get_item(k).unwrap().unwrap().extract::<String>().unwrap();
+                assert_eq!((get("SERVER_NAME"), get("SERVER_PORT")), (server.0, server.1));
+                assert_eq!(get("REMOTE_ADDR"), *addr);
+            }
+        });
+    }
+
+    #[test]
+    fn header_values_are_latin1() {
+        Python::initialize();
+        let raw: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nX-V: caf\xc3\xa9\r\n\r\n";
+        let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
+        let peer = Peer { addr: "10.0.0.1".into(), port: "5000".into() };
+        let server = ("localhost".to_owned(), "8000".to_owned());
+        Python::attach(|py| {
+            let globals = Globals::new(py, true, false, Policy::default()).unwrap();
+            let verdict = Verdict::default();
+            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+            let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
+            let env = build(py, &head, &conn, &globals, input).unwrap();
+            let value: String = env.get_item("HTTP_X_V").unwrap().unwrap().extract().unwrap();
+            assert_eq!(value, "caf\u{c3}\u{a9}");
+        });
+    }
+
     #[test]
     fn percent_decoding() {
         let rows: &[(&str, &[u8])] = &[
