@@ -22,7 +22,7 @@ Connection: keep-alive\r\n\r\n";
 fn environ_building(c: &mut Criterion) {
     Python::initialize();
     let head = parse_head(&mut BytesMut::from(BROWSER_GET), &Limits::default()).unwrap().unwrap();
-    let peer = Peer { addr: "127.0.0.1".into(), port: "50000".into() };
+    let peer = Peer::new("127.0.0.1", "50000");
     let server = ("127.0.0.1".to_owned(), "8000".to_owned());
     Python::attach(|py| {
         let globals = Globals::new(py, true, false, Policy::default()).unwrap();

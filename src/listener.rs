@@ -248,20 +248,30 @@ pub struct Peer {
     pub addr: String,
     /// REMOTE_PORT; empty on a unix socket.
     pub port: String,
+    /// The address as a number, kept so that judging forwarded headers on each request of
+    /// a keep-alive connection does not parse `addr` again.
+    ip: Option<std::net::IpAddr>,
 }
 
 impl Peer {
+    /// A peer from REMOTE_ADDR and REMOTE_PORT as text (empty on a unix socket).
+    pub fn new(addr: &str, port: &str) -> Peer {
+        Peer { addr: addr.to_owned(), port: port.to_owned(), ip: addr.parse().ok() }
+    }
+
     /// The peer's IP address; `None` on a unix socket.
     pub fn ip(&self) -> Option<std::net::IpAddr> {
-        self.addr.parse().ok()
+        self.ip
     }
 }
 
 impl From<&SockAddr> for Peer {
     fn from(addr: &SockAddr) -> Peer {
         match addr.as_socket() {
-            Some(sa) => Peer { addr: sa.ip().to_string(), port: sa.port().to_string() },
-            None => Peer { addr: String::new(), port: String::new() },
+            Some(sa) => {
+                Peer { addr: sa.ip().to_string(), port: sa.port().to_string(), ip: Some(sa.ip()) }
+            }
+            None => Peer::new("", ""),
         }
     }
 }

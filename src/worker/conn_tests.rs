@@ -166,7 +166,7 @@ fn shared(py: Python<'_>, threaded: bool) -> Arc<Shared> {
 }
 
 fn new_conn(mock: &Mock) -> Conn<Mock> {
-    let peer = Peer { addr: "127.0.0.1".into(), port: "40000".into() };
+    let peer = Peer::new("127.0.0.1", "40000");
     Conn::new(mock.clone(), peer, 0, Instant::now(), Duration::from_secs(2))
 }
 

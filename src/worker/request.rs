@@ -59,7 +59,7 @@ pub fn start(
 
 /// The answer to a request that could not reach the app: gunicorn's log line and page.
 fn fail_to_start(py: Python<'_>, head: &Head, err: &PyErr, out: &mut impl Sink) {
-    let request = format!("{} {}", head.method(), head.target());
+    let request = [head.method(), " ", head.target()].concat();
     wsgi::exchange::log_app_error(py, &request, err);
     out.framing().extend_from_slice(&wsgi::exchange::error_page(500));
 }

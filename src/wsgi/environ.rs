@@ -342,7 +342,7 @@ mod tests {
         Python::initialize();
         let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
         let policy = Policy::parse("127.0.0.1", &[], "", header_map).unwrap();
-        let peer = Peer { addr: "10.0.0.1".into(), port: "5000".into() };
+        let peer = Peer::new("10.0.0.1", "5000");
         let server = ("localhost".to_owned(), "8000".to_owned());
         Python::attach(|py| {
             let globals = Globals::new(py, true, false, policy).unwrap();
@@ -398,7 +398,7 @@ mod tests {
             let verdict = Verdict::default();
             let rows = [("a", "1", "10.0.0.1"), ("a", "1", "10.0.0.2"), ("b", "2", "10.0.0.2")];
             for (name, port, addr) in rows.iter().chain(rows.iter().rev()) {
-                let peer = Peer { addr: (*addr).into(), port: "5000".into() };
+                let peer = Peer::new(addr, "5000");
                 let server = ((*name).to_owned(), (*port).to_owned());
                 let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
                 let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
@@ -415,7 +415,7 @@ mod tests {
         Python::initialize();
         let raw: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nX-V: caf\xc3\xa9\r\n\r\n";
         let head = parse_head(&mut BytesMut::from(raw), &Limits::default()).unwrap().unwrap();
-        let peer = Peer { addr: "10.0.0.1".into(), port: "5000".into() };
+        let peer = Peer::new("10.0.0.1", "5000");
         let server = ("localhost".to_owned(), "8000".to_owned());
         Python::attach(|py| {
             let globals = Globals::new(py, true, false, Policy::default()).unwrap();

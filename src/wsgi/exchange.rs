@@ -129,7 +129,7 @@ impl Exchange {
         let mut exchange = Exchange {
             start,
             input,
-            request: format!("{} {}", head.method(), head.target()),
+            request: [head.method(), " ", head.target()].concat(),
             body: Body::Finished,
             logged: (access::enabled() || hooks::defined(Hook::PostRequest))
                 .then(|| {
@@ -358,6 +358,11 @@ impl Exchange {
             Body::Failed(_) | Body::Finished => return Ok(()),
         };
         let iterable = iterable.bind(py);
+        // A list or tuple (what most apps return) has no `close`; asking raises and formats
+        // an AttributeError, the dearest step of a hello-world request.
+        if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+            return Ok(());
+        }
         if iterable.hasattr(intern!(py, "close"))? {
             iterable.call_method0(intern!(py, "close"))?;
         }
