@@ -33,6 +33,7 @@ pub struct Policy {
     secure_scheme_headers: Vec<(String, String)>,
     /// Upper-case names a trusted peer may send with `_`; `*`: any.
     forwarder_headers: Vec<String>,
+    /// `--header-map`: what becomes of other headers with `_` in their name.
     header_map: HeaderMap,
 }
 

@@ -27,15 +27,21 @@ const BOOTED: u32 = 1;
 struct Page {
     /// Monotonic milliseconds of the worker's last sign of life.
     beat_ms: AtomicU64,
+    /// 0 while the worker boots, `BOOTED` once the app is imported: a new generation
+    /// replaces the old only once booted, and a worker that dies before is a boot failure.
     state: AtomicU32,
     /// Bytes of `request` in use; 0 when the worker is between requests.
     request_len: AtomicU32,
+    /// The request in hand (`METHOD target`), packed in words, so the master's timeout
+    /// line can name it without asking the worker.
     request: [AtomicU64; WORDS],
 }
 
 /// The master's side: owns the mapping.
 pub struct Heartbeat {
+    /// The shared mapping, valid until Drop unmaps it.
     page: NonNull<Page>,
+    /// The mapping's length, for `munmap`.
     size: usize,
 }
 
@@ -121,6 +127,7 @@ impl Drop for Heartbeat {
 /// The worker's side: cheap to copy, used from the loop (and app threads).
 #[derive(Clone, Copy)]
 pub struct Pulse {
+    /// The page the master mapped before the fork; it outlives the worker.
     page: NonNull<Page>,
 }
 

@@ -125,7 +125,9 @@ impl Visit for Message {
 /// USR1 opens the path afresh and `dup2`s it onto the same descriptor, so writers racing
 /// with the reopen see the old file or the new one, never a closed descriptor.
 pub struct Sink {
+    /// The descriptor every writer writes to; USR1 `dup2`s the reopened file onto it.
     fd: AtomicI32,
+    /// The file behind `fd`, reopened on USR1; `None` for stderr or stdout.
     path: Mutex<Option<PathBuf>>,
     /// `--capture-output`: stdout and stderr are this file too, and are reopened with it.
     stdio: std::sync::atomic::AtomicBool,

@@ -115,12 +115,17 @@ pub fn app_error(py: Python<'_>, request: &str, err: &PyErr) -> bool {
 
 /// What gunicorn's `Logger.access` is given for one response.
 pub struct Access<'a, 'py> {
+    /// The request's environ, gunicorn's `environ` argument.
     pub environ: &'a Bound<'py, PyDict>,
+    /// The status line as the app gave it (`200 OK`).
     pub status: &'a str,
+    /// The response headers, as the app gave them.
     pub headers: &'a [(String, String)],
     /// Every request header, names upper-case, as gunicorn's `req.headers`.
     pub request_headers: &'a [(String, String)],
+    /// Body bytes sent: the response's `sent` for the `B` and `b` atoms.
     pub sent: u64,
+    /// The request time in microseconds, gunicorn's `request_time`.
     pub micros: u128,
 }
 

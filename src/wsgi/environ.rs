@@ -103,6 +103,7 @@ struct Listener {
 
 /// A request's environ as copied from a template.
 struct Env<'py> {
+    /// The environ being filled, a copy of the worker's template.
     dict: Bound<'py, PyDict>,
     /// SERVER_NAME and SERVER_PORT are in already.
     has_server: bool,
@@ -125,6 +126,7 @@ const PER_REQUEST: [&str; 10] = [
 
 /// The connection a request came on.
 pub struct Connection<'a> {
+    /// The client: REMOTE_ADDR and REMOTE_PORT, and whom forwarded headers are judged by.
     pub peer: &'a Peer,
     /// SERVER_NAME and SERVER_PORT: the listener's address.
     pub server: &'a (String, String),

@@ -234,31 +234,8 @@ impl Exchange {
                 }
             }
             Body::File { span, sent: false, .. } => {
-                let mut span = *span;
-                let mut response = self.start.get().lock(py);
-                if response.plan.is_none() {
-                    response.write_head(out.framing())?;
-                }
-                if let Some(Plan { body: BodyMode::Length(n), .. }) = response.plan {
-                    span.len = span.len.min(n.saturating_sub(response.sent));
-                }
-                let mode = response.plan.map(|p| p.body);
-                if mode.is_some_and(|m| m != BodyMode::Empty) {
-                    response.sent += span.len;
-                }
-                drop(response);
-                if let Body::File { sent, .. } = &mut self.body {
-                    *sent = true;
-                }
-                match mode {
-                    Some(BodyMode::Empty) | None => Ok(self.finish(py, out)),
-                    Some(mode) => {
-                        if mode == BodyMode::Chunked && span.len > 0 {
-                            chunked::encode_chunk_size(span.len, out.framing());
-                        }
-                        Ok(Step::SendFile(span))
-                    }
-                }
+                let span = *span;
+                self.send_span(py, span, out)
             }
             Body::File { span, .. } => {
                 // A chunk was framed only around a span that held bytes.
@@ -271,6 +248,40 @@ impl Exchange {
                 Ok(self.finish(py, out))
             }
             Body::Finished => Ok(Step::Done { keep_alive: false }),
+        }
+    }
+
+    /// The app's file, once: the head if not yet out, the span cut to a Content-Length,
+    /// a chunk size line when chunked; the worker then sends it with `sendfile`.
+    fn send_span(
+        &mut self,
+        py: Python<'_>,
+        mut span: FileSpan,
+        out: &mut impl Sink,
+    ) -> PyResult<Step> {
+        let mut response = self.start.get().lock(py);
+        if response.plan.is_none() {
+            response.write_head(out.framing())?;
+        }
+        if let Some(Plan { body: BodyMode::Length(n), .. }) = response.plan {
+            span.len = span.len.min(n.saturating_sub(response.sent));
+        }
+        let mode = response.plan.map(|p| p.body);
+        if mode.is_some_and(|m| m != BodyMode::Empty) {
+            response.sent += span.len;
+        }
+        drop(response);
+        if let Body::File { sent, .. } = &mut self.body {
+            *sent = true;
+        }
+        match mode {
+            Some(BodyMode::Empty) | None => Ok(self.finish(py, out)),
+            Some(mode) => {
+                if mode == BodyMode::Chunked && span.len > 0 {
+                    chunked::encode_chunk_size(span.len, out.framing());
+                }
+                Ok(Step::SendFile(span))
+            }
         }
     }
 

@@ -7,7 +7,10 @@ use pyo3::prelude::*;
 
 #[pyclass(module = "ferricorn", frozen)]
 pub struct FileWrapper {
+    /// The app's file: sent with `sendfile` when it has a regular file's descriptor, else
+    /// read block by block.
     pub filelike: Py<PyAny>,
+    /// How much each `read()` asks for when the file is iterated (PEP 3333's argument).
     pub block_size: usize,
 }
 

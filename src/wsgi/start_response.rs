@@ -29,6 +29,7 @@ pub trait Stream: Send {
 
 /// What the worker says about the connection a response goes to.
 pub struct Wire {
+    /// The request's version, method and keep-alive wish: they decide the framing.
     pub req: RequestInfo,
     /// Set when the worker is stopping: the response then says `Connection: close`.
     pub stopping: Option<Arc<AtomicBool>>,
@@ -43,6 +44,7 @@ pub struct Wire {
 /// state sits behind a lock, held only briefly and never across Python code.
 #[pyclass(module = "ferricorn", frozen)]
 pub struct StartResponse {
+    /// The status and headers once given, the framing plan and bytes sent.
     state: Mutex<Response>,
     /// Taken before `state` by `write()` and held while it sends (the GIL released), so
     /// concurrent writes go out in the order they were framed.
