@@ -78,6 +78,8 @@ pub struct Config {
     pub env: Vec<(String, String)>,
     pub graceful_timeout: Duration,
     pub limits: Limits,
+    /// `--limit-request-body`: larger bodies get 413 (0: no limit).
+    pub limit_request_body: u64,
     pub log_level: LogLevel,
     /// How long a worker may go without a heartbeat; `None`: never killed for silence.
     pub timeout: Option<Duration>,
@@ -260,6 +262,7 @@ impl Config {
             env: env_pairs,
             graceful_timeout: Duration::from_secs(int(raw, "graceful_timeout", 30)? as u64),
             limits,
+            limit_request_body: int(raw, "limit_request_body", 0)? as u64,
             log_level,
             timeout: match int(raw, "timeout", 30)? {
                 0 => None,

@@ -302,6 +302,16 @@ pub const OPTIONS: &[OptionSpec] = &[
         doc: "Longest header field in bytes, its CRLF included (and its continuation lines, with `--permit-obsolete-folding`); 0 means 8190, as gunicorn 27's parser reads it (its documentation says unlimited). Longer get 431.",
     },
     OptionSpec {
+        name: "limit_request_body",
+        short: None,
+        long: &["limit-request-body"],
+        metavar: Some("INT"),
+        help: "Largest request body in bytes; larger get 413 before the app runs. 0: no limit. [0]",
+        gunicorn: false,
+        default: "0",
+        doc: "Largest request body in bytes, as nginx's `client_max_body_size`. A request whose Content-Length is larger gets 413 before the app runs, and the connection closes. A chunked body that grows past it is cut off: with 413 while nothing of the response has gone out (the app's `wsgi.input.read()` raises `ClientDisconnected`, an `OSError`; if the app lets it propagate the client gets 413), else the connection closes. Both worker classes. 0 means no limit. gunicorn has no such setting.",
+    },
+    OptionSpec {
         name: "casefold_http_method",
         short: None,
         long: &["casefold-http-method"],

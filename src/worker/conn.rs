@@ -20,7 +20,7 @@ use crate::forwarded::Verdict;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
-use crate::wsgi::{self, Exchange, FileSpan, Input, Step, Wire};
+use crate::wsgi::{self, spool, Exchange, FileSpan, Input, Spool, Spooler, Step, Wire};
 
 /// Bodies up to this size are buffered before the app is called, so a slow uploader
 /// never holds Python; larger ones stream to `wsgi.input` from a thread.
@@ -40,8 +40,9 @@ const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
 pub enum Phase {
     /// A request head: idle keep-alive while nothing of it has arrived.
     Head,
-    /// The body of a parsed request, buffered (decoded) up to [`BODY_BUFFER`].
-    Body { head: Head, forwarded: Verdict, decoder: BodyDecoder, body: BytesMut },
+    /// The body of a parsed request, received (decoded) up to [`BODY_BUFFER`] into a
+    /// spool: memory within the worker's budget, else a temporary file.
+    Body { head: Head, forwarded: Verdict, decoder: BodyDecoder, body: Spool },
     /// The app was called; its response is being pulled and written.
     Respond(Box<Responding>),
     /// Write what is queued, then half-close and drain (RFC 9112 §9.6).
@@ -77,12 +78,12 @@ pub struct Request {
 }
 
 pub enum Body {
-    Buffered(BytesMut),
+    Buffered(Spool),
     /// The rest arrives while the app reads; `decoded` is what was already de-chunked and
     /// raw bytes already received stay in the connection's `rbuf`.
     Streaming {
         decoder: BodyDecoder,
-        decoded: BytesMut,
+        decoded: Spool,
     },
 }
 
@@ -103,6 +104,10 @@ pub struct Shared {
     pub stopping: Arc<AtomicBool>,
     /// `--max-requests`.
     pub recycler: super::Recycler,
+    /// The memory budget and directory for bodies received before the app runs.
+    pub spooler: Arc<Spooler>,
+    /// `--limit-request-body` (0: none).
+    pub body_limit: u64,
 }
 
 impl Shared {
@@ -253,10 +258,13 @@ impl Conn {
             Ok(verdict) => verdict,
             Err(error) => return Ok(self.refuse(&error)),
         };
+        if let Err(error) = spool::check_length(&head, shared.body_limit) {
+            return Ok(self.refuse(&error));
+        }
         self.deadline = now + shared.read_timeout;
         let decoder = BodyDecoder::new(head.framing);
         if decoder.is_done() {
-            return self.dispatch(py, shared, head, forwarded, Body::Buffered(BytesMut::new()));
+            return self.dispatch(py, shared, head, forwarded, Body::Buffered(Spool::empty()));
         }
         // A client that waits for `100 Continue` gets it only when the app reads.
         let expects = head.expect_continue && self.rbuf.is_empty();
@@ -267,14 +275,19 @@ impl Conn {
                 shared,
                 head,
                 forwarded,
-                Body::Streaming { decoder, decoded: BytesMut::new() },
+                Body::Streaming { decoder, decoded: Spool::empty() },
             );
         }
-        if let BodyFraming::Length(n) = head.framing {
+        let length = match head.framing {
+            BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        let body = shared.spooler.spool(length);
+        if let Some(n) = length.filter(|&n| body.holds(n)) {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
-        self.phase = Phase::Body { head, forwarded, decoder, body: BytesMut::new() };
+        self.phase = Phase::Body { head, forwarded, decoder, body };
         Ok(Progress::Again)
     }
 
@@ -286,17 +299,23 @@ impl Conn {
         now: Instant,
     ) -> io::Result<Progress> {
         let Phase::Body { decoder, body, .. } = &mut self.phase else { unreachable!() };
-        if let BodyDecoder::Length { remaining } = decoder {
-            if body.is_empty() && self.rbuf.len() as u64 >= *remaining {
-                *body = self.rbuf.split_to(*remaining as usize);
-                *remaining = 0;
-            }
-        }
         let error = loop {
-            match decoder.decode(&mut self.rbuf, BODY_BUFFER) {
+            let step = match in_place(decoder, body, &mut self.rbuf)? {
+                true => Ok(Decoded::NeedMore),
+                false => decoder.decode(&mut self.rbuf, BODY_BUFFER),
+            };
+            match step {
                 Ok(Decoded::Data(data)) => {
-                    body.extend_from_slice(&data);
-                    if body.len() > BODY_BUFFER {
+                    body.write(&data)?;
+                    if body.on_disk() && self.rbuf.is_empty() {
+                        // Its memory goes with the piece just written: a connection that
+                        // waits for more holds no read buffer.
+                        self.rbuf = BytesMut::new();
+                    }
+                    if spool::over_limit(body.len(), shared.body_limit) {
+                        break Some(http::Error::BodyTooLarge);
+                    }
+                    if body.len() > BODY_BUFFER as u64 {
                         break None;
                     }
                 }
@@ -351,7 +370,7 @@ impl Conn {
         if let Some(pulse) = super::pulse() {
             pulse.enter(head.method(), head.target());
         }
-        self.start(py, shared, head, forwarded, Input::buffered(body));
+        self.start(py, shared, head, forwarded, Input::spooled(body));
         Ok(Progress::Again)
     }
 
@@ -555,6 +574,25 @@ enum Progress {
     Wait,
     Close,
     Offload(Request),
+}
+
+/// A body granted memory whole waits in `rbuf` (reserved for it) and is taken at once,
+/// without a copy. `Ok(true)`: it is still arriving.
+fn in_place(decoder: &mut BodyDecoder, body: &mut Spool, rbuf: &mut BytesMut) -> io::Result<bool> {
+    let BodyDecoder::Length { remaining } = decoder else { return Ok(false) };
+    if *remaining == 0 || !body.is_empty() || !body.holds(*remaining) {
+        return Ok(false);
+    }
+    if (rbuf.len() as u64) < *remaining {
+        return Ok(true);
+    }
+    let whole = rbuf.split_to(*remaining as usize);
+    // What follows (a pipelined request) gets a buffer of its own: sharing the body's
+    // would keep that memory for as long as the connection lives.
+    *rbuf = BytesMut::from(&rbuf[..]);
+    *remaining = 0;
+    body.put(whole)?;
+    Ok(false)
 }
 
 /// One read into `rbuf`; a short read means the socket is drained (edge-triggered).

@@ -112,11 +112,13 @@ fn run(py: Python<'_>, shared: &Shared, job: Job) -> Option<Conn> {
     let Job { mut conn, request, .. } = job;
     let Request { head, forwarded, body } = request;
     let input = match body {
-        Body::Buffered(body) => Input::buffered(body),
+        Body::Buffered(body) => Input::spooled(body),
         Body::Streaming { decoder, decoded } => {
             let source = SocketSource::new(conn.sock.try_clone().ok()?, shared.read_timeout);
             let raw = std::mem::replace(&mut conn.rbuf, BytesMut::new());
-            Input::new(decoder, raw, Box::new(source), head.expect_continue).with_decoded(decoded)
+            Input::new(decoder, raw, Box::new(source), head.expect_continue)
+                .with_spool(decoded)
+                .with_limit(shared.body_limit)
         }
     };
     conn.start(py, shared, head, forwarded, input);

@@ -22,7 +22,7 @@ use crate::exit;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
 use crate::listener::{Listener, Peer};
-use crate::wsgi::{self, Connection, Exchange, Globals, Input, Step, Wire};
+use crate::wsgi::{self, spool, Connection, Exchange, Globals, Input, Step, Wire};
 
 /// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
 const TICK: Duration = Duration::from_secs(1);
@@ -170,6 +170,7 @@ fn handle(
     let judged = py.detach(|| read_head(client, &mut buf, &ctx.config.limits)).and_then(|head| {
         let Some(head) = head else { return Ok(None) };
         let forwarded = globals.forwarded.judge(&head, peer.ip())?;
+        spool::check_length(&head, ctx.config.limit_request_body)?;
         Ok(Some((head, forwarded)))
     });
     let (head, forwarded) = match judged {
@@ -189,7 +190,8 @@ fn handle(
         pulse.enter(head.method(), head.target());
     }
     let conn = Connection { peer, server, forwarded: &forwarded };
-    let complete = match run_app(py, app, globals, client, head, buf, &conn) {
+    let limit = ctx.config.limit_request_body;
+    let complete = match run_app(py, app, globals, client, (head, buf, limit), &conn) {
         Ok(complete) => complete,
         Err(err) => {
             tracing::error!("Error handling request: {err}");
@@ -229,13 +231,13 @@ fn run_app(
     app: &Bound<'_, PyAny>,
     globals: &Globals,
     client: Client<'_>,
-    head: Head,
-    rest: BytesMut,
+    (head, rest, limit): (Head, BytesMut, u64),
     conn: &Connection<'_>,
 ) -> PyResult<bool> {
     let source = SocketSource::new(client.sock.try_clone()?, client.timeout);
     let decoder = BodyDecoder::new(head.framing);
-    let input = Py::new(py, Input::new(decoder, rest, Box::new(source), head.expect_continue))?;
+    let input = Input::new(decoder, rest, Box::new(source), head.expect_continue);
+    let input = Py::new(py, input.with_limit(limit))?;
     let environ = wsgi::environ::build(py, &head, conn, globals, input.clone_ref(py))?;
     let req =
         RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
