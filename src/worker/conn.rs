@@ -287,6 +287,8 @@ impl Conn {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
+        let mut head = head;
+        head.own(); // not the whole read it came in, while the body arrives
         self.phase = Phase::Body { head, forwarded, decoder, body };
         Ok(Progress::Again)
     }
