@@ -522,7 +522,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Directory for the workers' heartbeat files. [shared memory]",
         gunicorn: true,
         default: "shared memory",
-        doc: "Where the workers' heartbeat pages live, as unlinked files. By default they are anonymous shared memory, which never touches a disk.",
+        doc: "Where the workers' heartbeat pages live, as unlinked files. By default they are anonymous shared memory, which never touches a disk. The `async` worker also spools request bodies there (unlinked files too) once its memory budget for bodies is spent; by default those go to the system's temporary directory. See [bodies](http.md#bodies).",
     },
     OptionSpec {
         name: "reuse_port",

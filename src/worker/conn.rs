@@ -22,8 +22,9 @@ use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
 use crate::wsgi::{self, spool, Exchange, FileSpan, Input, Spool, Spooler, Step, Wire};
 
-/// Bodies up to this size are buffered before the app is called, so a slow uploader
-/// never holds Python; larger ones stream to `wsgi.input` from a thread.
+/// Bodies up to this size are received before the app is called, so a slow uploader
+/// never holds Python (into a [`Spool`]: memory within the worker's budget, else a
+/// temporary file); larger ones stream to `wsgi.input` from a thread.
 pub const BODY_BUFFER: usize = 1 << 20;
 /// Response bytes queued before the app's iterator is paused until the socket drains.
 const HIGH_WATER: usize = 256 * 1024;
@@ -278,6 +279,19 @@ impl Conn {
                 Body::Streaming { decoder, decoded: Spool::empty() },
             );
         }
+        self.receive_body(shared, head, forwarded, decoder);
+        Ok(Progress::Again)
+    }
+
+    /// The body is received before the app runs, into a spool: in `rbuf` when the
+    /// worker's budget grants it memory whole, else piece by piece into a file.
+    fn receive_body(
+        &mut self,
+        shared: &Shared,
+        mut head: Head,
+        forwarded: Verdict,
+        decoder: BodyDecoder,
+    ) {
         let length = match head.framing {
             BodyFraming::Length(n) => Some(n),
             _ => None,
@@ -287,10 +301,8 @@ impl Conn {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
-        let mut head = head;
         head.own(); // not the whole read it came in, while the body arrives
         self.phase = Phase::Body { head, forwarded, decoder, body };
-        Ok(Progress::Again)
     }
 
     fn on_body(

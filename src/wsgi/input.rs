@@ -1,8 +1,10 @@
 //! `wsgi.input`: the request body, decoded as the app reads it.
 //!
 //! The bytes come from a [`BodySource`] the worker provides, so this module never touches
-//! a socket. Nothing is read before the app asks: that is when `100 Continue` goes out,
-//! and a body is never held whole in memory.
+//! a socket. Nothing is read from it before the app asks: that is when `100 Continue` goes
+//! out, and a streamed body is never held whole in memory. What the worker received before
+//! calling the app (a whole body of up to 1 MiB, or the start of a chunked one) comes first,
+//! from a [`Spool`].
 
 use std::io;
 use std::sync::{Mutex, MutexGuard, TryLockError};
