@@ -301,7 +301,9 @@ impl Conn {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
-        head.own(); // not the whole read it came in, while the body arrives
+        if length.is_none_or(|n| (self.rbuf.len() as u64) < n) {
+            head.own(); // while the body arrives: not the whole read the head came in
+        }
         self.phase = Phase::Body { head, forwarded, decoder, body };
     }
 
@@ -601,9 +603,12 @@ fn in_place(decoder: &mut BodyDecoder, body: &mut Spool, rbuf: &mut BytesMut) ->
         return Ok(true);
     }
     let whole = rbuf.split_to(*remaining as usize);
-    // What follows (a pipelined request) gets a buffer of its own: sharing the body's
-    // would keep that memory for as long as the connection lives.
-    *rbuf = BytesMut::from(&rbuf[..]);
+    if whole.len() > super::io::READ_SIZE {
+        // What follows (a pipelined request) gets a buffer of its own: sharing the body's
+        // would keep it for as long as the connection lives. A body within one read
+        // shares what the connection keeps anyway.
+        *rbuf = BytesMut::from(&rbuf[..]);
+    }
     *remaining = 0;
     body.put(whole)?;
     Ok(false)
