@@ -111,6 +111,7 @@ impl<'a> EventLoop<'a> {
         let globals =
             Globals::new(py, config.multiprocess(), config.multithread(), config.forwarded.clone())
                 .map_err(|e| io::Error::other(e.to_string()))?;
+        crate::wsgi::spool::tune_allocator();
         let shared = Arc::new(Shared {
             app: app.clone().unbind(),
             globals,

@@ -29,6 +29,23 @@ use crate::http::{self, BodyFraming, Head};
 /// a write and a read of every byte), while 256 of them cost at most this much RSS.
 pub const MEMORY_BUDGET: usize = 32 << 20;
 
+/// Keeps freed body buffers in the worker's heap for the next bodies (glibc). A body of up
+/// to 1 MiB gets a buffer of its own, freed with it so that a connection that goes on
+/// holds nothing of it. glibc's own thresholds then return that memory to the kernel
+/// almost every time (its trim threshold follows the largest freed block: about 2 MiB),
+/// so the next body faults in and zeroes 1 MiB of fresh pages: the 1 MiB POST echo ran at
+/// a third of its speed. Bodies under 4 MiB come from the heap, and up to twice the budget
+/// of free heap stays mapped for reuse.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters, under the allocator's own lock;
+    // called once per worker at boot.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, (2 * MEMORY_BUDGET) as libc::c_int);
+    }
+}
+
 /// Answers 413 before the app runs when the declared length is over `--limit-request-body`
 /// (0: no limit), as nginx's `client_max_body_size` does.
 pub fn check_length(head: &Head, limit: u64) -> Result<(), http::Error> {
