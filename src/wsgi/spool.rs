@@ -224,7 +224,9 @@ impl Spool {
             self.spill()?;
         }
         match &mut self.file {
-            Some(file) => file.write_all(data)?,
+            Some(file) => file.write_all(data).inspect_err(|e| {
+                tracing::error!("Cannot spool a request body: {e}");
+            })?,
             None => self.mem.extend_from_slice(data),
         }
         self.len += data.len() as u64;
