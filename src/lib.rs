@@ -14,7 +14,9 @@
 //!   bytes (request heads and their limits, body decoding, the response encoder and error
 //!   pages). No I/O, no Python, no gunicorn policy.
 //! - [`forwarded`]: which front-end proxy headers to trust (`--forwarded-allow-ips`, ...).
-//! - [`wsgi`]: the PEP 3333 bridge: environ, input, start_response, file_wrapper. No sockets.
+//! - [`wsgi`]: the PEP 3333 bridge: environ, input (and `spool`, where bodies received before
+//!   the app runs wait: memory within a budget, else a temporary file), start_response,
+//!   file_wrapper. No sockets.
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.
 //! - [`hooks`]: gunicorn's server hooks from the config file.
 //! - [`signals`]: signal handlers that only enqueue (self-pipe).

@@ -526,7 +526,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Value("0"),
         gunicorn: false,
         help: "Largest request body in bytes; a larger one gets 413 before the app runs. 0: no limit.",
-        doc: "A request whose body is larger than this gets 413 before the app runs; 0 = no limit. Like nginx's `client_max_body_size`. ferricorn only.",
+        doc: "Largest request body in bytes, as nginx's `client_max_body_size`. A request whose Content-Length is larger gets 413 before the app runs, and the connection closes. A chunked body that grows past it is cut off: with 413 while nothing of the response has gone out (the app's `wsgi.input.read()` raises `ClientDisconnected`, an `OSError`; if the app lets it propagate the client gets 413), else the connection closes. Both worker classes. 0 means no limit. ferricorn only: gunicorn 27 has no such setting.",
         shown: |c, _| c.limit_request_body.to_string(),
     },
     OptionSpec {
@@ -778,7 +778,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Unset("shared memory"),
         gunicorn: true,
         help: "Directory for the workers' heartbeat files.",
-        doc: "Where the workers' heartbeat pages live, as unlinked files. By default they are anonymous shared memory, which never touches a disk.",
+        doc: "Where the workers' heartbeat pages live, as unlinked files. By default they are anonymous shared memory, which never touches a disk. The `async` worker also spools request bodies there (unlinked files too) once its memory budget for bodies is spent; by default those go to the system's temporary directory. See [bodies](http.md#bodies).",
         shown: |c, _| path(&c.worker_tmp_dir),
     },
     OptionSpec {

@@ -17,13 +17,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use pyo3::prelude::*;
 use socket2::Socket;
 
-use super::conn::{Conn, Next, Shared};
+use super::conn::{Conn, Next, Shared, BODY_BUFFER};
 use super::io::READ_SIZE;
 use super::pool::{Job, Pool};
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::listener::Listener;
-use crate::wsgi::Globals;
+use crate::wsgi::spool::MEMORY_BUDGET;
+use crate::wsgi::{Globals, Spooler};
 
 /// Tokens at and above this are not connections.
 const LISTENER_BASE: usize = usize::MAX / 2;
@@ -123,6 +124,7 @@ impl<'a> EventLoop<'a> {
         let globals =
             Globals::new(py, config.multiprocess(), config.multithread(), config.forwarded.clone())
                 .map_err(|e| io::Error::other(e.to_string()))?;
+        crate::wsgi::spool::tune_allocator();
         let shared = Arc::new(Shared {
             app: app.clone().unbind(),
             globals,
@@ -133,6 +135,8 @@ impl<'a> EventLoop<'a> {
             read_timeout: config.read_timeout,
             stopping: stop.flag(),
             recycler: stop.recycler(),
+            spooler: Spooler::new(MEMORY_BUDGET, BODY_BUFFER, config.worker_tmp_dir.clone()),
+            body_limit: config.limit_request_body,
         });
         let threads = if config.threads > 1 { config.threads } else { STREAMING_THREADS };
         let pool = Pool::new(threads, Arc::clone(&shared), waker);

@@ -25,10 +25,11 @@ use crate::forwarded::Verdict;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, BodyFraming, Decoded, Head};
 use crate::listener::Peer;
-use crate::wsgi::{self, Exchange, FileSpan, Input, Step, Wire};
+use crate::wsgi::{self, spool, Exchange, FileSpan, Input, Spool, Spooler, Step, Wire};
 
-/// Bodies up to this size are buffered before the app is called, so a slow uploader
-/// never holds Python; larger ones stream to `wsgi.input` from a thread.
+/// Bodies up to this size are received before the app is called, so a slow uploader
+/// never holds Python (into a [`Spool`]: memory within the worker's budget, else a
+/// temporary file); larger ones stream to `wsgi.input` from a thread.
 pub const BODY_BUFFER: usize = 1 << 20;
 /// Response bytes queued before the app's iterator is paused until the socket drains.
 const HIGH_WATER: usize = 256 * 1024;
@@ -46,7 +47,8 @@ const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(5);
 enum Phase {
     /// A request head: idle keep-alive while nothing of it has arrived.
     Head,
-    /// The body of a parsed request, buffered (decoded) up to [`BODY_BUFFER`].
+    /// The body of a parsed request, received (decoded) up to [`BODY_BUFFER`] into a
+    /// spool: memory within the worker's budget, else a temporary file.
     Body {
         /// The request the body belongs to.
         head: Head,
@@ -55,7 +57,7 @@ enum Phase {
         /// Where in the body's framing the bytes received so far end.
         decoder: BodyDecoder,
         /// The body decoded so far.
-        body: BytesMut,
+        body: Spool,
     },
     /// The app was called; its response is being pulled and written.
     Respond(Responding),
@@ -104,15 +106,15 @@ pub struct Request {
 
 /// A request body as the app gets it.
 pub enum Body {
-    /// The whole body, decoded, before the app is called.
-    Buffered(BytesMut),
+    /// The whole body, decoded, before the app is called: in memory or a spool file.
+    Buffered(Spool),
     /// The rest arrives while the app reads; raw bytes already received stay in the
     /// connection's `rbuf`.
     Streaming {
         /// Where in the body's framing the connection's bytes stand.
         decoder: BodyDecoder,
         /// What was already de-chunked, handed to the app first.
-        decoded: BytesMut,
+        decoded: Spool,
     },
 }
 
@@ -136,6 +138,10 @@ pub struct Shared {
     pub stopping: Arc<AtomicBool>,
     /// `--max-requests`.
     pub recycler: super::Recycler,
+    /// The memory budget and directory for bodies received before the app runs.
+    pub spooler: Arc<Spooler>,
+    /// `--limit-request-body` (0: none).
+    pub body_limit: u64,
 }
 
 impl Shared {
@@ -261,13 +267,14 @@ impl<T: Transport> Conn<T> {
     pub fn run(mut self, py: Python<'_>, shared: &Shared, request: Request) -> Option<Self> {
         let Request { head, forwarded, body } = request;
         let input = match body {
-            Body::Buffered(body) => Input::buffered(body),
+            Body::Buffered(body) => Input::spooled(body),
             Body::Streaming { decoder, decoded } => {
                 let weak = Arc::downgrade(&self.transport);
                 let source = TransportSource::new(weak, shared.read_timeout);
                 let raw = std::mem::take(&mut self.rbuf);
                 Input::new(decoder, raw, Box::new(source), head.expect_continue)
-                    .with_decoded(decoded)
+                    .with_spool(decoded)
+                    .with_limit(shared.body_limit)
             }
         };
         self.start(py, shared, head, forwarded, input);
@@ -332,24 +339,47 @@ impl<T: Transport> Conn<T> {
             Ok(verdict) => verdict,
             Err(error) => return Ok(self.refuse(&error)),
         };
+        if let Err(error) = spool::check_length(&head, shared.body_limit) {
+            return Ok(self.refuse(&error));
+        }
         self.deadline = now + shared.read_timeout;
         let decoder = BodyDecoder::new(head.framing);
         if decoder.is_done() {
-            return self.dispatch(py, shared, head, forwarded, Body::Buffered(BytesMut::new()));
+            return self.dispatch(py, shared, head, forwarded, Body::Buffered(Spool::empty()));
         }
         // A client that waits for `100 Continue` gets it only when the app reads.
         let expects = head.expect_continue && self.rbuf.is_empty();
         let too_big = matches!(head.framing, BodyFraming::Length(n) if n > BODY_BUFFER as u64);
         if expects || too_big {
-            let body = Body::Streaming { decoder, decoded: BytesMut::new() };
+            let body = Body::Streaming { decoder, decoded: Spool::empty() };
             return self.dispatch(py, shared, head, forwarded, body);
         }
-        if let BodyFraming::Length(n) = head.framing {
+        self.receive_body(shared, head, forwarded, decoder);
+        Ok(Progress::Again)
+    }
+
+    /// The body is received before the app runs, into a spool: in `rbuf` when the
+    /// worker's budget grants it memory whole, else piece by piece into a file.
+    fn receive_body(
+        &mut self,
+        shared: &Shared,
+        mut head: Head,
+        forwarded: Verdict,
+        decoder: BodyDecoder,
+    ) {
+        let length = match head.framing {
+            BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        let body = shared.spooler.spool(length);
+        if let Some(n) = length.filter(|&n| body.holds(n)) {
             // The whole body will sit in `rbuf`: one allocation, then taken without a copy.
             self.rbuf.reserve(n as usize);
         }
-        self.phase = Phase::Body { head, forwarded, decoder, body: BytesMut::new() };
-        Ok(Progress::Again)
+        if length.is_none_or(|n| (self.rbuf.len() as u64) < n) {
+            head.own(); // while the body arrives: not the whole read the head came in
+        }
+        self.phase = Phase::Body { head, forwarded, decoder, body };
     }
 
     /// More of a head: read, or learn that the client is done.
@@ -389,17 +419,23 @@ impl<T: Transport> Conn<T> {
         now: Instant,
     ) -> io::Result<Progress> {
         let Phase::Body { decoder, body, .. } = &mut self.phase else { unreachable!() };
-        if let BodyDecoder::Length { remaining } = decoder {
-            if body.is_empty() && self.rbuf.len() as u64 >= *remaining {
-                *body = self.rbuf.split_to(*remaining as usize);
-                *remaining = 0;
-            }
-        }
         let error = loop {
-            match decoder.decode(&mut self.rbuf, BODY_BUFFER) {
+            let step = match in_place(decoder, body, &mut self.rbuf)? {
+                true => Ok(Decoded::NeedMore),
+                false => decoder.decode(&mut self.rbuf, BODY_BUFFER),
+            };
+            match step {
                 Ok(Decoded::Data(data)) => {
-                    body.extend_from_slice(&data);
-                    if body.len() > BODY_BUFFER {
+                    body.write(&data)?;
+                    if body.on_disk() && self.rbuf.is_empty() {
+                        // Its memory goes with the piece just written: a connection that
+                        // waits for more holds no read buffer.
+                        self.rbuf = BytesMut::new();
+                    }
+                    if spool::over_limit(body.len(), shared.body_limit) {
+                        break Some(http::Error::BodyTooLarge);
+                    }
+                    if body.len() > BODY_BUFFER as u64 {
                         break None;
                     }
                 }
@@ -450,7 +486,7 @@ impl<T: Transport> Conn<T> {
         if let Some(pulse) = super::pulse() {
             pulse.enter(head.method(), head.target());
         }
-        self.start(py, shared, head, forwarded, Input::buffered(body));
+        self.start(py, shared, head, forwarded, Input::spooled(body));
         Ok(Progress::Again)
     }
 
@@ -645,6 +681,28 @@ enum Progress {
     Close,
     /// The request goes to a thread.
     Offload(Request),
+}
+
+/// A body granted memory whole waits in `rbuf` (reserved for it) and is taken at once,
+/// without a copy. `Ok(true)`: it is still arriving.
+fn in_place(decoder: &mut BodyDecoder, body: &mut Spool, rbuf: &mut BytesMut) -> io::Result<bool> {
+    let BodyDecoder::Length { remaining } = decoder else { return Ok(false) };
+    if *remaining == 0 || !body.is_empty() || !body.holds(*remaining) {
+        return Ok(false);
+    }
+    if (rbuf.len() as u64) < *remaining {
+        return Ok(true);
+    }
+    let whole = rbuf.split_to(*remaining as usize);
+    if whole.len() > super::io::READ_SIZE {
+        // What follows (a pipelined request) gets a buffer of its own: sharing the body's
+        // would keep it for as long as the connection lives. A body within one read
+        // shares what the connection keeps anyway.
+        *rbuf = BytesMut::from(&rbuf[..]);
+    }
+    *remaining = 0;
+    body.put(whole)?;
+    Ok(false)
 }
 
 /// One read into `rbuf`; a short read means the transport is drained (edge-triggered),

@@ -162,6 +162,8 @@ fn shared(py: Python<'_>, threaded: bool) -> Arc<Shared> {
         read_timeout: Duration::from_secs(10),
         stopping: Arc::clone(&stop),
         recycler: super::super::Recycler { left: None, stop },
+        spooler: wsgi::Spooler::new(wsgi::spool::MEMORY_BUDGET, BODY_BUFFER, None),
+        body_limit: 0,
     })
 }
 

@@ -24,7 +24,7 @@ use crate::exit;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
 use crate::listener::{Listener, Peer};
-use crate::wsgi::{self, Connection, Globals, Input, Step, Wire};
+use crate::wsgi::{self, spool, Connection, Globals, Input, Step, Wire};
 
 /// How often an idle worker checks that its master is still alive (gunicorn: 1 s).
 const TICK: Duration = Duration::from_secs(1);
@@ -47,6 +47,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         globals: &globals,
         limits: &ctx.config.limits,
         timeout: ctx.config.read_timeout,
+        body_limit: ctx.config.limit_request_body,
     };
     let buffers = std::cell::RefCell::new(Buffers::new());
     let recycler = stop.recycler();
@@ -219,6 +220,8 @@ struct Serving<'a, 'py> {
     limits: &'a http::Limits,
     /// `--read-timeout`.
     timeout: Duration,
+    /// `--limit-request-body` (0: none).
+    body_limit: u64,
 }
 
 /// One connection: read a head, run the app, write the response, close. Returns whether
@@ -239,6 +242,7 @@ fn handle<T: Transport>(
         py.detach(|| read_head(&client, &mut buf, scratch, serving.limits)).and_then(|head| {
             let Some(head) = head else { return Ok(None) };
             let forwarded = serving.globals.forwarded.judge(&head, peer.ip())?;
+            spool::check_length(&head, serving.body_limit)?;
             Ok(Some((head, forwarded)))
         });
     let (head, forwarded) = match judged {
@@ -300,7 +304,8 @@ fn run_app<T: Transport>(
 ) -> bool {
     let source = TransportSource::new(Arc::downgrade(client.transport), client.timeout);
     let decoder = BodyDecoder::new(head.framing);
-    let input = Input::new(decoder, rest, Box::new(source), head.expect_continue);
+    let input = Input::new(decoder, rest, Box::new(source), head.expect_continue)
+        .with_limit(serving.body_limit);
     let req =
         RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
     let stream = TransportStream::new(Arc::downgrade(client.transport), client.timeout);

@@ -1,8 +1,10 @@
 //! `wsgi.input`: the request body, decoded as the app reads it.
 //!
 //! The bytes come from a [`BodySource`] the worker provides, so this module never touches
-//! a socket. Nothing is read before the app asks: that is when `100 Continue` goes out,
-//! and a body is never held whole in memory.
+//! a socket. Nothing is read from it before the app asks: that is when `100 Continue` goes
+//! out, and a streamed body is never held whole in memory. What the worker received before
+//! calling the app (a whole body of up to 1 MiB, or the start of a chunked one) comes first,
+//! from a [`Spool`].
 
 use std::io;
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -11,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::spool::{self, Spool};
 use crate::http::{self, BodyDecoder, Decoded};
 
 /// Largest piece decoded per step; bounds the memory one read() call adds.
@@ -45,6 +48,9 @@ pub struct Input {
 struct Reader {
     /// Where in the body's framing (length or chunks) the bytes received so far end.
     decoder: BodyDecoder,
+    /// Body bytes received before the app was called (in memory or in a temporary file),
+    /// read before `raw`.
+    spool: Option<Spool>,
     /// Bytes received but not yet decoded (framing included).
     raw: BytesMut,
     /// Decoded bytes the app has not taken yet (what readline() left over).
@@ -60,6 +66,10 @@ struct Reader {
     /// The whole body arrived before the app was called: the connection's framing is
     /// intact whether or not the app reads it.
     whole: bool,
+    /// `--limit-request-body` (0: none): a chunked body that grows past it fails with 413.
+    limit: u64,
+    /// Body bytes decoded so far (the spool's included), counted against `limit`.
+    received: u64,
 }
 
 /// The source of a body that is already in memory: nothing more ever comes.
@@ -99,20 +109,39 @@ impl Input {
         let reader = Reader {
             continue_pending: expect_continue && !decoder.is_done(),
             decoder,
+            spool: None,
             raw,
             decoded: BytesMut::new(),
             source,
             finished: false,
             error: None,
             whole: false,
+            limit: 0,
+            received: 0,
         };
         Input { state: Mutex::new(reader) }
     }
 
-    /// Body bytes already decoded, handed to the app before anything else.
-    pub fn with_decoded(mut self, decoded: BytesMut) -> Input {
-        self.reader_mut().decoded = decoded;
+    /// The start of the body, received (and decoded) before the app was called.
+    pub fn with_spool(mut self, spool: Spool) -> Input {
+        let reader = self.reader_mut();
+        reader.received = spool.len();
+        reader.spool = Some(spool);
         self
+    }
+
+    /// `--limit-request-body`, for a body that streams while the app reads (0: none).
+    pub fn with_limit(mut self, limit: u64) -> Input {
+        self.reader_mut().limit = limit;
+        self
+    }
+
+    /// A body received whole, in memory or in a file, before the app is called.
+    pub fn spooled(spool: Spool) -> Input {
+        let decoder = BodyDecoder::Length { remaining: 0 };
+        let mut input = Input::new(decoder, BytesMut::new(), Box::new(NoMoreBytes), false);
+        input.reader_mut().whole = true;
+        input.with_spool(spool)
     }
 
     /// A body received whole (already de-chunked) before the app is called.
@@ -174,8 +203,18 @@ impl Reader {
         if let Some(error) = &self.error {
             return Err(ClientDisconnected::new_err(error.to_string()));
         }
+        if self.fill_from_spool()? {
+            return Ok(true);
+        }
         while !self.finished {
-            match self.decoder.decode(&mut self.raw, READ_CHUNK) {
+            let decoded = self.decoder.decode(&mut self.raw, READ_CHUNK);
+            if let Ok(Decoded::Data(data)) = &decoded {
+                self.received += data.len() as u64;
+                if spool::over_limit(self.received, self.limit) {
+                    return Err(self.fail(http::Error::BodyTooLarge));
+                }
+            }
+            match decoded {
                 Ok(Decoded::Data(data)) if self.decoded.is_empty() => {
                     // The common case: no leftover, so the piece is taken without a copy.
                     self.decoded = data.try_into_mut().unwrap_or_else(|d| BytesMut::from(&d[..]));
@@ -191,6 +230,25 @@ impl Reader {
             }
         }
         Ok(false)
+    }
+
+    /// The next piece of what was received before the app was called; false once none is
+    /// left (the spool, and its file, are then dropped).
+    fn fill_from_spool(&mut self) -> PyResult<bool> {
+        let Some(spool) = &mut self.spool else { return Ok(false) };
+        match spool.read_chunk(READ_CHUNK) {
+            Ok(Some(data)) if self.decoded.is_empty() => self.decoded = data,
+            Ok(Some(data)) => self.decoded.extend_from_slice(&data),
+            Ok(None) => {
+                self.spool = None;
+                return Ok(false);
+            }
+            Err(e) => {
+                tracing::error!("Cannot read a spooled request body back: {e}");
+                return Err(self.fail(http::Error::IncompleteBody));
+            }
+        }
+        Ok(true)
     }
 
     /// Waits for bytes from the client, with the GIL released.

@@ -1,6 +1,8 @@
 //! The PEP 3333 bridge: environ, `wsgi.input`, `start_response`, `write()`,
 //! `wsgi.errors`, `wsgi.file_wrapper`, and driving the app's iterable.
 //!
+//! Bodies the worker receives before the app runs wait in a [`Spool`]: in memory within a
+//! per-worker budget, else in an unlinked temporary file.
 //! Python errors stop here: they are logged with their traceback and become a 500 (or a
 //! closed connection once headers are out). This layer never touches sockets: bytes in
 //! come through [`BodySource`], bytes out go back to the worker through [`Exchange`]
@@ -14,6 +16,7 @@ pub mod errors;
 pub mod exchange;
 pub mod file_wrapper;
 pub mod input;
+pub mod spool;
 pub mod start_response;
 pub mod test_panic;
 
@@ -22,4 +25,5 @@ pub use errors::Errors;
 pub use exchange::{Exchange, FileSpan, Sink, Step};
 pub use file_wrapper::FileWrapper;
 pub use input::{BodySource, ClientDisconnected, Input};
+pub use spool::{Spool, Spooler};
 pub use start_response::{StartResponse, Stream, Wire, Writer};

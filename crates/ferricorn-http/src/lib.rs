@@ -97,15 +97,18 @@ pub enum Error {
     ForbiddenTrailer,
     /// The connection ended before the body did.
     IncompleteBody,
+    /// The body is larger than the server accepts (its `--limit-request-body`): 413.
+    BodyTooLarge,
 }
 
 impl Error {
-    /// The response status for this error; `414`, `431` and `501` where RFCs name them.
+    /// The response status for this error; `413`, `414`, `431` and `501` where RFCs name them.
     pub fn status(&self) -> u16 {
         match self {
             Error::RequestLineTooLong => 414,
             Error::TooManyHeaders | Error::HeaderTooLarge => 431,
             Error::UnsupportedTransferCoding => 501,
+            Error::BodyTooLarge => 413,
             _ => 400,
         }
     }
@@ -129,6 +132,7 @@ impl fmt::Display for Error {
             Error::BadChunk(why) => write!(f, "invalid chunked body: {why}"),
             Error::ForbiddenTrailer => f.write_str("forbidden trailer field"),
             Error::IncompleteBody => f.write_str("client closed the connection mid-body"),
+            Error::BodyTooLarge => f.write_str("request body larger than the limit"),
         }
     }
 }
