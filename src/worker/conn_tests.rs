@@ -150,6 +150,11 @@ def app(environ, start_response):
 ";
 
 fn shared(py: Python<'_>, threaded: bool) -> Arc<Shared> {
+    shared_with(py, threaded, 0, wsgi::spool::MEMORY_BUDGET)
+}
+
+/// `shared` with a `--limit-request-body` and a memory budget for bodies.
+fn shared_with(py: Python<'_>, threaded: bool, body_limit: u64, budget: usize) -> Arc<Shared> {
     let module = PyModule::from_code(py, APP, c"conn_tests_app.py", c"conn_tests_app").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     Arc::new(Shared {
@@ -162,8 +167,8 @@ fn shared(py: Python<'_>, threaded: bool) -> Arc<Shared> {
         read_timeout: Duration::from_secs(10),
         stopping: Arc::clone(&stop),
         recycler: super::super::Recycler { left: None, stop },
-        spooler: wsgi::Spooler::new(wsgi::spool::MEMORY_BUDGET, BODY_BUFFER, None),
-        body_limit: 0,
+        spooler: wsgi::Spooler::new(budget, BODY_BUFFER, None),
+        body_limit,
     })
 }
 
@@ -482,6 +487,46 @@ fn write_sends_through_the_transport_before_the_iterable() {
         mock.send(b"GET /write HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Wait));
         assert_eq!(bodies(&answers(&mock.written())), ["helloworld"]);
+        assert!(conn.is_idle_keep_alive());
+    });
+}
+
+#[test]
+fn body_over_the_limit_gets_413_before_the_app_and_a_close() {
+    Python::initialize();
+    Python::attach(|py| {
+        let (mock, shared) = (Mock::default(), shared_with(py, false, 10, 1 << 20));
+        let mut conn = new_conn(&mock);
+        mock.send(b"POST /at HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789");
+        mock.send(b"POST /over HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n01234567890");
+        settle(py, &mut conn, &shared, &mock);
+        let got = answers(&mock.written());
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].status, bodies(&got)[0].as_str()), (200, "POST /at 10 525"));
+        assert_eq!(got[1].status, 413, "{}", got[1].head);
+        assert!(got[1].head.contains("Connection: close"), "{}", got[1].head);
+        assert!(!bodies(&got)[1].contains("POST /over"), "the app was not called");
+    });
+}
+
+/// A body the worker's memory budget cannot hold goes to an unlinked file as it arrives,
+/// a few bytes at a time, and the app reads it back whole.
+#[test]
+fn body_past_the_memory_budget_spills_to_a_file_and_reads_back() {
+    Python::initialize();
+    Python::attach(|py| {
+        let (mock, shared) = (Mock::default(), shared_with(py, false, 0, 0));
+        let mut conn = new_conn(&mock);
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+        mock.send(b"POST /spilled HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+        for piece in body.chunks(7_001) {
+            mock.send(piece);
+            settle(py, &mut conn, &shared, &mock);
+        }
+        settle(py, &mut conn, &shared, &mock);
+        assert_eq!(bodies(&answers(&mock.written())), [format!("POST /spilled 100000 {sum}")]);
+        assert!(shared.spooler.spilled() >= 1, "the body went to a file");
         assert!(conn.is_idle_keep_alive());
     });
 }
