@@ -132,6 +132,8 @@ pub struct Arbiter {
     notifier: Notifier,
     /// `--reload`: the watch on the app's source files.
     reloader: Option<Reloader>,
+    /// The worker count last sent as statsd's `gunicorn.workers` gauge (sent on change).
+    gauged_workers: Option<usize>,
 }
 
 impl Arbiter {
@@ -161,6 +163,7 @@ impl Arbiter {
             respawn_after: None,
             notifier: Notifier::from_env(),
             reloader,
+            gauged_workers: None,
         })
     }
 
@@ -200,6 +203,23 @@ impl Arbiter {
             self.promote_pending();
             self.maybe_promote_master();
             self.manage_workers()?;
+            self.send_gauges();
+        }
+    }
+
+    /// gunicorn's master metrics (its `manage_workers`): `gunicorn.workers` when the count
+    /// changes, `gunicorn.backlog` each pass with `--enable-backlog-metric`.
+    fn send_gauges(&mut self) {
+        let count = self.workers.values().filter(|w| w.retiring.is_none()).count();
+        if self.gauged_workers != Some(count) {
+            self.gauged_workers = Some(count);
+            crate::statsd::workers(count);
+        }
+        if self.config.enable_backlog_metric {
+            let fds = self.start.listeners.iter().map(Listener::fd);
+            if let Some(waiting) = fds.map(crate::statsd::waiting).sum::<Option<u64>>() {
+                crate::statsd::backlog(waiting);
+            }
         }
     }
 

@@ -27,6 +27,7 @@
 //! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`pylog`]: both logs through Python's `logging` when the config asks for it.
+//! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.
 //!
@@ -49,6 +50,7 @@ pub mod pylog;
 pub mod reexec;
 pub mod reloader;
 pub mod signals;
+pub mod statsd;
 pub mod systemd;
 pub mod worker;
 pub mod wsgi;
@@ -229,6 +231,9 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), BootError> {
         }
     }
     wsgi::access::set_format(&config.access_log_format);
+    if let Some(address) = &config.statsd_host {
+        statsd::configure(address, &config.statsd_prefix, &config.dogstatsd_tags);
+    }
     if config.capture_output && config.errorlog.is_some() {
         log::ERROR_LOG.capture_stdio();
     }

@@ -239,6 +239,13 @@ pub fn reopen() -> io::Result<()> {
 /// One formatted line (or block, for tracebacks) to the error log; through Python's
 /// `logging` when the config asks for it ([`crate::pylog`]).
 pub fn write_line(level: LogLevel, message: &str) {
+    crate::statsd::log_line(level);
+    write_uncounted(level, message);
+}
+
+/// [`write_line`] without the statsd log counter: for an exception, which gunicorn counts
+/// as `gunicorn.log.exception` only.
+pub fn write_uncounted(level: LogLevel, message: &str) {
     if crate::pylog::write_line(level, message) {
         return;
     }

@@ -120,10 +120,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("syslog", "false", &["log-syslog"], Sets("true"), FALSE),
     row("syslog_prefix", "", &["log-syslog-prefix"], Value, Any),
     row("syslog_facility", "user", &["log-syslog-facility"], Value, Any),
-    row("statsd_host", "", &["statsd-host"], Value, NOTHING),
-    row("dogstatsd_tags", "", &["dogstatsd-tags"], Value, Any),
-    row("statsd_prefix", "", &["statsd-prefix"], Value, Any),
-    row("enable_backlog_metric", "false", &["enable-backlog-metric"], Sets("true"), Any),
     row("default_proc_name", "gunicorn", &[], Value, Any),
     // Called only when certfile is set.
     row("ssl_context", "", &[], Value, Any),
@@ -195,7 +191,6 @@ mod tests {
             ("spew", "true", false),
             ("tmp_upload_dir", "/var/tmp", true),
             ("control_socket_disable", "true", true),
-            ("statsd_host", "localhost:8125", false),
             ("reload_engine", "poll", false),
         ];
         for (name, value, want) in rows {

@@ -137,6 +137,14 @@ pub struct Config {
     pub accesslog: Option<PathBuf>,
     /// The access log line, in gunicorn's atoms.
     pub access_log_format: String,
+    /// `--statsd-host`: where gunicorn's statsd metrics go; `None`: none are sent.
+    pub statsd_host: Option<crate::statsd::Address>,
+    /// `--statsd-prefix`, as given (the sender joins it with one `.`).
+    pub statsd_prefix: String,
+    /// `--dogstatsd-tags`, appended to every statsd line when not empty.
+    pub dogstatsd_tags: String,
+    /// `--enable-backlog-metric`: the master sends `gunicorn.backlog`.
+    pub enable_backlog_metric: bool,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
     /// Send the workers' stdout and stderr into the error log file.
@@ -285,6 +293,10 @@ impl Config {
             errorlog: None,
             accesslog: None,
             access_log_format: String::new(),
+            statsd_host: None,
+            statsd_prefix: String::new(),
+            dogstatsd_tags: String::new(),
+            enable_backlog_metric: false,
             paste,
             capture_output: false,
             logconfig: None,
@@ -353,12 +365,23 @@ impl Config {
         self.accesslog = raw.last("accesslog").map(PathBuf::from);
         self.access_log_format = text(raw, "access_log_format").unwrap_or_default().to_owned();
         self.capture_output = raw.has("capture_output");
+        self.statsd(raw)?;
         self.logconfig = raw.last("logconfig").map(PathBuf::from);
         self.logconfig_json = raw.last("logconfig_json").map(PathBuf::from);
         // The default class (or `simple`) is ferricorn's native logs.
         let native = |c: &str| Some(c) == spec("logger_class").default.value() || c == "simple";
         self.logger_class =
             raw.last("logger_class").filter(|c| !c.is_empty() && !native(c)).map(str::to_owned);
+        Ok(())
+    }
+
+    /// statsd: gunicorn's `validate_statsd_address`; the rest are taken as given.
+    fn statsd(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        let host = raw.last("statsd_host").filter(|h| !h.is_empty() && *h != "None");
+        self.statsd_host = host.map(crate::statsd::Address::parse).transpose()?;
+        self.statsd_prefix = text(raw, "statsd_prefix").unwrap_or_default().to_owned();
+        self.dogstatsd_tags = text(raw, "dogstatsd_tags").unwrap_or_default().to_owned();
+        self.enable_backlog_metric = raw.has("enable_backlog_metric");
         Ok(())
     }
 
@@ -737,7 +760,7 @@ mod tests {
             &["-k", "nope", "app"],
             &["-k", "myproject.workers:CustomWorker", "app"],
             &["-k", "uvicorn.workers.UvicornWorker", "app"],
-            &["--statsd-host", "localhost:8125", "app"],
+            &["--statsd-host", "localhost:port", "app"],
             &["--proxy-protocol", "app"],
             &["--spew", "app"],
             &["--threads", "0", "app"],

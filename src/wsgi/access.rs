@@ -80,9 +80,10 @@ pub struct Record<'a, 'py> {
     pub elapsed: Duration,
 }
 
-/// Writes the line for one response, if the access log is on; through the Python
-/// logger's `access` when the logs go through Python.
+/// Sends the response's statsd metrics, and writes its line if the access log is on;
+/// through the Python logger's `access` when the logs go through Python.
 pub fn write(record: &Record<'_, '_>) {
+    crate::statsd::request(record.status, record.elapsed);
     if crate::pylog::active() {
         crate::pylog::access(&crate::pylog::Access {
             environ: record.environ,

@@ -22,6 +22,7 @@ use crate::http::chunked::{self, LAST_CHUNK};
 use crate::http::response::{self, BodyMode, Encoder, Plan};
 use crate::http::Head;
 use crate::log::{self, LogLevel};
+use crate::statsd;
 use crate::wsgi::start_response::{Response, Wire};
 use crate::wsgi::{access, FileWrapper, Input, StartResponse};
 
@@ -131,7 +132,7 @@ impl Exchange {
             input,
             request: [head.method(), " ", head.target()].concat(),
             body: Body::Finished,
-            logged: (access::enabled() || hooks::defined(Hook::PostRequest))
+            logged: (access::enabled() || hooks::defined(Hook::PostRequest) || statsd::enabled())
                 .then(|| {
                     let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
                     let request_headers = access::capture(head);
@@ -520,10 +521,11 @@ pub fn error_page(status: u16) -> Vec<u8> {
 /// "Error handling request GET /path" and the app's traceback, as gunicorn logs it
 /// (through Python, its `log.exception(...)`, the record carrying the exception).
 pub fn log_app_error(py: Python<'_>, request: &str, err: &PyErr) {
+    statsd::increment("gunicorn.log.exception");
     if crate::pylog::app_error(py, request, err) {
         return;
     }
-    log::write_line(
+    log::write_uncounted(
         LogLevel::Error,
         &format!("Error handling request {request}\n{}", traceback(py, err)),
     );
