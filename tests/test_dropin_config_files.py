@@ -83,10 +83,10 @@ def test_regression_every_gunicorn_setting_at_its_default_starts_quietly(tmp_pat
 
 
 def test_a_setting_ferricorn_lacks_is_one_warning_and_the_rest_applies():
-    servers = serve_both(["-c", str(DROPIN / "statsd_config.py"), APP])
+    servers = serve_both(["-c", str(DROPIN / "nosendfile_config.py"), APP])
     found = warnings(servers["ferricorn"])
     assert len(found) == 1, servers["ferricorn"].stderr  # statsd_prefix alone does nothing
-    assert "'statsd_host' is not supported by ferricorn yet" in found[0]
+    assert "'sendfile' is not supported by ferricorn yet" in found[0]
     assert "docs/migrating.md" in found[0]
 
 

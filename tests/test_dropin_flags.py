@@ -40,9 +40,8 @@ def run_gunicorn(*args: str) -> subprocess.CompletedProcess:
 
 
 # Command lines from Dockerfiles and Procfiles that lean on a gunicorn feature ferricorn
-# has not built: metrics, TLS, PROXY protocol, syslog, tracing, sendfile off, polling reload.
+# has not built: TLS, PROXY protocol, syslog, tracing, sendfile off, polling reload.
 NOT_YET = [
-    ["--statsd-host", "localhost:8125", "--statsd-prefix", "web"],
     ["--certfile", "/etc/ssl/certs/app.pem", "--keyfile", "/etc/ssl/private/app.key"],
     ["--proxy-protocol"],
     ["--log-syslog", "--log-syslog-prefix", "web"],
@@ -89,7 +88,7 @@ def test_regression_every_gunicorn_flag_is_known():
             named.append(name)
         else:
             assert out.returncode == 0 and "usage:" in out.stdout, (args, out.stderr)
-    assert "statsd_host" in named and "certfile" in named
+    assert "proxy_protocol" in named and "certfile" in named
 
 
 # Settings that lose nothing when ignored start without a word.
@@ -155,10 +154,10 @@ def _listening_port(text: str) -> int | None:
         (["--threads", "8"], "note: --threads 8 with the sync worker"),
         (["-k", "gevent", "--threads", "4"], "warning: --threads 4 is ignored with -k gevent"),
         (["-k", "eventlet"], "note: -k eventlet: running the async worker with 100 app threads"),
-        (["-c", str(TESTS_DIR / "dropin" / "statsd_config.py")], "'statsd_host' is not supported"),
+        (["-c", str(TESTS_DIR / "dropin" / "nosendfile_config.py")], "'sendfile' is not supported"),
         (["--no-control-socket"], "ignored: gunicorn setting 'control_socket_disable'"),
     ],
-    ids=["threads", "gevent-threads", "eventlet", "statsd", "harmless"],
+    ids=["threads", "gevent-threads", "eventlet", "sendfile", "harmless"],
 )
 def test_regression_check_config_reports_what_it_sees(args, reported):
     out = run_cli("--check-config", *args, APP)

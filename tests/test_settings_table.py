@@ -60,6 +60,8 @@ def expected(name: str, default: str) -> set[str] | None:
         return {"False"}
     if default == "none":
         return {"None", "[]"}
+    if default == "empty":
+        return {""}
     # A value, alone or followed by what the environment may put instead (", or $PORT").
     match = re.fullmatch(r"(?:(\d+)|`([^`]+)`)(?:, or .*)?", default)
     assert match, f"{name}: default {default!r} is neither a value nor described"

@@ -172,3 +172,11 @@ def test_bad_statsd_host_is_one_line_and_exit_2():
     assert result.returncode == 2, result
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--statsd-host" in lines[0], result.stderr
+
+
+def test_regression_statsd_config_file_starts_without_a_warning():
+    """A gunicorn config file with statsd_host and statsd_prefix was one warning ("not
+    supported yet"); now the settings apply."""
+    result = run_cli("--check-config", "-c", "dropin/statsd_config.py", APP)
+    assert result.returncode == 0, result.stderr
+    assert "statsd" not in result.stderr, result.stderr

@@ -891,6 +891,8 @@ mod tests {
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];
+        // statsd_host prints the parsed address, as gunicorn does: checked below.
+        let skipped = [&skipped[..], &["statsd_host"]].concat();
         for spec in OPTIONS.iter().filter(|o| !skipped.contains(&o.name)) {
             let flag = format!("--{}", spec.long[0]);
             let value = match spec.kind {
@@ -904,6 +906,11 @@ mod tests {
             let shown = (spec.shown)(&c, spec);
             assert_eq!(shown, value.unwrap_or("True"), "{args:?} did not reach its field");
         }
+        let shown = |args: &[&str]| {
+            (spec("statsd_host").shown)(&config(args).unwrap(), spec("statsd_host"))
+        };
+        assert_eq!(shown(&["--statsd-host", "Stats:9125", "app"]), "('stats', 9125)");
+        assert_eq!(shown(&["--statsd-host", "unix:///run/s", "app"]), "/run/s");
     }
 
     #[test]

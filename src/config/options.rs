@@ -67,6 +67,7 @@ impl DefaultValue {
         };
         match self {
             DefaultValue::Off => "off".to_owned(),
+            DefaultValue::Value("") => "empty".to_owned(),
             DefaultValue::Unset(text) => text.to_owned(),
             DefaultValue::Value(v) => code(v),
             DefaultValue::ValueOr(v, note) => format!("{}, {note}", code(v)),
@@ -854,7 +855,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         shown: |c, _| match &c.statsd_host {
             None => "None".to_owned(),
             Some(crate::statsd::Address::Udp(host, port)) => format!("('{host}', {port})"),
-            Some(crate::statsd::Address::Unix(path)) => format!("'{}'", path.display()),
+            Some(crate::statsd::Address::Unix(path)) => path.display().to_string(),
         },
     },
     OptionSpec {
@@ -891,7 +892,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: true,
         help: "Send the gunicorn.backlog statsd histogram (Linux).",
         doc: "With `--statsd-host`, the master sends the `gunicorn.backlog` histogram once a second: connections waiting in the TCP listen queues.",
-        shown: |c, _| c.enable_backlog_metric.to_string(),
+        shown: |c, _| on(c.enable_backlog_metric),
     },
     OptionSpec {
         name: "loglevel",
