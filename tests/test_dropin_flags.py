@@ -40,12 +40,11 @@ def run_gunicorn(*args: str) -> subprocess.CompletedProcess:
 
 
 # Command lines from Dockerfiles and Procfiles that lean on a gunicorn feature ferricorn
-# has not built: metrics, TLS, PROXY protocol, syslog, tracing, sendfile off, polling reload.
+# has not built: metrics, TLS, PROXY protocol, tracing, sendfile off, polling reload.
 NOT_YET = [
     ["--statsd-host", "localhost:8125", "--statsd-prefix", "web"],
     ["--certfile", "/etc/ssl/certs/app.pem", "--keyfile", "/etc/ssl/private/app.key"],
     ["--proxy-protocol"],
-    ["--log-syslog", "--log-syslog-prefix", "web"],
     ["--spew"],
     ["--no-sendfile"],
     ["--reload", "--reload-engine", "poll"],

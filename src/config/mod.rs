@@ -137,6 +137,8 @@ pub struct Config {
     pub accesslog: Option<PathBuf>,
     /// The access log line, in gunicorn's atoms.
     pub access_log_format: String,
+    /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
+    pub syslog: Option<crate::syslog::Settings>,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
     /// Send the workers' stdout and stderr into the error log file.
@@ -232,6 +234,7 @@ impl Config {
         config.timeouts(raw)?;
         config.logging(raw)?;
         config.process(raw)?;
+        config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
         config.notices.extend(ignored_settings(raw));
@@ -285,6 +288,7 @@ impl Config {
             errorlog: None,
             accesslog: None,
             access_log_format: String::new(),
+            syslog: None,
             paste,
             capture_output: false,
             logconfig: None,
@@ -359,6 +363,37 @@ impl Config {
         let native = |c: &str| Some(c) == spec("logger_class").default.value() || c == "simple";
         self.logger_class =
             raw.last("logger_class").filter(|c| !c.is_empty() && !native(c)).map(str::to_owned);
+        Ok(())
+    }
+
+    /// `--log-syslog` and its settings (after `--name`, the default prefix). As in gunicorn,
+    /// the other four are read only when it is on, so a config file gunicorn starts with
+    /// starts here too.
+    fn syslog(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        if !raw.has("syslog") {
+            self.syslog = None;
+            return Ok(());
+        }
+        let to = text(raw, "syslog_addr").unwrap_or_default();
+        let address = match crate::syslog::parse_address(to) {
+            Ok(address) => address,
+            Err(e) => bail!("--log-syslog-to {to:?}: {e}"),
+        };
+        let name = text(raw, "syslog_facility").unwrap_or_default();
+        let Some(facility) = crate::syslog::facility(name) else {
+            bail!(
+                "--log-syslog-facility {name:?}: unknown facility name; expected one of {}",
+                crate::syslog::facility_names()
+            )
+        };
+        let prefix = text(raw, "syslog_prefix").filter(|p| !p.is_empty());
+        let program = prefix.map_or_else(|| self.proc_name.replace(':', "."), str::to_owned);
+        self.syslog = Some(crate::syslog::Settings {
+            address,
+            facility,
+            program: format!("gunicorn.{program}"),
+            access: !raw.has("disable_redirect_access_to_syslog"),
+        });
         Ok(())
     }
 
