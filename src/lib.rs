@@ -27,6 +27,7 @@
 //! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`pylog`]: both logs through Python's `logging` when the config asks for it.
+//! - [`syslog`]: `--log-syslog`, both logs also to a syslog receiver, as gunicorn sends them.
 //! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.
@@ -51,6 +52,7 @@ pub mod reexec;
 pub mod reloader;
 pub mod signals;
 pub mod statsd;
+pub mod syslog;
 pub mod systemd;
 pub mod worker;
 pub mod wsgi;
@@ -229,6 +231,9 @@ fn prepare_process(py: Python<'_>, config: &Config) -> Result<(), BootError> {
             // SAFETY: fchown of our own log descriptor, so workers can reopen it on USR1.
             unsafe { libc::fchown(fd, user.uid, config.group.unwrap_or(libc::gid_t::MAX)) };
         }
+    }
+    if let Some(settings) = &config.syslog {
+        syslog::open(settings);
     }
     wsgi::access::set_format(&config.access_log_format);
     if let Some(address) = &config.statsd_host {

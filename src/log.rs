@@ -4,7 +4,8 @@
 //! event as one line with a single `write(2)` so lines from workers never interleave.
 //! The log goes to stderr, or to `--error-logfile`, which USR1 reopens in place: the new
 //! file is `dup2`'d onto the descriptor every writer uses, so no writer sees a gap.
-//! When the config asks for Python logging, lines go to [`crate::pylog`] instead.
+//! When the config asks for Python logging, lines go to [`crate::pylog`] instead; with
+//! `--log-syslog` they also go to [`crate::syslog`].
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
@@ -249,6 +250,7 @@ pub fn write_uncounted(level: LogLevel, message: &str) {
     if crate::pylog::write_line(level, message) {
         return;
     }
+    crate::syslog::error(level, message);
     let mut line = String::with_capacity(48 + message.len());
     line.push('[');
     timestamp(&mut line);

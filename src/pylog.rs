@@ -54,6 +54,7 @@ pub fn install(py: Python<'_>, config: &Config) -> PyResult<()> {
     settings.set_item("user", config.user.as_ref().map(|u| u.uid))?;
     settings.set_item("group", config.group)?;
     settings.set_item("proc_name", &config.proc_name)?;
+    crate::syslog::python_settings(&settings, &config.raw)?;
     let module = py.import("ferricorn._logging")?;
     let level = module.call_method1("setup", (settings,))?;
     if level.is_none() {

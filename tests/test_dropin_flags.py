@@ -44,7 +44,6 @@ def run_gunicorn(*args: str) -> subprocess.CompletedProcess:
 NOT_YET = [
     ["--certfile", "/etc/ssl/certs/app.pem", "--keyfile", "/etc/ssl/private/app.key"],
     ["--proxy-protocol"],
-    ["--log-syslog", "--log-syslog-prefix", "web"],
     ["--spew"],
     ["--no-sendfile"],
     ["--reload", "--reload-engine", "poll"],

@@ -4,7 +4,7 @@ gunicorn's logger object (``gunicorn.glogging.Logger``, or ``logger_class``) own
 its logs: the ``gunicorn.error`` and ``gunicorn.access`` loggers, set up from
 ``--error-logfile``, ``--access-logfile`` and then ``logconfig_dict``, ``--log-config-json``
 or ``--log-config`` merged over gunicorn's defaults. :class:`Logger` here does what
-gunicorn 27's does, line for line where it matters (syslog aside: ferricorn has none), so
+gunicorn 27's does, line for line where it matters (its syslog handler included), so
 a dictConfig written for gunicorn routes the same records with the same names, levels,
 messages and ``args``. The Rust side (``src/pylog.rs``) calls :func:`setup` once in the
 master, then :func:`log` for each error log line and :func:`access` for each response.
@@ -23,7 +23,9 @@ import importlib
 import json
 import logging
 import logging.config
+import logging.handlers
 import os
+import socket
 import sys
 import threading
 import time
@@ -72,6 +74,44 @@ CONFIG_DEFAULTS = {
     },
 }
 
+# gunicorn's glogging.SYSLOG_FACILITIES.
+SYSLOG_FACILITIES = {
+    "auth": 4,
+    "authpriv": 10,
+    "cron": 9,
+    "daemon": 3,
+    "ftp": 11,
+    "kern": 0,
+    "lpr": 6,
+    "mail": 2,
+    "news": 7,
+    "security": 4,
+    "syslog": 5,
+    "user": 1,
+    "uucp": 8,
+    **{f"local{n}": 16 + n for n in range(8)},
+}
+
+
+def parse_syslog_address(addr):
+    """gunicorn's ``parse_syslog_address``: (socket type, address) for ``SysLogHandler``."""
+    if addr.startswith("unix://"):
+        parts = addr.split("#", 1)
+        sock_type = socket.SOCK_DGRAM if len(parts) == 2 and parts[1] == "dgram" else None
+        return (sock_type, parts[0].split("unix://")[1])
+    scheme, _, addr = addr.partition("://")
+    socktype = socket.SOCK_STREAM if scheme == "tcp" else socket.SOCK_DGRAM
+    if "[" in addr and "]" in addr:
+        host = addr.split("]")[0][1:].lower()
+    elif ":" in addr:
+        host = addr.split(":")[0].lower()
+    else:
+        host = addr.lower() or "localhost"
+    addr = addr.split("]")[-1]
+    port = int(addr.split(":", 1)[1]) if ":" in addr else 514
+    return (socktype, (host, port))
+
+
 DEFAULT_CLASSES = (None, "", "simple", "gunicorn.glogging.Logger")
 
 
@@ -79,11 +119,6 @@ class Config:
     """The ``cfg`` a gunicorn Logger reads: the logging settings under gunicorn's names.
     A setting ferricorn does not have reads as gunicorn's default."""
 
-    syslog = False
-    syslog_addr = "udp://localhost:514"
-    syslog_prefix = None
-    syslog_facility = "user"
-    disable_redirect_access_to_syslog = False
     statsd_host = None
     statsd_prefix = ""
     dogstatsd_tags = ""
@@ -103,6 +138,13 @@ class Config:
         self.user = os.geteuid() if user is None else user
         self.group = os.getegid() if group is None else group
         self.proc_name = settings["proc_name"]
+        self.syslog = settings.get("syslog", False)
+        self.syslog_addr = settings.get("syslog_addr", "udp://localhost:514")
+        self.syslog_prefix = settings.get("syslog_prefix")
+        self.syslog_facility = settings.get("syslog_facility", "user")
+        self.disable_redirect_access_to_syslog = settings.get(
+            "disable_redirect_access_to_syslog", False
+        )
 
     def __getattr__(self, name):
         # Settings a custom Logger may read that are not about logging: none of ours.
@@ -135,7 +177,7 @@ def loggers():
 
 
 class Logger:
-    """gunicorn 27's ``glogging.Logger``, without syslog: the same loggers, handlers,
+    """gunicorn 27's ``glogging.Logger``: the same loggers, handlers (syslog's too),
     levels and records."""
 
     LOG_LEVELS = {
@@ -188,6 +230,10 @@ class Logger:
                 fmt=logging.Formatter(self.access_fmt),
                 stream=sys.stdout,
             )
+        if cfg.syslog:
+            self._set_syslog_handler(self.error_log, cfg, self.syslog_fmt, "error")
+            if not cfg.disable_redirect_access_to_syslog:
+                self._set_syslog_handler(self.access_log, cfg, self.syslog_fmt, "access")
         if cfg.logconfig_dict:
             config = copy.deepcopy(CONFIG_DEFAULTS)
             config.update(cfg.logconfig_dict)
@@ -274,7 +320,24 @@ class Logger:
 
     def _compute_access_log_enabled(self):
         cfg = self.cfg
-        return bool(cfg.accesslog or cfg.logconfig or cfg.logconfig_dict or cfg.logconfig_json)
+        return bool(
+            cfg.accesslog
+            or cfg.logconfig
+            or cfg.logconfig_dict
+            or cfg.logconfig_json
+            or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
+        )
+
+    def _set_syslog_handler(self, log, cfg, fmt, name):
+        # gunicorn's, whose settings the Rust side has already checked.
+        prefix = cfg.syslog_prefix or cfg.proc_name.replace(":", ".")
+        fmt = logging.Formatter(f"gunicorn.{prefix}.{name}: {fmt}")
+        facility = SYSLOG_FACILITIES[cfg.syslog_facility.lower()]
+        socktype, addr = parse_syslog_address(cfg.syslog_addr)
+        h = logging.handlers.SysLogHandler(address=addr, facility=facility, socktype=socktype)
+        h.setFormatter(fmt)
+        h._gunicorn = True
+        log.addHandler(h)
 
     def access(self, resp, req, environ, request_time):
         if not self.access_log_enabled:

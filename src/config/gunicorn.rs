@@ -109,17 +109,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("sendfile", "", &["no-sendfile"], Sets("false"), Values(&["true"])),
     // gunicorn itself never reads it.
     row("tmp_upload_dir", "", &[], Value, Any),
-    row(
-        "disable_redirect_access_to_syslog",
-        "false",
-        &["disable-redirect-access-to-syslog"],
-        Sets("true"),
-        Any,
-    ),
-    row("syslog_addr", "udp://localhost:514", &["log-syslog-to"], Value, Any),
-    row("syslog", "false", &["log-syslog"], Sets("true"), FALSE),
-    row("syslog_prefix", "", &["log-syslog-prefix"], Value, Any),
-    row("syslog_facility", "user", &["log-syslog-facility"], Value, Any),
     row("default_proc_name", "gunicorn", &[], Value, Any),
     // Called only when certfile is set.
     row("ssl_context", "", &[], Value, Any),

@@ -145,6 +145,8 @@ pub struct Config {
     pub dogstatsd_tags: String,
     /// `--enable-backlog-metric`: the master sends `gunicorn.backlog`.
     pub enable_backlog_metric: bool,
+    /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
+    pub syslog: Option<crate::syslog::Settings>,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
     /// Send the workers' stdout and stderr into the error log file.
@@ -240,6 +242,7 @@ impl Config {
         config.timeouts(raw)?;
         config.logging(raw)?;
         config.process(raw)?;
+        config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
         config.notices.extend(ignored_settings(raw));
@@ -297,6 +300,7 @@ impl Config {
             statsd_prefix: String::new(),
             dogstatsd_tags: String::new(),
             enable_backlog_metric: false,
+            syslog: None,
             paste,
             capture_output: false,
             logconfig: None,
@@ -382,6 +386,37 @@ impl Config {
         self.statsd_prefix = text(raw, "statsd_prefix").unwrap_or_default().to_owned();
         self.dogstatsd_tags = text(raw, "dogstatsd_tags").unwrap_or_default().to_owned();
         self.enable_backlog_metric = raw.has("enable_backlog_metric");
+        Ok(())
+    }
+
+    /// `--log-syslog` and its settings (after `--name`, the default prefix). As in gunicorn,
+    /// the other four are read only when it is on, so a config file gunicorn starts with
+    /// starts here too.
+    fn syslog(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        if !raw.has("syslog") {
+            self.syslog = None;
+            return Ok(());
+        }
+        let to = text(raw, "syslog_addr").unwrap_or_default();
+        let address = match crate::syslog::parse_address(to) {
+            Ok(address) => address,
+            Err(e) => bail!("--log-syslog-to {to:?}: {e}"),
+        };
+        let name = text(raw, "syslog_facility").unwrap_or_default();
+        let Some(facility) = crate::syslog::facility(name) else {
+            bail!(
+                "--log-syslog-facility {name:?}: unknown facility name; expected one of {}",
+                crate::syslog::facility_names()
+            )
+        };
+        let prefix = text(raw, "syslog_prefix").filter(|p| !p.is_empty());
+        let program = prefix.map_or_else(|| self.proc_name.replace(':', "."), str::to_owned);
+        self.syslog = Some(crate::syslog::Settings {
+            address,
+            facility,
+            program: format!("gunicorn.{program}"),
+            access: !raw.has("disable_redirect_access_to_syslog"),
+        });
         Ok(())
     }
 

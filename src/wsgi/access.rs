@@ -53,7 +53,7 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// Parses `--access-logformat` once, in the master, when the access log is on.
 pub fn set_format(format: &str) {
-    if ACCESS_LOG.enabled() {
+    if ACCESS_LOG.enabled() || crate::syslog::access_on() {
         let _ = FORMAT.set(parse(format));
     }
 }
@@ -99,6 +99,10 @@ pub fn write(record: &Record<'_, '_>) {
     LINE.with_borrow_mut(|line| {
         line.clear();
         render(pieces, record, line);
+        crate::syslog::access(line);
+        if !ACCESS_LOG.enabled() {
+            return;
+        }
         line.push('\n');
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         pending.extend_from_slice(line.as_bytes());
