@@ -217,7 +217,10 @@ impl Arbiter {
         }
         if self.config.enable_backlog_metric {
             let fds = self.start.listeners.iter().map(Listener::fd);
-            if let Some(waiting) = fds.map(crate::statsd::waiting).sum::<Option<u64>>() {
+            if let Some(waiting) = fds
+                .map(|fd| crate::listener::accept_queue_len(fd).map(|n| n as u64))
+                .sum::<Option<u64>>()
+            {
                 crate::statsd::backlog(waiting);
             }
         }

@@ -276,6 +276,30 @@ impl From<&SockAddr> for Peer {
     }
 }
 
+/// `tcpi_state` of a listening socket (the kernel's `TCP_LISTEN`).
+const TCP_LISTEN: u8 = 10;
+
+/// How many connections wait in a TCP listener's accept queue (Linux reports it as the
+/// `tcpi_unacked` of a listening socket); `None` for other sockets. The sync worker drains
+/// this many on TERM; the master sends it as statsd's `gunicorn.backlog`, as gunicorn's
+/// `get_backlog` reads it.
+pub fn accept_queue_len(fd: std::os::fd::RawFd) -> Option<usize> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid pointer and length for the option's buffer; a bad fd returns -1.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::BindSpec::{self, *};

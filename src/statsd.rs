@@ -166,26 +166,6 @@ pub fn backlog(waiting: u64) {
     send("gunicorn.backlog", format_args!("{waiting}"), "h");
 }
 
-/// Connections waiting to be accepted on a listening TCP socket (`tcpi_unacked`, as
-/// gunicorn's `get_backlog` reads it); `None` for other sockets, which gunicorn counts
-/// as -1 so that the sum is not sent.
-pub fn waiting(fd: std::os::fd::RawFd) -> Option<u64> {
-    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: a valid descriptor number, a pointer to a live tcp_info and its length.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(u64::from(info.tcpi_unacked))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,8 @@ use super::transport::{Transport, Want};
 use crate::http;
 use crate::wsgi::{BodySource, FileSpan, Stream};
 
+pub use crate::listener::accept_queue_len;
+
 /// Size of one socket read.
 pub const READ_SIZE: usize = 64 * 1024;
 /// How often a worker waiting on a socket beats its heartbeat: waiting on a client is not
@@ -40,28 +42,6 @@ pub fn read_some<T: Transport>(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// `tcpi_state` of a listening socket (the kernel's `TCP_LISTEN`).
-const TCP_LISTEN: u8 = 10;
-
-/// How many connections wait in a TCP listener's accept queue (Linux reports it as the
-/// `tcpi_unacked` of a listening socket); `None` for other sockets.
-pub fn accept_queue_len(fd: RawFd) -> Option<usize> {
-    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: a valid pointer and length for the option's buffer; a bad fd returns -1.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked as usize)
 }
 
 /// Waits until `fd` is ready for `events` (POLLIN/POLLOUT), up to `timeout`, beating the
