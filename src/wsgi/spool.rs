@@ -50,7 +50,7 @@ pub fn tune_allocator() {
 /// (0: no limit), as nginx's `client_max_body_size` does.
 pub fn check_length(head: &Head, limit: u64) -> Result<(), http::Error> {
     match head.framing {
-        BodyFraming::Length(n) if limit > 0 && n > limit => Err(http::Error::BodyTooLarge),
+        BodyFraming::Length(n) if over_limit(n, limit) => Err(http::Error::BodyTooLarge),
         _ => Ok(()),
     }
 }
