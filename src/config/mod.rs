@@ -145,6 +145,12 @@ pub struct Config {
     pub dogstatsd_tags: String,
     /// `--enable-backlog-metric`: the master sends `gunicorn.backlog`.
     pub enable_backlog_metric: bool,
+    /// `--control-socket`: where `gunicornc` finds the master (gunicorn's default path).
+    pub control_socket: PathBuf,
+    /// `--control-socket-mode`: the socket file's permission bits.
+    pub control_socket_mode: u32,
+    /// `--no-control-socket`.
+    pub control_socket_disable: bool,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
     pub syslog: Option<crate::syslog::Settings>,
     /// `--paste`: the app comes from a PasteDeploy ini file.
@@ -300,6 +306,9 @@ impl Config {
             statsd_prefix: String::new(),
             dogstatsd_tags: String::new(),
             enable_backlog_metric: false,
+            control_socket: PathBuf::new(),
+            control_socket_mode: 0,
+            control_socket_disable: false,
             syslog: None,
             paste,
             capture_output: false,
@@ -437,6 +446,14 @@ impl Config {
         self.print_config = raw.has("print_config");
         self.chdir = raw.last("chdir").map(PathBuf::from);
         self.env = raw.all("raw_env").map(parse_env).collect::<Result<_, _>>()?;
+        self.control_socket =
+            raw.last("control_socket").map_or_else(crate::control::default_path, PathBuf::from);
+        let mode = text(raw, "control_socket_mode").unwrap_or_default();
+        let Some(mode) = crate::control::parse_mode(mode) else {
+            bail!("--control-socket-mode {mode:?}: expected permission bits like 0o600, 0660 or 384")
+        };
+        self.control_socket_mode = mode;
+        self.control_socket_disable = raw.has("control_socket_disable");
         Ok(())
     }
 
@@ -870,7 +887,6 @@ mod tests {
     #[test]
     fn harmless_gunicorn_flags_start_and_are_listed() {
         let c = config(&[
-            "--no-control-socket",
             "--reload-engine=inotify",
             "--proxy-protocol",
             "off",
@@ -880,7 +896,7 @@ mod tests {
         assert_eq!(c.app, "app");
         assert!(c.notices.iter().all(|n| n.level == LogLevel::Debug), "{:?}", c.notices);
         // `--proxy-protocol off` is gunicorn's default: not even a note.
-        assert_eq!(c.notices.len(), 2, "{:?}", c.notices);
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
     }
 
     /// Item 4 of issue 10: the defaults applied are the ones the table (and so `--help`
@@ -896,6 +912,9 @@ mod tests {
                 DefaultValue::Value(v) | DefaultValue::ValueOr(v, _) => v.to_owned(),
                 DefaultValue::Pairs(_) => options::dict(&spec.default.values()),
                 DefaultValue::Unset(_) if spec.name == "proc_name" => "app".to_owned(),
+                DefaultValue::Unset(_) if spec.name == "control_socket" => {
+                    crate::control::default_path().display().to_string()
+                }
                 DefaultValue::Unset(_) if shown == "[]" => "[]".to_owned(),
                 DefaultValue::Unset(_) => "None".to_owned(),
             };
@@ -918,6 +937,7 @@ mod tests {
             ("user", "0"),
             ("group", "0"),
             ("umask", "18"),
+            ("control_socket_mode", "0o660"),
             ("proc_name", "web"),
             ("access_log_format", "%(h)s"),
             ("loglevel", "debug"),
