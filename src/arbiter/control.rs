@@ -47,11 +47,11 @@ impl Arbiter {
     /// Opens the control socket unless `--no-control-socket`; a master started by USR2
     /// takes the path over from its predecessor, as gunicorn's does.
     pub(super) fn open_control(&mut self) {
-        if self.config.control_socket_disable || self.control.is_some() {
+        if self.config.control.disabled || self.control.is_some() {
             return;
         }
         let takeover = self.start.old_master.is_some();
-        let (path, mode) = (&self.config.control_socket, self.config.control_socket_mode);
+        let (path, mode) = (&self.config.control.path, self.config.control.mode);
         self.control = ControlServer::open(path, mode, takeover);
     }
 
@@ -129,8 +129,8 @@ impl Master for Arbiter {
             "dirty_workers": 0,
             "dirty_apps": [],
             "dirty_timeout": 300,
-            "control_socket": c.control_socket.display().to_string(),
-            "control_socket_disable": c.control_socket_disable,
+            "control_socket": c.control.path.display().to_string(),
+            "control_socket_disable": c.control.disabled,
         });
         config.as_object().cloned().unwrap_or_default()
     }

@@ -904,7 +904,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: true,
         help: "Unix socket where gunicorn's gunicornc client controls the master.",
         doc: "The master's control socket, in gunicorn's protocol: gunicorn's own `gunicornc` (`gunicornc -s PATH -c 'show workers'`) lists the workers and stats, adds and removes workers, reloads, reopens the logs and shuts down. A relative path is taken from the working directory; a missing parent directory is created (mode 0700). A stale socket file is replaced; one another live server answers on is left to it (ferricorn then runs without one and says so). See [control.md](control.md).",
-        shown: |c, _| c.control_socket.display().to_string(),
+        shown: |c, _| c.control.path.display().to_string(),
     },
     OptionSpec {
         name: "control_socket_mode",
@@ -912,11 +912,11 @@ pub const OPTIONS: &[OptionSpec] = &[
         long: &["control-socket-mode"],
         metavar: Some("INT"),
         kind: Text,
-        default: Value("0o600"),
+        default: Value("384"),
         gunicorn: true,
-        help: "Permission bits of the control socket file (0o660, 0660 or 432).",
-        doc: "The control socket file's permission bits, read as gunicorn reads them (`0o660`, `0660`, `0x1b0` or `432`). `0600` lets only the owner connect; `0660` the group too.",
-        shown: |c, _| format!("{:#o}", c.control_socket_mode),
+        help: "Permission bits of the control socket file (0o660, 0660 or 432; 384 is 0o600).",
+        doc: "The control socket file's permission bits, read as gunicorn reads them (`0o660`, `0660`, `0x1b0` or `432`). The default, 384, is `0o600`: only the owner can connect; `0o660` lets the group in too. `--print-config` prints the number in decimal, as gunicorn does.",
+        shown: |c, _| c.control.mode.to_string(),
     },
     OptionSpec {
         name: "control_socket_disable",
@@ -928,7 +928,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: true,
         help: "No control socket.",
         doc: "Open no control socket: no file is created and `gunicornc` cannot reach this master.",
-        shown: |c, _| on(c.control_socket_disable),
+        shown: |c, _| on(c.control.disabled),
     },
     OptionSpec {
         name: "loglevel",

@@ -198,7 +198,9 @@ fn worker(master: &mut dyn Master, args: &[String]) -> Result<Value, String> {
         "remove" => {
             let total = previous.saturating_sub(count(rest)?).max(1);
             master.set_workers(total);
-            Ok(json!({"removed": previous.saturating_sub(total), "previous": previous, "total": total}))
+            Ok(
+                json!({"removed": previous.saturating_sub(total), "previous": previous, "total": total}),
+            )
         }
         "kill" => {
             let word = rest.first().ok_or("Missing PID for worker kill")?;
@@ -306,7 +308,13 @@ mod tests {
 
     impl Master for Fake {
         fn workers(&self) -> Vec<WorkerView> {
-            let view = |pid, age| WorkerView { pid, age, booted: true, aborted: false, last_heartbeat: 0.5 };
+            let view = |pid, age| WorkerView {
+                pid,
+                age,
+                booted: true,
+                aborted: false,
+                last_heartbeat: 0.5,
+            };
             vec![view(20, 2), view(10, 1)]
         }
         fn stats(&self) -> Map<String, Value> {
@@ -368,8 +376,14 @@ mod tests {
         ask(&mut master, "SHUTDOWN", json!([]));
         assert_eq!(master.signals, vec![libc::SIGHUP, libc::SIGINT, libc::SIGTERM]);
         assert_eq!(ask(&mut master, "", json!([]))["error"], "Empty command");
-        assert_eq!(ask(&mut master, "bogus", json!([]))["error"], "Invalid argument: Unknown command: bogus");
-        assert_eq!(ask(&mut master, "show \"x", json!([]))["error"], "Invalid argument: No closing quotation");
+        assert_eq!(
+            ask(&mut master, "bogus", json!([]))["error"],
+            "Invalid argument: Unknown command: bogus"
+        );
+        assert_eq!(
+            ask(&mut master, "show \"x", json!([]))["error"],
+            "Invalid argument: No closing quotation"
+        );
         assert_eq!(ask(&mut master, "dirty add", json!([]))["data"]["success"], false);
     }
 

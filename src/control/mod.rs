@@ -60,6 +60,17 @@ pub fn parse_mode(value: &str) -> Option<u32> {
     parsed.ok().filter(|&mode| mode > 0 && mode <= 0o7777)
 }
 
+/// The control socket's settings, as `Config` holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `--control-socket`, or gunicorn's default path.
+    pub path: PathBuf,
+    /// `--control-socket-mode`: the file's permission bits.
+    pub mode: u32,
+    /// `--no-control-socket`.
+    pub disabled: bool,
+}
+
 /// The listening control socket and its clients.
 pub struct ControlServer {
     /// Bound, non-blocking.
@@ -132,7 +143,8 @@ impl ControlServer {
                 Err(_) => return,
             };
             if self.clients.len() >= MAX_CLIENTS {
-                let idlest = (0..self.clients.len()).min_by_key(|&i| self.clients[i].last_request());
+                let idlest =
+                    (0..self.clients.len()).min_by_key(|&i| self.clients[i].last_request());
                 idlest.map(|i| self.clients.swap_remove(i));
             }
             if let Ok(conn) = Conn::new(stream, now) {
@@ -189,7 +201,10 @@ fn bind(path: &Path, mode: u32, takeover: bool) -> io::Result<ControlServer> {
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file that is not a socket is there"));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is there",
+            ));
         }
         if !takeover && UnixStream::connect(path).is_ok() {
             let text = "another live server listens there (give it another --control-socket)";

@@ -46,7 +46,13 @@ impl Conn {
     /// Takes an accepted stream, making it non-blocking.
     pub fn new(stream: UnixStream, now: Instant) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
-        Ok(Conn { stream, input: Vec::new(), output: Vec::new(), last_request: now, stalled_since: None })
+        Ok(Conn {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+            last_request: now,
+            stalled_since: None,
+        })
     }
 
     /// The descriptor to poll.
