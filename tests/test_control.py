@@ -245,6 +245,12 @@ def test_a_frame_that_is_not_a_request_closes_without_answer(tmp_path, kind):
         srv.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_hostile_control_clients_never_block_the_master(tmp_path):
     sock = tmp_path / "h.ctl"
     srv = start("ferricorn", "--control-socket", str(sock), workers=1)
@@ -256,6 +262,16 @@ def test_hostile_control_clients_never_block_the_master(tmp_path):
         oversize.sendall(struct.pack(">I", 0x7FFFFFFF) + b"{")
         half = raw_client(sock)
         half.sendall(struct.pack(">I", 100) + b'{"id": 1, "comm')
+        flood = raw_client(sock)  # asks and asks and never reads its answers
+        flood.setblocking(False)
+        request = json.dumps({"id": 1, "command": "show config"}).encode()
+        frame = struct.pack(">I", len(request)) + request
+        deadline = time.monotonic() + 2  # until the master, its answers unread, stops reading
+        while time.monotonic() < deadline:
+            try:
+                flood.send(frame)
+            except BlockingIOError:
+                time.sleep(0.01)
         assert closed_without_answer(garbage)
         assert closed_without_answer(oversize)
         assert srv.get("/").status == 200
@@ -263,8 +279,13 @@ def test_hostile_control_clients_never_block_the_master(tmp_path):
         assert ctl(sock, "worker add 1")["total"] == 2  # a fork while `half` is connected
         wait_for(lambda: len(srv.worker_pids()) == 2, START_TIMEOUT, "the added worker")
         # A frame begun and never finished is given up after a bounded stall (10 s); the
-        # worker forked meanwhile does not hold the connection open.
+        # worker forked meanwhile does not hold the connection open. The master does not
+        # spin meanwhile on the flood's unread answers (it would use the whole wait).
+        spent = cpu_seconds(srv.pid)
+        waited = time.monotonic()
         assert closed_without_answer(half, timeout=20)
+        assert cpu_seconds(srv.pid) - spent < (time.monotonic() - waited) / 2
+        flood.close()
         assert srv.proc.poll() is None
         silent = [raw_client(sock) for _ in range(40)]  # more than the master serves at once
         assert srv.get("/").status == 200

@@ -104,10 +104,12 @@ impl ControlServer {
         }
     }
 
-    /// The descriptors the master loop polls for reading.
+    /// The descriptors the master loop polls for reading. A client whose answer waits to
+    /// be written is left out (it is not read until then, and polling it would spin); the
+    /// short [`ControlServer::timeout`] brings the loop back to write.
     pub fn poll_fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener.as_raw_fd()];
-        fds.extend(self.clients.iter().map(Conn::fd));
+        fds.extend(self.clients.iter().filter(|c| !c.has_output()).map(Conn::fd));
         fds
     }
 
