@@ -29,6 +29,8 @@ use protocol::{Closed, Conn};
 const MAX_CLIENTS: usize = 32;
 /// Connections accepted per pass of the master loop.
 const ACCEPTS_PER_PASS: usize = 16;
+/// How long the listener rests after an accept error (no descriptor left).
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 /// How soon the loop comes back while an answer waits to be written.
 const RETRY_WRITE: Duration = Duration::from_millis(20);
 
@@ -83,6 +85,9 @@ pub struct ControlServer {
     mode: u32,
     /// Connected clients.
     clients: Vec<Conn>,
+    /// After an accept error other than "none waiting" (no descriptor left), the listener
+    /// is not polled until then: it would stay readable and the loop would spin.
+    accept_paused_until: Option<Instant>,
 }
 
 impl ControlServer {
@@ -108,7 +113,10 @@ impl ControlServer {
     /// be written is left out (it is not read until then, and polling it would spin); the
     /// short [`ControlServer::timeout`] brings the loop back to write.
     pub fn poll_fds(&self) -> Vec<RawFd> {
-        let mut fds = vec![self.listener.as_raw_fd()];
+        let mut fds = Vec::new();
+        if self.accept_paused_until.is_none() {
+            fds.push(self.listener.as_raw_fd());
+        }
         fds.extend(self.clients.iter().filter(|c| !c.has_output()).map(Conn::fd));
         fds
     }
@@ -138,11 +146,20 @@ impl ControlServer {
 
     /// Takes new connections, within the pass's budget and the client bound.
     fn accept(&mut self, now: Instant) {
+        match self.accept_paused_until {
+            Some(until) if now < until => return,
+            _ => self.accept_paused_until = None,
+        }
         for _ in 0..ACCEPTS_PER_PASS {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("Control socket accept failed: {e}; paused for a second");
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
             };
             if self.clients.len() >= MAX_CLIENTS {
                 let idlest =
@@ -224,6 +241,7 @@ fn bind(path: &Path, mode: u32, takeover: bool) -> io::Result<ControlServer> {
         identity: (meta.dev(), meta.ino()),
         mode,
         clients: Vec::new(),
+        accept_paused_until: None,
     })
 }
 
@@ -239,6 +257,60 @@ mod tests {
         for bad in ["0", "-1", "0o99", "x", "0o17777"] {
             assert_eq!(parse_mode(bad), None, "{bad}");
         }
+    }
+
+    struct One;
+
+    impl Master for One {
+        fn workers(&self) -> Vec<commands::WorkerView> {
+            Vec::new()
+        }
+        fn stats(&self) -> serde_json::Map<String, serde_json::Value> {
+            serde_json::Map::new()
+        }
+        fn config(&self) -> serde_json::Map<String, serde_json::Value> {
+            serde_json::Map::new()
+        }
+        fn listeners(&self) -> Vec<(String, i32, &'static str)> {
+            Vec::new()
+        }
+        fn num_workers(&self) -> usize {
+            1
+        }
+        fn set_workers(&mut self, _: usize) {}
+        fn kill_worker(&mut self, _: i32) -> bool {
+            false
+        }
+        fn signal(&mut self, _: libc::c_int) {}
+    }
+
+    #[test]
+    fn serve_answers_each_client_and_bounds_how_many() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("ferricorn-ctl-serve-{}", std::process::id()));
+        let mut server = bind(&dir.join("s.ctl"), 0o600, false).unwrap();
+        let connect = || UnixStream::connect(dir.join("s.ctl")).unwrap();
+        let idle: Vec<UnixStream> = (0..MAX_CLIENTS).map(|_| connect()).collect();
+        server.serve(&mut One);
+        assert_eq!(server.clients.len(), ACCEPTS_PER_PASS, "a bounded number per pass");
+        server.serve(&mut One);
+        assert_eq!(server.clients.len(), MAX_CLIENTS);
+        let mut client = connect();
+        client.write_all(&protocol::encode(br#"{"id": 3, "command": "worker remove"}"#)).unwrap();
+        server.serve(&mut One);
+        assert_eq!(server.clients.len(), MAX_CLIENTS, "the idlest made room");
+        let mut length = [0u8; 4];
+        client.read_exact(&mut length).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+        client.read_exact(&mut body).unwrap();
+        let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(reply["id"], 3);
+        assert_eq!(reply["data"]["removed"], 0);
+        drop(idle);
+        server.serve(&mut One);
+        assert_eq!(server.clients.len(), 1, "hung-up clients are dropped");
+        server.close();
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
