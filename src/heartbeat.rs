@@ -127,7 +127,7 @@ fn busy_threads(page: &Page) -> Vec<Busy> {
             })
         })
         .collect();
-    busy.sort_by(|a, b| b.running.cmp(&a.running));
+    busy.sort_by_key(|b| std::cmp::Reverse(b.running));
     busy
 }
 

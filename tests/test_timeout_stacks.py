@@ -4,7 +4,6 @@ its method and path (--threads), dumped by faulthandler without the GIL."""
 
 from __future__ import annotations
 
-import re
 import threading
 
 import pytest

@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::forwarded;
+use crate::forwarded::{self, Policy};
 use crate::http::{Leniency, Limits};
 use crate::listener::BindSpec;
 use crate::log::LogLevel;
@@ -256,12 +256,7 @@ impl Config {
     /// before the sections of [`Config::from_raw`] fill them in. These are not defaults
     /// (those are in [`OPTIONS`]) and are never served from: the unit tests check that
     /// each setting's section sets its field, given and not given.
-    fn blank(
-        app: String,
-        paste: Option<Paste>,
-        forwarded: forwarded::Policy,
-        raw: &RawArgs,
-    ) -> Config {
+    fn blank(app: String, paste: Option<Paste>, forwarded: Policy, raw: &RawArgs) -> Config {
         Config {
             app,
             binds: Vec::new(),
@@ -642,7 +637,7 @@ fn int(raw: &RawArgs, name: &str) -> Result<usize, Error> {
 fn fractional_seconds(raw: &RawArgs, name: &str) -> Result<Option<Duration>, Error> {
     let v = text(raw, name).unwrap_or_default();
     match v.trim().parse::<f64>() {
-        Ok(s) if s == 0.0 => Ok(None),
+        Ok(0.0) => Ok(None),
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
         _ => bail!("--{} {v:?}: expected a non-negative number of seconds", name.replace('_', "-")),
     }
@@ -939,6 +934,7 @@ mod tests {
             ("loglevel", "debug"),
             ("logger_class", "pkg.mod.Logger"),
             ("config", "x.py"),
+            ("request_timeout", "2.5"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

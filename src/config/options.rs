@@ -599,7 +599,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Value("30"),
         gunicorn: true,
         help: "Seconds a worker may stay silent (stuck in a request) before it is killed and replaced; 0 disables.",
-        doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log line names the request it was stuck in. 0 disables. Workers beat from their loop, so only a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) can time out.",
+        doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log lines name the request it was stuck in (every busy app thread's, with `--threads`), and the worker dumps every thread's Python stack to the error log before the kill. 0 disables. Workers beat from their loop, and app threads note their own signs of life (a piece of response, a wait on the client), so a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) or an app thread silent in one request for this long times out. See [Timeouts](timeouts.md).",
         shown: |c, _| c.timeout.map_or(0, |t| t.as_secs()).to_string(),
     },
     OptionSpec {

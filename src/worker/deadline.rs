@@ -109,7 +109,10 @@ fn warn_unwound(fired: &(usize, u64, std::time::Instant), busy: &[Busy]) -> bool
 /// With the GIL: if `late` still runs the same request, logs its stack and raises
 /// `RequestTimeout` in its thread.
 fn interrupt(py: Python<'_>, pulse: &Pulse, late: &Busy, limit: Duration) {
-    let same = pulse.busy_threads().into_iter().any(|b| (b.slot, b.started_ms) == (late.slot, late.started_ms));
+    let same = pulse
+        .busy_threads()
+        .into_iter()
+        .any(|b| (b.slot, b.started_ms) == (late.slot, late.started_ms));
     if !same {
         return;
     }

@@ -3,8 +3,8 @@
 /pid answers the worker's pid; /stuck sleeps in ``stuck_here`` (short sleeps, so an
 exception raised in the thread lands between them); /stuck-long sleeps in one long C call;
 /swallow catches ``Exception`` around the sleep; /stream sends its head and a chunk, then
-sleeps in ``stuck_here``; /nap sleeps 2.5 s in ``stuck_here`` then answers; /quick answers after 0.2 s;
-/trickle yields a line every 0.5 s for 3 s.
+sleeps in ``stuck_here``; /nap sleeps 2.5 s in ``stuck_here`` then answers; /quick
+answers after 0.2 s; /trickle yields a line every 0.5 s for 3 s.
 """
 
 import os
