@@ -88,14 +88,16 @@ def test_fractional_deadline(server_factory):
 
 def test_thread_stuck_in_one_c_call_falls_back_to_the_worker_timeout(server_factory):
     """time.sleep(60) never returns to Python, so RequestTimeout cannot land: the thread
-    stays silent and --timeout replaces the worker, with the stack dump."""
-    srv = server_factory(APP, "--request-timeout", "1", "--timeout", "3", *THREADS)
+    stays silent, the log says it has not unwound after the 5 s grace, and --timeout
+    replaces the worker, with the stack dump."""
+    srv = server_factory(APP, "--request-timeout", "1", "--timeout", "8", *THREADS)
     before = pid_of(srv)
     mark = srv.log_mark()
     answer: list = []
     client = threading.Thread(target=lambda: answer.append(get(srv, "/stuck-long")))
     client.start()
     srv.wait_log(r"REQUEST TIMEOUT GET /stuck-long", since=mark)
+    srv.wait_log(r"GET /stuck-long \(thread 0x[0-9a-f]+\) has not unwound 5s", since=mark)
     srv.wait_log(rf"WORKER TIMEOUT \(pid:{before}\)", timeout=20, since=mark)
     srv.wait_log(r"in stuck_long", since=mark)
     client.join(30)

@@ -50,6 +50,24 @@ def test_worker_timeout_logs_the_stuck_stack(server_factory, mode):
     assert int(srv.get("/pid").body) != pid
 
 
+def test_thread_holding_the_gil_in_c_is_dumped_and_killed(server_factory):
+    """An app thread stuck in C with the GIL held (a regex backtracking for minutes): the
+    loop cannot beat, Python's SIGABRT handler cannot run, yet faulthandler dumps the
+    stack without the GIL and the SIGKILL that follows is not delayed."""
+    srv = server_factory(APP, "--timeout", "2", "--threads", "4")
+    pid = int(srv.get("/pid").body)
+    mark = srv.log_mark()
+    client = background_get(srv, "/gil")
+    srv.wait_log(
+        rf"WORKER TIMEOUT \(pid:{pid}\) thread .* handling GET /gil", timeout=20, since=mark
+    )
+    srv.wait_log(r"line \d+ in stuck_in_c", since=mark)
+    srv.wait_log(rf"Worker \(pid:{pid}\) was sent signal 9", since=mark)
+    client.join(30)
+    srv.wait_ready()
+    assert int(srv.get("/pid").body) != pid
+
+
 def test_regression_app_thread_streaming_slowly_is_not_stuck(server_factory):
     """An app thread that keeps producing its response is alive: --timeout counts a thread
     silent in one request, not a long one. /trickle yields every 0.5 s for 3 s under

@@ -17,7 +17,7 @@
 //! request, so the exception never lands in another request.
 
 use std::cell::Cell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
@@ -63,22 +63,35 @@ fn self_ident() -> u64 {
     unsafe { libc::pthread_self() as u64 }
 }
 
+/// A request the watchdog raised `RequestTimeout` in.
+struct Fired {
+    /// Its thread's slot.
+    slot: usize,
+    /// When it started (tells it from the thread's next request).
+    started_ms: u64,
+    /// When the exception was raised.
+    at: Instant,
+    /// The log already said it has not unwound.
+    warned: bool,
+}
+
 /// Starts the watchdog for `limit` (`--request-timeout`); it lives as long as the worker.
 pub fn watch(limit: Duration) {
     let Some(pulse) = super::pulse().copied() else { return };
     let tick = (limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     let spawned = std::thread::Builder::new().name("ferricorn-deadline".into()).spawn(move || {
         super::pool::block_abort();
-        let mut fired: Vec<(usize, u64, std::time::Instant)> = Vec::new();
+        let mut fired: Vec<Fired> = Vec::new();
         loop {
             std::thread::sleep(tick);
             let busy = pulse.busy_threads();
-            fired.retain(|f| warn_unwound(f, &busy));
+            fired.retain_mut(|f| still_running(f, &busy));
             for late in busy.iter().filter(|b| b.running > limit) {
-                if fired.iter().any(|f| (f.0, f.1) == (late.slot, late.started_ms)) {
+                if fired.iter().any(|f| (f.slot, f.started_ms) == (late.slot, late.started_ms)) {
                     continue;
                 }
-                fired.push((late.slot, late.started_ms, std::time::Instant::now()));
+                let (slot, started_ms) = (late.slot, late.started_ms);
+                fired.push(Fired { slot, started_ms, at: Instant::now(), warned: false });
                 Python::attach(|py| interrupt(py, &pulse, late, limit));
             }
         }
@@ -88,13 +101,14 @@ pub fn watch(limit: Duration) {
     }
 }
 
-/// Keeps a fired request while it is still running; says once if it is past the grace.
-fn warn_unwound(fired: &(usize, u64, std::time::Instant), busy: &[Busy]) -> bool {
-    let Some(b) = busy.iter().find(|b| (b.slot, b.started_ms) == (fired.0, fired.1)) else {
+/// Whether a fired request still runs; says once when it is past [`UNWIND_GRACE`].
+fn still_running(fired: &mut Fired, busy: &[Busy]) -> bool {
+    let Some(b) = busy.iter().find(|b| (b.slot, b.started_ms) == (fired.slot, fired.started_ms))
+    else {
         return false;
     };
-    let late = fired.2.elapsed();
-    if late >= UNWIND_GRACE && late < UNWIND_GRACE + Duration::from_millis(260) {
+    if !fired.warned && fired.at.elapsed() >= UNWIND_GRACE {
+        fired.warned = true;
         tracing::error!(
             "{} (thread 0x{:016x}) has not unwound {}s after its RequestTimeout (stuck \
              outside Python?); --timeout will replace the worker if it stays stuck",

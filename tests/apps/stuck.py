@@ -3,11 +3,13 @@
 /pid answers the worker's pid; /stuck sleeps in ``stuck_here`` (short sleeps, so an
 exception raised in the thread lands between them); /stuck-long sleeps in one long C call;
 /swallow catches ``Exception`` around the sleep; /stream sends its head and a chunk, then
-sleeps in ``stuck_here``; /nap sleeps 2.5 s in ``stuck_here`` then answers; /quick
-answers after 0.2 s; /trickle yields a line every 0.5 s for 3 s.
+sleeps in ``stuck_here``; /nap sleeps 2.5 s in ``stuck_here`` then answers; /gil holds the
+GIL in C for minutes (``stuck_in_c``); /quick answers after 0.2 s; /trickle yields a
+line every 0.5 s for 3 s.
 """
 
 import os
+import re
 import time
 
 
@@ -19,6 +21,12 @@ def stuck_here(seconds):
 
 def stuck_long(seconds):
     time.sleep(seconds)
+
+
+def stuck_in_c():
+    """Catastrophic backtracking: minutes in C (the regex engine) without letting go of the
+    GIL, as a C extension stuck while holding it would be."""
+    return re.match(r"(a+)+$", "a" * 34 + "b")
 
 
 def swallowing(seconds):
@@ -43,6 +51,9 @@ def app(environ, start_response):
     elif path == "/stuck-long":
         stuck_long(60)
         body = b"woke\n"
+    elif path == "/gil":
+        stuck_in_c()
+        body = b"matched\n"
     elif path == "/swallow":
         body = swallowing(60)
     elif path == "/nap":
