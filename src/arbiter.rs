@@ -602,12 +602,22 @@ impl Arbiter {
             }
             let Some(timeout) = self.config.timeout else { continue };
             match worker.aborted {
-                None if worker.heartbeat.silent_for() > timeout => {
+                None if worker.heartbeat.stuck_for() > timeout => {
                     match worker.heartbeat.request() {
                         Some(request) => {
                             tracing::error!(target: "critical", "WORKER TIMEOUT (pid:{pid}) handling {request}")
                         }
                         None => tracing::error!(target: "critical", "WORKER TIMEOUT (pid:{pid})"),
+                    }
+                    // A booted worker dumps every thread's stack on the dump signal
+                    // (faulthandler, no GIL needed); these lines say which request each busy thread is in.
+                    for busy in worker.heartbeat.busy_threads() {
+                        tracing::error!(target: "critical",
+                            "WORKER TIMEOUT (pid:{pid}) thread 0x{:016x} (ferricorn-app-{}) handling {} for {:.1}s",
+                            busy.ident, busy.slot, busy.request, busy.running.as_secs_f64());
+                    }
+                    if worker.heartbeat.booted() {
+                        kill(pid, crate::heartbeat::dump_signal());
                     }
                     kill(pid, libc::SIGABRT);
                     worker.aborted = Some(now);

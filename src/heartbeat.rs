@@ -22,6 +22,44 @@ const WORDS: usize = REQUEST_BYTES / 8;
 /// `Page::state` once the app is imported (a fresh page is 0: booting).
 const BOOTED: u32 = 1;
 
+/// App threads whose request the page records one by one (`--threads` beyond this are
+/// counted in `request` only).
+pub const THREAD_SLOTS: usize = 64;
+
+/// One app thread's request, for the master's timeout report and the worker's
+/// `--request-timeout` watchdog. All zero while the thread is idle.
+#[repr(C)]
+struct Slot {
+    /// The thread's identity as Python and faulthandler name it (`pthread_self`).
+    ident: AtomicU64,
+    /// Monotonic milliseconds when the request entered the thread; 0: idle.
+    started_ms: AtomicU64,
+    /// Monotonic milliseconds of the thread's last sign of life in this request (its
+    /// start, or a wait on the client): what `--timeout` measures for an app thread.
+    alive_ms: AtomicU64,
+    /// Bytes of `request` in use.
+    request_len: AtomicU32,
+    /// `METHOD target`, packed in words.
+    request: [AtomicU64; WORDS],
+}
+
+/// A busy app thread, as the page describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// The slot (the app thread's number).
+    pub slot: usize,
+    /// The thread's identity (`pthread_self`, Python's `threading.get_ident()`).
+    pub ident: u64,
+    /// `METHOD target`.
+    pub request: String,
+    /// When the request entered the thread (monotonic ms): tells one request from the next.
+    pub started_ms: u64,
+    /// How long the request has run.
+    pub running: Duration,
+    /// How long the thread has been silent (neither starting nor waiting on the client).
+    pub silent: Duration,
+}
+
 /// The shared page's layout. Only atomics, so both processes may touch it at any time.
 #[repr(C)]
 struct Page {
@@ -35,6 +73,62 @@ struct Page {
     /// The request in hand (`METHOD target`), packed in words, so the master's timeout
     /// line can name it without asking the worker.
     request: [AtomicU64; WORDS],
+    /// Per app thread: the request it runs.
+    threads: [Slot; THREAD_SLOTS],
+}
+
+/// `METHOD target`, cut to [`REQUEST_BYTES`], into `words`; returns its length.
+fn pack(words: &[AtomicU64; WORDS], method: &str, target: &str) -> u32 {
+    let mut buf = [0u8; REQUEST_BYTES];
+    let mut len = 0;
+    for part in [method.as_bytes(), b" ", target.as_bytes()] {
+        let take = part.len().min(REQUEST_BYTES - len);
+        buf[len..len + take].copy_from_slice(&part[..take]);
+        len += take;
+    }
+    for (word, chunk) in words.iter().zip(buf.chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    len as u32
+}
+
+/// The first `len` bytes packed in `words`, as text.
+fn unpack(words: &[AtomicU64; WORDS], len: u32) -> String {
+    let mut bytes = Vec::with_capacity(REQUEST_BYTES);
+    for word in words {
+        bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    bytes.truncate((len as usize).min(REQUEST_BYTES));
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The busy app threads of `page`, oldest request first.
+fn busy_threads(page: &Page) -> Vec<Busy> {
+    let now = now_ms();
+    let mut busy: Vec<Busy> = page
+        .threads
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, s)| {
+            let started = s.started_ms.load(Ordering::Acquire);
+            if started == 0 {
+                return None;
+            }
+            let alive = s.alive_ms.load(Ordering::Acquire);
+            Some(Busy {
+                slot,
+                ident: s.ident.load(Ordering::Relaxed),
+                request: unpack(&s.request, s.request_len.load(Ordering::Acquire)),
+                started_ms: started,
+                running: Duration::from_millis(now.saturating_sub(started)),
+                silent: Duration::from_millis(now.saturating_sub(alive)),
+            })
+        })
+        .collect();
+    busy.sort_by_key(|b| std::cmp::Reverse(b.running));
+    busy
 }
 
 /// The master's side: owns the mapping.
@@ -91,6 +185,18 @@ impl Heartbeat {
         Duration::from_millis(now_ms().saturating_sub(last))
     }
 
+    /// How long the worker has been stuck: silent itself, or with an app thread silent
+    /// in one request (a request holding an app thread is what `--timeout` bounds).
+    pub fn stuck_for(&self) -> Duration {
+        let threads = busy_threads(self.page()).into_iter().map(|b| b.silent).max();
+        self.silent_for().max(threads.unwrap_or_default())
+    }
+
+    /// The app threads in a request, oldest first.
+    pub fn busy_threads(&self) -> Vec<Busy> {
+        busy_threads(self.page())
+    }
+
     pub fn booted(&self) -> bool {
         self.page().state.load(Ordering::Acquire) == BOOTED
     }
@@ -98,16 +204,8 @@ impl Heartbeat {
     /// The request the worker is in, as `METHOD /path`.
     pub fn request(&self) -> Option<String> {
         let page = self.page();
-        let len = (page.request_len.load(Ordering::Acquire) as usize).min(REQUEST_BYTES);
-        if len == 0 {
-            return None;
-        }
-        let mut bytes = Vec::with_capacity(REQUEST_BYTES);
-        for word in &page.request {
-            bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-        }
-        bytes.truncate(len);
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        let len = page.request_len.load(Ordering::Acquire);
+        (len > 0).then(|| unpack(&page.request, len))
     }
 
     fn page(&self) -> &Page {
@@ -156,20 +254,43 @@ impl Pulse {
     /// Notes the request the app is about to run (a beat as well).
     pub fn enter(&self, method: &str, target: &str) {
         let page = self.page();
-        let mut buf = [0u8; REQUEST_BYTES];
-        let mut len = 0;
-        for part in [method.as_bytes(), b" ", target.as_bytes()] {
-            let take = part.len().min(REQUEST_BYTES - len);
-            buf[len..len + take].copy_from_slice(&part[..take]);
-            len += take;
-        }
-        for (word, chunk) in page.request.iter().zip(buf.chunks_exact(8)) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(chunk);
-            word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-        }
-        page.request_len.store(len as u32, Ordering::Release);
+        let len = pack(&page.request, method, target);
+        page.request_len.store(len, Ordering::Release);
         self.beat();
+    }
+
+    /// App thread `slot` (this thread) starts a request. Slots past [`THREAD_SLOTS`] are
+    /// not recorded.
+    pub fn enter_thread(&self, slot: usize, method: &str, target: &str) {
+        let Some(s) = self.page().threads.get(slot) else { return };
+        // SAFETY: pthread_self has no preconditions.
+        let ident = unsafe { libc::pthread_self() } as u64;
+        s.ident.store(ident, Ordering::Relaxed);
+        let len = pack(&s.request, method, target);
+        s.request_len.store(len, Ordering::Relaxed);
+        let now = now_ms().max(1);
+        s.alive_ms.store(now, Ordering::Release);
+        s.started_ms.store(now, Ordering::Release);
+    }
+
+    /// App thread `slot` is alive in its request (waiting on the client, not stuck).
+    pub fn thread_alive(&self, slot: usize) {
+        if let Some(s) = self.page().threads.get(slot) {
+            s.alive_ms.store(now_ms(), Ordering::Release);
+        }
+    }
+
+    /// App thread `slot` is done with its request.
+    pub fn leave_thread(&self, slot: usize) {
+        if let Some(s) = self.page().threads.get(slot) {
+            s.started_ms.store(0, Ordering::Release);
+            s.request_len.store(0, Ordering::Release);
+        }
+    }
+
+    /// The busy app threads, as the master sees them (for the worker's watchdog).
+    pub fn busy_threads(&self) -> Vec<Busy> {
+        busy_threads(self.page())
     }
 
     /// Back between requests (a beat as well).
@@ -177,6 +298,14 @@ impl Pulse {
         self.page().request_len.store(0, Ordering::Release);
         self.beat();
     }
+}
+
+/// The signal the master sends a worker, just before its timeout SIGABRT, for every
+/// thread's Python stack (faulthandler's handler for it needs no GIL). A real-time signal:
+/// none is sent to a process group by a terminal, and SIGABRT itself is one faulthandler
+/// keeps for its fatal-error dump.
+pub fn dump_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 3
 }
 
 /// Milliseconds on CLOCK_MONOTONIC, the same clock in every process of the machine.
@@ -233,5 +362,23 @@ mod tests {
         heartbeat.pulse().enter("GET", "/");
         assert_eq!(heartbeat.request().as_deref(), Some("GET /"));
         assert!(Heartbeat::new(Some(Path::new("/no/such/dir"))).is_err());
+    }
+
+    #[test]
+    fn thread_slots() {
+        let heartbeat = Heartbeat::new(None).unwrap();
+        let pulse = heartbeat.pulse();
+        assert!(heartbeat.busy_threads().is_empty());
+        pulse.enter_thread(3, "GET", "/stuck");
+        pulse.enter_thread(THREAD_SLOTS, "GET", "/unrecorded");
+        let busy = heartbeat.busy_threads();
+        assert_eq!(busy.len(), 1);
+        assert_eq!((busy[0].slot, busy[0].request.as_str()), (3, "GET /stuck"));
+        // SAFETY: pthread_self has no preconditions.
+        assert_eq!(busy[0].ident, unsafe { libc::pthread_self() } as u64);
+        assert!(heartbeat.stuck_for() < Duration::from_secs(5));
+        pulse.thread_alive(3);
+        pulse.leave_thread(3);
+        assert!(pulse.busy_threads().is_empty());
     }
 }

@@ -17,7 +17,9 @@
 //! - [`wsgi`]: the PEP 3333 bridge: environ, input (and `spool`, where bodies received before
 //!   the app runs wait: memory within a budget, else a temporary file), start_response,
 //!   file_wrapper. No sockets.
-//! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request.
+//! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request, and
+//!   each app thread's request (for `--timeout`'s report and `--request-timeout`'s watchdog,
+//!   `worker/deadline.rs`).
 //! - [`hooks`]: gunicorn's server hooks from the config file.
 //! - [`signals`]: signal handlers that only enqueue (self-pipe).
 //! - [`reexec`]: USR2, a new master that inherits the sockets.

@@ -1,8 +1,9 @@
 """ferricorn: a preforking WSGI HTTP server written in Rust, with gunicorn's command line."""
 
 from ferricorn._ferricorn import ClientDisconnected, FileWrapper, __version__
+from ferricorn._worker import RequestTimeout
 
-__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "main"]
+__all__ = ["ClientDisconnected", "FileWrapper", "RequestTimeout", "__version__", "main"]
 
 
 def main() -> None:

@@ -99,6 +99,9 @@ pub struct Config {
     pub timeout: Option<Duration>,
     /// How long a worker waits on a silent client mid-request (`--read-timeout`).
     pub read_timeout: Duration,
+    /// `--request-timeout`: how long a request may run on an app thread before
+    /// `RequestTimeout` is raised in it; `None`: off.
+    pub request_timeout: Option<Duration>,
     /// Requests before a worker is recycled (0: never), plus up to `jitter` more.
     pub max_requests: u64,
     /// Up to this many extra requests per worker, so workers do not restart together.
@@ -274,6 +277,7 @@ impl Config {
             log_level: LogLevel::Info,
             timeout: None,
             read_timeout: Duration::ZERO,
+            request_timeout: None,
             max_requests: 0,
             max_requests_jitter: 0,
             max_worker_memory: None,
@@ -345,6 +349,7 @@ impl Config {
         self.graceful_timeout = seconds(raw, "graceful_timeout")?;
         self.timeout = Some(seconds(raw, "timeout")?).filter(|t| !t.is_zero());
         self.read_timeout = seconds(raw, "read_timeout")?.max(Duration::from_secs(1));
+        self.request_timeout = fractional_seconds(raw, "request_timeout")?;
         self.max_requests = int(raw, "max_requests")? as u64;
         self.max_requests_jitter = int(raw, "max_requests_jitter")? as u64;
         self.max_worker_memory = match int(raw, "max_worker_memory")? as u64 {
@@ -640,6 +645,17 @@ fn int(raw: &RawArgs, name: &str) -> Result<usize, Error> {
     number(&flag, text(raw, name).unwrap_or_default(), spec.kind)
 }
 
+/// A number of seconds, fractions allowed (as gunicorn's timeouts are floats); 0 is
+/// `None`: off.
+fn fractional_seconds(raw: &RawArgs, name: &str) -> Result<Option<Duration>, Error> {
+    let v = text(raw, name).unwrap_or_default();
+    match v.trim().parse::<f64>() {
+        Ok(0.0) => Ok(None),
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        _ => bail!("--{} {v:?}: expected a non-negative number of seconds", name.replace('_', "-")),
+    }
+}
+
 fn seconds(raw: &RawArgs, name: &str) -> Result<Duration, Error> {
     Ok(Duration::from_secs(int(raw, name)? as u64))
 }
@@ -928,6 +944,7 @@ mod tests {
             ("loglevel", "debug"),
             ("logger_class", "pkg.mod.Logger"),
             ("config", "x.py"),
+            ("request_timeout", "2.5"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

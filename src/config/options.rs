@@ -599,7 +599,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Value("30"),
         gunicorn: true,
         help: "Seconds a worker may stay silent (stuck in a request) before it is killed and replaced; 0 disables.",
-        doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log line names the request it was stuck in. 0 disables. Workers beat from their loop, so only a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) can time out.",
+        doc: "Seconds a worker may go without a heartbeat before the master kills it (SIGABRT, which raises `WorkerTimeout` in the app so the client gets a 500, then SIGKILL a second later) and starts another. The log lines name the request it was stuck in (every busy app thread's, with `--threads`), and the worker dumps every thread's Python stack to the error log before the kill. 0 disables. Workers beat from their loop, and app threads note their own signs of life (a piece of response, a wait on the client), so a request that holds the loop (any `sync` request, an `async` request with `--threads 1`) or an app thread silent in one request for this long times out. See [Timeouts](timeouts.md).",
         shown: |c, _| c.timeout.map_or(0, |t| t.as_secs()).to_string(),
     },
     OptionSpec {
@@ -613,6 +613,18 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "Seconds a client may stay silent mid-request, or take nothing of a response, before it is disconnected.",
         doc: "How long a worker waits on a client that sends nothing more of a request it began (head or body) or takes nothing of its response; then the connection is closed (with 400 if the app was reading the body). Both worker classes honour it, and a worker waiting on a client keeps its heartbeat, so a slow upload never reaches `--timeout`, which is for stuck apps. gunicorn has no such setting: its sync worker waits until `--timeout` kills it. 0 means 1.",
         shown: |c, _| c.read_timeout.as_secs().to_string(),
+    },
+    OptionSpec {
+        name: "request_timeout",
+        short: None,
+        long: &["request-timeout"],
+        metavar: Some("SECONDS"),
+        kind: Text,
+        default: Value("0"),
+        gunicorn: false,
+        help: "Seconds a request may run on an app thread before RequestTimeout is raised in it (504 to the client, the worker lives on); 0 disables.",
+        doc: "A per-request deadline (fractions allowed). A request still running after this long gets `ferricorn.RequestTimeout` (a `BaseException`) raised in its thread, as mod_wsgi's request-timeout does; its stack is logged; the client gets 504 if no header went out yet, else the response is cut off; the worker carries on. Applies to app threads (`--threads` > 1, and the `sync` worker's main thread); the exception lands when the thread next runs Python, so a thread blocked in one long C call is left to `--timeout`. See [Timeouts](timeouts.md). gunicorn has no such setting. 0 disables.",
+        shown: |c, _| c.request_timeout.map_or(0.0, |t| t.as_secs_f64()).to_string(),
     },
     OptionSpec {
         name: "max_requests",

@@ -104,6 +104,13 @@ pub struct Request {
     body: Body,
 }
 
+impl Request {
+    /// The request line and headers.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+}
+
 /// A request body as the app gets it.
 pub enum Body {
     /// The whole body, decoded, before the app is called: in memory or a spool file.

@@ -12,6 +12,7 @@
 
 mod async_loop;
 mod conn;
+mod deadline;
 mod io;
 mod output;
 mod pool;
@@ -80,6 +81,13 @@ pub(crate) fn beat_while_waiting() {
             pulse.beat();
         }
     }
+    deadline::alive();
+}
+
+/// The app produced a piece of its response: the thread running it is not stuck (an app
+/// thread streaming slowly must not look silent to `--timeout`).
+pub(crate) fn request_alive() {
+    deadline::alive();
 }
 
 /// Signals whose default action a worker needs back (the app may wait for children).
@@ -112,6 +120,9 @@ fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
         Err(code) => return code,
     };
     let ctx = WorkerContext { listeners: &listeners, ..*ctx };
+    if let Some(limit) = ctx.config.request_timeout {
+        deadline::watch(limit);
+    }
     let code = match ctx.config.worker_class {
         WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
         WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
@@ -290,6 +301,14 @@ impl Stop {
             .and_then(|m| m.call_method0("install_abort_handler"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         signal_hook::flag::register(libc::SIGABRT, Arc::clone(&aborted))?;
+        // The master's stack-dump signal, sent just before its SIGABRT: every thread's
+        // stack to the error log.
+        let log_fd = log::ERROR_LOG.file_fd().unwrap_or(libc::STDERR_FILENO);
+        py.import("ferricorn._worker")
+            .and_then(|m| {
+                m.call_method1("install_stack_dump", (log_fd, crate::heartbeat::dump_signal()))
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let left = budget.map(|b| Arc::new(AtomicU64::new(b)));
         Ok(Stop {
             queue: SignalQueue::new(&[libc::SIGTERM, libc::SIGUSR1, libc::SIGINT, libc::SIGQUIT])?,

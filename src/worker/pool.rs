@@ -16,6 +16,7 @@ use mio::Waker;
 use pyo3::prelude::*;
 
 use super::conn::{Conn, Request, Shared};
+use super::deadline;
 use super::transport::Transport;
 
 /// One request for a thread, with the connection it came on.
@@ -52,7 +53,7 @@ impl<T: Transport> Pool<T> {
                     (Arc::clone(&rx), Arc::clone(&done), Arc::clone(&shared), Arc::clone(&waker));
                 std::thread::Builder::new()
                     .name(format!("ferricorn-app-{i}"))
-                    .spawn(move || work(&rx, &done, &shared, &waker))
+                    .spawn(move || work(i, &rx, &done, &shared, &waker))
                     .expect("spawning an app thread")
             })
             .collect();
@@ -80,8 +81,10 @@ impl<T: Transport> Pool<T> {
 }
 
 /// A thread's life: attached to the interpreter throughout (one thread state), the GIL
-/// released while it waits for work.
+/// released while it waits for work. Each request is noted in the thread's slot of the
+/// heartbeat page (`slot` is the thread's number), for `--timeout` and `--request-timeout`.
 fn work<T: Transport>(
+    slot: usize,
     rx: &Mutex<mpsc::Receiver<Job<T>>>,
     done: &Mutex<Vec<Returned<T>>>,
     shared: &Shared,
@@ -93,10 +96,12 @@ fn work<T: Transport>(
             return;
         };
         let Job { token, conn, request } = job;
+        deadline::enter(slot, request.head().method(), request.head().target());
         // A panic fails this request only (the hook logged it): its connection was
         // dropped, so closed, on the way out; the slot is freed and the thread carries on.
         let conn = std::panic::catch_unwind(AssertUnwindSafe(|| conn.run(py, shared, request)))
             .unwrap_or(None);
+        deadline::leave(py);
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
     })
@@ -104,7 +109,7 @@ fn work<T: Transport>(
 
 /// The master's timeout SIGABRT must reach the main thread, where Python runs signal
 /// handlers and where a blocking call is interrupted by it.
-fn block_abort() {
+pub(super) fn block_abort() {
     // SAFETY: building a signal set in a local and masking it for this thread only.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

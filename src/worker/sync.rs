@@ -262,7 +262,9 @@ fn handle<T: Transport>(
         pulse.enter(head.method(), head.target());
     }
     let conn = Connection { peer, server, forwarded: &forwarded };
+    super::deadline::enter(0, head.method(), head.target());
     let complete = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
+    super::deadline::leave(py);
     py.detach(|| match complete {
         true => drop(transport.shutdown_write()),
         false => linger_close(&*transport),

@@ -192,6 +192,7 @@ impl Exchange {
 
     /// Appends the next bytes of the response to `out`.
     pub fn next(&mut self, py: Python<'_>, out: &mut impl Sink) -> Step {
+        crate::worker::request_alive();
         match self.step(py, out) {
             Ok(step) => step,
             Err(err) => self.fail(py, err, out),
@@ -346,7 +347,7 @@ impl Exchange {
             }
             None => log_app_error(py, &self.request, &err),
         }
-        let status = body_error.map_or(500, |e| e.status());
+        let status = body_error.map_or_else(|| failure_status(py, &err), |e| e.status());
         if !headers_sent {
             self.error_status = Some(status);
         }
@@ -516,6 +517,19 @@ pub const ENCODER: Encoder<'static> =
 /// gunicorn's error page: short HTML naming the status, as [`ENCODER`] frames it.
 pub fn error_page(status: u16) -> Vec<u8> {
     ENCODER.error_page(status)
+}
+
+/// 504 for `--request-timeout`'s `RequestTimeout` (the deadline passed), else 500.
+fn failure_status(py: Python<'_>, err: &PyErr) -> u16 {
+    let timed_out = py
+        .import("ferricorn._worker")
+        .and_then(|m| m.getattr("RequestTimeout"))
+        .is_ok_and(|class| err.value(py).is_instance(&class).unwrap_or(false));
+    if timed_out {
+        504
+    } else {
+        500
+    }
 }
 
 /// "Error handling request GET /path" and the app's traceback, as gunicorn logs it

@@ -1,0 +1,80 @@
+"""Apps for the timeout tests (tests/test_request_timeout.py, tests/test_timeout_stacks.py).
+
+/pid answers the worker's pid; /stuck sleeps in ``stuck_here`` (short sleeps, so an
+exception raised in the thread lands between them); /stuck-long sleeps in one long C call;
+/swallow catches ``Exception`` around the sleep; /stream sends its head and a chunk, then
+sleeps in ``stuck_here``; /nap sleeps 2.5 s in ``stuck_here`` then answers; /gil holds the
+GIL in C for minutes (``stuck_in_c``); /quick answers after 0.2 s; /trickle yields a
+line every 0.5 s for 3 s.
+"""
+
+import os
+import re
+import time
+
+
+def stuck_here(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def stuck_long(seconds):
+    time.sleep(seconds)
+
+
+def stuck_in_c():
+    """Catastrophic backtracking: minutes in C (the regex engine) without letting go of the
+    GIL, as a C extension stuck while holding it would be."""
+    return re.match(r"(a+)+$", "a" * 34 + "b")
+
+
+def swallowing(seconds):
+    try:
+        stuck_here(seconds)
+    except Exception:  # noqa: BLE001 - what the test checks: RequestTimeout gets past it
+        return b"swallowed\n"
+    return b"slept\n"
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return streaming()
+    if path == "/trickle":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return trickle()
+    if path == "/stuck":
+        stuck_here(60)
+        body = b"woke\n"
+    elif path == "/stuck-long":
+        stuck_long(60)
+        body = b"woke\n"
+    elif path == "/gil":
+        stuck_in_c()
+        body = b"matched\n"
+    elif path == "/swallow":
+        body = swallowing(60)
+    elif path == "/nap":
+        stuck_here(2.5)
+        body = b"woke\n"
+    elif path == "/quick":
+        time.sleep(0.2)
+        body = b"quick\n"
+    else:
+        body = f"{os.getpid()}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def streaming():
+    yield b"first chunk\n"
+    stuck_here(60)
+    yield b"never\n"
+
+
+def trickle():
+    for _ in range(6):
+        time.sleep(0.5)
+        yield b"tick\n"
