@@ -34,6 +34,7 @@ use crate::signals::{self, ReportToken, SignalQueue};
 use crate::systemd::Notifier;
 use crate::worker::{self, WorkerContext};
 
+mod control;
 mod event;
 
 use event::{Event, Halt, Shutdown, HANDLED};
@@ -134,6 +135,10 @@ pub struct Arbiter {
     reloader: Option<Reloader>,
     /// The worker count last sent as statsd's `gunicorn.workers` gauge (sent on change).
     gauged_workers: Option<usize>,
+    /// `--control-socket`, once the first workers are forked (as in gunicorn).
+    control: Option<crate::control::ControlServer>,
+    /// `gunicornc`'s `show stats`: workers spawned and killed, reloads.
+    counters: control::Counters,
 }
 
 impl Arbiter {
@@ -164,6 +169,8 @@ impl Arbiter {
             notifier: Notifier::from_env(),
             reloader,
             gauged_workers: None,
+            control: None,
+            counters: control::Counters::new(),
         })
     }
 
@@ -192,6 +199,7 @@ impl Arbiter {
     /// workers, keep the worker count.
     fn serve(&mut self) -> Result<Infallible, Shutdown> {
         self.start_generation()?;
+        self.open_control();
         loop {
             self.wait_for_events();
             while let Some(event) = self.events.pop_front() {
@@ -247,9 +255,14 @@ impl Arbiter {
             fds.extend(reloader.poll_fds());
             timeout = reloader.timeout(TICK);
         }
+        if let Some(control) = &self.control {
+            fds.extend(control.poll_fds());
+            timeout = control.timeout(timeout);
+        }
         signals::wait_readable(&fds, timeout);
         let signals = self.signals.drain().into_iter().filter_map(Event::from_signal);
         self.events.extend(signals);
+        self.serve_control();
         if let Some(path) = self.reloader.as_mut().and_then(Reloader::settled_change) {
             self.events.push_back(Event::SourceChanged(path));
         }
@@ -414,6 +427,7 @@ impl Arbiter {
 
     /// Starts a generation that replaces the serving one once it has booted.
     fn reload(&mut self) -> Result<(), Halt> {
+        self.counters.reloads += 1;
         self.notifier.reloading();
         self.start_generation()
     }
@@ -524,6 +538,7 @@ impl Arbiter {
             if Some(pid) == self.reexec_pid {
                 tracing::warn!("The master started by USR2 (pid:{pid}) exited");
                 self.reexec_pid = None;
+                self.reclaim_control();
                 continue;
             }
             let Some(worker) = self.workers.remove(&pid) else { continue };
@@ -692,6 +707,7 @@ impl Arbiter {
                 let worker = Worker { age, generation, heartbeat, retiring: None, aborted: None };
                 self.workers.insert(pid, worker);
                 self.next_age += 1;
+                self.counters.spawned += 1;
                 Ok(())
             }
             Ok(None) => unreachable!("the child never returns"),
@@ -711,6 +727,7 @@ impl Arbiter {
         heartbeat: &Heartbeat,
     ) -> ! {
         self.signals.unregister();
+        drop(self.control.take()); // the descriptors only: the file stays the master's
         hooks::call(py, Hook::PostFork, (std::process::id(), age));
         let report = match &self.pending {
             Some(p) if p.number == generation => &p.report,
@@ -735,6 +752,7 @@ impl Arbiter {
             if worker.retiring.is_none() {
                 worker.retiring = Some(Instant::now());
                 kill(pid, libc::SIGTERM);
+                self.counters.killed += 1;
             }
         }
     }
@@ -755,6 +773,7 @@ impl Arbiter {
     /// TERM (graceful) or QUIT to every worker, wait up to `--graceful-timeout`, then KILL.
     /// An INT or QUIT while waiting turns a graceful stop into a fast one.
     fn stop(&mut self, graceful: bool) {
+        self.close_control();
         self.notifier.stopping();
         // Sockets a USR2 master shares are left in place, as are systemd's.
         if self.reexec_pid.is_none() {

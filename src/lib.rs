@@ -30,6 +30,8 @@
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`pylog`]: both logs through Python's `logging` when the config asks for it.
 //! - [`syslog`]: `--log-syslog`, both logs also to a syslog receiver, as gunicorn sends them.
+//! - [`control`]: `--control-socket`, gunicorn's control protocol (`gunicornc`), served by
+//!   the master's loop without blocking.
 //! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.
@@ -40,6 +42,7 @@
 
 pub mod arbiter;
 pub mod config;
+pub mod control;
 pub mod exit;
 pub mod forwarded;
 pub mod heartbeat;

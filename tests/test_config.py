@@ -15,6 +15,7 @@ from conftest import (
     SOCKET_TIMEOUT,
     TESTS_DIR,
     free_port,
+    gunicorn_command,
     run_cli,
     wait_for,
 )
@@ -106,6 +107,24 @@ def test_ferricorn_conf_py_is_preferred_and_python_module_works(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}
     out = run(["-c", "python:myconf", "--print-config"], tmp_path, env=env)
     assert printed(out.stdout)["workers"] == "6", out.stderr
+
+
+def test_regression_print_config_names_the_gunicorn_conf_py_it_read(tmp_path):
+    """`--print-config` showed `config = None` though ./gunicorn.conf.py was read; gunicorn
+    27, run on the same directory, shows the file."""
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\n")
+    (tmp_path / "app.py").write_text("def app(environ, start_response):\n    pass\n")
+    theirs = subprocess.run(
+        gunicorn_command() + ["--print-config", "app:app"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    ours = run(["--print-config", "app:app"], tmp_path)
+    assert printed(theirs.stdout)["workers"] == printed(ours.stdout)["workers"] == "3"
+    assert printed(ours.stdout)["config"] == printed(theirs.stdout)["config"]
+    assert printed(ours.stdout)["config"] == "./gunicorn.conf.py"
 
 
 def test_unsupported_gunicorn_setting_is_named_in_a_warning(tmp_path):

@@ -154,7 +154,7 @@ def _listening_port(text: str) -> int | None:
         (["-k", "gevent", "--threads", "4"], "warning: --threads 4 is ignored with -k gevent"),
         (["-k", "eventlet"], "note: -k eventlet: running the async worker with 100 app threads"),
         (["-c", str(TESTS_DIR / "dropin" / "nosendfile_config.py")], "'sendfile' is not supported"),
-        (["--no-control-socket"], "ignored: gunicorn setting 'control_socket_disable'"),
+        (["--reload-engine", "inotify"], "ignored: gunicorn setting 'reload_engine'"),
     ],
     ids=["threads", "gevent-threads", "eventlet", "sendfile", "harmless"],
 )

@@ -21,7 +21,7 @@ APP = "apps.config_app:app"
 
 # Defaults the page describes rather than states: worked out when the server starts (the
 # directory, the user, the config file found) or left as the system has them.
-DESCRIBED = {"config", "chdir", "user", "group", "umask", "worker_tmp_dir"}
+DESCRIBED = {"config", "chdir", "user", "group", "umask", "worker_tmp_dir", "control_socket"}
 
 # gunicorn prints `proc_name = None` and the name its titles use as `default_proc_name`.
 THEIR_NAME = {"proc_name": "default_proc_name"}

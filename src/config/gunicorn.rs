@@ -148,11 +148,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("dirty_post_fork", "", &[], Value, Any),
     row("dirty_worker_init", "", &[], Value, Any),
     row("dirty_worker_exit", "", &[], Value, Any),
-    // ferricorn has no control socket (gunicorn opens one by default, at a path under
-    // $HOME), so there is nothing to place, disable or set a mode on.
-    row("control_socket", "", &["control-socket"], Value, Any),
-    row("control_socket_mode", "384", &["control-socket-mode"], Value, Any),
-    row("control_socket_disable", "false", &["no-control-socket"], Sets("true"), Any),
 ];
 
 #[cfg(test)]
@@ -179,7 +174,6 @@ mod tests {
             ("spew", "false", true),
             ("spew", "true", false),
             ("tmp_upload_dir", "/var/tmp", true),
-            ("control_socket_disable", "true", true),
             ("reload_engine", "poll", false),
         ];
         for (name, value, want) in rows {

@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::forwarded::{self, Policy};
+use crate::forwarded;
 use crate::http::{Leniency, Limits};
 use crate::listener::BindSpec;
 use crate::log::LogLevel;
@@ -148,6 +148,8 @@ pub struct Config {
     pub dogstatsd_tags: String,
     /// `--enable-backlog-metric`: the master sends `gunicorn.backlog`.
     pub enable_backlog_metric: bool,
+    /// `--control-socket`, `--control-socket-mode`, `--no-control-socket`.
+    pub control: crate::control::Settings,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
     pub syslog: Option<crate::syslog::Settings>,
     /// `--paste`: the app comes from a PasteDeploy ini file.
@@ -256,7 +258,7 @@ impl Config {
     /// before the sections of [`Config::from_raw`] fill them in. These are not defaults
     /// (those are in [`OPTIONS`]) and are never served from: the unit tests check that
     /// each setting's section sets its field, given and not given.
-    fn blank(app: String, paste: Option<Paste>, forwarded: Policy, raw: &RawArgs) -> Config {
+    fn blank(app: String, paste: Option<Paste>, fwd: forwarded::Policy, raw: &RawArgs) -> Config {
         Config {
             app,
             binds: Vec::new(),
@@ -299,6 +301,7 @@ impl Config {
             statsd_prefix: String::new(),
             dogstatsd_tags: String::new(),
             enable_backlog_metric: false,
+            control: Default::default(),
             syslog: None,
             paste,
             capture_output: false,
@@ -308,7 +311,7 @@ impl Config {
             check_config: false,
             print_config: false,
             raw: raw.clone(),
-            forwarded,
+            forwarded: fwd,
             notices: Vec::new(),
         }
     }
@@ -437,6 +440,16 @@ impl Config {
         self.print_config = raw.has("print_config");
         self.chdir = raw.last("chdir").map(PathBuf::from);
         self.env = raw.all("raw_env").map(parse_env).collect::<Result<_, _>>()?;
+        let text_mode = text(raw, "control_socket_mode").unwrap_or_default();
+        let Some(mode) = crate::control::parse_mode(text_mode) else {
+            bail!(
+                "--control-socket-mode {text_mode:?}: expected permission bits like 0o600 or 0660"
+            )
+        };
+        let path = raw.last("control_socket").map(PathBuf::from);
+        let path = path.unwrap_or_else(crate::control::default_path);
+        let disabled = raw.has("control_socket_disable");
+        self.control = crate::control::Settings { path, mode, disabled };
         Ok(())
     }
 
@@ -880,18 +893,11 @@ mod tests {
 
     #[test]
     fn harmless_gunicorn_flags_start_and_are_listed() {
-        let c = config(&[
-            "--no-control-socket",
-            "--reload-engine=inotify",
-            "--proxy-protocol",
-            "off",
-            "app",
-        ])
-        .unwrap();
+        let c = config(&["--reload-engine=inotify", "--proxy-protocol", "off", "app"]).unwrap();
         assert_eq!(c.app, "app");
         assert!(c.notices.iter().all(|n| n.level == LogLevel::Debug), "{:?}", c.notices);
         // `--proxy-protocol off` is gunicorn's default: not even a note.
-        assert_eq!(c.notices.len(), 2, "{:?}", c.notices);
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
     }
 
     /// Item 4 of issue 10: the defaults applied are the ones the table (and so `--help`
@@ -907,6 +913,9 @@ mod tests {
                 DefaultValue::Value(v) | DefaultValue::ValueOr(v, _) => v.to_owned(),
                 DefaultValue::Pairs(_) => options::dict(&spec.default.values()),
                 DefaultValue::Unset(_) if spec.name == "proc_name" => "app".to_owned(),
+                DefaultValue::Unset(_) if spec.name == "control_socket" => {
+                    crate::control::default_path().display().to_string()
+                }
                 DefaultValue::Unset(_) if shown == "[]" => "[]".to_owned(),
                 DefaultValue::Unset(_) => "None".to_owned(),
             };
@@ -929,6 +938,7 @@ mod tests {
             ("user", "0"),
             ("group", "0"),
             ("umask", "18"),
+            ("control_socket_mode", "432"),
             ("proc_name", "web"),
             ("access_log_format", "%(h)s"),
             ("loglevel", "debug"),

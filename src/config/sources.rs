@@ -146,14 +146,20 @@ pub fn load<S: AsRef<str>>(py: Python<'_>, args: &[S]) -> Result<Config, Error> 
 pub fn gather<S: AsRef<str>>(py: Python<'_>, args: &[S]) -> Result<RawArgs, Error> {
     let cli = parse_args(args)?;
     let env = env_args(py)?;
-    let file = match cli.last("config").or(env.last("config")) {
-        Some(spec) => Some(spec.to_owned()),
+    let given = cli.last("config").or(env.last("config")).map(str::to_owned);
+    let found = match given {
+        Some(_) => None,
         None => python_call(py, "default_file", ())?.extract::<Option<String>>().unwrap_or(None),
     };
-    let from_file = match file {
-        Some(spec) => config_file(py, &spec)?,
+    let mut from_file = match given.as_ref().or(found.as_ref()) {
+        Some(spec) => config_file(py, spec)?,
         None => RawArgs::default(),
     };
+    // The file found in the working directory is the one in effect, as gunicorn's
+    // `--print-config` shows it (`./gunicorn.conf.py`).
+    if let Some(name) = found {
+        from_file.values.push(("config", format!("./{name}")));
+    }
     Ok(from_file.overlay(env).overlay(cli))
 }
 
