@@ -5,7 +5,11 @@
 //! same clock) into a shared mapping, which costs a store instead of a syscall and never
 //! touches a disk. The same page says whether the worker has booted (the app imported,
 //! which a reload waits for) and which request it is in, so a `WORKER TIMEOUT` line can
-//! name it. The mapping is anonymous, or backed by an unlinked file in `--worker-tmp-dir`.
+//! name it; and, per app thread, the request it runs, when it started and when the thread
+//! last showed life in it: the master counts a thread silent past `--timeout` as a stuck
+//! worker and names each busy thread, and the worker's `--request-timeout` watchdog reads
+//! the same slots. The mapping is anonymous, or backed by an unlinked file in
+//! `--worker-tmp-dir`.
 
 use std::ffi::CString;
 use std::io;
