@@ -28,6 +28,8 @@
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
 //! - [`pylog`]: both logs through Python's `logging` when the config asks for it.
 //! - [`syslog`]: `--log-syslog`, both logs also to a syslog receiver, as gunicorn sends them.
+//! - [`metrics`]: `--metrics-bind`: Prometheus metrics the workers count in shared memory
+//!   and the master serves; `--max-queue-time`.
 //! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.
@@ -45,6 +47,7 @@ pub mod hooks;
 pub mod listener;
 pub mod load;
 pub mod log;
+pub mod metrics;
 pub mod pidfile;
 pub mod process;
 pub mod pylog;

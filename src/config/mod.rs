@@ -143,6 +143,10 @@ pub struct Config {
     pub statsd_prefix: String,
     /// `--dogstatsd-tags`, appended to every statsd line when not empty.
     pub dogstatsd_tags: String,
+    /// `--metrics-bind`: where the master serves Prometheus metrics; `None`: off.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--max-queue-time`: a request that waited longer gets 503; `None`: off.
+    pub max_queue_time: Option<Duration>,
     /// `--enable-backlog-metric`: the master sends `gunicorn.backlog`.
     pub enable_backlog_metric: bool,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
@@ -299,6 +303,8 @@ impl Config {
             statsd_host: None,
             statsd_prefix: String::new(),
             dogstatsd_tags: String::new(),
+            metrics_bind: None,
+            max_queue_time: None,
             enable_backlog_metric: false,
             syslog: None,
             paste,
@@ -386,6 +392,12 @@ impl Config {
         self.statsd_prefix = text(raw, "statsd_prefix").unwrap_or_default().to_owned();
         self.dogstatsd_tags = text(raw, "dogstatsd_tags").unwrap_or_default().to_owned();
         self.enable_backlog_metric = raw.has("enable_backlog_metric");
+        self.metrics_bind = raw
+            .last("metrics_bind")
+            .filter(|a| !a.is_empty() && *a != "None")
+            .map(metrics_address)
+            .transpose()?;
+        self.max_queue_time = Some(seconds(raw, "max_queue_time")?).filter(|t| !t.is_zero());
         Ok(())
     }
 
@@ -645,6 +657,13 @@ fn number(what: &str, v: &str, kind: Kind) -> Result<usize, Error> {
         (Ok(n), _) => Ok(n),
         _ => bail!("{what} {v:?}: expected a non-negative integer"),
     }
+}
+
+/// `--metrics-bind HOST:PORT`, resolved once (a name resolves to its first address).
+fn metrics_address(value: &str) -> Result<std::net::SocketAddr, Error> {
+    use std::net::ToSocketAddrs;
+    let bad = || Error(format!("--metrics-bind {value:?}: expected HOST:PORT"));
+    value.to_socket_addrs().map_err(|_| bad())?.next().ok_or_else(bad)
 }
 
 /// A user name or uid, as gunicorn's `--user`.

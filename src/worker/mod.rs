@@ -112,6 +112,10 @@ fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
         Err(code) => return code,
     };
     let ctx = WorkerContext { listeners: &listeners, ..*ctx };
+    crate::metrics::set_threads(match ctx.config.worker_class {
+        WorkerClass::Sync => 1,
+        WorkerClass::Async => ctx.config.threads.max(1),
+    });
     let code = match ctx.config.worker_class {
         WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
         WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),

@@ -132,6 +132,9 @@ pub struct Connection<'a> {
     pub server: &'a (String, String),
     /// What a trusted front-end proxy said of this request (judged per request).
     pub forwarded: &'a Verdict,
+    /// When the request started to wait for the app (see docs/metrics.md): the environ's
+    /// `HTTP_X_REQUEST_START` when the client sent none, and `--max-queue-time`.
+    pub queued_since: std::time::Instant,
 }
 
 /// The environ of one request. A hot path: it runs once per request with the GIL held,
@@ -181,7 +184,20 @@ pub fn build<'py>(
     }
     env.set_item(intern!(py, "wsgi.input"), input)?;
     add_headers(&env, head, &globals.forwarded, conn.forwarded.trusted)?;
+    let key = intern!(py, "HTTP_X_REQUEST_START");
+    if !env.contains(key)? {
+        env.set_item(key, request_start(conn.queued_since))?;
+    }
     Ok(env)
+}
+
+/// `t=<microseconds since the epoch>`: when the request started to queue, in the
+/// `X-Request-Start` convention New Relic, Scout and Judoscale read (a proxy's own
+/// header, when sent, is left as it is).
+fn request_start(queued_since: std::time::Instant) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let since = now.unwrap_or_default().saturating_sub(queued_since.elapsed());
+    format!("t={}", since.as_micros())
 }
 
 fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {
@@ -349,7 +365,7 @@ mod tests {
         Python::attach(|py| {
             let globals = Globals::new(py, true, false, policy).unwrap();
             let verdict = Verdict::default();
-            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict, queued_since: std::time::Instant::now() };
             let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
             let env = build(py, &head, &conn, &globals, input).unwrap();
             let get = |k: &&str| env.get_item(k).unwrap().map(|v| v.extract::<String>().unwrap());
@@ -402,7 +418,7 @@ mod tests {
             for (name, port, addr) in rows.iter().chain(rows.iter().rev()) {
                 let peer = Peer::new(addr, "5000");
                 let server = ((*name).to_owned(), (*port).to_owned());
-                let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+                let conn = Connection { peer: &peer, server: &server, forwarded: &verdict, queued_since: std::time::Instant::now() };
                 let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
                 let env = build(py, &head, &conn, &globals, input).unwrap();
                 let get = |k: &str| env.get_item(k).unwrap().unwrap().extract::<String>().unwrap();
@@ -422,7 +438,7 @@ mod tests {
         Python::attach(|py| {
             let globals = Globals::new(py, true, false, Policy::default()).unwrap();
             let verdict = Verdict::default();
-            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict };
+            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict, queued_since: std::time::Instant::now() };
             let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
             let env = build(py, &head, &conn, &globals, input).unwrap();
             let value: String = env.get_item("HTTP_X_V").unwrap().unwrap().extract().unwrap();

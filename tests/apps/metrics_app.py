@@ -1,0 +1,24 @@
+"""The app of the metrics and queue-time tests.
+
+- ``/``: a short text body.
+- ``/sleep?s=``: sleeps ``s`` seconds, then answers.
+- ``/start``: the environ's ``HTTP_X_REQUEST_START`` and the worker's clock, as JSON.
+"""
+
+import json
+import time
+from urllib.parse import parse_qs
+
+
+def app(environ, start_response):
+    route = environ.get("PATH_INFO", "/")
+    query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if route == "/sleep":
+        time.sleep(float(query["s"]))
+    if route == "/start":
+        doc = {"start": environ.get("HTTP_X_REQUEST_START"), "now": time.time()}
+        body = json.dumps(doc).encode()
+    else:
+        body = b"hello\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
