@@ -699,7 +699,7 @@ impl Arbiter {
             })
             .collect();
         let fds = self.start.listeners.iter().map(Listener::fd);
-        let backlog = fds.filter_map(|fd| crate::listener::accept_queue_len(fd)).map(|n| n as u64);
+        let backlog = fds.filter_map(crate::listener::accept_queue_len).map(|n| n as u64);
         let backlog = backlog.reduce(|a, b| a + b);
         let scrape = metrics::render::Scrape { totals: &self.totals, workers: &workers, backlog };
         metrics::render::render(&scrape, openmetrics)

@@ -11,17 +11,16 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import build_request, fetch, free_port, pid_alive, run_cli, wait_for
 from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import build_request, fetch, free_port, pid_alive, wait_for
 
 APP = "apps.metrics_app:app"
 DEADLINE = 30.0
@@ -63,7 +62,11 @@ def hit(srv, target: str = "/", n: int = 1) -> None:
 def start(server_factory, *extra: str, workers: int = 1, worker_class: str | None = None):
     port = free_port()
     srv = server_factory(
-        APP, "--metrics-bind", f"127.0.0.1:{port}", *extra, workers=workers,
+        APP,
+        "--metrics-bind",
+        f"127.0.0.1:{port}",
+        *extra,
+        workers=workers,
         worker_class=worker_class,
     )
     wait_for(lambda: _answers(port), DEADLINE, "the metrics endpoint")
@@ -87,8 +90,9 @@ def test_scrape_parses_with_prometheus_client(server_factory, worker_class):
     assert types["ferricorn_requests"] == "counter"
     assert types["ferricorn_request_duration_seconds"] == "histogram"
     assert types["ferricorn_request_queue_seconds"] == "histogram"
-    for gauge in ["ferricorn_requests_in_flight", "ferricorn_workers", "ferricorn_threads",
-                  "ferricorn_connections", "ferricorn_worker_rss_bytes", "ferricorn_listen_backlog"]:
+    gauges = ["ferricorn_requests_in_flight", "ferricorn_workers", "ferricorn_threads"]
+    gauges += ["ferricorn_connections", "ferricorn_worker_rss_bytes", "ferricorn_listen_backlog"]
+    for gauge in gauges:
         assert types[gauge] == "gauge", gauge
     got = samples(port)
     assert got[("ferricorn_requests_total", (("method", "GET"), ("status_class", "2xx")))] == 3
@@ -114,8 +118,6 @@ def test_bad_scrapes_get_400_and_404_and_the_master_lives(server_factory):
     assert fetch(("127.0.0.1", port), b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").status == 404
     assert fetch(("127.0.0.1", port), b"\x00 nonsense\r\n\r\n").status == 400
     # A client that connects and says nothing does not hold the master up.
-    import socket
-
     with socket.create_connection(("127.0.0.1", port)):
         assert scrape(port)[0] == 200
         hit(srv)
@@ -149,8 +151,6 @@ def test_restarts_count_max_requests_and_timeout(server_factory):
 
 
 def test_metrics_bind_bad_address_is_one_line_exit_2(tmp_path):
-    from conftest import run_cli
-
     result = run_cli("--metrics-bind", "nohost", APP)
     assert result.returncode == 2
     assert "--metrics-bind" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -185,9 +185,14 @@ def test_a_real_prometheus_scrapes_the_request_counter(server_factory):
             f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         )
         proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={data}/tsdb",
-             f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}/tsdb",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             query = urllib.parse.urlencode({"query": "sum(ferricorn_requests_total)"})
@@ -206,4 +211,3 @@ def test_a_real_prometheus_scrapes_the_request_counter(server_factory):
         finally:
             proc.terminate()
             proc.wait(timeout=20)
-    time.sleep(0)  # keep the import used when the test is skipped

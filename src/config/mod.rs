@@ -942,6 +942,7 @@ mod tests {
             ("loglevel", "debug"),
             ("logger_class", "pkg.mod.Logger"),
             ("config", "x.py"),
+            ("metrics_bind", "127.0.0.1:9100"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

@@ -60,9 +60,17 @@ pub fn render(scrape: &Scrape<'_>, openmetrics: bool) -> String {
         "Requests answered 503 by --max-queue-time.",
         &[("", sum.queue_rejected)],
     );
-    out.counter("ferricorn_received_bytes_total", "Bytes read from clients.", &[("", sum.bytes_in)]);
+    out.counter(
+        "ferricorn_received_bytes_total",
+        "Bytes read from clients.",
+        &[("", sum.bytes_in)],
+    );
     out.counter("ferricorn_sent_bytes_total", "Bytes written to clients.", &[("", sum.bytes_out)]);
-    out.gauge("ferricorn_requests_in_flight", "Requests being answered.", &[("", gauges.in_flight)]);
+    out.gauge(
+        "ferricorn_requests_in_flight",
+        "Requests being answered.",
+        &[("", gauges.in_flight)],
+    );
     out.gauge("ferricorn_connections", "Client connections open.", &[("", gauges.connections)]);
     occupancy(&mut out, scrape.workers);
     if let Some(backlog) = scrape.backlog {
@@ -205,7 +213,12 @@ mod tests {
         let gauges = Gauges { in_flight: 1, connections: 2, threads: 4 };
         let workers = [
             LiveWorker { pid: 7, counters, gauges, rss: Some(4096) },
-            LiveWorker { pid: 8, counters: Counters::default(), gauges: Gauges::default(), rss: None },
+            LiveWorker {
+                pid: 8,
+                counters: Counters::default(),
+                gauges: Gauges::default(),
+                rss: None,
+            },
         ];
         render(&Scrape { totals: &totals, workers: &workers, backlog: Some(5) }, openmetrics)
     }

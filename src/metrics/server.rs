@@ -211,11 +211,11 @@ mod tests {
             (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", Some(Ask::Metrics { openmetrics: false })),
             (b"GET /metrics?x=1 HTTP/1.0\r\n\r\n", Some(Ask::Metrics { openmetrics: false })),
             (
-                b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
                 Some(Ask::Metrics { openmetrics: true }),
             ),
-            (b"GET / HTTP/1.1\r\n\r\n", Some(Ask::Refuse(404))),
-            (b"POST /metrics HTTP/1.1\r\n\r\n", Some(Ask::Refuse(405))),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Some(Ask::Refuse(404))),
+            (b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n", Some(Ask::Refuse(405))),
             (b"\x00\x01garbage\r\n\r\n", Some(Ask::Refuse(400))),
             (b"GET /metrics HTTP/1.1\r\nHost: x\r\n", None),
         ];
@@ -253,10 +253,11 @@ mod tests {
             }
             String::from_utf8(got).unwrap()
         };
-        let ok = exchange(&mut server, b"GET /metrics HTTP/1.1\r\n\r\n");
+        let ok = exchange(&mut server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.ends_with("\r\n\r\nmetrics om=false\n"), "{ok}");
-        assert!(exchange(&mut server, b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(exchange(&mut server, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            .starts_with("HTTP/1.1 404"));
         assert!(exchange(&mut server, b"BAD\r\n\r\n").starts_with("HTTP/1.1 400"));
         let big = [b"GET /metrics HTTP/1.1\r\nX: ".as_ref(), &[b'a'; MAX_HEAD + 10]].concat();
         assert!(exchange(&mut server, &big).starts_with("HTTP/1.1 400"));

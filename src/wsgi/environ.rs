@@ -365,7 +365,12 @@ mod tests {
         Python::attach(|py| {
             let globals = Globals::new(py, true, false, policy).unwrap();
             let verdict = Verdict::default();
-            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict, queued_since: std::time::Instant::now() };
+            let conn = Connection {
+                peer: &peer,
+                server: &server,
+                forwarded: &verdict,
+                queued_since: std::time::Instant::now(),
+            };
             let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
             let env = build(py, &head, &conn, &globals, input).unwrap();
             let get = |k: &&str| env.get_item(k).unwrap().map(|v| v.extract::<String>().unwrap());
@@ -418,7 +423,12 @@ mod tests {
             for (name, port, addr) in rows.iter().chain(rows.iter().rev()) {
                 let peer = Peer::new(addr, "5000");
                 let server = ((*name).to_owned(), (*port).to_owned());
-                let conn = Connection { peer: &peer, server: &server, forwarded: &verdict, queued_since: std::time::Instant::now() };
+                let conn = Connection {
+                    peer: &peer,
+                    server: &server,
+                    forwarded: &verdict,
+                    queued_since: std::time::Instant::now(),
+                };
                 let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
                 let env = build(py, &head, &conn, &globals, input).unwrap();
                 let get = |k: &str| env.get_item(k).unwrap().unwrap().extract::<String>().unwrap();
@@ -438,7 +448,12 @@ mod tests {
         Python::attach(|py| {
             let globals = Globals::new(py, true, false, Policy::default()).unwrap();
             let verdict = Verdict::default();
-            let conn = Connection { peer: &peer, server: &server, forwarded: &verdict, queued_since: std::time::Instant::now() };
+            let conn = Connection {
+                peer: &peer,
+                server: &server,
+                forwarded: &verdict,
+                queued_since: std::time::Instant::now(),
+            };
             let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
             let env = build(py, &head, &conn, &globals, input).unwrap();
             let value: String = env.get_item("HTTP_X_V").unwrap().unwrap().extract().unwrap();

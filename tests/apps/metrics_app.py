@@ -1,7 +1,7 @@
 """The app of the metrics and queue-time tests.
 
 - ``/``: a short text body.
-- ``/sleep?s=``: sleeps ``s`` seconds, then answers.
+- ``/sleep?s=``: writes ``sleep start`` to wsgi.errors, sleeps ``s`` seconds, answers.
 - ``/start``: the environ's ``HTTP_X_REQUEST_START`` and the worker's clock, as JSON.
 """
 
@@ -14,6 +14,8 @@ def app(environ, start_response):
     route = environ.get("PATH_INFO", "/")
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     if route == "/sleep":
+        environ["wsgi.errors"].write("sleep start\n")
+        environ["wsgi.errors"].flush()
         time.sleep(float(query["s"]))
     if route == "/start":
         doc = {"start": environ.get("HTTP_X_REQUEST_START"), "now": time.time()}
