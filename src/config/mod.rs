@@ -143,10 +143,6 @@ pub struct Config {
     pub statsd_prefix: String,
     /// `--dogstatsd-tags`, appended to every statsd line when not empty.
     pub dogstatsd_tags: String,
-    /// `--metrics-bind`: where the master serves Prometheus metrics; `None`: off.
-    pub metrics_bind: Option<std::net::SocketAddr>,
-    /// `--max-queue-time`: a request that waited longer gets 503; `None`: off.
-    pub max_queue_time: Option<Duration>,
     /// `--enable-backlog-metric`: the master sends `gunicorn.backlog`.
     pub enable_backlog_metric: bool,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
@@ -303,8 +299,6 @@ impl Config {
             statsd_host: None,
             statsd_prefix: String::new(),
             dogstatsd_tags: String::new(),
-            metrics_bind: None,
-            max_queue_time: None,
             enable_backlog_metric: false,
             syslog: None,
             paste,
@@ -392,13 +386,14 @@ impl Config {
         self.statsd_prefix = text(raw, "statsd_prefix").unwrap_or_default().to_owned();
         self.dogstatsd_tags = text(raw, "dogstatsd_tags").unwrap_or_default().to_owned();
         self.enable_backlog_metric = raw.has("enable_backlog_metric");
-        self.metrics_bind = raw
-            .last("metrics_bind")
-            .filter(|a| !a.is_empty() && *a != "None")
-            .map(metrics_address)
-            .transpose()?;
-        self.max_queue_time = Some(seconds(raw, "max_queue_time")?).filter(|t| !t.is_zero());
+        metrics_settings(raw)?; // checked here; read by `Config::metrics`
         Ok(())
+    }
+
+    /// `--metrics-bind` and `--max-queue-time`, read from the raw values (checked when
+    /// the settings were loaded, so this does not fail).
+    pub fn metrics(&self) -> crate::metrics::Settings {
+        metrics_settings(&self.raw).unwrap_or_default()
     }
 
     /// `--log-syslog` and its settings (after `--name`, the default prefix). As in gunicorn,
@@ -659,7 +654,16 @@ fn number(what: &str, v: &str, kind: Kind) -> Result<usize, Error> {
     }
 }
 
-/// `--metrics-bind HOST:PORT`, resolved once (a name resolves to its first address).
+/// `--metrics-bind` and `--max-queue-time` from the raw values; a bad address is an error.
+fn metrics_settings(raw: &RawArgs) -> Result<crate::metrics::Settings, Error> {
+    let bind = raw.last("metrics_bind").filter(|a| !a.is_empty() && *a != "None");
+    Ok(crate::metrics::Settings {
+        bind: bind.map(metrics_address).transpose()?,
+        max_queue_time: Some(seconds(raw, "max_queue_time")?).filter(|t| !t.is_zero()),
+    })
+}
+
+/// `--metrics-bind HOST:PORT`, resolved (a name resolves to its first address).
 fn metrics_address(value: &str) -> Result<std::net::SocketAddr, Error> {
     use std::net::ToSocketAddrs;
     let bad = || Error(format!("--metrics-bind {value:?}: expected HOST:PORT"));

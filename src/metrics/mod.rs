@@ -21,6 +21,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// `--metrics-bind` and `--max-queue-time`, as validated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Where the master serves `/metrics`; `None`: off.
+    pub bind: Option<std::net::SocketAddr>,
+    /// A request that waited longer gets 503; `None`: off.
+    pub max_queue_time: Option<Duration>,
+}
+
 /// Methods with a label of their own; any other is `other` (labels stay bounded).
 pub const METHODS: [&str; 10] =
     ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other"];
