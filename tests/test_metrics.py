@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -83,6 +84,8 @@ def _answers(port: int) -> bool:
 def test_scrape_parses_with_prometheus_client(server_factory, worker_class):
     srv, port = start(server_factory, worker_class=worker_class)
     hit(srv, n=3)
+    # A response is counted as its access log line is written, just after its last byte.
+    wait_for(lambda: requests_total(port) == 3, DEADLINE, "3 requests counted")
     status, kind, text = scrape(port)
     assert status == 200 and kind.startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -124,10 +127,31 @@ def test_bad_scrapes_get_400_and_404_and_the_master_lives(server_factory):
     assert pid_alive(srv.proc.pid)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_regression_a_full_table_of_silent_scrapers_does_not_spin_the_master(server_factory):
+    """16 silent clients fill the scrape table; the listener must then leave the master's
+    poll, or poll returns at once for as long as they stay (the master spins)."""
+    srv, port = start(server_factory)
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(18)]
+    try:
+        before, started = cpu_seconds(srv.proc.pid), time.monotonic()
+        # The silent ones time out after 5 s; then the scrape behind them is answered.
+        assert scrape(port)[0] == 200
+        elapsed = time.monotonic() - started
+        assert cpu_seconds(srv.proc.pid) - before < 0.5 * elapsed
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_requests_counted_across_two_workers_and_a_ttou(server_factory):
     srv, port = start(server_factory, workers=2)
     hit(srv, "/", 20)
-    assert requests_total(port) == 20
+    wait_for(lambda: requests_total(port) == 20, DEADLINE, "20 requests counted")
     before = set(srv.worker_pids())
     srv.signal(signal.SIGTTOU)
     wait_for(lambda: len(srv.worker_pids()) == 1, DEADLINE, "one worker to retire")
@@ -135,7 +159,7 @@ def test_requests_counted_across_two_workers_and_a_ttou(server_factory):
     wait_for(lambda: restarts(port, "retire") == 1, DEADLINE, "the retirement counted")
     assert requests_total(port) == 20, "the retired worker's requests are kept"
     hit(srv, "/", 5)
-    assert requests_total(port) == 25
+    wait_for(lambda: requests_total(port) == 25, DEADLINE, "25 requests counted")
 
 
 def test_restarts_count_max_requests_and_timeout(server_factory):
@@ -176,6 +200,7 @@ def test_a_real_prometheus_scrapes_the_request_counter(server_factory):
         pytest.skip("the prometheus binary is absent (Debian: apt-get install -y prometheus)")
     srv, port = start(server_factory)
     hit(srv, "/", 7)
+    wait_for(lambda: requests_total(port) == 7, DEADLINE, "7 requests counted")
     prom_port = free_port()
     with tempfile.TemporaryDirectory() as data:
         config = Path(data) / "prometheus.yml"

@@ -69,10 +69,15 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The descriptors the master's poll waits on: the listener and clients reading.
+    /// The descriptors the master's poll waits on: clients reading, and the listener
+    /// while there is room for another client (a full table would make it readable for
+    /// good, and the poll spin).
     pub fn poll_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         let reading = self.clients.iter().filter(|c| c.answer.is_none());
-        std::iter::once(self.listener.as_raw_fd()).chain(reading.map(|c| c.stream.as_raw_fd()))
+        let room = self.clients.len() < MAX_CLIENTS;
+        room.then(|| self.listener.as_raw_fd())
+            .into_iter()
+            .chain(reading.map(|c| c.stream.as_raw_fd()))
     }
 
     /// Whether an answer waits for room in its socket (the master then polls briefly).

@@ -234,7 +234,7 @@ fn handle<T: Transport>(
     peer: &Peer,
     server: &(String, String),
 ) -> bool {
-    // The queue start of its request (`--max-queue-time`, the environ's X-Request-Start).
+    // The queue start of its request (`--max-queue-time`, the environ's queue start).
     let accepted = Instant::now();
     let _open = crate::metrics::OpenConnection::open();
     let transport = Arc::new(transport);

@@ -133,7 +133,7 @@ pub struct Connection<'a> {
     /// What a trusted front-end proxy said of this request (judged per request).
     pub forwarded: &'a Verdict,
     /// When the request started to wait for the app (see docs/metrics.md): the environ's
-    /// `HTTP_X_REQUEST_START` when the client sent none, and `--max-queue-time`.
+    /// `mod_wsgi.queue_start`, and `--max-queue-time`.
     pub queued_since: std::time::Instant,
 }
 
@@ -184,20 +184,16 @@ pub fn build<'py>(
     }
     env.set_item(intern!(py, "wsgi.input"), input)?;
     add_headers(&env, head, &globals.forwarded, conn.forwarded.trusted)?;
-    let key = intern!(py, "HTTP_X_REQUEST_START");
-    if !env.contains(key)? {
-        env.set_item(key, request_start(conn.queued_since))?;
-    }
+    env.set_item(intern!(py, "mod_wsgi.queue_start"), queue_start(conn.queued_since))?;
     Ok(env)
 }
 
-/// `t=<microseconds since the epoch>`: when the request started to queue, in the
-/// `X-Request-Start` convention New Relic, Scout and Judoscale read (a proxy's own
-/// header, when sent, is left as it is).
-fn request_start(queued_since: std::time::Instant) -> String {
+/// Microseconds since the epoch, as a string: when the request started to queue, as
+/// mod_wsgi's `mod_wsgi.queue_start` says it (APM agents read it; docs/metrics.md says
+/// why this key rather than a made-up `X-Request-Start` header).
+fn queue_start(queued_since: std::time::Instant) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    let since = now.unwrap_or_default().saturating_sub(queued_since.elapsed());
-    format!("t={}", since.as_micros())
+    now.unwrap_or_default().saturating_sub(queued_since.elapsed()).as_micros().to_string()
 }
 
 fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {

@@ -2,7 +2,8 @@
 
 - ``/``: a short text body.
 - ``/sleep?s=``: writes ``sleep start`` to wsgi.errors, sleeps ``s`` seconds, answers.
-- ``/start``: the environ's ``HTTP_X_REQUEST_START`` and the worker's clock, as JSON.
+- ``/start``: the environ's ``mod_wsgi.queue_start`` and ``HTTP_X_REQUEST_START``, and the
+  worker's clock, as JSON.
 """
 
 import json
@@ -18,7 +19,11 @@ def app(environ, start_response):
         environ["wsgi.errors"].flush()
         time.sleep(float(query["s"]))
     if route == "/start":
-        doc = {"start": environ.get("HTTP_X_REQUEST_START"), "now": time.time()}
+        doc = {
+            "queue_start": environ.get("mod_wsgi.queue_start"),
+            "request_start": environ.get("HTTP_X_REQUEST_START"),
+            "now": time.time(),
+        }
         body = json.dumps(doc).encode()
     else:
         body = b"hello\n"
