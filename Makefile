@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # and the same one each time, so pyo3 is not rebuilt between them.
 export PYO3_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: all build run test lint rust-test py-test bench load docs fuzz clean
+.PHONY: all build run test lint rust-test py-test apt-tools bench load docs fuzz clean
 
 all: build
 
@@ -38,7 +38,15 @@ lint: $(STAMP)
 rust-test: $(STAMP)
 	cargo test --workspace --quiet
 
-py-test: build
+# System programs the end-to-end tests drive, from Debian: in CI (root, CI=true) each one
+# missing is installed with apt-get; elsewhere a test whose program is absent skips.
+APT_TOOLS := prometheus
+apt-tools:
+	@if [ -n "$$CI" ]; then for t in $(APT_TOOLS); do \
+	    command -v $$t >/dev/null || { apt-get update -qq && apt-get install -y -qq $$t; } || exit 1; \
+	done; fi
+
+py-test: build apt-tools
 	$(PY) -m pytest -q tests
 
 test: lint rust-test py-test

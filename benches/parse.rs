@@ -20,7 +20,12 @@ fn environ_building(c: &mut Criterion) {
     let server = ("127.0.0.1".to_owned(), "8000".to_owned());
     Python::attach(|py| {
         let globals = Globals::new(py, true, false, Policy::default()).unwrap();
-        let conn = Connection { peer: &peer, server: &server, forwarded: &Default::default() };
+        let conn = Connection {
+            peer: &peer,
+            server: &server,
+            forwarded: &Default::default(),
+            queued_since: std::time::Instant::now(),
+        };
         c.bench_function("environ/browser_get", |b| {
             b.iter(|| {
                 let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();

@@ -26,6 +26,7 @@ use crate::exit::{self, BootError};
 use crate::heartbeat::Heartbeat;
 use crate::hooks::{self, Hook};
 use crate::listener::Listener;
+use crate::metrics::{self, server::Server as ScrapeServer, Meter, Reason, Totals};
 use crate::pidfile::{self, Pidfile};
 use crate::process;
 use crate::reexec::ReExec;
@@ -58,6 +59,10 @@ struct Worker {
     retiring: Option<Instant>,
     /// When it was sent SIGABRT for a timeout.
     aborted: Option<Instant>,
+    /// `--metrics-bind`: the page it counts in, read for scrapes and folded when reaped.
+    meter: Option<Meter>,
+    /// Retired for `--max-worker-memory` (the restart reason).
+    over_memory: bool,
 }
 
 /// Workers started together, that replace the previous ones once all of them boot.
@@ -139,12 +144,24 @@ pub struct Arbiter {
     control: Option<crate::control::ControlServer>,
     /// `gunicornc`'s `show stats`: workers spawned and killed, reloads.
     counters: control::Counters,
+    /// `--metrics-bind`'s endpoint, served from the loop.
+    scrape: Option<ScrapeServer>,
+    /// What reaped workers counted, and why they left.
+    totals: Totals,
 }
 
 impl Arbiter {
     /// The master, ready to run. On failure the unix socket files it was handed are
     /// removed (the process exits next).
     pub fn new(config: Config, start: Start) -> Result<Arbiter, BootError> {
+        let scrape = match config.metrics().bind.map(ScrapeServer::bind).transpose() {
+            Ok(scrape) => scrape,
+            Err(error) => {
+                start.release_sockets();
+                return Err(BootError::Setup { what: "--metrics-bind", error });
+            }
+        };
+        metrics::set_queue_limit(config.metrics().max_queue_time);
         let (signals, serving, reloader, pidfile) = match machinery(&config, &start) {
             Ok(made) => made,
             Err(error) => {
@@ -171,6 +188,8 @@ impl Arbiter {
             gauged_workers: None,
             control: None,
             counters: control::Counters::new(),
+            scrape,
+            totals: Totals::default(),
         })
     }
 
@@ -202,6 +221,7 @@ impl Arbiter {
         self.open_control();
         loop {
             self.wait_for_events();
+            self.serve_scrapes();
             while let Some(event) = self.events.pop_front() {
                 self.handle(event)?;
             }
@@ -242,6 +262,9 @@ impl Arbiter {
             tracing::info!("Listening at: {} ({pid})", listener.local);
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
+        if let Some(addr) = self.scrape.as_ref().and_then(|s| s.local_addr().ok()) {
+            tracing::info!("Serving metrics at: http://{addr}/metrics");
+        }
         Python::attach(|py| hooks::set_listeners(py, &self.start.listeners));
         hooks::call_attached(Hook::WhenReady, (self.num_workers,));
     }
@@ -258,6 +281,12 @@ impl Arbiter {
         if let Some(control) = &self.control {
             fds.extend(control.poll_fds());
             timeout = control.timeout(timeout);
+        }
+        if let Some(scrape) = &self.scrape {
+            fds.extend(scrape.poll_fds());
+            if scrape.writing() {
+                timeout = timeout.min(metrics::server::WRITE_RETRY);
+            }
         }
         signals::wait_readable(&fds, timeout);
         let signals = self.signals.drain().into_iter().filter_map(Event::from_signal);
@@ -416,6 +445,7 @@ impl Arbiter {
                     );
                 }
                 crate::log::init(config.log_level);
+                metrics::set_queue_limit(config.metrics().max_queue_time);
                 Python::attach(|py| hooks::configure(py, &config));
                 self.config = config;
             }
@@ -544,6 +574,10 @@ impl Arbiter {
             let Some(worker) = self.workers.remove(&pid) else { continue };
             hooks::call_attached(Hook::ChildExit, (pid, worker.age));
             let code = log_exit(pid, &worker, status);
+            if let Some(meter) = &worker.meter {
+                let reason = self.restart_reason(&worker, code);
+                self.totals.fold(meter, reason);
+            }
             // Only a worker's own verdict is a boot failure; one killed from outside while
             // booting is replaced like any other (as gunicorn does).
             // A panic while booting would recur in every replacement.
@@ -645,8 +679,55 @@ impl Arbiter {
                 rss >> 20,
                 limit >> 20
             );
+            if let Some(worker) = self.workers.get_mut(&pid) {
+                worker.over_memory = true;
+            }
             self.retire(pid);
         }
+    }
+
+    /// Why a reaped worker left, for `ferricorn_worker_restarts_total`. A worker leaves by
+    /// itself with code 0 only after `--max-requests` (or when its master is gone).
+    fn restart_reason(&self, worker: &Worker, code: i32) -> Reason {
+        match () {
+            _ if worker.aborted.is_some() => Reason::Timeout,
+            _ if worker.over_memory => Reason::Memory,
+            _ if worker.retiring.is_some() && worker.generation != self.serving.number => {
+                Reason::Reload
+            }
+            _ if worker.retiring.is_some() => Reason::Retire,
+            _ if code == exit::OK => Reason::MaxRequests,
+            _ => Reason::Crash,
+        }
+    }
+
+    /// Answers the scrapes the metrics endpoint has ready (never blocks).
+    fn serve_scrapes(&mut self) {
+        let Some(mut scrape) = self.scrape.take() else { return };
+        scrape.serve(&|openmetrics| self.render_metrics(openmetrics));
+        self.scrape = Some(scrape);
+    }
+
+    /// The metrics: reaped workers' totals, every live page, RSS and the backlog.
+    fn render_metrics(&self, openmetrics: bool) -> String {
+        let workers: Vec<metrics::render::LiveWorker> = self
+            .workers
+            .iter()
+            .filter_map(|(&pid, w)| {
+                let meter = w.meter.as_ref()?;
+                Some(metrics::render::LiveWorker {
+                    pid,
+                    counters: meter.counters(),
+                    gauges: meter.gauges(),
+                    rss: process::rss_bytes(pid),
+                })
+            })
+            .collect();
+        let fds = self.start.listeners.iter().map(Listener::fd);
+        let backlog = fds.filter_map(crate::listener::accept_queue_len).map(|n| n as u64);
+        let backlog = backlog.reduce(|a, b| a + b);
+        let scrape = metrics::render::Scrape { totals: &self.totals, workers: &workers, backlog };
+        metrics::render::render(&scrape, openmetrics)
     }
 
     /// Forks or retires workers until each live generation has `num_workers`.
@@ -690,12 +771,22 @@ impl Arbiter {
             tracing::error!("Can't create a worker heartbeat: {e}");
             Halt::Unable("start a worker")
         })?;
+        let meter = match self.scrape.is_some().then(Meter::new).transpose() {
+            Ok(meter) => meter,
+            Err(e) => {
+                tracing::error!("Can't map a worker's metrics page: {e}");
+                return Err(Halt::Unable("start a worker"));
+            }
+        };
         let age = self.next_age;
         let forked = Python::attach(|py| {
             hooks::call(py, Hook::PreFork, (0, age));
             signals::set_blocked(&signals::WORKER_SIGNALS, true);
             let forked = process::fork(py);
             if let Ok(None) = forked {
+                if let Some(meter) = &meter {
+                    meter.install();
+                }
                 self.become_worker(py, generation, age, &heartbeat);
             }
             signals::set_blocked(&signals::WORKER_SIGNALS, false);
@@ -704,7 +795,15 @@ impl Arbiter {
         match forked {
             Ok(Some(pid)) => {
                 Python::attach(|py| hooks::forked(py, pid));
-                let worker = Worker { age, generation, heartbeat, retiring: None, aborted: None };
+                let worker = Worker {
+                    age,
+                    generation,
+                    heartbeat,
+                    retiring: None,
+                    aborted: None,
+                    meter,
+                    over_memory: false,
+                };
                 self.workers.insert(pid, worker);
                 self.next_age += 1;
                 self.counters.spawned += 1;

@@ -32,6 +32,8 @@
 //! - [`syslog`]: `--log-syslog`, both logs also to a syslog receiver, as gunicorn sends them.
 //! - [`control`]: `--control-socket`, gunicorn's control protocol (`gunicornc`), served by
 //!   the master's loop without blocking.
+//! - [`metrics`]: `--metrics-bind`: Prometheus metrics the workers count in shared memory
+//!   and the master serves; `--max-queue-time`.
 //! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.
@@ -50,6 +52,7 @@ pub mod hooks;
 pub mod listener;
 pub mod load;
 pub mod log;
+pub mod metrics;
 pub mod pidfile;
 pub mod process;
 pub mod pylog;

@@ -389,7 +389,14 @@ impl Config {
         self.statsd_prefix = text(raw, "statsd_prefix").unwrap_or_default().to_owned();
         self.dogstatsd_tags = text(raw, "dogstatsd_tags").unwrap_or_default().to_owned();
         self.enable_backlog_metric = raw.has("enable_backlog_metric");
+        metrics_settings(raw)?; // checked here; read by `Config::metrics`
         Ok(())
+    }
+
+    /// `--metrics-bind` and `--max-queue-time`, read from the raw values (checked when
+    /// the settings were loaded, so this does not fail).
+    pub fn metrics(&self) -> crate::metrics::Settings {
+        metrics_settings(&self.raw).unwrap_or_default()
     }
 
     /// `--log-syslog` and its settings (after `--name`, the default prefix). As in gunicorn,
@@ -671,6 +678,22 @@ fn number(what: &str, v: &str, kind: Kind) -> Result<usize, Error> {
     }
 }
 
+/// `--metrics-bind` and `--max-queue-time` from the raw values; a bad address is an error.
+fn metrics_settings(raw: &RawArgs) -> Result<crate::metrics::Settings, Error> {
+    let bind = raw.last("metrics_bind").filter(|a| !a.is_empty() && *a != "None");
+    Ok(crate::metrics::Settings {
+        bind: bind.map(metrics_address).transpose()?,
+        max_queue_time: Some(seconds(raw, "max_queue_time")?).filter(|t| !t.is_zero()),
+    })
+}
+
+/// `--metrics-bind HOST:PORT`, resolved (a name resolves to its first address).
+fn metrics_address(value: &str) -> Result<std::net::SocketAddr, Error> {
+    use std::net::ToSocketAddrs;
+    let bad = || Error(format!("--metrics-bind {value:?}: expected HOST:PORT"));
+    value.to_socket_addrs().map_err(|_| bad())?.next().ok_or_else(bad)
+}
+
 /// A user name or uid, as gunicorn's `--user`.
 fn parse_user(v: &str) -> Result<User, Error> {
     let found = match v.parse::<libc::uid_t>() {
@@ -945,6 +968,7 @@ mod tests {
             ("logger_class", "pkg.mod.Logger"),
             ("config", "x.py"),
             ("request_timeout", "2.5"),
+            ("metrics_bind", "127.0.0.1:9100"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

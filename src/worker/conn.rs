@@ -102,6 +102,8 @@ pub struct Request {
     forwarded: Verdict,
     /// What of the body is here, and how the rest arrives.
     body: Body,
+    /// When it was ready to run: its queue time runs from here to the app's call.
+    ready: Instant,
 }
 
 impl Request {
@@ -191,6 +193,8 @@ pub struct Conn<T: Transport> {
     /// A response went out on this connection: the client knows it may find it closed
     /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
     served: bool,
+    /// `--metrics-bind`'s open-connections gauge, for as long as this lives.
+    _open: crate::metrics::OpenConnection,
 }
 
 impl<T: Transport> Conn<T> {
@@ -214,6 +218,7 @@ impl<T: Transport> Conn<T> {
             deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
             keepalive,
             served: false,
+            _open: crate::metrics::OpenConnection::open(),
         }
     }
 
@@ -272,7 +277,7 @@ impl<T: Transport> Conn<T> {
     /// is left (the rest of a response to a slow reader, the next request, a linger) is
     /// the loop's: a thread never waits for a client.
     pub fn run(mut self, py: Python<'_>, shared: &Shared, request: Request) -> Option<Self> {
-        let Request { head, forwarded, body } = request;
+        let Request { head, forwarded, body, ready } = request;
         let input = match body {
             Body::Buffered(body) => Input::spooled(body),
             Body::Streaming { decoder, decoded } => {
@@ -284,7 +289,7 @@ impl<T: Transport> Conn<T> {
                     .with_limit(shared.body_limit)
             }
         };
-        self.start(py, shared, head, forwarded, input);
+        self.start(py, shared, (head, ready), forwarded, input);
         match self.advance(py, shared, None, Instant::now()) {
             Next::Close => {
                 self.abandon(py);
@@ -487,13 +492,13 @@ impl<T: Transport> Conn<T> {
         body: Body,
     ) -> io::Result<Progress> {
         if shared.threaded || matches!(body, Body::Streaming { .. }) {
-            return Ok(Progress::Offload(Request { head, forwarded, body }));
+            return Ok(Progress::Offload(Request { head, forwarded, body, ready: Instant::now() }));
         }
         let Body::Buffered(body) = body else { unreachable!() };
         if let Some(pulse) = super::pulse() {
             pulse.enter(head.method(), head.target());
         }
-        self.start(py, shared, head, forwarded, Input::spooled(body));
+        self.start(py, shared, (head, Instant::now()), forwarded, Input::spooled(body));
         Ok(Progress::Again)
     }
 
@@ -504,7 +509,7 @@ impl<T: Transport> Conn<T> {
         &mut self,
         py: Python<'_>,
         shared: &Shared,
-        head: Head,
+        (head, ready): (Head, Instant),
         forwarded: Verdict,
         input: Input,
     ) {
@@ -523,6 +528,7 @@ impl<T: Transport> Conn<T> {
             peer: &self.peer,
             server: &shared.servers[self.listener],
             forwarded: &forwarded,
+            queued_since: ready,
         };
         let call =
             Call { app: shared.app.bind(py), globals: &shared.globals, head: &head, conn: &conn };

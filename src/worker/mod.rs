@@ -123,6 +123,10 @@ fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
     if let Some(limit) = ctx.config.request_timeout {
         deadline::watch(limit);
     }
+    crate::metrics::set_threads(match ctx.config.worker_class {
+        WorkerClass::Sync => 1,
+        WorkerClass::Async => ctx.config.threads.max(1),
+    });
     let code = match ctx.config.worker_class {
         WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
         WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),

@@ -33,7 +33,8 @@ pub struct Call<'a, 'py> {
 }
 
 /// Builds the environ and calls the app. `None`: the request could not start; the error
-/// was logged and a 500 page is in `out` (the connection then closes).
+/// was logged and a 500 page is in `out`, or it waited past `--max-queue-time` and a 503
+/// page is there (the connection then closes).
 pub fn start(
     py: Python<'_>,
     call: Call<'_, '_>,
@@ -41,20 +42,51 @@ pub fn start(
     wire: Wire,
     out: &mut impl Sink,
 ) -> Option<Started> {
+    let waited = call.conn.queued_since.elapsed();
+    let too_late = crate::metrics::queued(waited);
     let started = Py::new(py, input).and_then(|input| {
         let environ =
             wsgi::environ::build(py, call.head, call.conn, call.globals, input.clone_ref(py))?;
+        if too_late {
+            refuse_queued(call.head, &environ, waited, out);
+            return Ok(None);
+        }
         let exchange =
             Exchange::call(py, call.app, environ.into_any(), input.clone_ref(py), wire, call.head)?;
-        Ok(Started { exchange, input })
+        Ok(Some(Started { exchange, input }))
     });
     match started {
-        Ok(started) => Some(started),
+        Ok(started) => started,
         Err(err) => {
             fail_to_start(py, call.head, &err, out);
             None
         }
     }
+}
+
+/// `--max-queue-time`: the request waited too long to be worth running. A 503 page (with
+/// `Connection: close`) instead of the app, and its access log line.
+fn refuse_queued(
+    head: &Head,
+    environ: &Bound<'_, pyo3::types::PyDict>,
+    waited: std::time::Duration,
+    out: &mut impl Sink,
+) {
+    tracing::warn!(
+        "{} {} waited {} ms, over --max-queue-time: answered 503",
+        head.method(),
+        head.target(),
+        waited.as_millis()
+    );
+    out.framing().extend_from_slice(&wsgi::exchange::error_page(503));
+    wsgi::access::write(&wsgi::access::Record {
+        environ,
+        status: "503 Service Unavailable",
+        headers: &[],
+        request_headers: &wsgi::access::capture(head),
+        sent: 0,
+        elapsed: std::time::Duration::ZERO,
+    });
 }
 
 /// The answer to a request that could not reach the app: gunicorn's log line and page.

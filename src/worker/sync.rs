@@ -234,6 +234,9 @@ fn handle<T: Transport>(
     peer: &Peer,
     server: &(String, String),
 ) -> bool {
+    // The queue start of its request (`--max-queue-time`, the environ's queue start).
+    let accepted = Instant::now();
+    let _open = crate::metrics::OpenConnection::open();
     let transport = Arc::new(transport);
     let client = Client { transport: &transport, timeout: serving.timeout };
     let mut buf = BytesMut::with_capacity(8192);
@@ -261,7 +264,7 @@ fn handle<T: Transport>(
     if let Some(pulse) = super::pulse() {
         pulse.enter(head.method(), head.target());
     }
-    let conn = Connection { peer, server, forwarded: &forwarded };
+    let conn = Connection { peer, server, forwarded: &forwarded, queued_since: accepted };
     super::deadline::enter(0, head.method(), head.target());
     let complete = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
     super::deadline::leave(py);

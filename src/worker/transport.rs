@@ -129,19 +129,26 @@ pub trait Transport: Send + Sync + 'static {
 
 /// A TCP or unix socket: `sendfile(2)` works on both.
 impl Transport for Socket {
+    // Every byte a client sends or gets passes here: `--metrics-bind`'s byte counters.
     #[inline]
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Read::read(&mut &*self, buf)
+        let n = Read::read(&mut &*self, buf)?;
+        crate::metrics::bytes_in(n);
+        Ok(n)
     }
 
     #[inline]
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        Write::write(&mut &*self, buf)
+        let n = Write::write(&mut &*self, buf)?;
+        crate::metrics::bytes_out(n);
+        Ok(n)
     }
 
     #[inline]
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        Write::write_vectored(&mut &*self, bufs)
+        let n = Write::write_vectored(&mut &*self, bufs)?;
+        crate::metrics::bytes_out(n);
+        Ok(n)
     }
 
     fn shutdown_write(&self) -> io::Result<()> {
@@ -159,6 +166,7 @@ impl Transport for Socket {
                 Ok(n) => {
                     span.offset += n as u64;
                     span.len -= n as u64;
+                    crate::metrics::bytes_out(n);
                     tracing::debug!("sendfile: {n} bytes");
                 }
                 Err(nix::errno::Errno::EINTR) => {}

@@ -84,6 +84,9 @@ pub struct Record<'a, 'py> {
 /// through the Python logger's `access` when the logs go through Python.
 pub fn write(record: &Record<'_, '_>) {
     crate::statsd::request(record.status, record.elapsed);
+    if crate::metrics::enabled() {
+        count(record);
+    }
     if crate::pylog::active() {
         crate::pylog::access(&crate::pylog::Access {
             environ: record.environ,
@@ -111,6 +114,15 @@ pub fn write(record: &Record<'_, '_>) {
             pending.clear();
         }
     });
+}
+
+/// `--metrics-bind`: the response in this worker's counters (its method from the
+/// environ, as the `m` atom reads it).
+fn count(record: &Record<'_, '_>) {
+    let py = record.environ.py();
+    let method = record.environ.get_item(intern!(py, "REQUEST_METHOD")).ok().flatten();
+    let method = method.as_ref().and_then(|m| m.cast::<PyString>().ok()?.to_str().ok());
+    crate::metrics::request(method.unwrap_or(""), record.status, record.elapsed);
 }
 
 /// Writes the lines waiting in this process. The workers call it before they wait for

@@ -132,13 +132,17 @@ impl Exchange {
             input,
             request: [head.method(), " ", head.target()].concat(),
             body: Body::Finished,
-            logged: (access::enabled() || hooks::defined(Hook::PostRequest) || statsd::enabled())
-                .then(|| {
-                    let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
-                    let request_headers = access::capture(head);
-                    Some(Logged { environ, started: Instant::now(), request_headers })
-                })
-                .flatten(),
+            logged: (access::enabled()
+                || hooks::defined(Hook::PostRequest)
+                || statsd::enabled()
+                || crate::metrics::enabled())
+            .then(|| {
+                let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
+                let request_headers = access::capture(head);
+                let in_flight = crate::metrics::InFlight::start();
+                Some(Logged { environ, started: Instant::now(), request_headers, in_flight })
+            })
+            .flatten(),
             error_status: None,
         };
         hooks::request_started(py, &environ);
@@ -391,6 +395,10 @@ struct Logged {
     started: Instant,
     /// The request headers the log format names.
     request_headers: Vec<(String, String)>,
+    /// `--metrics-bind`'s in-flight gauge: counted until the line is written (or the
+    /// exchange dropped).
+    #[allow(dead_code)]
+    in_flight: crate::metrics::InFlight,
 }
 
 impl Exchange {
