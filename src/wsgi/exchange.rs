@@ -405,6 +405,9 @@ impl Exchange {
     /// The access log line, once, for a response that got a status.
     fn log_access(&mut self, py: Python<'_>) {
         let Some(logged) = self.logged.take() else { return };
+        if !access::enabled() && !statsd::enabled() && !hooks::defined(Hook::PostRequest) {
+            return self.count_only(py, &logged);
+        }
         // Copied out: the lock is never held across Python code (the post_request hook).
         let (status, headers, sent) = {
             let start = self.start.get().lock(py);
@@ -436,6 +439,24 @@ impl Exchange {
             }
             (None, Some(status)) => record(logged.environ.bind(py), status, &headers, sent),
             (None, None) => {}
+        }
+    }
+}
+
+impl Exchange {
+    /// `--metrics-bind` alone needs the record: the counters, without the copies of the
+    /// status and headers a log line or the post_request hook takes.
+    fn count_only(&self, py: Python<'_>, logged: &Logged) {
+        let method = self.request.split(' ').next().unwrap_or("");
+        let elapsed = logged.started.elapsed();
+        match self.error_status {
+            Some(code) => crate::metrics::request(method, &code.to_string(), elapsed),
+            None => {
+                let start = self.start.get().lock(py);
+                if let Some(status) = &start.status {
+                    crate::metrics::request(method, status, elapsed);
+                }
+            }
         }
     }
 }
