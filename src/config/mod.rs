@@ -720,9 +720,9 @@ fn parse_group(v: &str) -> Result<libc::gid_t, Error> {
     }
 }
 
-/// gunicorn reads the umask with `int(value, 0)`; a leading 0 alone also means octal here,
-/// since `077` is what people write.
-fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
+/// A number as gunicorn's `auto_int` reads it (`int(value, 0)`): `0o22`, `0x12`, `18`; a
+/// leading 0 alone also means octal, since `077` and `0660` are what people write.
+pub fn auto_int(v: &str) -> Option<u32> {
     let t = v.trim();
     let parsed = if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
         u32::from_str_radix(oct, 8)
@@ -733,8 +733,13 @@ fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
     } else {
         t.parse::<u32>()
     };
-    match parsed {
-        Ok(mask) if mask <= 0o777 => Ok(mask as libc::mode_t),
+    parsed.ok()
+}
+
+/// gunicorn reads the umask with `int(value, 0)`.
+fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
+    match auto_int(v) {
+        Some(mask) if mask <= 0o777 => Ok(mask as libc::mode_t),
         _ => bail!("--umask {v:?}: expected a mask from 0 to 0o777, like 0o22 or 077"),
     }
 }

@@ -49,17 +49,7 @@ pub fn default_path() -> PathBuf {
 
 /// gunicorn's `auto_int` for `--control-socket-mode`: `0o660`, `0660`, `0x1b0` or `432`.
 pub fn parse_mode(value: &str) -> Option<u32> {
-    let t = value.trim();
-    let parsed = if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
-        u32::from_str_radix(oct, 8)
-    } else if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        u32::from_str_radix(hex, 16)
-    } else if t.len() > 1 && t.starts_with('0') {
-        u32::from_str_radix(&t[1..], 8)
-    } else {
-        t.parse::<u32>()
-    };
-    parsed.ok().filter(|&mode| mode > 0 && mode <= 0o7777)
+    crate::config::auto_int(value).filter(|&mode| mode > 0 && mode <= 0o7777)
 }
 
 /// The control socket's settings, as `Config` holds them.

@@ -389,33 +389,21 @@ fn gauge_guard(gauge: fn(&Page) -> &AtomicI64) -> Option<&'static AtomicI64> {
     Some(gauge)
 }
 
-/// One request in flight (from the app's call to the response's end) while alive.
-pub struct InFlight(Option<&'static AtomicI64>);
+/// One unit of a gauge while alive: a request in flight (from the app's call to the
+/// response's end), an open client connection.
+pub struct Held(Option<&'static AtomicI64>);
 
-impl InFlight {
-    pub fn start() -> InFlight {
-        InFlight(gauge_guard(|p| &p.in_flight))
+impl Held {
+    pub fn in_flight() -> Held {
+        Held(gauge_guard(|p| &p.in_flight))
+    }
+
+    pub fn connection() -> Held {
+        Held(gauge_guard(|p| &p.connections))
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(gauge) = self.0 {
-            gauge.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// One open client connection while alive.
-pub struct OpenConnection(Option<&'static AtomicI64>);
-
-impl OpenConnection {
-    pub fn open() -> OpenConnection {
-        OpenConnection(gauge_guard(|p| &p.connections))
-    }
-}
-
-impl Drop for OpenConnection {
+impl Drop for Held {
     fn drop(&mut self) {
         if let Some(gauge) = self.0 {
             gauge.fetch_sub(1, Ordering::Relaxed);

@@ -194,7 +194,7 @@ pub struct Conn<T: Transport> {
     /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
     served: bool,
     /// `--metrics-bind`'s open-connections gauge, for as long as this lives.
-    _open: crate::metrics::OpenConnection,
+    _open: crate::metrics::Held,
 }
 
 impl<T: Transport> Conn<T> {
@@ -218,7 +218,7 @@ impl<T: Transport> Conn<T> {
             deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
             keepalive,
             served: false,
-            _open: crate::metrics::OpenConnection::open(),
+            _open: crate::metrics::Held::connection(),
         }
     }
 

@@ -236,7 +236,7 @@ fn handle<T: Transport>(
 ) -> bool {
     // The queue start of its request (`--max-queue-time`, the environ's queue start).
     let accepted = Instant::now();
-    let _open = crate::metrics::OpenConnection::open();
+    let _open = crate::metrics::Held::connection();
     let transport = Arc::new(transport);
     let client = Client { transport: &transport, timeout: serving.timeout };
     let mut buf = BytesMut::with_capacity(8192);

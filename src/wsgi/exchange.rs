@@ -139,7 +139,7 @@ impl Exchange {
             .then(|| {
                 let environ = environ.cast::<PyDict>().ok()?.clone().unbind();
                 let request_headers = access::capture(head);
-                let in_flight = crate::metrics::InFlight::start();
+                let in_flight = crate::metrics::Held::in_flight();
                 Some(Logged { environ, started: Instant::now(), request_headers, in_flight })
             })
             .flatten(),
@@ -398,7 +398,7 @@ struct Logged {
     /// `--metrics-bind`'s in-flight gauge: counted until the line is written (or the
     /// exchange dropped).
     #[allow(dead_code)]
-    in_flight: crate::metrics::InFlight,
+    in_flight: crate::metrics::Held,
 }
 
 impl Exchange {
