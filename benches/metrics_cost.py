@@ -50,7 +50,16 @@ def wait_listening(port: int, deadline: float = 30.0) -> None:
 
 def start(args, metrics_port: int | None) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    cmd = [*pinned(args, "0"), str(FERRICORN), "-k", args.worker_class, "-w", str(args.workers), "-b", f"{HOST}:{port}"]
+    cmd = [
+        *pinned(args, "0"),
+        str(FERRICORN),
+        "-k",
+        args.worker_class,
+        "-w",
+        str(args.workers),
+        "-b",
+        f"{HOST}:{port}",
+    ]
     if metrics_port:
         cmd += ["--metrics-bind", f"{HOST}:{metrics_port}"]
     cmd.append("apps:hello")
@@ -67,7 +76,14 @@ def pinned(args, cpu: str) -> list[str]:
 
 
 def wrk(port: int, args) -> float:
-    cmd = [*pinned(args, "1"), "wrk", "-t1" if args.pin else "-t2", f"-c{args.connections}", f"-d{args.duration}s", f"http://{HOST}:{port}/"]
+    cmd = [
+        *pinned(args, "1"),
+        "wrk",
+        "-t1" if args.pin else "-t2",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        f"http://{HOST}:{port}/",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 

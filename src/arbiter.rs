@@ -645,10 +645,12 @@ impl Arbiter {
                     }
                     // A booted worker dumps every thread's stack on the dump signal
                     // (faulthandler, no GIL needed); these lines say which request each busy thread is in.
+                    let sync = self.config.worker_class == config::WorkerClass::Sync;
                     for busy in worker.heartbeat.busy_threads() {
                         tracing::error!(target: "critical",
-                            "WORKER TIMEOUT (pid:{pid}) thread 0x{:016x} (ferricorn-app-{}) handling {} for {:.1}s",
-                            busy.ident, busy.slot, busy.request, busy.running.as_secs_f64());
+                            "WORKER TIMEOUT (pid:{pid}) thread 0x{:016x} ({}) handling {} for {:.1}s",
+                            busy.ident, crate::heartbeat::thread_name(busy.slot, sync),
+                            busy.request, busy.running.as_secs_f64());
                     }
                     if worker.heartbeat.booted() {
                         kill(pid, crate::heartbeat::dump_signal());

@@ -338,6 +338,15 @@ fn unlinked_file(dir: &Path, size: usize) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// How the timeout logs name the thread in `slot`: the `sync` worker runs its requests on
+/// the main thread (slot 0), the `async` worker on app thread `ferricorn-app-SLOT`.
+pub fn thread_name(slot: usize, sync_worker: bool) -> String {
+    match sync_worker {
+        true => "main thread".to_owned(),
+        false => format!("ferricorn-app-{slot}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

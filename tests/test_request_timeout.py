@@ -43,6 +43,18 @@ def test_stuck_request_gets_504_its_stack_logged_and_the_same_worker_serves_on(
     assert "WORKER TIMEOUT" not in srv.stderr, srv.stderr
 
 
+def test_regression_sync_worker_timeout_lines_named_the_main_thread_an_app_thread(
+    server_factory,
+):
+    """The REQUEST TIMEOUT line (and the master's WORKER TIMEOUT line) called the sync
+    worker's main thread `ferricorn-app-0`, an app thread it does not have."""
+    srv = server_factory(APP, "--request-timeout", "1")
+    mark = srv.log_mark()
+    assert get(srv, "/stuck").status == 504, srv.stderr
+    srv.wait_log(r"REQUEST TIMEOUT GET /stuck on thread 0x[0-9a-f]{16} \(main thread\)", since=mark)
+    assert "ferricorn-app-" not in srv.log_since(mark)
+
+
 def test_request_in_time_is_untouched(server_factory):
     srv = server_factory(APP, "--request-timeout", "1", *THREADS)
     for _ in range(3):

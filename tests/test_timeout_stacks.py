@@ -33,12 +33,15 @@ def test_worker_timeout_logs_the_stuck_stack(server_factory, mode):
     client = background_get(srv, "/stuck")
     srv.wait_log(rf"WORKER TIMEOUT \(pid:{pid}\).* handling GET /stuck", timeout=20, since=mark)
     srv.wait_log(r"line \d+ in stuck_here", since=mark)
+    # The sync worker's request runs on its main thread: named so, not as an app thread
+    # (test_regression_sync_worker_timeout_line_named_the_main_thread_an_app_thread).
+    label = r"ferricorn-app-\d" if mode == "threads" else "main thread"
+    match = srv.wait_log(
+        rf"WORKER TIMEOUT \(pid:{pid}\) thread (0x[0-9a-f]{{16}}) \({label}\) "
+        r"handling GET /stuck for",
+        since=mark,
+    )
     if mode == "threads":
-        match = srv.wait_log(
-            rf"WORKER TIMEOUT \(pid:{pid}\) thread (0x[0-9a-f]{{16}}) \(ferricorn-app-\d\) "
-            r"handling GET /stuck for",
-            since=mark,
-        )
         ident = match.group(1)
         # faulthandler's block for that very thread names stuck_here.
         srv.wait_log(rf"Thread {ident} \(most recent call first\):", since=mark)

@@ -76,7 +76,7 @@ struct Fired {
 }
 
 /// Starts the watchdog for `limit` (`--request-timeout`); it lives as long as the worker.
-pub fn watch(limit: Duration) {
+pub fn watch(limit: Duration, sync_worker: bool) {
     let Some(pulse) = super::pulse().copied() else { return };
     let tick = (limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     let spawned = std::thread::Builder::new().name("ferricorn-deadline".into()).spawn(move || {
@@ -92,7 +92,7 @@ pub fn watch(limit: Duration) {
                 }
                 let (slot, started_ms) = (late.slot, late.started_ms);
                 fired.push(Fired { slot, started_ms, at: Instant::now(), warned: false });
-                Python::attach(|py| interrupt(py, &pulse, late, limit));
+                Python::attach(|py| interrupt(py, &pulse, late, limit, sync_worker));
             }
         }
     });
@@ -122,7 +122,7 @@ fn still_running(fired: &mut Fired, busy: &[Busy]) -> bool {
 
 /// With the GIL: if `late` still runs the same request, logs its stack and raises
 /// `RequestTimeout` in its thread.
-fn interrupt(py: Python<'_>, pulse: &Pulse, late: &Busy, limit: Duration) {
+fn interrupt(py: Python<'_>, pulse: &Pulse, late: &Busy, limit: Duration, sync_worker: bool) {
     let same = pulse
         .busy_threads()
         .into_iter()
@@ -139,11 +139,11 @@ fn interrupt(py: Python<'_>, pulse: &Pulse, late: &Busy, limit: Duration) {
         .and_then(|s| s.extract())
         .unwrap_or_default();
     tracing::error!(
-        "REQUEST TIMEOUT {} on thread 0x{:016x} (ferricorn-app-{}) after {:.1}s \
+        "REQUEST TIMEOUT {} on thread 0x{:016x} ({}) after {:.1}s \
          (--request-timeout {}s): raising RequestTimeout in it\nStack (most recent call last):\n{}",
         late.request,
         late.ident,
-        late.slot,
+        crate::heartbeat::thread_name(late.slot, sync_worker),
         late.running.as_secs_f64(),
         limit.as_secs_f64(),
         stack

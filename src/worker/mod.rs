@@ -121,7 +121,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
     };
     let ctx = WorkerContext { listeners: &listeners, ..*ctx };
     if let Some(limit) = ctx.config.request_timeout {
-        deadline::watch(limit);
+        deadline::watch(limit, ctx.config.worker_class == WorkerClass::Sync);
     }
     crate::metrics::set_threads(match ctx.config.worker_class {
         WorkerClass::Sync => 1,
