@@ -3,7 +3,8 @@
 Seeds: every request of tests/corpus/gunicorn-requests.json (at the repository root) and
 the inputs of issue 8's bugs; `split` seeds carry the header `ferricorn_http::fuzzing::split`
 reads (limits, read size, cut offsets) before the stream; `encode` seeds are responses an
-app could give, valid and not, in the layout `ferricorn_http::fuzzing::encode` reads. Run
+app could give, valid and not, in the layout `ferricorn_http::fuzzing::encode` reads;
+`proxy` seeds are PROXY protocol headers (v1, v2) before a request. Run
 `python3 crates/ferricorn-http/fuzz/make_seeds.py`; the output is deterministic.
 """
 
@@ -123,6 +124,41 @@ def chunked_body(raw):
     return None
 
 
+SIGNATURE = b"\r\n\r\n\0\r\nQUIT\n"
+V2_IPV4_ADDRESSES = bytes([192, 168, 1, 10, 192, 168, 1, 1, 0x30, 0x39, 0x01, 0xBB])
+
+
+def proxy_v2(ver_cmd, fam, body):
+    """A PROXY v2 header: signature, version and command, family and protocol, length."""
+    return SIGNATURE + bytes([ver_cmd, fam]) + len(body).to_bytes(2, "big") + body
+
+
+def proxy_seeds():
+    """Issue 12's PROXY headers: the gunicorn corpus's pp_ cases (header and request), and
+    v2 headers of each command, family and TLV shape, valid and not."""
+    seeds = {n: raw for n, raw in corpus_requests() if "-pp_" in n}
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    v2 = {
+        "local": proxy_v2(0x20, 0x00, b"ignored"),
+        "unspec": proxy_v2(0x21, 0x01, b""),
+        "ipv4-tlvs": proxy_v2(0x21, 0x11, V2_IPV4_ADDRESSES + b"\x04\x00\x02ab\x05\x00\x00"),
+        "ipv6": proxy_v2(0x21, 0x21, bytes(range(32)) + b"\xd4\x31\x00\x50"),
+        "bad-version": proxy_v2(0x11, 0x11, V2_IPV4_ADDRESSES),
+        "bad-command": proxy_v2(0x22, 0x11, V2_IPV4_ADDRESSES),
+        "udp": proxy_v2(0x21, 0x12, V2_IPV4_ADDRESSES),
+        "unix": proxy_v2(0x21, 0x31, bytes(216)),
+        "short-ipv4": proxy_v2(0x21, 0x11, V2_IPV4_ADDRESSES[:11]),
+        "truncated-tlv": proxy_v2(0x21, 0x11, V2_IPV4_ADDRESSES + b"\x04\x00"),
+        "tlv-past-end": proxy_v2(0x21, 0x11, V2_IPV4_ADDRESSES + b"\x04\x00\x09ab"),
+    }
+    for name, header in v2.items():
+        seeds[f"v2-{name}"] = header + request
+    seeds["v1-tcp6"] = b"PROXY TCP6 ::1 ::2 1 65535\r\n" + request
+    seeds["v1-unknown"] = b"PROXY UNKNOWN\r\n" + request
+    seeds["v1-107-bytes-no-crlf"] = b"PROXY TCP4 " + b"1" * 100
+    return seeds
+
+
 def split_seed(limits, read_pow, cuts, stream):
     """The layout of ferricorn::http::fuzzing::split_seed."""
     out = bytes([limits, (read_pow << 4) | len(cuts)])
@@ -132,6 +168,7 @@ def split_seed(limits, read_pow, cuts, stream):
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     seeds = {"head": {}, "chunked": dict(ISSUE_CHUNKED), "split": {}, "encode": encode_seeds()}
+    seeds["proxy"] = proxy_seeds()
     rng = random.Random(8)
     for name, raw in [*corpus_requests(), *ISSUE_HEADS.items()]:
         seeds["head"][name] = raw

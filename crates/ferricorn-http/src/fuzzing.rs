@@ -6,7 +6,8 @@
 //! limits hold, the bytes after a head or body are left for the next request, and the
 //! same bytes get the same answer however the socket delivers them (issue 8, bug 7).
 //! The `encode` target runs the other way: what the response encoder writes from an app's
-//! status, headers and body pieces must read back as exactly those (issue 10).
+//! status, headers and body pieces must read back as exactly those (issue 10). The `proxy`
+//! target reads PROXY protocol headers (issue 12).
 
 use bytes::BytesMut;
 
@@ -511,6 +512,35 @@ fn is_field(name: &str, value: &str) -> bool {
 
 fn is_field_char(c: u32) -> bool {
     c == 0x09 || (0x20..=0x7e).contains(&c) || (0x80..=0xff).contains(&c)
+}
+
+/// Prefixes of a `proxy` input checked one by one; past this, every 61st.
+const PROXY_PREFIXES: usize = 256;
+
+/// Target `proxy`: the PROXY header parser in each mode. A header takes at least its
+/// signature and no more than the protocol allows, and every prefix of the input either
+/// needs more or gets the whole input's answer (however the bytes arrive).
+pub fn proxy(data: &[u8]) {
+    use super::proxy::{parse, Mode, Parsed, V1_MAX};
+    for mode in [Mode::V1, Mode::V2, Mode::Auto] {
+        let whole = parse(data, mode);
+        if let Ok(Parsed::Header(header, taken)) = &whole {
+            assert!(*taken <= data.len(), "took {taken} of {} bytes", data.len());
+            match header.version {
+                1 => assert!((8..=V1_MAX).contains(taken), "v1 took {taken}"),
+                _ => assert!((16..=16 + 65535).contains(taken), "v2 took {taken}"),
+            }
+            assert_eq!(header.addresses.is_some(), matches!(header.kind, "TCP4" | "TCP6"));
+        }
+        let ends =
+            (0..data.len().min(PROXY_PREFIXES)).chain((PROXY_PREFIXES..data.len()).step_by(61));
+        for end in ends {
+            match parse(&data[..end], mode) {
+                Ok(Parsed::NeedMore) => {}
+                early => assert_eq!(early, whole, "{mode:?}: the first {end} bytes"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

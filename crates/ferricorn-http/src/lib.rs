@@ -17,6 +17,7 @@
 //! - [`response`]: validating what an app says, [`response::plan`] for the framing, and the
 //!   [`Encoder`] that writes heads and error pages; [`date`]: the `Date` header.
 //! - [`status`]: the reason phrase of every registered status code.
+//! - [`proxy`]: the PROXY protocol header (v1 and v2) a load balancer sends first.
 //! - [`fuzzing`]: the properties the fuzz targets check, public so that the fuzz crate and
 //!   the stable replay test call the same code.
 //!
@@ -46,6 +47,7 @@ pub mod chunked;
 pub mod date;
 pub mod fuzzing;
 pub mod limits;
+pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod status;

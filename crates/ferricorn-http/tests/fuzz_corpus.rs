@@ -58,3 +58,8 @@ fn split_corpus() {
 fn encode_corpus() {
     replay("encode", fuzzing::encode);
 }
+
+#[test]
+fn proxy_corpus() {
+    replay("proxy", fuzzing::proxy);
+}
