@@ -154,14 +154,14 @@ impl Arbiter {
     /// The master, ready to run. On failure the unix socket files it was handed are
     /// removed (the process exits next).
     pub fn new(config: Config, start: Start) -> Result<Arbiter, BootError> {
-        let scrape = match config.metrics().bind.map(ScrapeServer::bind).transpose() {
+        let scrape = match config.metrics.bind.map(ScrapeServer::bind).transpose() {
             Ok(scrape) => scrape,
             Err(error) => {
                 start.release_sockets();
                 return Err(BootError::Setup { what: "--metrics-bind", error });
             }
         };
-        metrics::set_queue_limit(config.metrics().max_queue_time);
+        metrics::set_queue_limit(config.metrics.max_queue_time);
         let (signals, serving, reloader, pidfile) = match machinery(&config, &start) {
             Ok(made) => made,
             Err(error) => {
@@ -445,7 +445,7 @@ impl Arbiter {
                     );
                 }
                 crate::log::init(config.log_level);
-                metrics::set_queue_limit(config.metrics().max_queue_time);
+                metrics::set_queue_limit(config.metrics.max_queue_time);
                 Python::attach(|py| hooks::configure(py, &config));
                 self.config = config;
             }

@@ -150,6 +150,8 @@ pub struct Config {
     pub enable_backlog_metric: bool,
     /// `--control-socket`, `--control-socket-mode`, `--no-control-socket`.
     pub control: crate::control::Settings,
+    /// `--metrics-bind` and `--max-queue-time`.
+    pub metrics: crate::metrics::Settings,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
     pub syslog: Option<crate::syslog::Settings>,
     /// `--paste`: the app comes from a PasteDeploy ini file.
@@ -302,6 +304,7 @@ impl Config {
             dogstatsd_tags: String::new(),
             enable_backlog_metric: false,
             control: Default::default(),
+            metrics: Default::default(),
             syslog: None,
             paste,
             capture_output: false,
@@ -389,14 +392,8 @@ impl Config {
         self.statsd_prefix = text(raw, "statsd_prefix").unwrap_or_default().to_owned();
         self.dogstatsd_tags = text(raw, "dogstatsd_tags").unwrap_or_default().to_owned();
         self.enable_backlog_metric = raw.has("enable_backlog_metric");
-        metrics_settings(raw)?; // checked here; read by `Config::metrics`
+        self.metrics = metrics_settings(raw)?;
         Ok(())
-    }
-
-    /// `--metrics-bind` and `--max-queue-time`, read from the raw values (checked when
-    /// the settings were loaded, so this does not fail).
-    pub fn metrics(&self) -> crate::metrics::Settings {
-        metrics_settings(&self.raw).unwrap_or_default()
     }
 
     /// `--log-syslog` and its settings (after `--name`, the default prefix). As in gunicorn,

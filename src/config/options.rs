@@ -880,7 +880,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: false,
         help: "Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT), from the master.",
         doc: "The master serves Prometheus text (OpenMetrics when `Accept` asks) at `/metrics` on `HOST:PORT`: requests, latency and queue-time histograms, workers and threads busy or idle, the listen backlog, restarts by reason, RSS per worker, connections, bytes. Workers count in shared memory; a scrape wakes none of them. See [metrics](metrics.md).",
-        shown: |c, _| c.metrics().bind.map_or("None".to_owned(), |a| a.to_string()),
+        shown: |c, _| c.metrics.bind.map_or("None".to_owned(), |a| a.to_string()),
     },
     OptionSpec {
         name: "max_queue_time",
@@ -892,7 +892,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: false,
         help: "Answer 503 instead of running a request that waited longer than SECONDS; 0 disables.",
         doc: "A request that waited longer than this between being ready (accepted by the sync worker; its head and buffered body in, for the async worker) and the app's call gets a 503 and the connection closes; the access log has the line. 0 disables. See [metrics](metrics.md).",
-        shown: |c, _| c.metrics().max_queue_time.map_or(0, |d| d.as_secs()).to_string(),
+        shown: |c, _| c.metrics.max_queue_time.map_or(0, |d| d.as_secs()).to_string(),
     },
     OptionSpec {
         name: "statsd_prefix",
