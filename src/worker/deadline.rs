@@ -17,6 +17,7 @@
 //! request, so the exception never lands in another request.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -26,6 +27,9 @@ use crate::heartbeat::{Busy, Pulse};
 /// How long a thread has to unwind after its `RequestTimeout` before the log says it
 /// did not (and that `--timeout` will deal with it).
 const UNWIND_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether the watchdog runs: only then can an exception be pending for a thread.
+static WATCHING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// This thread's slot on the heartbeat page while it runs a request.
@@ -47,8 +51,10 @@ pub fn leave(_py: Python<'_>) {
     if let Some(pulse) = super::pulse() {
         pulse.leave_thread(slot);
     }
-    // SAFETY: the GIL is held (`_py`); a NULL exception clears this thread's pending one.
-    unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(self_ident() as _, std::ptr::null_mut()) };
+    if WATCHING.load(Ordering::Relaxed) {
+        // SAFETY: the GIL is held (`_py`); a NULL exception clears this thread's pending one.
+        unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(self_ident() as _, std::ptr::null_mut()) };
+    }
 }
 
 /// This thread waits on its client: alive, not stuck (what `--timeout` measures).
@@ -78,6 +84,7 @@ struct Fired {
 /// Starts the watchdog for `limit` (`--request-timeout`); it lives as long as the worker.
 pub fn watch(limit: Duration, sync_worker: bool) {
     let Some(pulse) = super::pulse().copied() else { return };
+    WATCHING.store(true, Ordering::Relaxed);
     let tick = (limit / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     let spawned = std::thread::Builder::new().name("ferricorn-deadline".into()).spawn(move || {
         super::pool::block_abort();
