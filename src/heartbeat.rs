@@ -13,11 +13,14 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::shared_page::SharedPage;
 
 /// Longest request description kept (method, space, path), in bytes.
 const REQUEST_BYTES: usize = 128;
@@ -137,50 +140,27 @@ fn busy_threads(page: &Page) -> Vec<Busy> {
 
 /// The master's side: owns the mapping.
 pub struct Heartbeat {
-    /// The shared mapping, valid until Drop unmaps it.
-    page: NonNull<Page>,
-    /// The mapping's length, for `munmap`.
-    size: usize,
+    /// The shared page.
+    page: SharedPage<Page>,
 }
-
-// SAFETY: the page holds only atomics; the pointer stays valid until Drop unmaps it.
-unsafe impl Send for Heartbeat {}
 
 impl Heartbeat {
     /// Maps a fresh page, stamped "booting, alive now".
     pub fn new(dir: Option<&Path>) -> io::Result<Heartbeat> {
-        let size = crate::process::page_size().max(std::mem::size_of::<Page>());
-        let fd = match dir {
-            Some(dir) => Some(unlinked_file(dir, size)?),
+        let file = match dir {
+            Some(dir) => Some(unlinked_file(dir, SharedPage::<Page>::size_for())?),
             None => None,
         };
-        let (flags, raw_fd) = match &fd {
-            Some(f) => (libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(f)),
-            None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
-        };
-        // SAFETY: a fresh shared mapping of `size` bytes; the fd (if any) is sized to it.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                raw_fd,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let page = NonNull::new(ptr.cast::<Page>()).ok_or_else(io::Error::last_os_error)?;
-        let heartbeat = Heartbeat { page, size };
+        // SAFETY: `Page` is atomics only, valid all zero.
+        let page = unsafe { SharedPage::map(file.as_ref().map(AsRawFd::as_raw_fd))? };
+        let heartbeat = Heartbeat { page };
         heartbeat.pulse().beat();
         Ok(heartbeat)
     }
 
     /// The worker's handle to the same page.
     pub fn pulse(&self) -> Pulse {
-        Pulse { page: self.page }
+        Pulse { page: self.page.ptr() }
     }
 
     /// How long ago the worker last beat.
@@ -213,16 +193,7 @@ impl Heartbeat {
     }
 
     fn page(&self) -> &Page {
-        // SAFETY: mapped for the life of self, and made only of atomics.
-        unsafe { self.page.as_ref() }
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the region this value mapped; no Pulse outlives it in this
-        // process (a worker's copy lives in the worker's own address space).
-        unsafe { libc::munmap(self.page.as_ptr().cast(), self.size) };
+        self.page.get()
     }
 }
 

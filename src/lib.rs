@@ -20,6 +20,7 @@
 //! - [`heartbeat`]: the memory a worker and the master share: liveness, boot, request, and
 //!   each app thread's request (for `--timeout`'s report and `--request-timeout`'s watchdog,
 //!   `worker/deadline.rs`).
+//! - [`shared_page`]: the shared mapping behind a heartbeat and a worker's metrics page.
 //! - [`hooks`]: gunicorn's server hooks from the config file.
 //! - [`signals`]: signal handlers that only enqueue (self-pipe).
 //! - [`reexec`]: USR2, a new master that inherits the sockets.
@@ -58,6 +59,7 @@ pub mod process;
 pub mod pylog;
 pub mod reexec;
 pub mod reloader;
+pub mod shared_page;
 pub mod signals;
 pub mod statsd;
 pub mod syslog;

@@ -16,10 +16,11 @@
 pub mod render;
 pub mod server;
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::shared_page::SharedPage;
 
 /// `--metrics-bind` and `--max-queue-time`, as validated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -154,48 +155,26 @@ pub struct Gauges {
 
 /// The master's side of one worker's page: owns the mapping.
 pub struct Meter {
-    /// The shared mapping, valid until Drop unmaps it.
-    page: NonNull<Page>,
-    /// The mapping's length, for `munmap`.
-    size: usize,
+    /// The shared page.
+    page: SharedPage<Page>,
 }
-
-// SAFETY: the page holds only atomics; the pointer stays valid until Drop unmaps it.
-unsafe impl Send for Meter {}
 
 impl Meter {
     /// Maps a fresh, zeroed page (anonymous shared memory, inherited across fork).
     pub fn new() -> std::io::Result<Meter> {
-        let size = crate::process::page_size().max(std::mem::size_of::<Page>());
-        // SAFETY: a fresh anonymous shared mapping of `size` bytes; zeroed by the kernel,
-        // which is every atomic at 0.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let page = NonNull::new(ptr.cast::<Page>()).ok_or_else(std::io::Error::last_os_error)?;
-        Ok(Meter { page, size })
+        // SAFETY: `Page` is atomics only, valid all zero.
+        Ok(Meter { page: unsafe { SharedPage::map(None)? } })
     }
 
     fn page(&self) -> &Page {
-        // SAFETY: mapped for the life of self, and made only of atomics.
-        unsafe { self.page.as_ref() }
+        self.page.get()
     }
 
     /// In the freshly forked worker: this page is the one every recording call adds to.
     pub fn install(&self) {
         // SAFETY: in the worker the mapping lives as long as the process: the worker
         // never returns into the master's code that would drop this Meter (it `_exit`s).
-        let page: &'static Page = unsafe { self.page.as_ref() };
+        let page: &'static Page = unsafe { self.page.ptr().as_ref() };
         let _ = PAGE.set(Installed(page));
     }
 
@@ -222,14 +201,6 @@ impl Meter {
             connections: load(&page.connections),
             threads: load(&page.threads),
         }
-    }
-}
-
-impl Drop for Meter {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the region this value mapped; nothing borrows it past here in
-        // the master (a worker's `PAGE` lives in the worker's own address space).
-        unsafe { libc::munmap(self.page.as_ptr().cast(), self.size) };
     }
 }
 
