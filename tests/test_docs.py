@@ -6,18 +6,22 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import REPO_ROOT, ferricorn_command
+from conftest import REPO_ROOT, ferricorn_command, gunicorn_command
 from ferricorn import _docs, _ferricorn
 
 SETTINGS = (REPO_ROOT / "docs" / "settings.md").read_text()
 README = (REPO_ROOT / "README.md").read_text()
 
 
-def help_flags() -> list[str]:
+def help_flags(command: list[str] | None = None) -> list[str]:
     out = subprocess.run(
-        [*ferricorn_command(), "--help"], capture_output=True, text=True, check=True, timeout=30
+        [*(command or ferricorn_command()), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout
-    flags = re.findall(r"(?<![\w-])--[a-z][a-z_-]*", out)
+    flags = re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*", out)
     assert len(flags) >= 10, out
     return sorted(set(flags))
 
@@ -48,3 +52,12 @@ def test_migration_table_covers_every_gunicorn_setting():
     for name, status in rows.items():
         if status in ("supported", "different") and name not in _config.HOOKS:
             assert f"`{name}`" in settings or name == "logconfig_dict", name
+
+
+def test_readme_counts_the_gunicorn_flags_ferricorn_has():
+    ours, theirs = set(help_flags()), set(help_flags(gunicorn_command()))
+    counted = r"`ferricorn --help` has (\d+) of the (\d+) flags .*? and (\d+) of its own"
+    said = re.search(counted, README)
+    assert said, "README.md lost its flag count"
+    want = (len(ours & theirs), len(theirs), len(ours - theirs))
+    assert tuple(map(int, said.groups())) == want, f"README.md should say {want}"
