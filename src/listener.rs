@@ -9,10 +9,49 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config;
+
+/// A master-side listener's rest after an accept error other than "none waiting" (no
+/// descriptor left: EMFILE, ENFILE, ENOBUFS). The connection stays in the backlog, so the
+/// listener stays readable: polled on, it would spin the master's loop until a
+/// descriptor frees. The control socket and the metrics endpoint leave it out of the poll
+/// for [`AcceptPause::REST`] instead.
+#[derive(Debug, Default)]
+pub struct AcceptPause {
+    /// When the listener is polled and accepted from again.
+    until: Option<Instant>,
+}
+
+impl AcceptPause {
+    /// How long a listener rests.
+    pub const REST: Duration = Duration::from_secs(1);
+
+    /// Whether to leave the listener out of the poll.
+    pub fn resting(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// Whether accepting must wait still; ends the rest once it is over.
+    pub fn holds(&mut self, now: Instant) -> bool {
+        match self.until {
+            Some(until) if now < until => true,
+            _ => {
+                self.until = None;
+                false
+            }
+        }
+    }
+
+    /// Rests after `error` (logged at debug level, naming `what`).
+    pub fn rest(&mut self, now: Instant, what: &str, error: &io::Error) {
+        tracing::debug!("{what} accept failed: {error}; paused for a second");
+        self.until = Some(now + Self::REST);
+    }
+}
 
 /// One `--bind` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

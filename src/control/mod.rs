@@ -22,6 +22,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::listener::AcceptPause;
 use commands::Master;
 use protocol::{Closed, Conn};
 
@@ -29,8 +30,6 @@ use protocol::{Closed, Conn};
 const MAX_CLIENTS: usize = 32;
 /// Connections accepted per pass of the master loop.
 const ACCEPTS_PER_PASS: usize = 16;
-/// How long the listener rests after an accept error (no descriptor left).
-const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 /// How soon the loop comes back while an answer waits to be written.
 const RETRY_WRITE: Duration = Duration::from_millis(20);
 
@@ -75,9 +74,8 @@ pub struct ControlServer {
     mode: u32,
     /// Connected clients.
     clients: Vec<Conn>,
-    /// After an accept error other than "none waiting" (no descriptor left), the listener
-    /// is not polled until then: it would stay readable and the loop would spin.
-    accept_paused_until: Option<Instant>,
+    /// The listener's rest after an accept error (no descriptor left).
+    pause: AcceptPause,
 }
 
 impl ControlServer {
@@ -104,7 +102,7 @@ impl ControlServer {
     /// short [`ControlServer::timeout`] brings the loop back to write.
     pub fn poll_fds(&self) -> Vec<RawFd> {
         let mut fds = Vec::new();
-        if self.accept_paused_until.is_none() {
+        if !self.pause.resting() {
             fds.push(self.listener.as_raw_fd());
         }
         fds.extend(self.clients.iter().filter(|c| !c.has_output()).map(Conn::fd));
@@ -136,20 +134,15 @@ impl ControlServer {
 
     /// Takes new connections, within the pass's budget and the client bound.
     fn accept(&mut self, now: Instant) {
-        match self.accept_paused_until {
-            Some(until) if now < until => return,
-            _ => self.accept_paused_until = None,
+        if self.pause.holds(now) {
+            return;
         }
         for _ in 0..ACCEPTS_PER_PASS {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::debug!("Control socket accept failed: {e}; paused for a second");
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
-                    return;
-                }
+                Err(e) => return self.pause.rest(now, "Control socket", &e),
             };
             if self.clients.len() >= MAX_CLIENTS {
                 let idlest =
@@ -231,7 +224,7 @@ fn bind(path: &Path, mode: u32, takeover: bool) -> io::Result<ControlServer> {
         identity: (meta.dev(), meta.ino()),
         mode,
         clients: Vec::new(),
-        accept_paused_until: None,
+        pause: AcceptPause::default(),
     })
 }
 

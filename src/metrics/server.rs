@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::http;
+use crate::listener::AcceptPause;
 
 /// Clients served at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -45,6 +46,8 @@ pub struct Server {
     listener: TcpListener,
     /// Open scrapes.
     clients: Vec<Client>,
+    /// The listener's rest after an accept error (no descriptor left).
+    pause: AcceptPause,
 }
 
 /// What a complete request asks for.
@@ -61,7 +64,7 @@ impl Server {
     pub fn bind(addr: SocketAddr) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        Ok(Server { listener, clients: Vec::new() })
+        Ok(Server { listener, clients: Vec::new(), pause: AcceptPause::default() })
     }
 
     /// Where it listens (the port, when bound to 0).
@@ -70,11 +73,11 @@ impl Server {
     }
 
     /// The descriptors the master's poll waits on: clients reading, and the listener
-    /// while there is room for another client (a full table would make it readable for
-    /// good, and the poll spin).
+    /// while there is room for another client and it is not resting after an accept error
+    /// (either would leave it readable for good, and the poll spin).
     pub fn poll_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         let reading = self.clients.iter().filter(|c| c.answer.is_none());
-        let room = self.clients.len() < MAX_CLIENTS;
+        let room = self.clients.len() < MAX_CLIENTS && !self.pause.resting();
         room.then(|| self.listener.as_raw_fd())
             .into_iter()
             .chain(reading.map(|c| c.stream.as_raw_fd()))
@@ -94,6 +97,10 @@ impl Server {
     }
 
     fn accept(&mut self) {
+        let now = Instant::now();
+        if self.pause.holds(now) {
+            return;
+        }
         while self.clients.len() < MAX_CLIENTS {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -105,13 +112,14 @@ impl Server {
                         head: BytesMut::new(),
                         answer: None,
                         sent: 0,
-                        deadline: Instant::now() + CLIENT_TIME,
+                        deadline: now + CLIENT_TIME,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // WouldBlock, or an error of one connection (ECONNABORTED, EMFILE): the
-                // next pass tries again.
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The client that gave up before we took it is gone from the backlog.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => return self.pause.rest(now, "Metrics endpoint", &e),
             }
         }
     }
@@ -267,5 +275,21 @@ mod tests {
         let big = [b"GET /metrics HTTP/1.1\r\nX: ".as_ref(), &[b'a'; MAX_HEAD + 10]].concat();
         assert!(exchange(&mut server, &big).starts_with("HTTP/1.1 400"));
         assert!(server.clients.is_empty());
+    }
+
+    /// An accept that fails for want of a descriptor leaves the connection in the backlog
+    /// and the listener readable: polled on, it spun the master's loop. A listener shut
+    /// down underneath fails accept(2) (EINVAL) and stays readable in the same way.
+    #[test]
+    fn regression_scrape_listener_rests_after_an_accept_error() {
+        let mut server = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = server.listener.as_raw_fd();
+        assert!(server.poll_fds().any(|fd| fd == listener));
+        // SAFETY: the fd is the server's own listener, open for the whole test.
+        assert_eq!(unsafe { libc::shutdown(listener, libc::SHUT_RDWR) }, 0);
+        server.serve(&|_| String::new());
+        assert!(!server.poll_fds().any(|fd| fd == listener), "the listener is polled still");
+        server.pause = AcceptPause::default();
+        assert!(server.poll_fds().any(|fd| fd == listener), "the listener never comes back");
     }
 }
