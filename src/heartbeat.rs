@@ -171,9 +171,15 @@ impl Heartbeat {
 
     /// How long the worker has been stuck: silent itself, or with an app thread silent
     /// in one request (a request holding an app thread is what `--timeout` bounds).
+    /// The master asks this of every worker on every tick: it reads the slots' clocks
+    /// and copies no request text.
     pub fn stuck_for(&self) -> Duration {
-        let threads = busy_threads(self.page()).into_iter().map(|b| b.silent).max();
-        self.silent_for().max(threads.unwrap_or_default())
+        let now = now_ms();
+        let silent = self.page().threads.iter().filter_map(|s| {
+            let busy = s.started_ms.load(Ordering::Acquire) != 0;
+            busy.then(|| now.saturating_sub(s.alive_ms.load(Ordering::Acquire)))
+        });
+        self.silent_for().max(Duration::from_millis(silent.max().unwrap_or(0)))
     }
 
     /// The app threads in a request, oldest first.
@@ -364,5 +370,19 @@ mod tests {
         pulse.thread_alive(3);
         pulse.leave_thread(3);
         assert!(pulse.busy_threads().is_empty());
+    }
+
+    /// A worker that beats while one app thread sits silent in its request is stuck for
+    /// as long as that thread, and no longer once it leaves.
+    #[test]
+    fn stuck_for_is_the_silentest_busy_thread() {
+        let heartbeat = Heartbeat::new(None).unwrap();
+        let pulse = heartbeat.pulse();
+        pulse.beat();
+        pulse.enter_thread(5, "GET", "/stuck");
+        heartbeat.page().threads[5].alive_ms.store(now_ms() - 10_000, Ordering::Release);
+        assert!(heartbeat.stuck_for() >= Duration::from_secs(10));
+        pulse.leave_thread(5);
+        assert!(heartbeat.stuck_for() < Duration::from_secs(5));
     }
 }
