@@ -122,26 +122,27 @@ impl TlsTransport {
     }
 
     /// Reads ciphertext off the socket into rustls and processes it (handshake messages
-    /// answered on the way). `Ok(false)`: the socket is drained for now.
-    fn pull(&self, session: &mut Session) -> io::Result<bool> {
-        loop {
+    /// answered on the way): how many bytes came (0: the peer's end of stream). `Ok(None)`:
+    /// the socket is drained for now.
+    fn pull(&self, session: &mut Session) -> io::Result<Option<usize>> {
+        let n = loop {
             match session.tls.read_tls(&mut &self.socket) {
                 Ok(n) => {
                     crate::metrics::bytes_in(n);
-                    break;
+                    break n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
+        };
         if let Err(error) = session.tls.process_new_packets() {
             session.failed = true;
             // rustls queued an alert saying why; it goes out if the socket takes it.
             let _ = self.push(session);
             return Err(invalid(error));
         }
-        Ok(true)
+        Ok(Some(n))
     }
 }
 
@@ -164,6 +165,7 @@ impl Transport for TlsTransport {
     /// once the socket said so, so an edge-triggered caller gets a new edge.
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut session = self.lock();
+        let mut eof = false;
         loop {
             if session.failed {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS session failed"));
@@ -172,6 +174,15 @@ impl Transport for TlsTransport {
                 Ok(n) => {
                     self.ahead.store(n > 0, Ordering::Relaxed);
                     return Ok(n);
+                }
+                // The peer's end of stream with rustls still waiting (mid-handshake, or
+                // mid-record): a ragged end.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && eof => {
+                    self.ahead.store(false, Ordering::Relaxed);
+                    return match self.suppress_ragged_eofs {
+                        true => Ok(0),
+                        false => Err(io::ErrorKind::UnexpectedEof.into()),
+                    };
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && self.suppress_ragged_eofs => {
@@ -182,9 +193,12 @@ impl Transport for TlsTransport {
             }
             // A full socket keeps the rest for `flush` (or the next read).
             self.push(&mut session)?;
-            if !self.pull(&mut session)? {
-                self.ahead.store(false, Ordering::Relaxed);
-                return Err(io::ErrorKind::WouldBlock.into());
+            match self.pull(&mut session)? {
+                Some(n) => eof = n == 0,
+                None => {
+                    self.ahead.store(false, Ordering::Relaxed);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
             }
         }
     }

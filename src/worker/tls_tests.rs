@@ -190,6 +190,17 @@ fn a_stalled_handshake_is_a_read_timeout() {
     }
 }
 
+/// A client that closes halfway through its ClientHello: the read ends (an end of
+/// stream), it does not spin or wait.
+#[test]
+fn a_close_mid_handshake_ends_the_stream() {
+    let (server, client) = pair();
+    (&client).write_all(&[0x16, 3, 1, 0, 200, 1, 0]).unwrap();
+    client.shutdown(Shutdown::Both).unwrap();
+    let (mut buf, mut scratch) = (BytesMut::new(), vec![0; 1024]);
+    assert_eq!(read_waiting(&server, &mut buf, &mut scratch, WAIT).unwrap(), 0);
+}
+
 /// A TCP close without `close_notify` mid-stream: gunicorn's `suppress_ragged_eofs`
 /// (default on) reads it as the end of stream; off, it is an error.
 #[test]
