@@ -259,7 +259,13 @@ impl Arbiter {
         let pid = std::process::id();
         tracing::info!("Starting ferricorn {}", env!("CARGO_PKG_VERSION"));
         for listener in &self.start.listeners {
-            tracing::info!("Listening at: {} ({pid})", listener.local);
+            // gunicorn names a TCP listener's scheme https when TLS is on.
+            let local = listener.local.to_string();
+            let local = match (&self.config.tls, local.strip_prefix("http://")) {
+                (Some(_), Some(rest)) => format!("https://{rest}"),
+                _ => local,
+            };
+            tracing::info!("Listening at: {local} ({pid})");
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
         if let Some(addr) = self.scrape.as_ref().and_then(|s| s.local_addr().ok()) {

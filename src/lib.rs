@@ -6,7 +6,7 @@
 //! - [`listener`]: `--bind` addresses and the sockets the master binds once.
 //! - [`arbiter`]: the master process: forks, reaps, respawns, reloads and stops workers.
 //! - [`worker`]: a worker's boot (signals, sockets, identity) and the `sync` and `async`
-//!   loops, both over one `Transport` (a socket; TLS would be another) and one way to start
+//!   loops, both over one `Transport` (a socket, or TLS: `worker/tls.rs`) and one way to start
 //!   a request; the async connection is a state machine (`worker/conn.rs`) with unit tests
 //!   over an in-memory transport.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
@@ -26,6 +26,8 @@
 //! - [`reexec`]: USR2, a new master that inherits the sockets.
 //! - [`reloader`]: `--reload`, inotify on the app's source files.
 //! - [`systemd`]: socket activation and `sd_notify`.
+//! - [`tls`]: `--certfile` and the TLS settings, loaded into the `rustls::ServerConfig`
+//!   that `worker/tls.rs`'s transport makes each connection's session from.
 //! - [`pidfile`]: the `--pid` file.
 //! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
@@ -64,6 +66,7 @@ pub mod signals;
 pub mod statsd;
 pub mod syslog;
 pub mod systemd;
+pub mod tls;
 pub mod worker;
 pub mod wsgi;
 

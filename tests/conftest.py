@@ -238,7 +238,8 @@ class Server:
 
     @property
     def ports(self) -> list[int]:
-        return [int(a.rsplit(":", 1)[1]) for a in self.listening() if a.startswith("http://")]
+        tcp = ("http://", "https://")  # https: --certfile
+        return [int(a.rsplit(":", 1)[1]) for a in self.listening() if a.startswith(tcp)]
 
     @property
     def port(self) -> int:
@@ -337,7 +338,7 @@ def _can_connect(address: str) -> bool:
             sock.settimeout(1)
             sock.connect(address[len("unix:") :])
         else:
-            host, port = address[len("http://") :].rsplit(":", 1)
+            host, port = address.split("://", 1)[1].rsplit(":", 1)
             host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
             sock = socket.create_connection((host, int(port)), timeout=1)
     except OSError:

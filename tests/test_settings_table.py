@@ -22,6 +22,8 @@ APP = "apps.config_app:app"
 # Defaults the page describes rather than states: worked out when the server starts (the
 # directory, the user, the config file found) or left as the system has them.
 DESCRIBED = {"config", "chdir", "user", "group", "umask", "worker_tmp_dir", "control_socket"}
+# gunicorn's default is a function of its own (docs/tls.md#ssl_context).
+DESCRIBED |= {"ssl_context"}
 
 # gunicorn prints `proc_name = None` and the name its titles use as `default_proc_name`.
 THEIR_NAME = {"proc_name": "default_proc_name"}
@@ -66,6 +68,8 @@ def expected(name: str, default: str) -> set[str] | None:
     match = re.fullmatch(r"(?:(\d+)|`([^`]+)`)(?:, or .*)?", default)
     assert match, f"{name}: default {default!r} is neither a value nor described"
     value = match.group(1) or match.group(2)
+    if value in ("true", "false"):
+        return {value.capitalize()}  # a flag that is on by default, as Python prints it
     return {APP if value == "APP_MODULE" else value}
 
 

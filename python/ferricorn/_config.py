@@ -99,6 +99,9 @@ def read_file(spec: str, known: list[str]) -> dict:
             continue
         if name in HOOKS:
             hooks[name] = _check_hook(name, value)
+            if name == "ssl_context":
+                # Not a hook ferricorn can call: the Rust side judges it (docs/tls.md).
+                values[name] = getattr(value, "__name__", name)
         elif name in PYTHON_VALUED or (name == "logger_class" and isinstance(value, type)):
             objects[name] = value
         elif name in known:

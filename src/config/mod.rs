@@ -154,6 +154,9 @@ pub struct Config {
     pub metrics: crate::metrics::Settings,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
     pub syslog: Option<crate::syslog::Settings>,
+    /// `--certfile` and the TLS settings, with the server config loaded from them;
+    /// `None`: plain HTTP.
+    pub tls: Option<crate::tls::Settings>,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
     /// Send the workers' stdout and stderr into the error log file.
@@ -252,6 +255,7 @@ impl Config {
         config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
+        config.tls(raw)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
@@ -306,6 +310,7 @@ impl Config {
             control: Default::default(),
             metrics: Default::default(),
             syslog: None,
+            tls: None,
             paste,
             capture_output: false,
             logconfig: None,
@@ -331,6 +336,59 @@ impl Config {
         };
         self.backlog = i32::try_from(int(raw, "backlog")?.max(1)).unwrap_or(i32::MAX);
         self.reuse_port = raw.has("reuse_port");
+        Ok(())
+    }
+
+    /// TLS: `--certfile` turns it on. The certificate and key are read here (after
+    /// `--chdir`, which relative paths are from, as in gunicorn), so a bad one is one line:
+    /// exit 2 at boot; on HUP the running settings, and certificate, stay.
+    fn tls(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        let file = |name| raw.last(name).filter(|f| !f.is_empty() && *f != "None");
+        let Some(certfile) = file("certfile") else {
+            if let Some(keyfile) = file("keyfile") {
+                bail!("--keyfile {keyfile}: needs --certfile, the certificate it is the key of");
+            }
+            if raw.last("ssl_context").is_some() {
+                self.notices.push(Notice::new(
+                    LogLevel::Debug,
+                    "config file: ssl_context is ignored; gunicorn calls it only with --certfile"
+                        .into(),
+                ));
+            }
+            self.tls = None;
+            return Ok(());
+        };
+        if raw.last("ssl_context").is_some() {
+            bail!(
+                "config file: ssl_context cannot be used: it builds a Python ssl.SSLContext and \
+                 ferricorn's TLS is rustls; set --keyfile, --ca-certs, --cert-reqs, --ciphers, \
+                 --ssl-version instead (see docs/tls.md)"
+            );
+        }
+        // The TLS-settings helper's --ca-certs, --cert-reqs, --ciphers, --ssl-version are
+        // read here; until then one given is refused, never ignored under --certfile.
+        for name in ["ca_certs", "cert_reqs", "ciphers", "ssl_version"] {
+            let Some(row) = gunicorn::by_name(name) else { continue };
+            if raw.all(name).any(|v| !row.is_default(v) && !v.is_empty() && v != "None") {
+                bail!("{}", row.refusal(&format!("--{}", row.long[0])));
+            }
+        }
+        let at = |f: &str| match &self.chdir {
+            Some(dir) => dir.join(f),
+            None => PathBuf::from(f),
+        };
+        let (certfile, keyfile) = (at(certfile), file("keyfile").map(at));
+        let server = crate::tls::server_config(&certfile, keyfile.as_deref())
+            .map_err(|e| Error(e.to_string()))?;
+        let suppress =
+            raw.last("suppress_ragged_eofs").is_none_or(|v| !v.eq_ignore_ascii_case(sources::OFF));
+        self.tls = Some(crate::tls::Settings {
+            certfile,
+            keyfile,
+            suppress_ragged_eofs: suppress,
+            do_handshake_on_connect: raw.has("do_handshake_on_connect"),
+            server,
+        });
         Ok(())
     }
 
@@ -935,6 +993,7 @@ mod tests {
             let shown = (spec.shown)(&c, spec);
             let want = match spec.default {
                 DefaultValue::Off => "False".to_owned(),
+                DefaultValue::Value("true") if spec.kind == Kind::Flag => "True".to_owned(),
                 DefaultValue::Value(v) | DefaultValue::ValueOr(v, _) => v.to_owned(),
                 DefaultValue::Pairs(_) => options::dict(&spec.default.values()),
                 DefaultValue::Unset(_) if spec.name == "proc_name" => "app".to_owned(),
@@ -974,8 +1033,10 @@ mod tests {
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];
-        // statsd_host prints the parsed address, as gunicorn does: checked below.
-        let skipped = [&skipped[..], &["statsd_host"]].concat();
+        // statsd_host prints the parsed address, as gunicorn does: checked below. The TLS
+        // files must be real ones: `tls_settings` checks them.
+        let tls = ["certfile", "keyfile", "suppress_ragged_eofs", "ssl_context"];
+        let skipped = [&skipped[..], &["statsd_host"], &tls[..]].concat();
         for spec in OPTIONS.iter().filter(|o| !skipped.contains(&o.name)) {
             let flag = format!("--{}", spec.long[0]);
             let value = match spec.kind {
@@ -994,6 +1055,30 @@ mod tests {
         };
         assert_eq!(shown(&["--statsd-host", "Stats:9125", "app"]), "('stats', 9125)");
         assert_eq!(shown(&["--statsd-host", "unix:///run/s", "app"]), "/run/s");
+    }
+
+    /// `--certfile` loads the pair into the config; what goes with it is checked with it.
+    #[test]
+    fn tls_settings() {
+        let (cert, key) =
+            (crate::tls::tests::testdata("cert.pem"), crate::tls::tests::testdata("key.pem"));
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        assert!(config(&["app"]).unwrap().tls.is_none());
+        let c = config(&["--certfile", cert, "--keyfile", key, "--do-handshake-on-connect", "app"])
+            .unwrap();
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!((tls.suppress_ragged_eofs, tls.do_handshake_on_connect), (true, true));
+        assert_eq!((spec("certfile").shown)(&c, spec("certfile")), cert);
+        assert_eq!((spec("keyfile").shown)(&c, spec("keyfile")), key);
+        let error = |args: &[&str]| config(args).unwrap_err().0;
+        assert!(error(&["--keyfile", key, "app"]).contains("needs --certfile"));
+        assert!(
+            error(&["--certfile", cert, "--keyfile", cert, "app"]).contains("no PEM private key")
+        );
+        // Until the TLS-settings step: refused with --certfile, never ignored under it.
+        let ciphers = ["--certfile", cert, "--keyfile", key, "--ciphers", "AES256", "app"];
+        assert!(error(&ciphers).contains("--ciphers"));
+        assert!(config(&["--ciphers", "AES256", "app"]).is_ok(), "acts only with certfile");
     }
 
     #[test]

@@ -386,6 +386,68 @@ pub const OPTIONS: &[OptionSpec] = &[
         doc: "Pending-connection queue length passed to `listen(2)`.",
         shown: |c, _| c.backlog.to_string(),
     },
+    // TLS (issue 12): these five rows stay together; --ca-certs, --cert-reqs, --ciphers
+    // and --ssl-version join them.
+    OptionSpec {
+        name: "certfile",
+        short: None,
+        long: &["certfile"],
+        metavar: Some("FILE"),
+        kind: Text,
+        default: Unset("none"),
+        gunicorn: true,
+        help: "TLS certificate file (PEM); serve HTTPS.",
+        doc: "Serve HTTPS on every `--bind`, with this PEM certificate chain (leaf first; the private key may follow it in the same file). The master reads it at boot and on HUP; a file that is missing, unreadable or does not match the key is one line and exit 2 at boot, and on HUP an error line while the running certificate keeps serving. See [TLS](tls.md).",
+        shown: |c, _| maybe(c.tls.as_ref().map(|t| t.certfile.display())),
+    },
+    OptionSpec {
+        name: "keyfile",
+        short: None,
+        long: &["keyfile"],
+        metavar: Some("FILE"),
+        kind: Text,
+        default: Unset("none"),
+        gunicorn: true,
+        help: "TLS private key file (PEM).",
+        doc: "Without it, the key is in `--certfile`. The certificate's private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC). Read with `--certfile`, by the master, before `--user` applies. See [TLS](tls.md).",
+        shown: |c, _| maybe(c.tls.as_ref().and_then(|t| t.keyfile.as_ref()).map(|k| k.display())),
+    },
+    OptionSpec {
+        name: "do_handshake_on_connect",
+        short: None,
+        long: &["do-handshake-on-connect"],
+        metavar: None,
+        kind: Flag,
+        default: Off,
+        gunicorn: true,
+        help: "Accepted as gunicorn's; the handshake always runs first, off the Python path.",
+        doc: "gunicorn: whether Python's `ssl` module does the handshake when the socket is wrapped or at the first read. In ferricorn the handshake is the first thing a connection does either way, before its first request is read, on the worker's loop (never in the app's thread), bounded by `--read-timeout` (sync) or the first request's wait (async). See [TLS](tls.md).",
+        shown: given_text,
+    },
+    OptionSpec {
+        name: "suppress_ragged_eofs",
+        short: None,
+        long: &["suppress-ragged-eofs"],
+        metavar: None,
+        kind: Flag,
+        default: Value("true"),
+        gunicorn: true,
+        help: "A TLS client's close without close_notify reads as an end of stream.",
+        doc: "gunicorn's meaning: a client that closes TCP without TLS's `close_notify` alert has ended its stream (on, the default), rather than cut it short. Off (`suppress_ragged_eofs = False` in a config file), such a close is an error: a request body cut by it is a broken connection, not a short body. See [TLS](tls.md).",
+        shown: |c, _| on(c.tls.as_ref().is_none_or(|t| t.suppress_ragged_eofs)),
+    },
+    OptionSpec {
+        name: "ssl_context",
+        short: None,
+        long: &[],
+        metavar: Some("FUNCTION"),
+        kind: Text,
+        default: Unset("none"),
+        gunicorn: true,
+        help: "",
+        doc: "Config file only. gunicorn calls `ssl_context(config, default_ssl_context_factory)` for a Python `ssl.SSLContext`; ferricorn's TLS is rustls and cannot use one. With `--certfile`, a config file that defines it is refused (exit 2) naming the settings that say the same; without, it is never called in gunicorn either, and ignored. See [TLS](tls.md#ssl_context).",
+        shown: |c, _| maybe(c.raw.last("ssl_context").map(|_| "<function>")),
+    },
     OptionSpec {
         name: "chdir",
         short: None,
@@ -1114,7 +1176,9 @@ mod tests {
         for (i, o) in OPTIONS.iter().enumerate() {
             assert!(OPTIONS[..i].iter().all(|p| p.name != o.name), "{} twice", o.name);
             assert_eq!(o.kind == Kind::Flag, o.metavar.is_none(), "{}: metavar", o.name);
-            assert_eq!(o.kind == Kind::Flag, o.default == DefaultValue::Off, "{}: default", o.name);
+            // A flag is off unless given, but for gunicorn's flags that default to on.
+            let on = o.default == DefaultValue::Value("true");
+            assert_eq!(o.kind == Kind::Flag, o.default == DefaultValue::Off || on, "{}", o.name);
             assert!(!o.help.ends_with(']'), "{}: the default is appended from the table", o.name);
             assert!(!o.long.is_empty() || o.help.is_empty(), "{}: help without a flag", o.name);
         }

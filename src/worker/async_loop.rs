@@ -20,6 +20,8 @@ use socket2::Socket;
 use super::conn::{Conn, Next, Shared, BODY_BUFFER};
 use super::io::READ_SIZE;
 use super::pool::{Job, Pool};
+use super::tls::TlsTransport;
+use super::transport::Transport;
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::listener::Listener;
@@ -50,9 +52,9 @@ struct Readiness {
 }
 
 /// A connection slot: its token is its index.
-enum Slot {
+enum Slot<T: Transport> {
     Free,
-    Here(Box<Conn<Socket>>),
+    Here(Box<Conn<T>>),
     /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
     /// for its return (the thread may have read, so it is read again anyway).
     Away {
@@ -63,14 +65,15 @@ enum Slot {
     },
 }
 
-/// The worker's loop and everything it owns.
-struct EventLoop<'a> {
+/// The worker's loop and everything it owns, over one kind of transport: a plain socket,
+/// or TLS (`--certfile`), each loop compiled for its own, so plaintext pays nothing for TLS.
+struct EventLoop<'a, T: Transport> {
     /// The epoll instance every socket is registered with.
     poll: Poll,
     /// The sockets clients arrive on; a listener's token is `LISTENER_BASE + index`.
     listeners: &'a [Listener],
     /// The connections, by token.
-    slots: Vec<Slot>,
+    slots: Vec<Slot<T>>,
     /// Free slots, reused before the table grows.
     free: Vec<usize>,
     /// Connections open, here or away: bounded by `--worker-connections`.
@@ -82,13 +85,28 @@ struct EventLoop<'a> {
     /// What the connections share with the app threads.
     shared: Arc<Shared>,
     /// The app threads.
-    pool: Pool<Socket>,
+    pool: Pool<T>,
+    /// Makes an accepted socket the connection's transport.
+    wrap: Box<dyn Fn(Socket) -> T + 'a>,
     /// Where reads land before they join a connection's buffer, one for the loop.
     scratch: Box<[u8]>,
 }
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
-    match EventLoop::new(py, ctx, app, stop) {
+    match &ctx.config.tls {
+        None => serve_over(py, ctx, app, stop, Box::new(|sock| sock)),
+        Some(tls) => serve_over(py, ctx, app, stop, Box::new(|s| TlsTransport::accept(s, tls))),
+    }
+}
+
+fn serve_over<'a, T: Transport>(
+    py: Python<'_>,
+    ctx: &WorkerContext<'a>,
+    app: &Bound<'_, PyAny>,
+    stop: &Stop,
+    wrap: Box<dyn Fn(Socket) -> T + 'a>,
+) -> i32 {
+    match EventLoop::new(py, ctx, app, stop, wrap) {
         Ok(mut event_loop) => {
             let code = event_loop.run(py, ctx, stop);
             let pool = &mut event_loop.pool;
@@ -102,13 +120,14 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
     }
 }
 
-impl<'a> EventLoop<'a> {
+impl<'a, T: Transport> EventLoop<'a, T> {
     fn new(
         py: Python<'_>,
         ctx: &WorkerContext<'a>,
         app: &Bound<'_, PyAny>,
         stop: &Stop,
-    ) -> io::Result<EventLoop<'a>> {
+        wrap: Box<dyn Fn(Socket) -> T + 'a>,
+    ) -> io::Result<EventLoop<'a, T>> {
         let config = ctx.config;
         let poll = Poll::new()?;
         for (i, listener) in ctx.listeners.iter().enumerate() {
@@ -123,6 +142,7 @@ impl<'a> EventLoop<'a> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let globals =
             Globals::new(py, config.multiprocess(), config.multithread(), config.forwarded.clone())
+                .and_then(|g| g.over_tls(py, config.tls.is_some()))
                 .map_err(|e| io::Error::other(e.to_string()))?;
         crate::wsgi::spool::tune_allocator();
         let shared = Arc::new(Shared {
@@ -150,6 +170,7 @@ impl<'a> EventLoop<'a> {
             accepting: true,
             shared,
             pool,
+            wrap,
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
         })
     }
@@ -246,7 +267,7 @@ impl<'a> EventLoop<'a> {
                     }
                 },
             };
-            let conn = Conn::new(sock, peer, index, now, self.shared.keepalive);
+            let conn = Conn::new((self.wrap)(sock), peer, index, now, self.shared.keepalive);
             let token = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(Slot::Free);
                 self.slots.len() - 1

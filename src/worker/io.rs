@@ -121,6 +121,19 @@ pub fn send_file_waiting<T: Transport>(
     Ok(())
 }
 
+/// Half-closes, once what the transport holds is out (TLS: `close_notify` first), waiting
+/// up to `timeout` for room.
+pub fn close_write<T: Transport>(transport: &T, timeout: Duration) {
+    if transport.shutdown_write().is_err() {
+        return;
+    }
+    while let Ok(false) = transport.flush() {
+        if transport.wait(Want::Write, timeout).is_err() {
+            return;
+        }
+    }
+}
+
 /// Half-closes, then reads and drops what the client still sends (bounded), so that
 /// closing with unread data does not reset the connection before the client reads.
 pub fn linger_close<T: Transport>(transport: &T) {

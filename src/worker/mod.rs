@@ -1,6 +1,6 @@
 //! Worker processes: boot (signals, app import), then serve until told to stop.
 //!
-//! Both loops serve connections over one [`transport::Transport`] (a socket today) and
+//! Both loops serve connections over one [`transport::Transport`] (a socket, or [`tls`]) and
 //! start every request through [`request::start`]: `sync` one connection at a time,
 //! `async_loop` many, each a [`conn::Conn`] state machine, with [`pool`] threads for
 //! `--threads` and streamed bodies. [`io`] holds the waits bounded by `--read-timeout`,
@@ -18,6 +18,7 @@ mod output;
 mod pool;
 mod request;
 pub mod sync;
+pub mod tls;
 mod transport;
 
 use std::os::fd::RawFd;

@@ -14,10 +14,11 @@ use pyo3::prelude::*;
 use socket2::Socket;
 
 use super::io::{
-    accept_queue_len, linger_close, read_waiting, send_file_waiting, write_all_waiting,
-    TransportSource, TransportStream, READ_SIZE,
+    accept_queue_len, close_write, linger_close, read_waiting, send_file_waiting,
+    write_all_waiting, TransportSource, TransportStream, READ_SIZE,
 };
 use super::request::{self, Call, Started};
+use super::tls::TlsTransport;
 use super::transport::Transport;
 use super::{Stop, WorkerContext};
 use crate::exit;
@@ -33,7 +34,9 @@ const KEEP_OUT: usize = 256 * 1024;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
     let globals =
-        match Globals::new(py, ctx.config.multiprocess(), false, ctx.config.forwarded.clone()) {
+        match Globals::new(py, ctx.config.multiprocess(), false, ctx.config.forwarded.clone())
+            .and_then(|g| g.over_tls(py, ctx.config.tls.is_some()))
+        {
             Ok(globals) => globals,
             Err(err) => {
                 tracing::error!("Worker failed to boot: {err}");
@@ -56,7 +59,14 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         // dropped, so closed, on the way out.
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut buffers = buffers.borrow_mut();
-            handle(py, &serving, &mut buffers, sock, &peer, &servers[i])
+            let server = &servers[i];
+            match &ctx.config.tls {
+                None => handle(py, &serving, &mut buffers, sock, &peer, server),
+                Some(tls) => {
+                    let tls = TlsTransport::accept(sock, tls);
+                    handle(py, &serving, &mut buffers, tls, &peer, server)
+                }
+            }
         }));
         if handled.unwrap_or(true) {
             recycler.count_request();
@@ -268,8 +278,9 @@ fn handle<T: Transport>(
     super::deadline::enter(0, head.method(), head.target());
     let complete = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
     super::deadline::leave(py);
+    let timeout = serving.timeout;
     py.detach(|| match complete {
-        true => drop(transport.shutdown_write()),
+        true => close_write(&*transport, timeout),
         false => linger_close(&*transport),
     });
     true

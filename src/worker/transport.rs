@@ -1,5 +1,5 @@
-//! The byte stream a connection runs over, and its one implementation today: a socket
-//! (TCP or unix, both `socket2::Socket`). TLS (issue 12) is another implementation.
+//! The byte stream a connection runs over: a socket (TCP or unix, both `socket2::Socket`),
+//! implemented here, or a TLS session over one ([`super::tls::TlsTransport`]).
 //!
 //! The connection state machine ([`super::conn::Conn`]), the sync worker, `wsgi.input`'s
 //! reader ([`super::io::TransportSource`]) and `write()`'s stream all go through

@@ -64,6 +64,17 @@ impl Globals {
         })
     }
 
+    /// Connections come over TLS (`--certfile`): `wsgi.url_scheme` is `https`, as in
+    /// gunicorn, before any request copies the template.
+    pub fn over_tls(self, py: Python<'_>, tls: bool) -> PyResult<Globals> {
+        if tls {
+            self.template
+                .bind(py)
+                .set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+        }
+        Ok(self)
+    }
+
     /// A copy of the template, with the listener's address when it is the usual one.
     fn environ<'py>(&self, py: Python<'py>, server: &(String, String)) -> PyResult<Env<'py>> {
         if let Some(listener) = self.listener.get().filter(|l| l.server == *server) {

@@ -1,0 +1,295 @@
+//! TLS over a socket: [`TlsTransport`], the [`Transport`] a connection runs over when
+//! `--certfile` is set (the settings and the `rustls::ServerConfig` are [`crate::tls`]'s).
+//!
+//! rustls is sans-io: it turns ciphertext read off the socket into plaintext and plaintext
+//! into records, and never touches the descriptor itself. The session sits behind a
+//! `Mutex` held for one non-blocking step and never across a wait (transport.rs explains
+//! why: the connection, an app thread in `wsgi.input` and `write()` share one transport).
+//!
+//! The handshake needs no state of its own: it is driven inside [`Transport::read`] (the
+//! connection reads for its first request; rustls answers the ClientHello and its answer
+//! goes out on the way), so it happens off the Python path, on the loop or the sync
+//! worker's bounded waits, and a client that stalls it is bounded as a silent client is:
+//! by `--read-timeout` on the sync worker, by the first request's deadline on the async
+//! one. `wsgi.file_wrapper` files go out through [`Transport::send_file`]'s read-and-write
+//! default (the kernel cannot encrypt, unless kTLS takes the keys).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection};
+use socket2::Socket;
+
+use super::transport::{Transport, Want};
+
+/// A TLS session over a connected, non-blocking socket.
+pub struct TlsTransport {
+    /// The connection's one descriptor: ciphertext in and out.
+    socket: Socket,
+    /// The rustls session, locked for one non-blocking step at a time.
+    session: Mutex<Session>,
+    /// A read returned bytes and none has met `WouldBlock` since: plaintext may wait
+    /// decrypted above the socket, or ciphertext in it that no new edge will announce.
+    ahead: AtomicBool,
+    /// `--suppress-ragged-eofs`: a TCP end of stream without `close_notify` reads as a
+    /// plain end of stream; off, it is an `UnexpectedEof` error.
+    suppress_ragged_eofs: bool,
+}
+
+/// What the lock guards.
+struct Session {
+    /// rustls's state: handshake, keys, records in and out.
+    tls: ServerConnection,
+    /// The session failed (a bad record, a refused handshake): every read says so.
+    failed: bool,
+    /// `shutdown_write` was asked while records were still held: the TCP FIN follows
+    /// them, when a later push gets them out (a FIN first would lose `close_notify`).
+    fin_pending: bool,
+}
+
+/// An error of the TLS layer as an `io::Error`: the connection closes on it.
+fn invalid(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+impl TlsTransport {
+    /// A server session on `socket` (an accepted connection). `early` is ciphertext
+    /// already read off the socket (what followed a PROXY header): rustls gets it before
+    /// anything the socket holds. A session rustls refuses to create, or early bytes it
+    /// refuses, make a transport whose reads fail, so that the connection just closes.
+    pub fn new(socket: Socket, config: Arc<ServerConfig>, early: &[u8]) -> TlsTransport {
+        let (tls, failed) = match ServerConnection::new(config) {
+            Ok(mut tls) => {
+                let failed = feed(&mut tls, early).is_err();
+                (tls, failed)
+            }
+            Err(e) => {
+                tracing::error!("TLS session could not start: {e}");
+                // An unusable session: the connection closes at its first read.
+                let fallback = Arc::new(
+                    ServerConfig::builder()
+                        .with_no_client_auth()
+                        .with_cert_resolver(Arc::new(NoCertificate)),
+                );
+                (ServerConnection::new(fallback).expect("a session with no certificate"), true)
+            }
+        };
+        TlsTransport {
+            socket,
+            session: Mutex::new(Session { tls, failed, fin_pending: false }),
+            ahead: AtomicBool::new(!early.is_empty()),
+            suppress_ragged_eofs: true,
+        }
+    }
+
+    /// The session of a connection accepted with `--certfile` on.
+    pub fn accept(socket: Socket, settings: &crate::tls::Settings) -> TlsTransport {
+        TlsTransport::new(socket, Arc::clone(&settings.server), &[])
+            .ragged_eofs(settings.suppress_ragged_eofs)
+    }
+
+    /// `--suppress-ragged-eofs false`: a client's TCP end of stream without `close_notify`
+    /// is an error for reads, not an end of stream.
+    pub fn ragged_eofs(mut self, suppress: bool) -> TlsTransport {
+        self.suppress_ragged_eofs = suppress;
+        self
+    }
+
+    /// The session, for one step. A thread that panicked holding it left rustls's state
+    /// consistent (rustls does not unwind mid-record), so the poison is ignored.
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the records rustls holds (then a FIN asked for meanwhile); `Ok(false)`
+    /// when the socket is full.
+    fn push(&self, session: &mut Session) -> io::Result<bool> {
+        while session.tls.wants_write() {
+            match session.tls.write_tls(&mut &self.socket) {
+                Ok(n) => crate::metrics::bytes_out(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if std::mem::take(&mut session.fin_pending) {
+            self.socket.shutdown(std::net::Shutdown::Write)?;
+        }
+        Ok(true)
+    }
+
+    /// Reads ciphertext off the socket into rustls and processes it (handshake messages
+    /// answered on the way): how many bytes came (0: the peer's end of stream). `Ok(None)`:
+    /// the socket is drained for now.
+    fn pull(&self, session: &mut Session) -> io::Result<Option<usize>> {
+        let n = loop {
+            match session.tls.read_tls(&mut &self.socket) {
+                Ok(n) => {
+                    crate::metrics::bytes_in(n);
+                    break n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if let Err(error) = session.tls.process_new_packets() {
+            session.failed = true;
+            // rustls queued an alert saying why; it goes out if the socket takes it.
+            let _ = self.push(session);
+            return Err(invalid(error));
+        }
+        Ok(Some(n))
+    }
+}
+
+/// Feeds ciphertext already read to a fresh session.
+fn feed(tls: &mut ServerConnection, mut early: &[u8]) -> Result<(), rustls::Error> {
+    while !early.is_empty() {
+        match tls.read_tls(&mut early) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                tls.process_new_packets()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Transport for TlsTransport {
+    /// Plaintext first; with none decrypted, the handshake's or the records' next step:
+    /// what rustls owes the peer goes out, then ciphertext comes in. `WouldBlock` only
+    /// once the socket said so, so an edge-triggered caller gets a new edge.
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut session = self.lock();
+        let mut eof = false;
+        loop {
+            if session.failed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS session failed"));
+            }
+            match session.tls.reader().read(buf) {
+                Ok(n) => {
+                    self.ahead.store(n > 0, Ordering::Relaxed);
+                    return Ok(n);
+                }
+                // The peer's end of stream with rustls still waiting (mid-handshake, or
+                // mid-record): a ragged end.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && eof => {
+                    self.ahead.store(false, Ordering::Relaxed);
+                    return match self.suppress_ragged_eofs {
+                        true => Ok(0),
+                        false => Err(io::ErrorKind::UnexpectedEof.into()),
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && self.suppress_ragged_eofs => {
+                    self.ahead.store(false, Ordering::Relaxed);
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+            // A full socket keeps the rest for `flush` (or the next read).
+            self.push(&mut session)?;
+            match self.pull(&mut session)? {
+                Some(n) => eof = n == 0,
+                None => {
+                    self.ahead.store(false, Ordering::Relaxed);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// Plaintext becomes records (up to rustls's buffer limit, 64 KiB) and records go to
+    /// the socket. Fewer bytes than offered (or `WouldBlock`) only once the socket is
+    /// full, so an edge-triggered caller gets a writable edge.
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut session = self.lock();
+        let mut taken = 0;
+        for buf in bufs {
+            let mut rest: &[u8] = buf;
+            while !rest.is_empty() {
+                let n = session.tls.writer().write(rest)?;
+                taken += n;
+                rest = &rest[n..];
+                if rest.is_empty() {
+                    break;
+                }
+                if n == 0 && !session.tls.wants_write() {
+                    // rustls takes nothing and holds no record: its handshake is not
+                    // done, and a server writes only after a request.
+                    return Err(io::Error::other("TLS write before the handshake ended"));
+                }
+                // rustls's buffer is full: make room, unless the socket is full too.
+                if !self.push(&mut session)? {
+                    return match taken {
+                        0 => Err(io::ErrorKind::WouldBlock.into()),
+                        _ => Ok(taken),
+                    };
+                }
+            }
+        }
+        self.push(&mut session)?;
+        Ok(taken)
+    }
+
+    fn flush(&self) -> io::Result<bool> {
+        let mut session = self.lock();
+        self.push(&mut session)
+    }
+
+    /// `close_notify`, then the TCP FIN: the client can tell our end of the response from
+    /// a truncation. A full socket keeps both for [`Transport::flush`].
+    fn shutdown_write(&self) -> io::Result<()> {
+        let mut session = self.lock();
+        session.tls.send_close_notify();
+        session.fin_pending = true;
+        self.push(&mut session).map(drop)
+    }
+
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    fn buffered(&self) -> bool {
+        self.ahead.load(Ordering::Relaxed)
+    }
+
+    /// A wait for bytes while records are still owed to the peer (its handshake waits for
+    /// our answer) also wakes when the socket takes them: the read that follows sends them.
+    fn wait(&self, want: Want, timeout: Duration) -> io::Result<()> {
+        let mut events = match want {
+            Want::Read => libc::POLLIN,
+            Want::Write => libc::POLLOUT,
+        };
+        if want == Want::Read && self.lock().tls.wants_write() {
+            events |= libc::POLLOUT;
+        }
+        super::io::wait_fd(self.fd(), events, timeout)
+    }
+}
+
+/// The certificate resolver of a session that could not be created: none, so every
+/// handshake fails.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
