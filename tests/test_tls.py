@@ -25,6 +25,7 @@ import pytest
 import requests
 from conftest import (
     SOCKET_TIMEOUT,
+    SUMMARY_LINES,
     gunicorn_command,
     run_cli,
     wait_for,
@@ -291,14 +292,15 @@ def test_ssl_context_in_a_config_file_is_refused_with_certfile(certs, tmp_path):
 
 
 class Load:
-    """Requests on fresh TLS connections, one after another, from a thread, until stopped:
-    every one must succeed, across a HUP."""
+    """Requests on fresh TLS connections (a new handshake each), from four threads at once,
+    until stopped: every one must succeed, across a HUP."""
 
-    def __init__(self, port: int, certs: Path):
+    def __init__(self, port: int, certs: Path, threads: int = 4):
         self.port, self.certs = port, certs
         self.done, self.failures, self.served = threading.Event(), [], []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
 
     def _run(self):
         while not self.done.is_set():
@@ -312,17 +314,18 @@ class Load:
 
     def stop(self):
         self.done.set()
-        self.thread.join(SOCKET_TIMEOUT * 2)
+        for thread in self.threads:
+            thread.join(SOCKET_TIMEOUT * 2)
 
 
-@pytest.mark.parametrize("kind", ["ferricorn", "gunicorn"])
+@pytest.mark.parametrize("kind", ["ferricorn-async", "ferricorn-sync", "gunicorn"])
 def test_hup_rotates_the_certificate_with_no_failed_request(server_factory, certs, tmp_path, kind):
     live = tmp_path / "live"
     live.mkdir()
     for name in ("one.pem", "one-key.pem"):
         shutil.copy(certs / name, live / name)
     command = gunicorn_command() if kind == "gunicorn" else None
-    worker = [] if kind == "gunicorn" else ["-k", "async"]
+    worker = [] if kind == "gunicorn" else ["-k", kind.split("-")[1]]
     server = server_factory(APP, *tls_args(live), *worker, workers=2, command=command)
     new = fingerprint_of_file(certs / "two.pem")
     load = Load(server.port, certs)
@@ -334,12 +337,17 @@ def test_hup_rotates_the_certificate_with_no_failed_request(server_factory, cert
         server.signal(signal.SIGHUP)
         wait_for(lambda: load.served and load.served[-1] == new, 30, "the new certificate")
         count = len(load.served)
-        wait_for(lambda: len(load.served) >= count + 20, 30, "requests after the HUP")
+        wait_for(lambda: len(load.served) >= count + 100, 60, "requests after the HUP")
     finally:
         load.stop()
-    # gunicorn 27 itself has been seen failing a handshake across its HUP (a plaintext
-    # answer, "wrong version number"): only ferricorn is held to none.
-    if kind == "ferricorn":
+    # gunicorn 27 reads the files at every connection, so one that arrives between the two
+    # copies above meets a mismatched pair and fails (seen: "wrong version number"); only
+    # ferricorn, which reads them on HUP, is held to no failure.
+    SUMMARY_LINES.append(
+        f"TLS certificate rotation on HUP, {kind}: {len(load.served)} requests on new "
+        f"connections, {len(load.failures)} failed"
+    )
+    if kind != "gunicorn":
         assert load.failures == [], load.failures[:5]
     assert load.served[-1] == new
 

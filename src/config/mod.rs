@@ -380,8 +380,7 @@ impl Config {
         let (certfile, keyfile) = (at(certfile), file("keyfile").map(at));
         let server = crate::tls::server_config(&certfile, keyfile.as_deref())
             .map_err(|e| Error(e.to_string()))?;
-        let suppress =
-            raw.last("suppress_ragged_eofs").is_none_or(|v| !v.eq_ignore_ascii_case(sources::OFF));
+        let suppress = suppress_ragged_eofs(raw);
         self.tls = Some(crate::tls::Settings {
             certfile,
             keyfile,
@@ -693,6 +692,12 @@ fn ignored_settings(raw: &RawArgs) -> Vec<Notice> {
         });
     }
     notices
+}
+
+/// `--suppress-ragged-eofs`: on unless a config file turns it off (the flag only turns it
+/// on, as gunicorn's `store_true` with a default of `True`).
+fn suppress_ragged_eofs(raw: &RawArgs) -> bool {
+    raw.last("suppress_ragged_eofs").is_none_or(|v| !v.eq_ignore_ascii_case(sources::OFF))
 }
 
 /// The value in effect for a one-value setting: the last one given, else its default.
@@ -1079,6 +1084,14 @@ mod tests {
         let ciphers = ["--certfile", cert, "--keyfile", key, "--ciphers", "AES256", "app"];
         assert!(error(&ciphers).contains("--ciphers"));
         assert!(config(&["--ciphers", "AES256", "app"]).is_ok(), "acts only with certfile");
+        // Regression: a config file's `suppress_ragged_eofs = False` printed as True
+        // without --certfile.
+        let mut raw = parse_args(&["app"]).unwrap();
+        raw.values.push(("suppress_ragged_eofs", "false".into()));
+        let env = EnvDefaults { port: None, web_concurrency: None, forwarded_allow_ips: None };
+        let off = Config::from_raw(&raw, &env).unwrap();
+        let shown = (spec("suppress_ragged_eofs").shown)(&off, spec("suppress_ragged_eofs"));
+        assert_eq!(shown, "False");
     }
 
     #[test]

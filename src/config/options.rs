@@ -434,7 +434,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: true,
         help: "A TLS client's close without close_notify reads as an end of stream.",
         doc: "gunicorn's meaning: a client that closes TCP without TLS's `close_notify` alert has ended its stream (on, the default), rather than cut it short. Off (`suppress_ragged_eofs = False` in a config file), such a close is an error: a request body cut by it is a broken connection, not a short body. See [TLS](tls.md).",
-        shown: |c, _| on(c.tls.as_ref().is_none_or(|t| t.suppress_ragged_eofs)),
+        shown: |c, _| on(super::suppress_ragged_eofs(&c.raw)),
     },
     OptionSpec {
         name: "ssl_context",
