@@ -83,7 +83,7 @@ pub fn by_name(name: &str) -> Option<&'static GunicornOnly> {
     GUNICORN_ONLY.iter().find(|g| g.name == name)
 }
 
-use Arg::{Optional, Sets, Value};
+use Arg::{Sets, Value};
 use Harmless::{Any, Values};
 
 const fn row(
@@ -112,8 +112,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("default_proc_name", "gunicorn", &[], Value, Any),
     // Called only when certfile is set.
     row("ssl_context", "", &[], Value, Any),
-    row("proxy_protocol", "off", &["proxy-protocol"], Optional("auto"), Values(&["off", "false"])),
-    row("proxy_allow_ips", "127.0.0.1,::1", &["proxy-allow-from"], Value, Any),
     row("protocol", "http", &["protocol"], Value, Values(&["http"])),
     row("uwsgi_allow_ips", "127.0.0.1,::1", &["uwsgi-allow-from"], Value, Any),
     row("keyfile", "", &["keyfile"], Value, NOTHING),

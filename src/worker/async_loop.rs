@@ -20,6 +20,7 @@ use socket2::Socket;
 use super::conn::{Conn, Next, Shared, BODY_BUFFER};
 use super::io::READ_SIZE;
 use super::pool::{Job, Pool};
+use super::preamble::{self, Opening, Outcome, Preamble};
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::listener::Listener;
@@ -52,6 +53,9 @@ struct Readiness {
 /// A connection slot: its token is its index.
 enum Slot {
     Free,
+    /// Accepted with `--proxy-protocol`: its PROXY header is read off the raw socket
+    /// before the connection exists.
+    Opening(Box<Opening>),
     Here(Box<Conn<Socket>>),
     /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
     /// for its return (the thread may have read, so it is read again anyway).
@@ -85,6 +89,8 @@ struct EventLoop<'a> {
     pool: Pool<Socket>,
     /// Where reads land before they join a connection's buffer, one for the loop.
     scratch: Box<[u8]>,
+    /// `--proxy-protocol` and `--proxy-allow-from`.
+    proxy: preamble::Settings,
 }
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
@@ -151,6 +157,7 @@ impl<'a> EventLoop<'a> {
             shared,
             pool,
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
+            proxy: config.proxy_protocol.clone(),
         })
     }
 
@@ -246,20 +253,34 @@ impl<'a> EventLoop<'a> {
                     }
                 },
             };
-            let conn = Conn::new(sock, peer, index, now, self.shared.keepalive);
+            let slot = match self.proxy.mode {
+                Some(mode) => {
+                    let preamble = Preamble::new(mode, &self.proxy.allow, peer);
+                    let deadline = now + self.shared.read_timeout;
+                    Slot::Opening(Box::new(Opening::new(sock, preamble, index, deadline)))
+                }
+                None => {
+                    Slot::Here(Box::new(Conn::new(sock, peer, index, now, self.shared.keepalive)))
+                }
+            };
+            let fd = match &slot {
+                Slot::Opening(opening) => opening.fd(),
+                Slot::Here(conn) => conn.fd(),
+                _ => unreachable!(),
+            };
             let token = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(Slot::Free);
                 self.slots.len() - 1
             });
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) =
-                self.poll.registry().register(&mut SourceFd(&conn.fd()), Token(token), interest)
+                self.poll.registry().register(&mut SourceFd(&fd), Token(token), interest)
             {
                 tracing::error!("register failed: {e}");
                 self.free.push(token);
                 continue;
             }
-            self.slots[token] = Slot::Here(Box::new(conn));
+            self.slots[token] = slot;
             self.open += 1;
             return true;
         }
@@ -306,6 +327,7 @@ impl<'a> EventLoop<'a> {
     /// Readiness on a connection: drive it as far as it goes.
     fn ready(&mut self, py: Python<'_>, token: usize, ready: Readiness, now: Instant) {
         match self.slots.get_mut(token) {
+            Some(Slot::Opening(_)) if ready.readable => return self.open_further(py, token, now),
             Some(Slot::Here(conn)) => conn.ready(ready.readable, ready.writable, ready.closed),
             Some(Slot::Away { writable, closed }) => {
                 *writable |= ready.writable;
@@ -314,6 +336,34 @@ impl<'a> EventLoop<'a> {
             }
             _ => return,
         }
+        self.drive(py, token, now);
+    }
+
+    /// Reads more of a connection's preamble; once the bytes decide, the connection
+    /// starts with the peer they name and what followed the header, or is refused (its
+    /// error page, then the close) or closed.
+    fn open_further(&mut self, py: Python<'_>, token: usize, now: Instant) {
+        let Slot::Opening(opening) = &mut self.slots[token] else { return };
+        let outcome = opening.read(&mut self.scratch);
+        if matches!(outcome, Outcome::NeedMore) {
+            return;
+        }
+        let Slot::Opening(opening) = std::mem::replace(&mut self.slots[token], Slot::Free) else {
+            unreachable!()
+        };
+        let Opening { socket, listener, .. } = *opening;
+        let keepalive = self.shared.keepalive;
+        let conn = match outcome {
+            Outcome::Ready { peer, leftover } => {
+                Conn::new(socket, peer, listener, now, keepalive).with_received(leftover)
+            }
+            Outcome::Refuse { peer, status } => {
+                Conn::new(socket, peer, listener, now, keepalive).refused(status)
+            }
+            // Closed with `socket`, here (a closed descriptor leaves epoll by itself).
+            Outcome::NeedMore | Outcome::Drop => return self.release(py, token),
+        };
+        self.slots[token] = Slot::Here(Box::new(conn));
         self.drive(py, token, now);
     }
 
@@ -357,10 +407,16 @@ impl<'a> EventLoop<'a> {
     }
 
     fn close(&mut self, py: Python<'_>, token: usize) {
-        if let Slot::Here(mut conn) = std::mem::replace(&mut self.slots[token], Slot::Free) {
-            conn.abandon(py);
-            // An app thread inside `wsgi.input` may hold the transport a moment longer.
-            let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd()));
+        match std::mem::replace(&mut self.slots[token], Slot::Free) {
+            Slot::Here(mut conn) => {
+                conn.abandon(py);
+                // An app thread inside `wsgi.input` may hold the transport a moment longer.
+                let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd()));
+            }
+            Slot::Opening(opening) => {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&opening.fd()));
+            }
+            Slot::Free | Slot::Away { .. } => {}
         }
         self.release(py, token);
     }
@@ -407,13 +463,23 @@ impl<'a> EventLoop<'a> {
                 _ => {}
             }
         }
+        // A connection still in its PROXY header is a new one: the same grace.
+        for slot in &mut self.slots {
+            if let Slot::Opening(opening) = slot {
+                opening.deadline = opening.deadline.min(now + NEW_CONNECTION_GRACE);
+            }
+        }
     }
 
     /// Closes connections past their deadline: idle keep-alive, slow heads and bodies,
     /// readers that stopped reading.
     fn sweep(&mut self, py: Python<'_>, now: Instant) {
         let expired: Vec<usize> = (0..self.slots.len())
-            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.deadline() <= now))
+            .filter(|&t| match &self.slots[t] {
+                Slot::Here(c) => c.deadline() <= now,
+                Slot::Opening(o) => o.deadline <= now,
+                _ => false,
+            })
             .collect();
         for token in expired {
             self.close(py, token);
