@@ -168,9 +168,30 @@ def test_the_header_is_the_client_and_a_request_without_one_is_the_socket(server
         "client",
         None,
     )
-    # The default trusts the socket's peer (127.0.0.1) with X-Forwarded-Proto.
+    # --forwarded-allow-ips judges the socket's peer (127.0.0.1, trusted by default), not
+    # the header's client, as gunicorn does (the side-by-side cases compare them).
     status, doc, _ = ask(servers(worker_class, "--proxy-protocol"), [V1 + HTTPS])
     assert doc["wsgi.url_scheme"] == "https"
+    flags = ("--proxy-protocol", "--forwarded-allow-ips", "10.1.2.3")
+    status, doc, _ = ask(servers(worker_class, *flags), [V1 + HTTPS])
+    assert (doc["REMOTE_ADDR"], doc["wsgi.url_scheme"]) == ("10.1.2.3", "http")
+
+
+def test_a_unix_socket_peer_is_always_allowed(server_factory, worker_class, tmp_path):
+    """gunicorn: "Connections not associated with an IP address are treated as allowed"."""
+    seen = {}
+    for who in (worker_class, "gunicorn"):
+        path = tmp_path / f"{who}.sock"
+        command = GUNICORN if who == "gunicorn" else None
+        kind = None if who == "gunicorn" else worker_class
+        flags = ("--proxy-protocol", "--proxy-allow-from", "10.0.0.1", "--no-control-socket")
+        server_factory(APP, *flags, binds=(f"unix:{path}",), worker_class=kind, command=command)
+        with connect(str(path)) as sock:
+            sock.sendall(V1 + REQUEST)
+            raw, _ = read_until_close(sock)
+        response = parse_response(raw)
+        seen[who] = (response.status, json.loads(response.body)["REMOTE_ADDR"])
+    assert seen[worker_class] == seen["gunicorn"] == (200, "10.1.2.3")
 
 
 def test_local_keeps_the_socket_peer(servers, worker_class):
