@@ -194,6 +194,20 @@ def test_a_unix_socket_peer_is_always_allowed(server_factory, worker_class, tmp_
     assert seen[worker_class] == seen["gunicorn"] == (200, "10.1.2.3")
 
 
+def test_the_access_log_names_the_header_client(server_factory, worker_class):
+    """``%(h)s`` is the environ's REMOTE_ADDR, as in gunicorn: the header's client."""
+    lines = {}
+    for who in (worker_class, "gunicorn"):
+        command = GUNICORN if who == "gunicorn" else None
+        kind = None if who == "gunicorn" else worker_class
+        flags = ("--proxy-protocol", "--access-logfile", "-", "--no-control-socket")
+        server = server_factory(APP, *flags, worker_class=kind, command=command)
+        assert ask(server, [V1 + REQUEST])[0] == 200
+        wait_for(lambda s=server: "/x" in s.stdout, SOCKET_TIMEOUT, "the access log line")
+        lines[who] = server.stdout.split(" ", 1)[0]
+    assert lines[worker_class] == lines["gunicorn"] == "10.1.2.3"
+
+
 def test_local_keeps_the_socket_peer(servers, worker_class):
     status, doc, _ = ask(servers(worker_class, "--proxy-protocol", "v2"), [LOCAL + REQUEST])
     assert status == 200

@@ -181,11 +181,14 @@ pub struct Opening {
     pub deadline: Instant,
     /// What has arrived.
     preamble: Preamble,
+    /// `--metrics-bind`'s open-connections gauge, until the connection takes it over.
+    _open: crate::metrics::Held,
 }
 
 impl Opening {
     pub fn new(socket: Socket, preamble: Preamble, listener: usize, deadline: Instant) -> Self {
-        Opening { socket, listener, deadline, preamble }
+        let _open = crate::metrics::Held::connection();
+        Opening { socket, listener, deadline, preamble, _open }
     }
 
     /// Reads what the socket holds (edge-triggered: until it would block) and judges it.
