@@ -56,6 +56,9 @@ def v2(command: int, family: int, body: bytes) -> bytes:
 
 TLVS = b"\x04\x00\x02ab" + b"\x05\x00\x00"  # two TLVs: NOOP with 2 bytes, UNIQUE_ID empty
 LOCAL = v2(0, 0x00, b"")
+# What an AWS NLB adds to a v2 header: TLV 0xEA, subtype 0x01, the VPC endpoint id.
+VPCE = b"\x01vpce-08d2bf15fac5001c9"
+NLB_TLV = b"\xea" + struct.pack(">H", len(VPCE)) + VPCE
 
 
 def bytewise(data: bytes) -> list[bytes]:
@@ -111,6 +114,7 @@ CASES = {
     "v1_bad_port": ([b"PROXY TCP4 10.1.2.3 10.9.9.9 4321 65536\r\n" + REQUEST], 0.0),
     "v2_tcp4_with_tlvs": ([v2(1, 0x11, ADDRESSES_V4 + TLVS) + REQUEST], 0.0),
     "v2_tcp6": ([v2(1, 0x21, ADDRESSES_V6) + REQUEST], 0.0),
+    "v2_aws_nlb": ([v2(1, 0x11, ADDRESSES_V4 + NLB_TLV) + REQUEST], 0.0),
     "no_header": ([REQUEST], 0.0),
     "split_over_many_writes": ([*bytewise(V1), REQUEST], 0.002),
     "v2_split_over_many_writes": ([*bytewise(v2(1, 0x11, ADDRESSES_V4)), REQUEST], 0.002),
@@ -121,7 +125,7 @@ CASES = {
 RUNS = [
     (("--proxy-protocol",), list(CASES)),
     (("--proxy-protocol", "v1"), ["v1_tcp4", "v2_tcp6", "no_header", "split_over_many_writes"]),
-    (("--proxy-protocol", "v2"), ["v1_tcp4", "v2_tcp4_with_tlvs", "no_header"]),
+    (("--proxy-protocol", "v2"), ["v1_tcp4", "v2_tcp4_with_tlvs", "v2_aws_nlb", "no_header"]),
     # A peer not allowed: 403 for anything that starts like a header, served without one.
     (
         ("--proxy-protocol", "--proxy-allow-from", "10.0.0.0/8"),
