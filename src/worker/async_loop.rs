@@ -8,6 +8,7 @@
 //! `epoll_wait`, so a burst of ready connections costs one GIL round trip.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -253,6 +254,7 @@ impl<'a> EventLoop<'a> {
                     }
                 },
             };
+            let fd = sock.as_raw_fd();
             let slot = match self.proxy.mode {
                 Some(mode) => {
                     let preamble = Preamble::new(mode, &self.proxy.allow, peer);
@@ -262,11 +264,6 @@ impl<'a> EventLoop<'a> {
                 None => {
                     Slot::Here(Box::new(Conn::new(sock, peer, index, now, self.shared.keepalive)))
                 }
-            };
-            let fd = match &slot {
-                Slot::Opening(opening) => opening.fd(),
-                Slot::Here(conn) => conn.fd(),
-                _ => unreachable!(),
             };
             let token = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(Slot::Free);
