@@ -324,7 +324,9 @@ impl<'a> EventLoop<'a> {
     /// Readiness on a connection: drive it as far as it goes.
     fn ready(&mut self, py: Python<'_>, token: usize, ready: Readiness, now: Instant) {
         match self.slots.get_mut(token) {
-            Some(Slot::Opening(_)) if ready.readable => return self.open_further(py, token, now),
+            Some(Slot::Opening(_)) if ready.readable => {
+                return self.open_further(py, token, ready.closed, now)
+            }
             Some(Slot::Here(conn)) => conn.ready(ready.readable, ready.writable, ready.closed),
             Some(Slot::Away { writable, closed }) => {
                 *writable |= ready.writable;
@@ -338,8 +340,9 @@ impl<'a> EventLoop<'a> {
 
     /// Reads more of a connection's preamble; once the bytes decide, the connection
     /// starts with the peer they name and what followed the header, or is refused (its
-    /// error page, then the close) or closed.
-    fn open_further(&mut self, py: Python<'_>, token: usize, now: Instant) {
+    /// error page, then the close) or closed. `closed`: the client's FIN came with this
+    /// edge, which the connection must know (no other edge will say it).
+    fn open_further(&mut self, py: Python<'_>, token: usize, closed: bool, now: Instant) {
         let Slot::Opening(opening) = &mut self.slots[token] else { return };
         let outcome = opening.read(&mut self.scratch);
         if matches!(outcome, Outcome::NeedMore) {
@@ -360,7 +363,9 @@ impl<'a> EventLoop<'a> {
             // Closed with `socket`, here (a closed descriptor leaves epoll by itself).
             Outcome::NeedMore | Outcome::Drop => return self.release(py, token),
         };
-        self.slots[token] = Slot::Here(Box::new(conn));
+        let mut conn = Box::new(conn);
+        conn.ready(true, true, closed);
+        self.slots[token] = Slot::Here(conn);
         self.drive(py, token, now);
     }
 
