@@ -10,13 +10,16 @@ doc stays true.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import tempfile
+import termios
 from pathlib import Path
 
 import pytest
@@ -264,6 +267,32 @@ def test_a_stalled_header_cannot_hold_a_worker(server_factory, worker_class):
         status, doc, _ = ask(server, [V1 + REQUEST])
         assert (status, doc["REMOTE_ADDR"]) == (200, "10.1.2.3")
         assert read_until_close(stalled) == (b"", "eof")
+
+
+def test_regression_a_fin_behind_the_header_was_missed(server_factory):
+    """The async worker reads a header on an edge that may also carry the client's FIN;
+    the connection it then makes must know of the FIN (no later edge says it), or, with
+    more than one read of bytes behind the header, it waited out --keep-alive instead of
+    closing once its response was sent. The worker is stopped while the whole exchange
+    and the FIN land in its socket, so they arrive on one edge."""
+    server = server_factory(APP, "--proxy-protocol", "--keep-alive", "60", worker_class="async")
+    (worker,) = server.worker_pids()
+    # More than one read (64 KiB) behind the header, less than a socket takes unread.
+    body = b"b" * 90_000
+    head = b"POST /fin HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        sock = connect(server.address())
+        sock.sendall(V1 + head + body)
+        sock.shutdown(socket.SHUT_WR)
+        unsent = lambda: fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0\0\0\0")  # noqa: E731
+        wait_for(lambda: unsent() == b"\0\0\0\0", SOCKET_TIMEOUT, "the bytes to land")
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    with sock:
+        raw, _ = read_until_close(sock)
+    response = parse_response(raw)
+    assert (response.status, json.loads(response.body)["REMOTE_ADDR"]) == (200, "10.1.2.3")
 
 
 # --- behind a real HAProxy --------------------------------------------------------------------
