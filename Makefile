@@ -40,7 +40,7 @@ rust-test: $(STAMP)
 
 # System programs the end-to-end tests drive, from Debian: in CI (root, CI=true) each one
 # missing is installed with apt-get; elsewhere a test whose program is absent skips.
-APT_TOOLS := prometheus
+APT_TOOLS := prometheus haproxy
 apt-tools:
 	@if [ -n "$$CI" ]; then for t in $(APT_TOOLS); do \
 	    command -v $$t >/dev/null || { apt-get update -qq && apt-get install -y -qq $$t; } || exit 1; \

@@ -23,12 +23,47 @@ pub enum HeaderMap {
 pub const DEFAULT_SECURE_SCHEME_HEADERS: [(&str, &str); 3] =
     [("X-FORWARDED-PROTOCOL", "ssl"), ("X-FORWARDED-PROTO", "https"), ("X-FORWARDED-SSL", "on")];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
+/// Which peers a setting trusts (`--forwarded-allow-ips`, `--proxy-allow-from`): addresses
+/// and CIDR networks, or `*`, comma-separated, as gunicorn's `_ip_in_allow_list` reads them.
+/// A peer with no address (a unix socket) is always trusted, as in gunicorn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
     /// `*`: every peer is trusted.
-    trust_all: bool,
+    any: bool,
     /// Trusted networks, as (address, prefix length).
     networks: Vec<(IpAddr, u8)>,
+}
+
+impl AllowList {
+    /// From the setting's text; an error names `flag` and the entry that is no address.
+    pub fn parse(flag: &str, text: &str) -> Result<AllowList, String> {
+        let mut allow = AllowList::default();
+        for entry in list(text) {
+            match entry {
+                "*" => allow.any = true,
+                _ => {
+                    allow.networks.push(network(entry).ok_or_else(|| {
+                        format!("{flag}: {entry:?} is not an IP address or network")
+                    })?)
+                }
+            }
+        }
+        Ok(allow)
+    }
+
+    /// Whether `peer` (`None`: a unix socket) is trusted.
+    pub fn allows(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            None => true,
+            Some(ip) => self.any || self.networks.iter().any(|&(net, len)| contains(net, len, ip)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// `--forwarded-allow-ips`: the peers whose forwarding headers are believed.
+    allow: AllowList,
     /// Upper-case header name and the value that means https.
     secure_scheme_headers: Vec<(String, String)>,
     /// Upper-case names a trusted peer may send with `_`; `*`: any.
@@ -70,9 +105,8 @@ impl Policy {
         forwarder_headers: &str,
         header_map: &str,
     ) -> Result<Policy, String> {
-        let mut policy = Policy {
-            trust_all: false,
-            networks: Vec::new(),
+        let policy = Policy {
+            allow: AllowList::parse("--forwarded-allow-ips", allow_ips)?,
             secure_scheme_headers: secure_scheme_headers
                 .iter()
                 .map(|(n, v)| (n.trim().to_ascii_uppercase(), v.trim().to_owned()))
@@ -89,24 +123,11 @@ impl Policy {
                 }
             },
         };
-        for entry in list(allow_ips) {
-            match entry {
-                "*" => policy.trust_all = true,
-                _ => policy.networks.push(network(entry).ok_or_else(|| {
-                    format!("--forwarded-allow-ips: {entry:?} is not an IP address or network")
-                })?),
-            }
-        }
         Ok(policy)
     }
 
     fn trusts(&self, peer: Option<IpAddr>) -> bool {
-        match peer {
-            None => true, // a unix socket: gunicorn trusts it unconditionally
-            Some(ip) => {
-                self.trust_all || self.networks.iter().any(|&(net, len)| contains(net, len, ip))
-            }
-        }
+        self.allow.allows(peer)
     }
 
     /// Judges a request's forwarding headers; an error is the 400 gunicorn gives.

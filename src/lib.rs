@@ -8,7 +8,8 @@
 //! - [`worker`]: a worker's boot (signals, sockets, identity) and the `sync` and `async`
 //!   loops, both over one `Transport` (a socket, or TLS: `worker/tls.rs`) and one way to start
 //!   a request; the async connection is a state machine (`worker/conn.rs`) with unit tests
-//!   over an in-memory transport.
+//!   over an in-memory transport. What comes before HTTP on the raw socket (the PROXY
+//!   protocol header, `--proxy-protocol`) is `worker/preamble.rs`, for both loops.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
 //!   bytes (request heads and their limits, body decoding, the response encoder and error

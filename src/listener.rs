@@ -287,20 +287,47 @@ pub struct Peer {
     pub addr: String,
     /// REMOTE_PORT; empty on a unix socket.
     pub port: String,
-    /// The address as a number, kept so that judging forwarded headers on each request of
-    /// a keep-alive connection does not parse `addr` again.
+    /// The socket's peer address as a number, kept so that judging forwarded headers on
+    /// each request of a keep-alive connection does not parse `addr` again. Behind a PROXY
+    /// header it stays the socket's (the proxy's): gunicorn judges that one.
     ip: Option<std::net::IpAddr>,
+    /// What the connection's PROXY header said (`--proxy-protocol`); `None` without one.
+    pub proxy: Option<Box<Proxied>>,
+}
+
+/// A PROXY header's word on the connection, beyond the client's address: the environ's
+/// `PROXY_PROTOCOL`, `PROXY_ADDR` and `PROXY_PORT`, as gunicorn sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxied {
+    /// `TCP4`, `TCP6`, `LOCAL` or `UNSPEC`.
+    pub protocol: &'static str,
+    /// The address and port the client connected to (the proxy's front); `None` for
+    /// `LOCAL` and `UNSPEC`.
+    pub destination: Option<(String, String)>,
 }
 
 impl Peer {
     /// A peer from REMOTE_ADDR and REMOTE_PORT as text (empty on a unix socket).
     pub fn new(addr: &str, port: &str) -> Peer {
-        Peer { addr: addr.to_owned(), port: port.to_owned(), ip: addr.parse().ok() }
+        Peer { addr: addr.to_owned(), port: port.to_owned(), ip: addr.parse().ok(), proxy: None }
     }
 
-    /// The peer's IP address; `None` on a unix socket.
+    /// The socket's peer IP address, whom `--forwarded-allow-ips` and `--proxy-allow-from`
+    /// judge; `None` on a unix socket.
     pub fn ip(&self) -> Option<std::net::IpAddr> {
         self.ip
+    }
+
+    /// The peer a PROXY header names: its client is REMOTE_ADDR and REMOTE_PORT; `LOCAL`
+    /// and `UNSPEC` (a health check, the proxy's own connection) keep the socket's.
+    pub fn behind(mut self, header: &crate::http::proxy::ProxyHeader) -> Peer {
+        let text = |a: std::net::SocketAddr| (a.ip().to_string(), a.port().to_string());
+        let destination = header.addresses.map(|a| text(a.destination));
+        if let Some(addresses) = header.addresses {
+            (self.addr, self.port) = text(addresses.source);
+        }
+        self.proxy = Some(Box::new(Proxied { protocol: header.kind, destination }));
+        self
     }
 }
 
@@ -308,7 +335,8 @@ impl From<&SockAddr> for Peer {
     fn from(addr: &SockAddr) -> Peer {
         match addr.as_socket() {
             Some(sa) => {
-                Peer { addr: sa.ip().to_string(), port: sa.port().to_string(), ip: Some(sa.ip()) }
+                let (addr, port) = (sa.ip().to_string(), sa.port().to_string());
+                Peer { addr, port, ip: Some(sa.ip()), proxy: None }
             }
             None => Peer::new("", ""),
         }

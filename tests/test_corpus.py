@@ -15,8 +15,8 @@ requests, not the responses, so the verdict must be the same.
   then the 400), and as ``NAME+host`` with ``Host: corpus.test`` added to each request that
   lacks it (every echo matching);
 - invalid case: a 4xx, or a close without any response; never a 2xx;
-- a case's cfg runs on a server started with the matching flags; only PROXY protocol
-  cases (a setting ferricorn lacks) are skipped, counted and listed in the summary.
+- a case's cfg runs on a server started with the matching flags (the PROXY protocol
+  cases with ``--proxy-protocol auto``); none is skipped.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ CFG_FLAGS = {
     "permit_unconventional_http_method": "--permit-unconventional-http-method",
     "permit_unconventional_http_version": "--permit-unconventional-http-version",
     "strip_header_spaces": "--strip-header-spaces",
+    "proxy_protocol": "--proxy-protocol",
 }
 
 
@@ -232,10 +233,20 @@ def _chunked_length(raw: bytes, pos: int) -> int:
         pos += size + 2
 
 
+def _proxy_header_length(raw: bytes) -> int:
+    """Bytes of the PROXY protocol header ``raw`` starts with (v1 or v2); 0 without one."""
+    if raw.startswith(b"PROXY "):
+        return raw.index(b"\r\n") + 2
+    if raw.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
+        return 16 + int.from_bytes(raw[14:16], "big")
+    return 0
+
+
 def with_host(raw: bytes, requests: list[dict]) -> bytes:
     """``raw`` with ``Host: corpus.test`` after the request line of each request that lacks
-    a Host; the requests are found by their framing."""
-    out, pos = bytearray(), 0
+    a Host; the requests are found by their framing, after a PROXY header if there is one."""
+    pos = _proxy_header_length(raw)
+    out = bytearray(raw[:pos])
     for request in requests:
         start = pos + 2 if raw[pos : pos + 2] == b"\r\n" else pos
         line_end = raw.index(b"\r\n", start) + 2
@@ -411,11 +422,6 @@ def test_invalid(servers, worker_class, name, mode):
     recorded(worker_class, "invalid", name, mode, check)
 
 
-@pytest.mark.parametrize("kind, name", SKIPPED, ids=[f"{k}/{n}" for k, n in SKIPPED])
-def test_cfg_case_skipped(kind, name):
-    pytest.skip(f"needs gunicorn setting(s) {CORPUS[kind][name]['cfg']}")
-
-
 # --- the limits: the same bytes get the same answer however they arrive (bug 7) ---------------
 
 
@@ -509,10 +515,10 @@ def summary_lines() -> list[str]:
                     text += f" ({failed} FAILED)"
                 counts.append(text)
             lines.append(f"corpus ({worker_class}) {kind} pass: " + ", ".join(counts))
-    keys = Counter(key for kind, name in SKIPPED for key in CORPUS[kind][name]["cfg"])
+    cases = [case for kind in ("valid", "invalid") for case in CORPUS[kind].values()]
+    keys = Counter(key for case in cases for key in case["cfg"])
     cfg = ", ".join(f"{key} x{count}" for key, count in sorted(keys.items()))
-    lines.append(f"corpus skipped {len(SKIPPED)} cases per worker class (cfg: {cfg})")
-    lines.append("corpus skipped: " + " ".join(f"{k}/{n}" for k, n in SKIPPED))
+    lines.append(f"corpus cases with a cfg, run with its flags: {cfg}")
     lines.append("corpus decided as 400 on the RFC: " + ", ".join(DECIDED_400))
     lines.append(
         f"corpus cases with an HTTP/1.1 request without Host ({len(WITHOUT_HOST)}): 400 as "
@@ -530,9 +536,8 @@ def test_corpus_counts():
     """Runs last in this file: the numbers and the skip list, checked and shown."""
     assert len(VALID_CASES) + len(VALID_SKIPPED) == len(CORPUS["valid"])
     assert len(INVALID) + len(INVALID_SKIPPED) == len(CORPUS["invalid"])
-    skipped = sorted(f"{k}/{n} {CORPUS[k][n]['cfg']}" for k, n in SKIPPED)
-    # Only the PROXY protocol cases (issue 10) may be skipped.
-    assert all(set(CORPUS[k][n]["cfg"]) == {"proxy_protocol"} for k, n in SKIPPED), skipped
+    # Every cfg the corpus carries is a setting ferricorn has (the PROXY cases: issue 12).
+    assert not SKIPPED, sorted(f"{k}/{n} {CORPUS[k][n]['cfg']}" for k, n in SKIPPED)
     assert set(DECIDED_400) <= set(VALID)
     failing = [
         f"{worker_class}:{kind}/{name}({mode})"

@@ -286,7 +286,8 @@ def test_regression_cfg_follows_the_command_line_as_gunicorn_does(tmp_path):
         args += ["-b", f"unix:{sock}", "--max-requests", "100", "--umask", "022"]
         args += ["-e", "HOOKS=yes", "--forwarded-allow-ips", "10.0.0.1,10.0.0.2"]
         args += ["--limit-request-line", "0", "--access-logfile", "-", "-n", "hooks"]
-        args += ["-t", "60", "--graceful-timeout", "5", "--keep-alive", "7", APP]
+        args += ["-t", "60", "--graceful-timeout", "5", "--keep-alive", "7", "--proxy-protocol"]
+        args += ["--proxy-allow-from", "10.0.0.0/8,127.0.0.1", APP]
         server = when_ready(name, args, tmp_path)
         server["cfg"]["values"]["bind"][1] = server["cfg"]["values"]["bind"][1].replace(name, "X")
         server["address"][1] = server["address"][1].replace(name, "X")
@@ -361,6 +362,8 @@ raw_env = ["HOOKS=1", "MORE=2"]
 secure_scheme_headers = {"X-PROTO": "https"}
 forwarded_allow_ips = "*"
 tmp_upload_dir = "/tmp/uploads"
+proxy_protocol = True
+proxy_allow_ips = "10.0.0.0/8, 127.0.0.1"
 """
 
 
@@ -380,6 +383,7 @@ def test_regression_cfg_reads_a_config_files_values_as_gunicorn_does(tmp_path):
     assert ours["values"] == theirs["values"]
     assert ours["values"]["tmp_upload_dir"] == "/tmp/uploads"
     assert ours["values"]["secure_scheme_headers"] == {"X-PROTO": "https"}
+    assert ours["values"]["proxy_protocol"] == "auto"
 
 
 def test_regression_worker_int_gets_the_worker_on_a_fast_stop(tmp_path):

@@ -159,10 +159,21 @@ class Setting:
         return f"<Setting {self.name}={self.value!r}>"
 
 
+# gunicorn's ``validate_proxy_protocol``: each spelling of a mode, as it normalizes it.
+_PROXY_MODES = {
+    **dict.fromkeys(("false", "off", "0", "none"), "off"),
+    **dict.fromkeys(("true", "auto", "1"), "auto"),
+    "v1": "v1",
+    "v2": "v2",
+}
+
+
 def _coerce(name: str, value):
     """A value from ferricorn's settings (text, number, list), in the type gunicorn's
     validator gives the setting."""
     default = DEFAULTS.get(name)
+    if name == "proxy_protocol":
+        return _PROXY_MODES.get(str(value).strip().lower(), value)
     if value is None or isinstance(default, type(None)):
         return value
     if isinstance(default, bool):

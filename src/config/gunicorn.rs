@@ -83,7 +83,7 @@ pub fn by_name(name: &str) -> Option<&'static GunicornOnly> {
     GUNICORN_ONLY.iter().find(|g| g.name == name)
 }
 
-use Arg::{Optional, Sets, Value};
+use Arg::{Sets, Value};
 use Harmless::{Any, Values};
 
 const fn row(
@@ -110,8 +110,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     // gunicorn itself never reads it.
     row("tmp_upload_dir", "", &[], Value, Any),
     row("default_proc_name", "gunicorn", &[], Value, Any),
-    row("proxy_protocol", "off", &["proxy-protocol"], Optional("auto"), Values(&["off", "false"])),
-    row("proxy_allow_ips", "127.0.0.1,::1", &["proxy-allow-from"], Value, Any),
     row("protocol", "http", &["protocol"], Value, Values(&["http"])),
     row("uwsgi_allow_ips", "127.0.0.1,::1", &["uwsgi-allow-from"], Value, Any),
     row("ssl_version", "2", &["ssl-version"], Value, Any),

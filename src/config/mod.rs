@@ -176,6 +176,9 @@ pub struct Config {
     /// Which proxy headers are believed: `--forwarded-allow-ips`, `secure_scheme_headers`,
     /// `--forwarder-headers`, `--header-map`.
     pub forwarded: forwarded::Policy,
+    /// `--proxy-protocol` and `--proxy-allow-from`: the PROXY header a connection may start
+    /// with, and who may send one.
+    pub proxy_protocol: crate::worker::preamble::Settings,
     /// What ferricorn does that the settings do not literally say (`--threads` choosing the
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
@@ -256,6 +259,7 @@ impl Config {
         config.code_loading(raw)?;
         config.http_limits(raw)?;
         config.tls(raw)?;
+        config.proxy_protocol(raw)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
@@ -320,8 +324,18 @@ impl Config {
             print_config: false,
             raw: raw.clone(),
             forwarded: fwd,
+            proxy_protocol: Default::default(),
             notices: Vec::new(),
         }
+    }
+
+    /// The PROXY protocol: whether a connection may start with a header, and from whom.
+    fn proxy_protocol(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        let mode = text(raw, "proxy_protocol").unwrap_or_default();
+        let allow = given(raw, spec("proxy_allow_ips")).join(",");
+        self.proxy_protocol =
+            crate::worker::preamble::Settings::parse(mode, &allow).map_err(Error)?;
+        Ok(())
     }
 
     /// Server socket: where to listen and how.
@@ -1035,6 +1049,8 @@ mod tests {
             ("config", "x.py"),
             ("request_timeout", "2.5"),
             ("metrics_bind", "127.0.0.1:9100"),
+            ("proxy_protocol", "v2"),
+            ("proxy_allow_ips", "10.0.0.0/8"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

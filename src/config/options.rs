@@ -24,6 +24,9 @@ pub enum Kind {
     Text,
     /// Repeatable: every value given counts, in order.
     List,
+    /// One value, which the flag may go without (argparse's `nargs='?'`): `--flag` alone
+    /// means this one. The next word is the value unless it starts with `-`, as in argparse.
+    Optional(&'static str),
 }
 
 /// What applies when no source gives a setting.
@@ -178,7 +181,7 @@ fn given_text(c: &Config, spec: &OptionSpec) -> String {
 }
 
 use DefaultValue::{Off, Pairs, Unset, Value, ValueOr};
-use Kind::{Flag, Int, List, Positive, Text};
+use Kind::{Flag, Int, List, Optional, Positive, Text};
 
 /// Every setting ferricorn has today. Only settings that work are listed.
 pub const OPTIONS: &[OptionSpec] = &[
@@ -530,6 +533,30 @@ pub const OPTIONS: &[OptionSpec] = &[
         gunicorn: true,
         help: "Other headers with _ in their name: drop, refuse (400) or dangerous (keep).",
         doc: "What happens to a header whose name holds `_` (which would map onto the same environ key as its `-` twin) when it is not a trusted forwarder header: `drop` it, `refuse` the request with 400, or pass it on (`dangerous`).",
+        shown: given_text,
+    },
+    OptionSpec {
+        name: "proxy_protocol",
+        short: None,
+        long: &["proxy-protocol"],
+        metavar: Some("[MODE]"),
+        kind: Optional("auto"),
+        default: Value("off"),
+        gunicorn: true,
+        help: "Read a PROXY protocol header first: off, v1, v2 or auto (the flag alone).",
+        doc: "Whether a connection may start with HAProxy's PROXY protocol header, read before anything else on it (before TLS, before the first request): `off`, `v1` (text), `v2` (binary) or `auto` (either); the flag alone means `auto`, and `true`/`false` in a config file mean `auto`/`off`, as in gunicorn. A connection without a header is served as it is, in every mode. The header's client becomes `REMOTE_ADDR`/`REMOTE_PORT` for every request of the connection (`LOCAL` and `UNSPEC` keep the socket's peer), and the environ gets `PROXY_PROTOCOL`, `PROXY_ADDR` and `PROXY_PORT`. A header that does not parse gets 400. See [deploy](deploy.md#the-proxy-protocol).",
+        shown: |c, _| c.proxy_protocol.mode_name().to_owned(),
+    },
+    OptionSpec {
+        name: "proxy_allow_ips",
+        short: None,
+        long: &["proxy-allow-from"],
+        metavar: Some("STRING"),
+        kind: List,
+        default: Value("127.0.0.1,::1"),
+        gunicorn: true,
+        help: "Front-end IPs or networks allowed to send a PROXY header; * for any.",
+        doc: "Comma-separated addresses and CIDR networks (or `*`) of the front ends that may send a PROXY protocol header; a header from any other peer gets 403. Peers on a unix socket are always allowed, as in gunicorn. `--forwarded-allow-ips` still judges the socket's peer (the proxy), not the header's client.",
         shown: given_text,
     },
     OptionSpec {

@@ -93,6 +93,10 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RawArgs, Error> {
             (None, true) => String::new(),
             (Some(_), true) => bail!("option --{} takes no value", spec.long[0]),
             (Some(v), false) => v,
+            (None, false) if matches!(spec.kind, Kind::Optional(_)) => {
+                let Kind::Optional(bare) = spec.kind else { unreachable!() };
+                rest.next_if(|next| !next.starts_with('-')).unwrap_or(bare).to_owned()
+            }
             (None, false) => match rest.next() {
                 Some(v) => v.to_owned(),
                 None => bail!(

@@ -8,10 +8,12 @@
 //! `epoll_wait`, so a burst of ready connections costs one GIL round trip.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use pyo3::prelude::*;
@@ -20,6 +22,7 @@ use socket2::Socket;
 use super::conn::{Conn, Next, Shared, BODY_BUFFER};
 use super::io::READ_SIZE;
 use super::pool::{Job, Pool};
+use super::preamble::{self, Opening, Outcome, Preamble};
 use super::tls::TlsTransport;
 use super::transport::Transport;
 use super::{Stop, WorkerContext};
@@ -55,6 +58,9 @@ struct Readiness {
 enum Slot<T: Transport> {
     Free,
     Here(Box<Conn<T>>),
+    /// Accepted with `--proxy-protocol`: its PROXY header is read off the raw socket
+    /// before the connection exists.
+    Opening(Box<Opening>),
     /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
     /// for its return (the thread may have read, so it is read again anyway).
     Away {
@@ -86,16 +92,30 @@ struct EventLoop<'a, T: Transport> {
     shared: Arc<Shared>,
     /// The app threads.
     pool: Pool<T>,
-    /// Makes an accepted socket the connection's transport.
-    wrap: Box<dyn Fn(Socket) -> T + 'a>,
+    /// Makes an accepted socket, and the bytes read off it after a PROXY header, the
+    /// connection's transport and the plaintext its first request starts with.
+    wrap: Box<Wrap<'a, T>>,
     /// Where reads land before they join a connection's buffer, one for the loop.
     scratch: Box<[u8]>,
+    /// `--proxy-protocol` and `--proxy-allow-from`.
+    proxy: preamble::Settings,
 }
+
+/// An accepted socket and what was read off it after a PROXY header, made the transport
+/// and the plaintext the first request starts with.
+type Wrap<'a, T> = dyn Fn(Socket, BytesMut) -> (T, BytesMut) + 'a;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
     match &ctx.config.tls {
-        None => serve_over(py, ctx, app, stop, Box::new(|sock| sock)),
-        Some(tls) => serve_over(py, ctx, app, stop, Box::new(|s| TlsTransport::accept(s, tls))),
+        None => serve_over(py, ctx, app, stop, Box::new(|sock, early| (sock, early))),
+        // Under TLS, what followed a PROXY header is the start of the handshake.
+        Some(tls) => serve_over(
+            py,
+            ctx,
+            app,
+            stop,
+            Box::new(|s, early| (TlsTransport::accept(s, tls, &early), BytesMut::new())),
+        ),
     }
 }
 
@@ -104,7 +124,7 @@ fn serve_over<'a, T: Transport>(
     ctx: &WorkerContext<'a>,
     app: &Bound<'_, PyAny>,
     stop: &Stop,
-    wrap: Box<dyn Fn(Socket) -> T + 'a>,
+    wrap: Box<Wrap<'a, T>>,
 ) -> i32 {
     match EventLoop::new(py, ctx, app, stop, wrap) {
         Ok(mut event_loop) => {
@@ -126,7 +146,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
         ctx: &WorkerContext<'a>,
         app: &Bound<'_, PyAny>,
         stop: &Stop,
-        wrap: Box<dyn Fn(Socket) -> T + 'a>,
+        wrap: Box<Wrap<'a, T>>,
     ) -> io::Result<EventLoop<'a, T>> {
         let config = ctx.config;
         let poll = Poll::new()?;
@@ -172,6 +192,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             pool,
             wrap,
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
+            proxy: config.proxy_protocol.clone(),
         })
     }
 
@@ -267,20 +288,32 @@ impl<'a, T: Transport> EventLoop<'a, T> {
                     }
                 },
             };
-            let conn = Conn::new((self.wrap)(sock), peer, index, now, self.shared.keepalive);
+            let fd = sock.as_raw_fd();
+            let slot = match self.proxy.mode {
+                Some(mode) => {
+                    let preamble = Preamble::new(mode, &self.proxy.allow, peer);
+                    let deadline = now + self.shared.read_timeout;
+                    Slot::Opening(Box::new(Opening::new(sock, preamble, index, deadline)))
+                }
+                None => {
+                    let (transport, _) = (self.wrap)(sock, BytesMut::new());
+                    let keepalive = self.shared.keepalive;
+                    Slot::Here(Box::new(Conn::new(transport, peer, index, now, keepalive)))
+                }
+            };
             let token = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(Slot::Free);
                 self.slots.len() - 1
             });
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) =
-                self.poll.registry().register(&mut SourceFd(&conn.fd()), Token(token), interest)
+                self.poll.registry().register(&mut SourceFd(&fd), Token(token), interest)
             {
                 tracing::error!("register failed: {e}");
                 self.free.push(token);
                 continue;
             }
-            self.slots[token] = Slot::Here(Box::new(conn));
+            self.slots[token] = slot;
             self.open += 1;
             return true;
         }
@@ -327,6 +360,9 @@ impl<'a, T: Transport> EventLoop<'a, T> {
     /// Readiness on a connection: drive it as far as it goes.
     fn ready(&mut self, py: Python<'_>, token: usize, ready: Readiness, now: Instant) {
         match self.slots.get_mut(token) {
+            Some(Slot::Opening(_)) if ready.readable => {
+                return self.open_further(py, token, ready.closed, now)
+            }
             Some(Slot::Here(conn)) => conn.ready(ready.readable, ready.writable, ready.closed),
             Some(Slot::Away { writable, closed }) => {
                 *writable |= ready.writable;
@@ -335,6 +371,41 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             }
             _ => return,
         }
+        self.drive(py, token, now);
+    }
+
+    /// Reads more of a connection's preamble; once the bytes decide, the connection
+    /// starts with the peer they name and what followed the header, or is refused (its
+    /// error page, then the close) or closed. `closed`: the client's FIN came with this
+    /// edge, which the connection must know (no other edge will say it).
+    fn open_further(&mut self, py: Python<'_>, token: usize, closed: bool, now: Instant) {
+        let Slot::Opening(opening) = &mut self.slots[token] else { return };
+        let outcome = opening.read(&mut self.scratch);
+        if matches!(outcome, Outcome::NeedMore) {
+            return;
+        }
+        let Slot::Opening(opening) = std::mem::replace(&mut self.slots[token], Slot::Free) else {
+            unreachable!()
+        };
+        let Opening { socket, listener, .. } = *opening;
+        let keepalive = self.shared.keepalive;
+        let conn = match outcome {
+            Outcome::Ready { peer, leftover } => {
+                let (transport, plaintext) = (self.wrap)(socket, leftover);
+                Conn::new(transport, peer, listener, now, keepalive).with_received(plaintext)
+            }
+            // A TLS client would not read a plaintext page: it is just closed.
+            Outcome::Refuse { .. } if !T::PLAINTEXT => return self.release(py, token),
+            Outcome::Refuse { peer, status } => {
+                let (transport, _) = (self.wrap)(socket, BytesMut::new());
+                Conn::new(transport, peer, listener, now, keepalive).refused(status)
+            }
+            // Closed with `socket`, here (a closed descriptor leaves epoll by itself).
+            Outcome::NeedMore | Outcome::Drop => return self.release(py, token),
+        };
+        let mut conn = Box::new(conn);
+        conn.ready(true, true, closed);
+        self.slots[token] = Slot::Here(conn);
         self.drive(py, token, now);
     }
 
@@ -378,10 +449,16 @@ impl<'a, T: Transport> EventLoop<'a, T> {
     }
 
     fn close(&mut self, py: Python<'_>, token: usize) {
-        if let Slot::Here(mut conn) = std::mem::replace(&mut self.slots[token], Slot::Free) {
-            conn.abandon(py);
-            // An app thread inside `wsgi.input` may hold the transport a moment longer.
-            let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd()));
+        match std::mem::replace(&mut self.slots[token], Slot::Free) {
+            Slot::Here(mut conn) => {
+                conn.abandon(py);
+                // An app thread inside `wsgi.input` may hold the transport a moment longer.
+                let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd()));
+            }
+            Slot::Opening(opening) => {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&opening.fd()));
+            }
+            Slot::Free | Slot::Away { .. } => {}
         }
         self.release(py, token);
     }
@@ -428,13 +505,23 @@ impl<'a, T: Transport> EventLoop<'a, T> {
                 _ => {}
             }
         }
+        // A connection still in its PROXY header is a new one: the same grace.
+        for slot in &mut self.slots {
+            if let Slot::Opening(opening) = slot {
+                opening.deadline = opening.deadline.min(now + NEW_CONNECTION_GRACE);
+            }
+        }
     }
 
     /// Closes connections past their deadline: idle keep-alive, slow heads and bodies,
     /// readers that stopped reading.
     fn sweep(&mut self, py: Python<'_>, now: Instant) {
         let expired: Vec<usize> = (0..self.slots.len())
-            .filter(|&t| matches!(&self.slots[t], Slot::Here(c) if c.deadline() <= now))
+            .filter(|&t| match &self.slots[t] {
+                Slot::Here(c) => c.deadline() <= now,
+                Slot::Opening(o) => o.deadline <= now,
+                _ => false,
+            })
             .collect();
         for token in expired {
             self.close(py, token);

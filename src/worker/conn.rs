@@ -222,6 +222,21 @@ impl<T: Transport> Conn<T> {
         }
     }
 
+    /// A connection whose first bytes were read before it was handed over (what followed a
+    /// PROXY header): the start of its first request.
+    pub fn with_received(mut self, received: BytesMut) -> Self {
+        self.rbuf = received;
+        self
+    }
+
+    /// A connection refused before its first request (its PROXY header): the error page
+    /// for `status`, then the close.
+    pub fn refused(mut self, status: u16) -> Self {
+        self.out.push(&wsgi::exchange::error_page(status));
+        self.phase = Phase::Closing;
+        self
+    }
+
     /// The descriptor the loop registers.
     pub fn fd(&self) -> std::os::fd::RawFd {
         self.transport.fd()

@@ -530,3 +530,34 @@ fn body_past_the_memory_budget_spills_to_a_file_and_reads_back() {
         assert!(conn.is_idle_keep_alive());
     });
 }
+
+/// What followed a PROXY header starts the first request: served without a read.
+#[test]
+fn bytes_received_before_the_connection_start_its_first_request() {
+    Python::initialize();
+    Python::attach(|py| {
+        let (mock, shared) = (Mock::default(), shared(py, false));
+        let received = BytesMut::from(&b"GET /early HTTP/1.1\r\nHost: x\r\n\r\nGET /la"[..]);
+        let mut conn = new_conn(&mock).with_received(received);
+        mock.send(b"ter HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Wait));
+        assert_eq!(bodies(&answers(&mock.written())), ["GET /early 0 0", "GET /later 0 0"]);
+    });
+}
+
+/// A PROXY header refused: its error page, the half-close, nothing of the request served.
+#[test]
+fn a_refused_connection_gets_its_page_and_closes() {
+    Python::initialize();
+    Python::attach(|py| {
+        let (mock, shared) = (Mock::default(), shared(py, false));
+        let mut conn = new_conn(&mock).refused(403);
+        mock.send(b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+        mock.close();
+        assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Close));
+        let got = answers(&mock.written());
+        assert_eq!(got.iter().map(|a| a.status).collect::<Vec<_>>(), [403]);
+        assert!(got[0].head.contains("Connection: close"), "{}", got[0].head);
+        assert!(mock.wire().shut);
+    });
+}

@@ -3,7 +3,8 @@
 //! Both loops serve connections over one [`transport::Transport`] (a socket, or [`tls`]) and
 //! start every request through [`request::start`]: `sync` one connection at a time,
 //! `async_loop` many, each a [`conn::Conn`] state machine, with [`pool`] threads for
-//! `--threads` and streamed bodies. [`io`] holds the waits bounded by `--read-timeout`,
+//! `--threads` and streamed bodies. [`preamble`] reads what comes before HTTP on the raw
+//! socket (a PROXY header), for both. [`io`] holds the waits bounded by `--read-timeout`,
 //! [`output`] an async connection's queue of response bytes.
 //!
 //! A worker is forked by the arbiter and never returns into the master's Python stack:
@@ -16,6 +17,7 @@ mod deadline;
 mod io;
 mod output;
 mod pool;
+pub mod preamble;
 mod request;
 pub mod sync;
 pub mod tls;

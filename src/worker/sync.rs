@@ -17,6 +17,7 @@ use super::io::{
     accept_queue_len, close_write, linger_close, read_waiting, send_file_waiting,
     write_all_waiting, TransportSource, TransportStream, READ_SIZE,
 };
+use super::preamble::{self, Outcome, Preamble};
 use super::request::{self, Call, Started};
 use super::tls::TlsTransport;
 use super::transport::Transport;
@@ -51,6 +52,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         limits: &ctx.config.limits,
         timeout: ctx.config.read_timeout,
         body_limit: ctx.config.limit_request_body,
+        proxy: &ctx.config.proxy_protocol,
     };
     let buffers = std::cell::RefCell::new(Buffers::new());
     let recycler = stop.recycler();
@@ -59,12 +61,17 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         // dropped, so closed, on the way out.
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut buffers = buffers.borrow_mut();
+            let Some((peer, early)) = opening(py, &serving, &mut buffers.scratch, &sock, peer)
+            else {
+                return false;
+            };
             let server = &servers[i];
             match &ctx.config.tls {
-                None => handle(py, &serving, &mut buffers, sock, &peer, server),
+                None => handle(py, &serving, &mut buffers, sock, &peer, early, server),
                 Some(tls) => {
-                    let tls = TlsTransport::accept(sock, tls);
-                    handle(py, &serving, &mut buffers, tls, &peer, server)
+                    // What followed a PROXY header is the start of the TLS handshake.
+                    let tls = TlsTransport::accept(sock, tls, &early);
+                    handle(py, &serving, &mut buffers, tls, &peer, BytesMut::new(), server)
                 }
             }
         }));
@@ -232,16 +239,45 @@ struct Serving<'a, 'py> {
     timeout: Duration,
     /// `--limit-request-body` (0: none).
     body_limit: u64,
+    /// `--proxy-protocol` and `--proxy-allow-from`.
+    proxy: &'a preamble::Settings,
 }
 
-/// One connection: read a head, run the app, write the response, close. Returns whether
-/// a request reached the app (what `--max-requests` counts, as gunicorn does).
+/// What comes before HTTP on the raw socket: with `--proxy-protocol`, the PROXY header,
+/// waited for within `--read-timeout` in all. The connection's peer and the bytes after
+/// the header; `None` when it was refused (its error page sent) or dropped.
+fn opening(
+    py: Python<'_>,
+    serving: &Serving<'_, '_>,
+    scratch: &mut [u8],
+    sock: &Socket,
+    peer: Peer,
+) -> Option<(Peer, BytesMut)> {
+    let Some(mode) = serving.proxy.mode else { return Some((peer, BytesMut::new())) };
+    let preamble = Preamble::new(mode, &serving.proxy.allow, peer);
+    let timeout = serving.timeout;
+    py.detach(|| match preamble::read_blocking(sock, preamble, scratch, timeout) {
+        Outcome::Ready { peer, leftover } => Some((peer, leftover)),
+        Outcome::Refuse { status, .. } => {
+            let page = wsgi::exchange::error_page(status);
+            let _ = write_all_waiting(sock, &page, timeout);
+            linger_close(sock);
+            None
+        }
+        Outcome::NeedMore | Outcome::Drop => None,
+    })
+}
+
+/// One connection: read a head, run the app, write the response, close. `early`: bytes
+/// already received (after a PROXY header), the start of the request. Returns whether a
+/// request reached the app (what `--max-requests` counts, as gunicorn does).
 fn handle<T: Transport>(
     py: Python<'_>,
     serving: &Serving<'_, '_>,
     buffers: &mut Buffers,
     transport: T,
     peer: &Peer,
+    early: BytesMut,
     server: &(String, String),
 ) -> bool {
     // The queue start of its request (`--max-queue-time`, the environ's queue start).
@@ -249,7 +285,8 @@ fn handle<T: Transport>(
     let _open = crate::metrics::Held::connection();
     let transport = Arc::new(transport);
     let client = Client { transport: &transport, timeout: serving.timeout };
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut buf = early;
+    buf.reserve(8192);
     let scratch = &mut buffers.scratch;
     let judged =
         py.detach(|| read_head(&client, &mut buf, scratch, serving.limits)).and_then(|head| {

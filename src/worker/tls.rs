@@ -85,9 +85,10 @@ impl TlsTransport {
         }
     }
 
-    /// The session of a connection accepted with `--certfile` on.
-    pub fn accept(socket: Socket, settings: &crate::tls::Settings) -> TlsTransport {
-        TlsTransport::new(socket, Arc::clone(&settings.server), &[])
+    /// The session of a connection accepted with `--certfile` on; `early` as for
+    /// [`TlsTransport::new`].
+    pub fn accept(socket: Socket, settings: &crate::tls::Settings, early: &[u8]) -> TlsTransport {
+        TlsTransport::new(socket, Arc::clone(&settings.server), early)
             .ragged_eofs(settings.suppress_ragged_eofs)
     }
 
@@ -160,6 +161,8 @@ fn feed(tls: &mut ServerConnection, mut early: &[u8]) -> Result<(), rustls::Erro
 }
 
 impl Transport for TlsTransport {
+    const PLAINTEXT: bool = false;
+
     /// Plaintext first; with none decrypted, the handshake's or the records' next step:
     /// what rustls owes the peer goes out, then ciphertext comes in. `WouldBlock` only
     /// once the socket said so, so an edge-triggered caller gets a new edge.

@@ -42,6 +42,10 @@ pub enum Want {
 /// `WouldBlock` means "not now", and [`Transport::wait`] (or the event loop, on
 /// [`Transport::fd`]) says when to try again.
 pub trait Transport: Send + Sync + 'static {
+    /// Whether a page written before anything was read reaches the client as it is
+    /// (not so under TLS, before a handshake).
+    const PLAINTEXT: bool = true;
+
     /// One read; `Ok(0)` is the peer's end of stream.
     fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
 

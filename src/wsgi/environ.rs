@@ -190,6 +190,15 @@ pub fn build<'py>(
     }
     env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &conn.peer.addr))?;
     env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
+    if let Some(proxy) = &conn.peer.proxy {
+        // gunicorn's `proxy_environ`; `LOCAL` and `UNSPEC` name no destination (gunicorn
+        // puts None there, which PEP 3333 does not allow: the keys are left out).
+        env.set_item(intern!(py, "PROXY_PROTOCOL"), proxy.protocol)?;
+        if let Some((addr, port)) = &proxy.destination {
+            env.set_item(intern!(py, "PROXY_ADDR"), addr)?;
+            env.set_item(intern!(py, "PROXY_PORT"), port)?;
+        }
+    }
     if conn.forwarded.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
     }

@@ -45,7 +45,8 @@ def _cfg(cfg):
                 "max_requests backlog proc_name loglevel preload_app daemon pidfile umask "
                 "raw_env env uid gid reload errorlog accesslog worker_connections "
                 "limit_request_line limit_request_fields limit_request_field_size "
-                "secure_scheme_headers forwarded_allow_ips max_requests_jitter tmp_upload_dir"
+                "secure_scheme_headers forwarded_allow_ips max_requests_jitter tmp_upload_dir "
+                "proxy_protocol proxy_allow_ips"
             ).split()
         },
         "setting": cfg.settings["workers"].value,

@@ -519,11 +519,18 @@ const PROXY_PREFIXES: usize = 256;
 
 /// Target `proxy`: the PROXY header parser in each mode. A header takes at least its
 /// signature and no more than the protocol allows, and every prefix of the input either
-/// needs more or gets the whole input's answer (however the bytes arrive).
+/// needs more or gets the whole input's answer (however the bytes arrive). `announces`
+/// (where the server checks `--proxy-allow-from`) never contradicts it: what it calls no
+/// header parses as none, what it calls a header never does.
 pub fn proxy(data: &[u8]) {
-    use super::proxy::{parse, Mode, Parsed, V1_MAX};
+    use super::proxy::{announces, parse, Mode, Parsed, ProxyError, V1_MAX};
     for mode in [Mode::V1, Mode::V2, Mode::Auto] {
         let whole = parse(data, mode);
+        let none = matches!(whole, Ok(Parsed::NotProxy) | Err(ProxyError::Missing));
+        match announces(data, mode) {
+            Some(said) => assert_eq!(said, !none, "{mode:?}: announces {said}, parse {whole:?}"),
+            None => assert!(!none, "{mode:?}: undecided, yet parse says {whole:?}"),
+        }
         if let Ok(Parsed::Header(header, taken)) = &whole {
             assert!(*taken <= data.len(), "took {taken} of {} bytes", data.len());
             match header.version {

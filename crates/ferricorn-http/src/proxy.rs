@@ -95,6 +95,21 @@ pub fn parse(buf: &[u8], mode: Mode) -> Result<Parsed, ProxyError> {
     }
 }
 
+/// Whether `buf` starts a header `mode` reads, as soon as that can be told: `Some(true)`
+/// once the v1 prefix or the v2 signature is whole, `Some(false)` once the bytes differ
+/// from every prefix the mode reads. gunicorn checks `--proxy-allow-from` at this point,
+/// before it reads the header: a peer not allowed is refused whatever follows.
+pub fn announces(buf: &[u8], mode: Mode) -> Option<bool> {
+    let v2 = mode != Mode::V1 && starts_like(buf, V2_SIGNATURE);
+    let v1 = mode != Mode::V2 && starts_like(buf, V1_PREFIX);
+    match (v2, v1) {
+        (false, false) => Some(false),
+        (true, _) if buf.len() >= V2_SIGNATURE.len() => Some(true),
+        (_, true) if buf.len() >= V1_PREFIX.len() => Some(true),
+        _ => None,
+    }
+}
+
 /// Whether `buf` and `prefix` agree on their common length.
 fn starts_like(buf: &[u8], prefix: &[u8]) -> bool {
     let n = buf.len().min(prefix.len());
@@ -314,6 +329,31 @@ mod tests {
             parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", Mode::V2),
             Err(ProxyError::Missing)
         );
+    }
+
+    #[test]
+    fn a_header_is_announced_by_its_prefix() {
+        let cases: &[(&[u8], Mode, Option<bool>)] = &[
+            (b"", Mode::Auto, None),
+            (b"PROX", Mode::Auto, None),
+            (b"PROXY ", Mode::Auto, Some(true)),
+            (b"PROXY garbage", Mode::V1, Some(true)),
+            (b"PROXY ", Mode::V2, Some(false)),
+            (b"PRI * HTTP/2.0", Mode::Auto, Some(false)),
+            (b"GET / HTTP/1.1", Mode::V1, Some(false)),
+            (&V2_SIGNATURE[..11], Mode::Auto, None),
+            (V2_SIGNATURE, Mode::V2, Some(true)),
+            (V2_SIGNATURE, Mode::V1, Some(false)),
+            (b"\r\nGET", Mode::Auto, Some(false)),
+        ];
+        for &(input, mode, want) in cases {
+            assert_eq!(announces(input, mode), want, "{input:?} {mode:?}");
+            // Whenever it is told, parse agrees: a header (or a bad one), or not a header.
+            let parsed = parse(input, mode);
+            if want == Some(false) {
+                assert!(matches!(parsed, Ok(Parsed::NotProxy) | Err(ProxyError::Missing)));
+            }
+        }
     }
 
     #[test]
