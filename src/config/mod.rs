@@ -154,6 +154,8 @@ pub struct Config {
     pub metrics: crate::metrics::Settings,
     /// `--log-syslog`: where both logs also go, and how they are tagged; `None`: off.
     pub syslog: Option<crate::syslog::Settings>,
+    /// `--ssl-version` (read as the lowest), `--ciphers`, `--cert-reqs`, `--ca-certs`.
+    pub tls_policy: TlsPolicy,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
     /// Send the workers' stdout and stderr into the error log file.
@@ -177,6 +179,29 @@ pub struct Config {
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
     pub notices: Vec<Notice>,
+}
+
+/// gunicorn's TLS settings that choose what TLS serves, read into rustls's terms.
+#[derive(Debug, Clone)]
+pub struct TlsPolicy {
+    /// `--ssl-version`, read as the lowest version: the versions rustls serves.
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// `--ciphers`: every TLS 1.3 suite, then the TLS 1.2 suites the OpenSSL list chose,
+    /// in its order; `None`: rustls's default (what Python's default list maps to).
+    pub ciphers: Option<Vec<rustls::SupportedCipherSuite>>,
+    /// `--cert-reqs`: whether a client certificate is asked for, and required.
+    pub cert_reqs: crate::tls::client::CertReqs,
+    /// `--ca-certs`: the CAs a client certificate must chain to; `None`: not given.
+    /// `crate::tls::client::verifier` reads it (at boot and on HUP).
+    pub ca_certs: Option<PathBuf>,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> TlsPolicy {
+        let versions = vec![&rustls::version::TLS13, &rustls::version::TLS12];
+        let cert_reqs = crate::tls::client::CertReqs::None;
+        TlsPolicy { versions, ciphers: None, cert_reqs, ca_certs: None }
+    }
 }
 
 /// One line about the settings for the operator; see [`Config::notices`].
@@ -252,6 +277,7 @@ impl Config {
         config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
+        config.tls_policy(raw)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
@@ -306,6 +332,7 @@ impl Config {
             control: Default::default(),
             metrics: Default::default(),
             syslog: None,
+            tls_policy: TlsPolicy::default(),
             paste,
             capture_output: false,
             logconfig: None,
@@ -490,6 +517,43 @@ impl Config {
             },
         };
         self.limit_request_body = int(raw, "limit_request_body")? as u64;
+        Ok(())
+    }
+
+    /// TLS: each value is checked here (one line, exit 2), with `crate::tls`'s readers. The
+    /// CA file and `--cert-reqs` needing it are checked only with `--certfile`, as gunicorn
+    /// builds its `SSLContext` only then.
+    fn tls_policy(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        use crate::tls::{ciphers, client};
+        let version = text(raw, "ssl_version").unwrap_or_default();
+        let versions = ciphers::versions(version)
+            .map_err(|e| Error(format!("--ssl-version {version:?}: {e}")))?;
+        let ciphers = match raw.last("ciphers").filter(|c| !c.is_empty() && *c != "None") {
+            None => None,
+            Some(list) => {
+                let selection =
+                    ciphers::select(list).map_err(|e| Error(format!("--ciphers {list:?}: {e}")))?;
+                for word in &selection.unmapped {
+                    self.notices.push(Notice::new(
+                        LogLevel::Warning,
+                        format!(
+                            "--ciphers: {word} chooses no cipher rustls has; left out (rustls's \
+                             TLS 1.2 suites are ECDHE with AES-GCM or ChaCha20-Poly1305)"
+                        ),
+                    ));
+                }
+                Some(selection.suites)
+            }
+        };
+        let reqs = text(raw, "cert_reqs").unwrap_or_default();
+        let cert_reqs = client::CertReqs::parse(reqs)
+            .map_err(|e| Error(format!("--cert-reqs {reqs:?}: {e}")))?;
+        let ca_certs = raw.last("ca_certs").filter(|p| !p.is_empty() && *p != "None");
+        let ca_certs = ca_certs.map(PathBuf::from);
+        if raw.last("certfile").is_some_and(|c| !c.is_empty() && c != "None") {
+            client::verifier(ca_certs.as_deref(), reqs).map_err(Error)?;
+        }
+        self.tls_policy = TlsPolicy { versions, ciphers, cert_reqs, ca_certs };
         Ok(())
     }
 
@@ -863,6 +927,39 @@ mod tests {
         }
     }
 
+    /// The TLS settings' bad values are one line each; the CA file is read only with
+    /// `--certfile`, which a config file can give before ferricorn serves TLS itself.
+    #[test]
+    fn tls_settings() {
+        let rows = [
+            (
+                &["--ciphers", "AES256-SHA", "app"][..],
+                "--ciphers \"AES256-SHA\": chooses no TLS 1.2",
+            ),
+            (&["--ciphers", "@FOO", "app"], "--ciphers \"@FOO\": unknown command @FOO"),
+            (&["--ssl-version", "TLSv1", "app"], "--ssl-version \"TLSv1\": TLS 1.0 is older"),
+            (&["--cert-reqs", "3", "app"], "--cert-reqs \"3\": expected 0 (CERT_NONE)"),
+        ];
+        for (args, want) in rows {
+            let error = config(args).unwrap_err().0;
+            assert!(error.starts_with(want), "{args:?}: {error}");
+        }
+        let c = config(&["--ciphers", "ECDHE+AESGCM:DHE+AESGCM", "--cert-reqs", "2", "app"]);
+        let c = c.unwrap();
+        assert_eq!(c.tls_policy.ciphers.as_ref().map(Vec::len), Some(3 + 4));
+        assert_eq!(c.tls_policy.cert_reqs, crate::tls::client::CertReqs::Required);
+        let warned = c.notices.iter().filter(|n| n.level == LogLevel::Warning);
+        assert_eq!(warned.map(|n| n.text.as_str()).collect::<Vec<_>>().len(), 1);
+        let env = EnvDefaults { port: None, web_concurrency: None, forwarded_allow_ips: None };
+        let mut raw = parse_args(&["--cert-reqs", "2", "app"]).unwrap();
+        raw.values.push(("certfile", "/tmp/cert.pem".to_owned()));
+        let error = Config::from_raw(&raw, &env).unwrap_err().0;
+        assert!(error.starts_with("--cert-reqs 2: needs --ca-certs FILE"), "{error}");
+        raw.values.push(("ca_certs", "/nonexistent/ca.pem".to_owned()));
+        let error = Config::from_raw(&raw, &env).unwrap_err().0;
+        assert!(error.starts_with("--ca-certs /nonexistent/ca.pem: No such file"), "{error}");
+    }
+
     #[test]
     fn supervision_settings() {
         let c = config(&["app:x"]).unwrap();
@@ -971,6 +1068,9 @@ mod tests {
             ("config", "x.py"),
             ("request_timeout", "2.5"),
             ("metrics_bind", "127.0.0.1:9100"),
+            ("ciphers", "ECDHE+AESGCM"),
+            ("ssl_version", "TLSv1_3"),
+            ("cert_reqs", "1"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

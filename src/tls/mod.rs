@@ -1,0 +1,4 @@
+//! TLS with rustls: gunicorn's TLS settings in rustls's terms (`ciphers`, `client`).
+
+pub mod ciphers;
+pub mod client;
