@@ -355,7 +355,9 @@ mod tests {
         ca: String,
         /// The client's certificate.
         leaf: CertificateDer<'static>,
-        /// An intermediate-free chain's second element, for `SSL_CLIENT_CERT_CHAIN_0`.
+        /// The client's key.
+        leaf_key: KeyPair,
+        /// The CA's certificate, as a chain's second element (`SSL_CLIENT_CERT_CHAIN_0`).
         ca_der: CertificateDer<'static>,
     }
 
@@ -377,8 +379,9 @@ mod tests {
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x00, 0xAB, 0xCD]));
         params.not_before = rcgen::date_time_ymd(2026, 1, 5);
         params.not_after = rcgen::date_time_ymd(2036, 12, 31);
-        let leaf = params.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
-        Pki { ca: ca.pem(), leaf: leaf.der().clone(), ca_der: ca.der().clone() }
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
+        Pki { ca: ca.pem(), leaf: leaf.der().clone(), leaf_key, ca_der: ca.der().clone() }
     }
 
     /// A file under the temporary directory, unique to this test run.
@@ -565,5 +568,149 @@ mod tests {
         assert_eq!(lookup(&env, "SSL_CLIENT_S_DN_CN"), Some("Zoë"));
         assert_eq!(lookup(&env, "SSL_CLIENT_S_DN_O"), Some("A+B, \"C\""));
         assert_eq!(lookup(&env, "SSL_CLIENT_S_DN_Email"), Some("z@x.org"));
+    }
+
+    /// rustls's server and client, in memory, with the policy the settings give: what the
+    /// TLS transport will build from `Config.tls_policy`.
+    mod handshake {
+        use super::*;
+        use crate::tls::ciphers;
+        use rustls::crypto::CryptoProvider;
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+
+        fn key_der(key: &KeyPair) -> PrivateKeyDer<'static> {
+            PrivateKeyDer::Pkcs8(key.serialize_der().into())
+        }
+
+        /// A server for `localhost` (self-signed, ECDSA) and the root a client trusts it by.
+        fn server(
+            verifier: Arc<dyn ClientCertVerifier>,
+            suites: Vec<rustls::SupportedCipherSuite>,
+            versions: &[&'static rustls::SupportedProtocolVersion],
+        ) -> (ServerConnection, RootCertStore) {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec!["localhost".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let provider =
+                CryptoProvider { cipher_suites: suites, ..(*ciphers::provider()).clone() };
+            let config = ServerConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(vec![cert.der().clone()], key_der(&key))
+                .unwrap();
+            let mut roots = RootCertStore::empty();
+            roots.add(cert.der().clone()).unwrap();
+            (ServerConnection::new(Arc::new(config)).unwrap(), roots)
+        }
+
+        /// A client trusting `roots`, offering `suites` over `versions`, with `identity`'s
+        /// certificate when given.
+        fn client(
+            roots: RootCertStore,
+            identity: Option<&Pki>,
+            suites: Vec<rustls::SupportedCipherSuite>,
+            versions: &[&'static rustls::SupportedProtocolVersion],
+        ) -> ClientConnection {
+            let provider =
+                CryptoProvider { cipher_suites: suites, ..(*ciphers::provider()).clone() };
+            let builder = ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots);
+            let config = match identity {
+                Some(p) => {
+                    builder.with_client_auth_cert(vec![p.leaf.clone()], key_der(&p.leaf_key))
+                }
+                None => Ok(builder.with_no_client_auth()),
+            };
+            let name = "localhost".try_into().unwrap();
+            ClientConnection::new(Arc::new(config.unwrap()), name).unwrap()
+        }
+
+        /// Bytes back and forth until both sides are done or one refuses.
+        fn pump(
+            server: &mut ServerConnection,
+            client: &mut ClientConnection,
+        ) -> Result<(), String> {
+            for _ in 0..16 {
+                let mut wire = Vec::new();
+                client.write_tls(&mut wire).unwrap();
+                server.read_tls(&mut &wire[..]).unwrap();
+                server.process_new_packets().map_err(|e| format!("server: {e}"))?;
+                let mut wire = Vec::new();
+                server.write_tls(&mut wire).unwrap();
+                client.read_tls(&mut &wire[..]).unwrap();
+                client.process_new_packets().map_err(|e| format!("client: {e}"))?;
+                if !server.is_handshaking() && !client.is_handshaking() && !server.wants_write() {
+                    return Ok(());
+                }
+            }
+            Err("the handshake did not finish".to_owned())
+        }
+
+        fn every_suite() -> Vec<rustls::SupportedCipherSuite> {
+            ciphers::provider().cipher_suites.clone()
+        }
+
+        /// A handshake under `cert_reqs` (with the test CA), the client presenting `identity`:
+        /// the server's error, or the environ the app would get.
+        fn mutual(cert_reqs: &str, identity: Option<&Pki>, ca: &Pki) -> Result<String, String> {
+            let ca_file = file(&format!("hs-{cert_reqs}.pem"), &ca.ca);
+            let verifier = verifier(Some(&ca_file), cert_reqs).unwrap();
+            let both = [&rustls::version::TLS13, &rustls::version::TLS12];
+            let (mut server, roots) = server(verifier, every_suite(), &both);
+            let mut client = client(roots, identity, every_suite(), &both);
+            pump(&mut server, &mut client)?;
+            let chain = server.peer_certificates().unwrap_or_default();
+            let env = environ(chain);
+            let verdict = lookup(&env, "SSL_CLIENT_VERIFY").unwrap();
+            Ok(format!("{verdict} {}", lookup(&env, "SSL_CLIENT_S_DN_CN").unwrap_or("-")))
+        }
+
+        #[test]
+        fn cert_reqs_in_a_handshake() {
+            let ca = pki("Test CA");
+            let stranger = pki("Another CA");
+            let rows = [
+                ("0", Some(&ca), Ok("NONE -")),
+                ("1", None, Ok("NONE -")),
+                ("1", Some(&ca), Ok("SUCCESS client")),
+                ("1", Some(&stranger), Err("server: invalid peer certificate: UnknownIssuer")),
+                ("2", None, Err("server: peer sent no certificates")),
+                ("2", Some(&ca), Ok("SUCCESS client")),
+                ("2", Some(&stranger), Err("server: invalid peer certificate: UnknownIssuer")),
+            ];
+            for (reqs, identity, want) in rows {
+                let got = mutual(reqs, identity, &ca);
+                assert_eq!(got.as_deref(), want.map_err(str::to_owned).as_deref(), "{reqs}");
+            }
+        }
+
+        /// `--ciphers` and `--ssl-version` in the server: a TLS 1.2 client gets the one
+        /// suite the list chose, or none; a TLS 1.3 server refuses a TLS 1.2 client.
+        #[test]
+        fn cipher_list_and_version_in_a_handshake() {
+            let tls12 = [&rustls::version::TLS12];
+            let only = ciphers::suites("ECDHE-ECDSA-CHACHA20-POLY1305").unwrap();
+            let (mut s, roots) =
+                server(WebPkiClientVerifier::no_client_auth(), only.clone(), &tls12);
+            let mut c = client(roots, None, every_suite(), &tls12);
+            pump(&mut s, &mut c).unwrap();
+            let chosen = s.negotiated_cipher_suite().unwrap().suite();
+            assert_eq!(chosen, rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256);
+            let aes = ciphers::suites("ECDHE-ECDSA-AES128-GCM-SHA256").unwrap();
+            let (mut s, roots) = server(WebPkiClientVerifier::no_client_auth(), only, &tls12);
+            let mut c = client(roots, None, aes, &tls12);
+            assert!(pump(&mut s, &mut c).unwrap_err().contains("server"));
+            let v13 = ciphers::versions("TLSv1_3").unwrap();
+            let (mut s, roots) =
+                server(WebPkiClientVerifier::no_client_auth(), every_suite(), &v13);
+            let mut c = client(roots, None, every_suite(), &tls12);
+            assert!(pump(&mut s, &mut c).is_err());
+        }
     }
 }
