@@ -515,6 +515,90 @@ mod tests {
         }
     }
 
+    /// Lists made of aliases, names, prefixes and separators (a fixed pseudo-random draw):
+    /// what Python's `SSLContext.set_ciphers`, gunicorn's own call, chooses of the six is
+    /// what we choose, and we refuse exactly the lists it chooses none of the six from.
+    #[test]
+    fn agrees_with_pythons_set_ciphers() {
+        const WORDS: [&str; 24] = [
+            "ALL",
+            "HIGH",
+            "DEFAULT",
+            "ECDHE",
+            "ECDH",
+            "kECDHE",
+            "aRSA",
+            "aECDSA",
+            "AES",
+            "AES128",
+            "AES256",
+            "AESGCM",
+            "CHACHA20",
+            "FIPS",
+            "kRSA",
+            "DHE",
+            "SHA256",
+            "CBC",
+            "aNULL",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "ECDHE-RSA-CHACHA20-POLY1305",
+            "AES256-SHA",
+            "FOO",
+        ];
+        let mut seed: u64 = 12;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        let mut lists = Vec::new();
+        for _ in 0..300 {
+            let rules: Vec<String> = (0..1 + next(5))
+                .map(|_| match next(12) {
+                    0 => "@STRENGTH".to_owned(),
+                    k => {
+                        let prefix = ["", "", "", "!", "-", "+"][next(6)];
+                        let words = (0..1 + usize::from(k > 9)).map(|_| WORDS[next(WORDS.len())]);
+                        format!("{prefix}{}", words.collect::<Vec<_>>().join("+"))
+                    }
+                })
+                .collect();
+            lists.push(rules.join([":", ",", " "][next(3)]));
+        }
+        let script = "import ssl, sys\n\
+            for line in sys.stdin.read().splitlines():\n\
+            \x20   c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+            \x20   try:\n\
+            \x20       c.set_ciphers(line)\n\
+            \x20       print(':'.join(x['name'] for x in c.get_ciphers()))\n\
+            \x20   except ssl.SSLError:\n\
+            \x20       print('')\n";
+        let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let mut child = std::process::Command::new(python)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = lists.join("\n");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let theirs = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(theirs.lines().count(), lists.len());
+        for (list, chosen) in lists.iter().zip(theirs.lines()) {
+            let theirs: Vec<&str> =
+                chosen.split(':').filter(|n| TLS12.iter().any(|s| s.name == *n)).collect();
+            match names(list) {
+                Ok(ours) => assert_eq!(ours, theirs, "{list:?}"),
+                Err(e) => {
+                    assert!(theirs.is_empty(), "{list:?}: we refuse ({e}), Python chose {theirs:?}")
+                }
+            }
+        }
+    }
+
     #[test]
     fn ssl_versions() {
         let tls12_and_13 =
