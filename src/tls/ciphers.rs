@@ -194,9 +194,10 @@ pub struct Selection {
     /// Every TLS 1.3 suite (the cipher list leaves them alone), then the TLS 1.2 suites it
     /// chose, in its order.
     pub suites: Vec<SupportedCipherSuite>,
-    /// The list's words that chose something, but none of rustls's suites: a suite rustls
-    /// lacks (`AES256-SHA`, `DHE-RSA-AES128-GCM-SHA256`), an alias of such only (`kRSA`,
-    /// `CBC`), a TLS 1.3 name, or a word OpenSSL does not know either.
+    /// The list's words (rules without a prefix) that choose none of rustls's suites: a
+    /// suite rustls lacks (`AES256-SHA`, `DHE-RSA-AES128-GCM-SHA256`), an alias of such only
+    /// (`kRSA`, `CBC`), a TLS 1.3 name, or a word OpenSSL does not know either (it ignores
+    /// those).
     pub unmapped: Vec<String>,
 }
 
@@ -323,9 +324,10 @@ fn rule_words(text: &str, mut at: usize) -> Result<(Vec<&str>, usize), String> {
             at += 1;
         }
         if at == start {
-            let found =
-                text[at..].chars().next().map_or("the end".to_owned(), |c| format!("{c:?}"));
-            return Err(format!("expected a cipher name at byte {at}, found {found}"));
+            return Err(match &text[at..] {
+                "" => "a cipher name is missing at the end".to_owned(),
+                rest => format!("expected a cipher name at {rest:?}"),
+            });
         }
         words.push(&text[start..at]);
         match bytes.get(at) {
@@ -462,9 +464,9 @@ mod tests {
             ("aes128", "aes128 is not one of them"),
             ("@FOO:ALL", "unknown command @FOO"),
             ("@SECLEVEL=9:ALL", "unknown command @SECLEVEL=9"),
-            ("AES128+", "expected a cipher name at byte 7, found the end"),
-            ("!", "expected a cipher name"),
-            ("AES(128)", "found '('"),
+            ("AES128+", "a cipher name is missing at the end"),
+            ("!", "a cipher name is missing at the end"),
+            ("AES(128)", "expected a cipher name at \"(128)\""),
         ];
         for (list, want) in rows {
             let error = suites(list).expect_err(list);
