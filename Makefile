@@ -35,12 +35,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check python tests examples benches
 	$(VENV)/bin/ruff format --check python tests examples benches
 
-rust-test: $(STAMP)
+rust-test: $(STAMP) apt-tools
 	cargo test --workspace --quiet
 
 # System programs the end-to-end tests drive, from Debian: in CI (root, CI=true) each one
 # missing is installed with apt-get; elsewhere a test whose program is absent skips.
-APT_TOOLS := prometheus haproxy
+APT_TOOLS := prometheus haproxy openssl
 apt-tools:
 	@if [ -n "$$CI" ]; then for t in $(APT_TOOLS); do \
 	    command -v $$t >/dev/null || { apt-get update -qq && apt-get install -y -qq $$t; } || exit 1; \

@@ -38,6 +38,9 @@
 //!   the master's loop without blocking.
 //! - [`metrics`]: `--metrics-bind`: Prometheus metrics the workers count in shared memory
 //!   and the master serves; `--max-queue-time`.
+//! - [`tls`]: TLS with rustls: `--ciphers` and `--ssl-version` as rustls suites and
+//!   versions, `--ca-certs`/`--cert-reqs` as a client-certificate verifier, and the
+//!   client certificate's environ keys.
 //! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.

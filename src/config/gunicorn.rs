@@ -2,9 +2,9 @@
 //! file naming one gets a precise answer instead of "unrecognized option".
 //!
 //! A setting given a value that loses nothing when ignored (gunicorn's default, or a value
-//! that only matters together with another setting ferricorn lacks, like `ciphers` without
-//! `certfile`) is accepted quietly; `--check-config` still lists it. Any other value is
-//! refused on the command line (exit 2, naming docs/migrating.md) and warned about in a
+//! that only matters together with another setting ferricorn lacks, like
+//! `suppress_ragged_eofs` without `certfile`) is accepted quietly; `--check-config` still
+//! lists it. Any other value is refused on the command line (exit 2, naming docs/migrating.md) and warned about in a
 //! config file, where the rest of the file still applies.
 //!
 //! A setting that gains an [`super::OPTIONS`] entry wins over its row here (the lookups
@@ -112,10 +112,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("default_proc_name", "gunicorn", &[], Value, Any),
     row("protocol", "http", &["protocol"], Value, Values(&["http"])),
     row("uwsgi_allow_ips", "127.0.0.1,::1", &["uwsgi-allow-from"], Value, Any),
-    row("ssl_version", "2", &["ssl-version"], Value, Any),
-    row("cert_reqs", "0", &["cert-reqs"], Value, Any),
-    row("ca_certs", "", &["ca-certs"], Value, Any),
-    row("ciphers", "", &["ciphers"], Value, Any),
     row("http_protocols", "h1", &["http-protocols"], Value, Values(&["h1"])),
     row("http2_cleartext", "off", &["http2-cleartext"], Value, Any),
     row("http2_max_concurrent_streams", "100", &["http2-max-concurrent-streams"], Value, Any),

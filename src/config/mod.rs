@@ -157,6 +157,8 @@ pub struct Config {
     /// `--certfile` and the TLS settings, with the server config loaded from them;
     /// `None`: plain HTTP.
     pub tls: Option<crate::tls::Settings>,
+    /// `--ssl-version` (read as the lowest), `--ciphers`, `--cert-reqs`, `--ca-certs`.
+    pub tls_policy: TlsPolicy,
     /// `--paste`: the app comes from a PasteDeploy ini file.
     pub paste: Option<Paste>,
     /// Send the workers' stdout and stderr into the error log file.
@@ -183,6 +185,29 @@ pub struct Config {
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
     pub notices: Vec<Notice>,
+}
+
+/// gunicorn's TLS settings that choose what TLS serves, read into rustls's terms.
+#[derive(Debug, Clone)]
+pub struct TlsPolicy {
+    /// `--ssl-version`, read as the lowest version: the versions rustls serves.
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// `--ciphers`: every TLS 1.3 suite, then the TLS 1.2 suites the OpenSSL list chose,
+    /// in its order; `None`: rustls's default (what Python's default list maps to).
+    pub ciphers: Option<Vec<rustls::SupportedCipherSuite>>,
+    /// `--cert-reqs`: whether a client certificate is asked for, and required.
+    pub cert_reqs: crate::tls::client::CertReqs,
+    /// `--ca-certs`: the CAs a client certificate must chain to; `None`: not given.
+    /// `crate::tls::client::verifier` reads it (at boot and on HUP).
+    pub ca_certs: Option<PathBuf>,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> TlsPolicy {
+        let versions = vec![&rustls::version::TLS13, &rustls::version::TLS12];
+        let cert_reqs = crate::tls::client::CertReqs::None;
+        TlsPolicy { versions, ciphers: None, cert_reqs, ca_certs: None }
+    }
 }
 
 /// One line about the settings for the operator; see [`Config::notices`].
@@ -258,6 +283,7 @@ impl Config {
         config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
+        config.tls_policy(raw)?;
         config.tls(raw)?;
         config.proxy_protocol(raw)?;
         config.notices.extend(ignored_settings(raw));
@@ -315,6 +341,7 @@ impl Config {
             metrics: Default::default(),
             syslog: None,
             tls: None,
+            tls_policy: TlsPolicy::default(),
             paste,
             capture_output: false,
             logconfig: None,
@@ -379,20 +406,12 @@ impl Config {
                  --ssl-version instead (see docs/tls.md)"
             );
         }
-        // The TLS-settings helper's --ca-certs, --cert-reqs, --ciphers, --ssl-version are
-        // read here; until then one given is refused, never ignored under --certfile.
-        for name in ["ca_certs", "cert_reqs", "ciphers", "ssl_version"] {
-            let Some(row) = gunicorn::by_name(name) else { continue };
-            if raw.all(name).any(|v| !row.is_default(v) && !v.is_empty() && v != "None") {
-                bail!("{}", row.refusal(&format!("--{}", row.long[0])));
-            }
-        }
         let at = |f: &str| match &self.chdir {
             Some(dir) => dir.join(f),
             None => PathBuf::from(f),
         };
         let (certfile, keyfile) = (at(certfile), file("keyfile").map(at));
-        let server = crate::tls::server_config(&certfile, keyfile.as_deref())
+        let server = crate::tls::server_config(&certfile, keyfile.as_deref(), &self.tls_policy)
             .map_err(|e| Error(e.to_string()))?;
         let suppress = suppress_ragged_eofs(raw);
         self.tls = Some(crate::tls::Settings {
@@ -561,6 +580,42 @@ impl Config {
             },
         };
         self.limit_request_body = int(raw, "limit_request_body")? as u64;
+        Ok(())
+    }
+
+    /// TLS: each value is checked here (one line, exit 2), with `crate::tls`'s readers. The
+    /// CA file and `--cert-reqs` needing it are checked only with `--certfile`, as gunicorn
+    /// builds its `SSLContext` only then.
+    fn tls_policy(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        use crate::tls::{ciphers, client};
+        let version = text(raw, "ssl_version").unwrap_or_default();
+        let versions = ciphers::versions(version)
+            .map_err(|e| Error(format!("--ssl-version {version:?}: {e}")))?;
+        let ciphers = match raw.last("ciphers").filter(|c| !c.is_empty() && *c != "None") {
+            None => None,
+            Some(list) => {
+                let selection =
+                    ciphers::select(list).map_err(|e| Error(format!("--ciphers {list:?}: {e}")))?;
+                for word in &selection.unmapped {
+                    self.notices.push(Notice::new(
+                        LogLevel::Warning,
+                        format!(
+                            "--ciphers: {word} chooses no cipher rustls has; left out (rustls's \
+                             TLS 1.2 suites are ECDHE with AES-GCM or ChaCha20-Poly1305)"
+                        ),
+                    ));
+                }
+                Some(selection.suites)
+            }
+        };
+        let reqs = text(raw, "cert_reqs").unwrap_or_default();
+        let cert_reqs = client::CertReqs::parse(reqs)
+            .map_err(|e| Error(format!("--cert-reqs {reqs:?}: {e}")))?;
+        let ca_certs = raw.last("ca_certs").filter(|p| !p.is_empty() && *p != "None");
+        let ca_certs = ca_certs.map(PathBuf::from);
+        // The CA file is read (and `--cert-reqs` without it refused) with the certificate,
+        // by `tls::server_config`: only with --certfile, as gunicorn builds no context else.
+        self.tls_policy = TlsPolicy { versions, ciphers, cert_reqs, ca_certs };
         Ok(())
     }
 
@@ -940,6 +995,42 @@ mod tests {
         }
     }
 
+    /// The TLS settings' bad values are one line each; the CA file is read only with
+    /// `--certfile`, which a config file can give before ferricorn serves TLS itself.
+    #[test]
+    fn tls_settings() {
+        let rows = [
+            (
+                &["--ciphers", "AES256-SHA", "app"][..],
+                "--ciphers \"AES256-SHA\": chooses no TLS 1.2",
+            ),
+            (&["--ciphers", "@FOO", "app"], "--ciphers \"@FOO\": unknown command @FOO"),
+            (&["--ssl-version", "TLSv1", "app"], "--ssl-version \"TLSv1\": TLS 1.0 is older"),
+            (&["--cert-reqs", "3", "app"], "--cert-reqs \"3\": expected 0 (CERT_NONE)"),
+        ];
+        for (args, want) in rows {
+            let error = config(args).unwrap_err().0;
+            assert!(error.starts_with(want), "{args:?}: {error}");
+        }
+        let c = config(&["--ciphers", "ECDHE+AESGCM:DHE+AESGCM", "--cert-reqs", "2", "app"]);
+        let c = c.unwrap();
+        assert_eq!(c.tls_policy.ciphers.as_ref().map(Vec::len), Some(3 + 4));
+        assert_eq!(c.tls_policy.cert_reqs, crate::tls::client::CertReqs::Required);
+        let warned = c.notices.iter().filter(|n| n.level == LogLevel::Warning);
+        assert_eq!(warned.map(|n| n.text.as_str()).collect::<Vec<_>>().len(), 1);
+        let env = EnvDefaults { port: None, web_concurrency: None, forwarded_allow_ips: None };
+        let (cert, key) =
+            (crate::tls::tests::testdata("cert.pem"), crate::tls::tests::testdata("key.pem"));
+        let key = key.to_str().unwrap();
+        let mut raw = parse_args(&["--cert-reqs", "2", "--keyfile", key, "app"]).unwrap();
+        raw.values.push(("certfile", cert.to_str().unwrap().to_owned()));
+        let error = Config::from_raw(&raw, &env).unwrap_err().0;
+        assert!(error.starts_with("--cert-reqs 2: needs --ca-certs FILE"), "{error}");
+        raw.values.push(("ca_certs", "/nonexistent/ca.pem".to_owned()));
+        let error = Config::from_raw(&raw, &env).unwrap_err().0;
+        assert!(error.starts_with("--ca-certs /nonexistent/ca.pem: No such file"), "{error}");
+    }
+
     #[test]
     fn supervision_settings() {
         let c = config(&["app:x"]).unwrap();
@@ -1051,6 +1142,9 @@ mod tests {
             ("metrics_bind", "127.0.0.1:9100"),
             ("proxy_protocol", "v2"),
             ("proxy_allow_ips", "10.0.0.0/8"),
+            ("ciphers", "ECDHE+AESGCM"),
+            ("ssl_version", "TLSv1_3"),
+            ("cert_reqs", "1"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];
@@ -1080,7 +1174,7 @@ mod tests {
 
     /// `--certfile` loads the pair into the config; what goes with it is checked with it.
     #[test]
-    fn tls_settings() {
+    fn tls_certificate_settings() {
         let (cert, key) =
             (crate::tls::tests::testdata("cert.pem"), crate::tls::tests::testdata("key.pem"));
         let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
@@ -1096,10 +1190,10 @@ mod tests {
         assert!(
             error(&["--certfile", cert, "--keyfile", cert, "app"]).contains("no PEM private key")
         );
-        // Until the TLS-settings step: refused with --certfile, never ignored under it.
-        let ciphers = ["--certfile", cert, "--keyfile", key, "--ciphers", "AES256", "app"];
-        assert!(error(&ciphers).contains("--ciphers"));
-        assert!(config(&["--ciphers", "AES256", "app"]).is_ok(), "acts only with certfile");
+        // --ciphers goes into the server config: TLS 1.3's three, then the list's.
+        let ciphers = ["--certfile", cert, "--keyfile", key, "--ciphers", "ECDHE+CHACHA20", "app"];
+        let tls = config(&ciphers).unwrap().tls.unwrap();
+        assert_eq!(tls.server.crypto_provider().cipher_suites.len(), 3 + 2);
         // Regression: a config file's `suppress_ragged_eofs = False` printed as True
         // without --certfile.
         let mut raw = parse_args(&["app"]).unwrap();

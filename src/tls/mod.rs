@@ -10,6 +10,9 @@
 //! The crypto provider is aws-lc-rs, rustls's default: the fastest handshakes and bulk
 //! ciphers rustls has on x86-64 and aarch64, and it builds here with a C compiler alone.
 
+pub mod ciphers;
+pub mod client;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+
+use crate::config::TlsPolicy;
 
 /// The application protocols offered in ALPN, most preferred first. HTTP/2 goes in front
 /// of `http/1.1` here once a connection can speak it.
@@ -64,16 +69,25 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The crypto provider every session uses.
-fn provider() -> Arc<CryptoProvider> {
-    // --ciphers: the TLS-settings helper's `ciphers::suites(&str)` filters
-    // `cipher_suites` here.
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+/// The crypto provider every session uses, with `--ciphers`'s suites when given.
+fn provider(policy: &TlsPolicy) -> Arc<CryptoProvider> {
+    let all = ciphers::provider();
+    match &policy.ciphers {
+        None => all,
+        Some(suites) => {
+            Arc::new(CryptoProvider { cipher_suites: suites.clone(), ..(*all).clone() })
+        }
+    }
 }
 
-/// The server config for `certfile` (and `keyfile`, else the key in `certfile`).
-pub fn server_config(certfile: &Path, keyfile: Option<&Path>) -> Result<Arc<ServerConfig>, Error> {
-    let provider = provider();
+/// The server config for `certfile` (and `keyfile`, else the key in `certfile`), with
+/// `--ssl-version`, `--ciphers`, `--cert-reqs` and `--ca-certs` from `policy`.
+pub fn server_config(
+    certfile: &Path,
+    keyfile: Option<&Path>,
+    policy: &TlsPolicy,
+) -> Result<Arc<ServerConfig>, Error> {
+    let provider = provider(policy);
     let key = load_key(keyfile.unwrap_or(certfile), keyfile.is_some())?;
     let chain = load_chain(certfile)?;
     let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
@@ -83,16 +97,14 @@ pub fn server_config(certfile: &Path, keyfile: Option<&Path>) -> Result<Arc<Serv
             certfile.display()
         ))
     })?;
-    // --ssl-version: the TLS-settings helper's `ciphers::versions(&str)` replaces
-    // rustls's defaults (TLS 1.2 and 1.3) here.
-    let versions = rustls::DEFAULT_VERSIONS;
     let builder = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
+        .with_protocol_versions(&policy.versions)
         .map_err(|e| Error(format!("TLS: {e}")))?;
-    // --ca-certs, --cert-reqs: the TLS-settings helper's client-certificate verifier goes
-    // here, in place of `with_no_client_auth`.
-    let builder = builder.with_no_client_auth();
+    let verifier = client::verifier_for(policy.ca_certs.as_deref(), policy.cert_reqs);
+    let builder = builder.with_client_cert_verifier(verifier.map_err(Error)?);
     let mut config = builder.with_cert_resolver(Arc::new(Single(Arc::new(certified))));
+    // Python's contexts prefer the server's cipher order (OP_CIPHER_SERVER_PREFERENCE).
+    config.ignore_client_order = true;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     // A ticket could be resumed only on the worker that issued it (the session cache is
     // per process), and each costs a record per handshake.
@@ -157,7 +169,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_matching_pair_loads() {
-        let config = server_config(&testdata("cert.pem"), Some(&testdata("key.pem"))).unwrap();
+        let config =
+            server_config(&testdata("cert.pem"), Some(&testdata("key.pem")), &TlsPolicy::default())
+                .unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 
@@ -167,7 +181,7 @@ pub(crate) mod tests {
         let mut both = std::fs::read(testdata("cert.pem")).unwrap();
         both.extend(std::fs::read(testdata("key.pem")).unwrap());
         std::fs::write(&dir, both).unwrap();
-        let loaded = server_config(&dir, None);
+        let loaded = server_config(&dir, None, &TlsPolicy::default());
         let _ = std::fs::remove_file(&dir);
         loaded.unwrap();
     }
@@ -185,7 +199,8 @@ pub(crate) mod tests {
             (cert.clone(), None, "give the key with --keyfile"),
         ];
         for (certfile, keyfile, expected) in cases {
-            let error = server_config(certfile, keyfile.as_deref()).unwrap_err().0;
+            let error =
+                server_config(certfile, keyfile.as_deref(), &TlsPolicy::default()).unwrap_err().0;
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
             assert!(!error.contains('\n'), "{error:?}");
         }

@@ -19,7 +19,8 @@ use crate::worker::io::{read_waiting, send_file_waiting, write_all_waiting};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn server_config() -> Arc<ServerConfig> {
-    crate::tls::server_config(&testdata("cert.pem"), Some(&testdata("key.pem"))).unwrap()
+    let policy = crate::config::TlsPolicy::default();
+    crate::tls::server_config(&testdata("cert.pem"), Some(&testdata("key.pem")), &policy).unwrap()
 }
 
 fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
