@@ -64,6 +64,7 @@ pub mod signals;
 pub mod statsd;
 pub mod syslog;
 pub mod systemd;
+pub mod tls;
 pub mod worker;
 pub mod wsgi;
 
