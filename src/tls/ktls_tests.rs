@@ -441,3 +441,138 @@ fn alerts_from_the_client_end_the_stream_or_fail_it() {
     assert!(bad.to_string().contains("BadRecordMac"), "{bad}");
     assert_eq!(alert(&[2]).unwrap_err().kind(), io::ErrorKind::InvalidData);
 }
+
+/// A file of `len` bytes of noise, unlinked, and its sha256.
+fn noise_file(len: usize, seed: u64) -> (std::fs::File, Vec<u8>) {
+    let path = std::env::temp_dir().join(format!("ferricorn-ktls-{}-{seed}", std::process::id()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut sha = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut x = seed | 1;
+    let mut chunk = vec![0u8; 1 << 16];
+    for _ in 0..len / chunk.len() {
+        for word in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        sha.update(&chunk);
+        file.write_all(&chunk).unwrap();
+    }
+    drop(file);
+    let file = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    (file, sha.finish().as_ref().to_vec())
+}
+
+/// The client's side: sends `request`, reads to `close_notify`, then sends its own.
+/// Returns the bytes it got and their sha256.
+fn fetch(addr: SocketAddr, config: Arc<ClientConfig>, request: &'static [u8]) -> (usize, Vec<u8>) {
+    let conn = ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+    tls.write_all(request).unwrap();
+    let mut sha = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let (mut total, mut buf) = (0, vec![0u8; 1 << 16]);
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                sha.update(&buf[..n]);
+                total += n;
+            }
+            Err(e) => panic!("the client's read: {e} after {total} bytes"),
+        }
+    }
+    tls.conn.send_close_notify();
+    tls.conn.complete_io(&mut tls.sock).unwrap();
+    (total, sha.finish().as_ref().to_vec())
+}
+
+/// The server's side up to the hand-over, on a blocking socket.
+fn accept_and_offload(listener: &TcpListener, support: &Support) -> (Socket, Offloaded) {
+    let socket = Socket::from(listener.accept().unwrap().0);
+    let mut server = ServerConnection::new(server_config()).unwrap();
+    let mut reader = RecordReader::default();
+    while server.is_handshaking() || server.wants_write() {
+        if server.wants_write() {
+            server.write_tls(&mut &socket).unwrap();
+            continue;
+        }
+        assert!(reader.read_tls(&socket, &mut server).unwrap() > 0, "the client left");
+        server.process_new_packets().unwrap();
+    }
+    let offloaded = offload(&socket, server, &reader, support).unwrap();
+    (socket, offloaded)
+}
+
+/// Reads through the kernel until `plaintext` ends with `end`.
+fn read_until(kernel: &Kernel, mut plaintext: Vec<u8>, end: &[u8]) -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    while !plaintext.ends_with(end) {
+        let n = kernel.read(&mut buf).unwrap();
+        assert!(n > 0, "the client ended the stream early");
+        plaintext.extend_from_slice(&buf[..n]);
+    }
+    plaintext
+}
+
+/// Each suite over loopback TCP: handshake in rustls, hand-over, the request read
+/// through the kernel, a file (`FERRICORN_KTLS_MB`, 50 by default, for the first suite;
+/// 1 MB for the others) by `sendfile(2)`, `close_notify` both ways; the rustls client
+/// checks the sha256. Then a TLS 1.3 KeyUpdate from the client is refused, not misread.
+#[test]
+#[ignore = "needs a kernel with kTLS: benches/ktls_vm/run.sh boots one"]
+fn sendfile_over_ktls_reaches_a_rustls_client() {
+    let support = probe().expect("this test needs kTLS");
+    println!("kTLS: {}", support.names());
+    let big: usize = std::env::var("FERRICORN_KTLS_MB").map_or(50, |mb| mb.parse().unwrap());
+    for (i, (suite, version)) in cases().into_iter().enumerate() {
+        let len = if i == 0 { big } else { 1 } << 20;
+        let (file, expected) = noise_file(len, i as u64 + 7);
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let (addr, config) = (listener.local_addr().unwrap(), client_config(suite, version));
+        let client = std::thread::spawn(move || fetch(addr, config, b"GET /file HTTP/1.1\r\n\r\n"));
+        let (_socket, Offloaded { kernel, plaintext }) = accept_and_offload(&listener, &support);
+        let early = plaintext.len();
+        assert_eq!(read_until(&kernel, plaintext, b"\r\n\r\n"), b"GET /file HTTP/1.1\r\n\r\n");
+        let start = std::time::Instant::now();
+        let mut span = FileSpan { fd: file.as_raw_fd(), offset: 0, len: len as u64 };
+        assert!(kernel.send_file(&mut span).unwrap(), "a blocking socket takes it all");
+        kernel.shutdown_write().unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(kernel.read(&mut buf).unwrap(), 0, "the client's close_notify ends the stream");
+        let (got, sha) = client.join().unwrap();
+        let elapsed = start.elapsed();
+        assert_eq!((got, &sha), (len, &expected), "{:?}", suite.suite());
+        println!(
+            "kTLS {:?}: {} MiB by sendfile, sha256 matches ({early} request bytes came with the \
+             handshake), {:.1?}, {:.0} MiB/s",
+            suite.suite(),
+            len >> 20,
+            elapsed,
+            (len >> 20) as f64 / elapsed.as_secs_f64(),
+        );
+    }
+    a_key_update_is_refused(&support);
+}
+
+fn a_key_update_is_refused(support: &Support) {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = client_config(suites::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+    let client = std::thread::spawn(move || {
+        let conn = ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+        tls.write_all(b"before\n").unwrap();
+        tls.conn.refresh_traffic_keys().unwrap();
+        tls.write_all(b"after\n").unwrap();
+        let _ = tls.read(&mut [0u8; 16]);
+    });
+    let (socket, Offloaded { kernel, plaintext }) = accept_and_offload(&listener, support);
+    assert_eq!(read_until(&kernel, plaintext, b"\n"), b"before\n");
+    let refused = kernel.read(&mut [0u8; 64]).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::Unsupported, "{refused}");
+    println!("kTLS: a KeyUpdate is refused: {refused}");
+    drop(socket);
+    client.join().unwrap();
+}
