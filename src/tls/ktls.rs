@@ -40,6 +40,7 @@ use std::io::{self, IoSlice, Read};
 use std::mem::{size_of, size_of_val};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rustls::{ConnectionTrafficSecrets, ProtocolVersion, ServerConfig, ServerConnection};
@@ -182,6 +183,11 @@ fn ulp_refused(e: &io::Error) -> String {
             .to_string(),
         Some(libc::ENOPROTOOPT) => {
             "the kernel has no upper-layer protocols on TCP (Linux older than 4.13)".to_string()
+        }
+        // A client that half-closed right after its request: rustls serves it.
+        Some(libc::ENOTCONN) => {
+            "the client has closed its side (the `tls` ULP goes only on an established connection)"
+                .to_string()
         }
         _ => format!("the kernel refused the `tls` upper-layer protocol (setsockopt TCP_ULP: {e})"),
     }
@@ -487,7 +493,7 @@ pub fn offload(
     let rx = CryptoInfo::new(version, *rx_seq, rx, Direction::Rx).map_err(lost)?;
     set_crypto(fd, libc::TLS_TX, &tx).map_err(Refused::Lost)?;
     set_crypto(fd, libc::TLS_RX, &rx).map_err(Refused::Lost)?;
-    Ok(Offloaded { kernel: Kernel { fd }, plaintext })
+    Ok(Offloaded { kernel: Kernel { fd, closed: AtomicBool::new(false) }, plaintext })
 }
 
 /// Whether the keys can move now: everything below must be true, or they stay.
@@ -529,11 +535,14 @@ fn drain_plaintext(conn: &mut ServerConnection) -> Vec<u8> {
 pub struct Kernel {
     /// The connection's socket, with the session's keys in it.
     fd: RawFd,
+    /// The client's `close_notify` has come: its TCP end of stream is then no truncation.
+    closed: AtomicBool,
 }
 
 impl Kernel {
-    /// One read of application data; `Ok(0)` at the client's `close_notify` or TCP end
-    /// of stream. Any other alert, or a handshake record (a TLS 1.3 KeyUpdate: see the
+    /// One read of application data; `Ok(0)` at the client's `close_notify`, as rustls
+    /// reads: a TCP end of stream without one is `UnexpectedEof` (a truncation, unless
+    /// `--suppress-ragged-eofs` says to take it as the end). Any other alert, or a handshake record (a TLS 1.3 KeyUpdate: see the
     /// module's limits), is an error: the connection closes. `buf` should hold 2 bytes
     /// at least (an alert's size).
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -560,6 +569,13 @@ impl Kernel {
         let n = n as usize;
         // SAFETY: `msg` was filled by recvmsg; its control area is `control`.
         match unsafe { record_type(&msg) } {
+            None if n == 0 => match self.closed.load(Ordering::Relaxed) {
+                true => Ok(0),
+                false => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed TCP without a TLS close_notify",
+                )),
+            },
             None => {
                 crate::metrics::bytes_in(n);
                 Ok(n)
@@ -570,7 +586,11 @@ impl Kernel {
                 crate::metrics::bytes_in(n);
                 Ok(n)
             }
-            Some(ALERT) => alert(&buf[..n]),
+            Some(ALERT) => {
+                let n = alert(&buf[..n])?;
+                self.closed.store(true, Ordering::Relaxed);
+                Ok(n)
+            }
             Some(HANDSHAKE) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "the client sent a TLS handshake message (a TLS 1.3 KeyUpdate) after the keys \

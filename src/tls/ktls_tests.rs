@@ -120,6 +120,7 @@ fn each_refusal_of_the_ulp_says_why() {
     let cases = [
         (libc::ENOENT, "`modprobe tls` loads it"),
         (libc::ENOPROTOOPT, "older than 4.13"),
+        (libc::ENOTCONN, "the client has closed its side"),
         (libc::EPERM, "refused the `tls` upper-layer protocol"),
     ];
     for (errno, says) in cases {
@@ -519,7 +520,8 @@ fn read_until(kernel: &Kernel, mut plaintext: Vec<u8>, end: &[u8]) -> Vec<u8> {
 /// Each suite over loopback TCP: handshake in rustls, hand-over, the request read
 /// through the kernel, a file (`FERRICORN_KTLS_MB`, 50 by default, for the first suite;
 /// 1 MB for the others) by `sendfile(2)`, `close_notify` both ways; the rustls client
-/// checks the sha256. Then a TLS 1.3 KeyUpdate from the client is refused, not misread.
+/// checks the sha256. Then a TLS 1.3 KeyUpdate from the client is refused, not misread,
+/// and a TCP close without `close_notify` reads as a truncation, as rustls reads it.
 #[test]
 #[ignore = "needs a kernel with kTLS: benches/ktls_vm/run.sh boots one"]
 fn sendfile_over_ktls_reaches_a_rustls_client() {
@@ -542,6 +544,7 @@ fn sendfile_over_ktls_reaches_a_rustls_client() {
         let mut buf = [0u8; 64];
         assert_eq!(kernel.read(&mut buf).unwrap(), 0, "the client's close_notify ends the stream");
         let (got, sha) = client.join().unwrap();
+        assert_eq!(kernel.read(&mut buf).unwrap(), 0, "and its FIN after it is no truncation");
         let elapsed = start.elapsed();
         assert_eq!((got, &sha), (len, &expected), "{:?}", suite.suite());
         println!(
@@ -554,6 +557,29 @@ fn sendfile_over_ktls_reaches_a_rustls_client() {
         );
     }
     a_key_update_is_refused(&support);
+    a_close_without_close_notify_is_a_truncation(&support);
+}
+
+fn a_close_without_close_notify_is_a_truncation(support: &Support) {
+    let (offloaded, offloaded_rx) = std::sync::mpsc::channel();
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = client_config(suites::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+    let client = std::thread::spawn(move || {
+        let conn = ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+        tls.write_all(b"cut\n").unwrap();
+        // Closed only once the server has offloaded: a half-closed connection stays in
+        // rustls (TCP_ULP needs it established).
+        offloaded_rx.recv().unwrap();
+    });
+    let (_socket, Offloaded { kernel, plaintext }) = accept_and_offload(&listener, support);
+    offloaded.send(()).unwrap();
+    assert_eq!(read_until(&kernel, plaintext, b"\n"), b"cut\n");
+    client.join().unwrap();
+    let cut = kernel.read(&mut [0u8; 64]).unwrap_err();
+    assert_eq!(cut.kind(), io::ErrorKind::UnexpectedEof, "{cut}");
+    println!("kTLS: a TCP close without close_notify: {cut}");
 }
 
 fn a_key_update_is_refused(support: &Support) {
