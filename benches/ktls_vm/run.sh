@@ -8,6 +8,7 @@
 #   benches/ktls_vm/run.sh            # 50 MiB for the first suite
 #   FERRICORN_KTLS_MB=200 benches/ktls_vm/run.sh
 #   KTLS_VM_ACCEL=kvm benches/ktls_vm/run.sh   # where nested KVM works (default: tcg)
+#   KTLS_VM_PROFILE=release benches/ktls_vm/run.sh   # optimised test binary
 #
 # The host's / is shared read-only over 9p; the test runs in a chroot of it, so the test
 # binary, its libraries and the repository are the host's, at the same paths.
@@ -49,7 +50,9 @@ cp "$here/init" initrd/init && chmod +x initrd/init
 
 # The test binary, built here; the VM only runs it.
 export PYO3_PYTHON=${PYO3_PYTHON:-$repo/.venv/bin/python}
-bin=$(cd "$repo" && cargo test --lib --no-run --message-format=json 2>/dev/null | python3 -c '
+# KTLS_VM_PROFILE=release: optimised, for the timings the test prints.
+profile=; [ "${KTLS_VM_PROFILE:-}" = release ] && profile=--release
+bin=$(cd "$repo" && cargo test $profile --lib --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
