@@ -268,6 +268,9 @@ impl Arbiter {
             tracing::info!("Listening at: {local} ({pid})");
         }
         tracing::info!("Using worker: {}", self.config.worker_class.name());
+        if self.config.tls.is_some() {
+            crate::tls::ktls::announce();
+        }
         if let Some(addr) = self.scrape.as_ref().and_then(|s| s.local_addr().ok()) {
             tracing::info!("Serving metrics at: http://{addr}/metrics");
         }

@@ -12,6 +12,7 @@
 
 pub mod ciphers;
 pub mod client;
+pub mod ktls;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
