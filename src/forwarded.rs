@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use crate::http::{Error, Head};
+use crate::listener::Peer;
 
 /// `--header-map`: what happens to a header whose name holds `_`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,9 @@ pub struct Verdict {
     pub https: bool,
     /// `SCRIPT_NAME` sent by a trusted forwarder: where the app is mounted.
     pub script_name: Option<String>,
+    /// The client a uwsgi front end named (`REMOTE_ADDR`, `REMOTE_PORT`): the environ's
+    /// instead of the socket's peer.
+    pub remote: Option<Peer>,
 }
 
 impl Policy {
@@ -183,6 +187,42 @@ fn contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     };
     let shift = bits - u32::from(len);
     shift >= bits || (net >> shift) == (ip >> shift)
+}
+
+/// Which peers may speak a front-end protocol (`--uwsgi-allow-from`): addresses and
+/// networks, or `*`. A peer on a unix socket is always allowed, as in gunicorn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowList {
+    /// `*`: every peer.
+    any: bool,
+    /// Allowed networks, as (address, prefix length); a host is a full-length prefix.
+    networks: Vec<(IpAddr, u8)>,
+}
+
+impl AllowList {
+    /// From the setting's text (comma-separated); `flag` names it in the error.
+    pub fn parse(flag: &str, text: &str) -> Result<AllowList, String> {
+        let mut allow = AllowList { any: false, networks: Vec::new() };
+        for entry in list(text) {
+            match entry {
+                "*" => allow.any = true,
+                _ => {
+                    allow.networks.push(network(entry).ok_or_else(|| {
+                        format!("{flag}: {entry:?} is not an IP address or network")
+                    })?)
+                }
+            }
+        }
+        Ok(allow)
+    }
+
+    /// Whether `peer` (`None`: a unix socket) is allowed.
+    pub fn allows(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            None => true,
+            Some(ip) => self.any || self.networks.iter().any(|&(net, len)| contains(net, len, ip)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -114,8 +114,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("ssl_context", "", &[], Value, Any),
     row("proxy_protocol", "off", &["proxy-protocol"], Optional("auto"), Values(&["off", "false"])),
     row("proxy_allow_ips", "127.0.0.1,::1", &["proxy-allow-from"], Value, Any),
-    row("protocol", "http", &["protocol"], Value, Values(&["http"])),
-    row("uwsgi_allow_ips", "127.0.0.1,::1", &["uwsgi-allow-from"], Value, Any),
     row("keyfile", "", &["keyfile"], Value, NOTHING),
     row("certfile", "", &["certfile"], Value, NOTHING),
     row("ssl_version", "2", &["ssl-version"], Value, Any),

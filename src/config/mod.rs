@@ -173,10 +173,21 @@ pub struct Config {
     /// Which proxy headers are believed: `--forwarded-allow-ips`, `secure_scheme_headers`,
     /// `--forwarder-headers`, `--header-map`.
     pub forwarded: forwarded::Policy,
+    /// `--protocol`: what requests arrive as; with uwsgi, `--uwsgi-allow-from`.
+    pub protocol: Protocol,
     /// What ferricorn does that the settings do not literally say (`--threads` choosing the
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
     pub notices: Vec<Notice>,
+}
+
+/// `--protocol`: how requests arrive on every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.x request heads.
+    Http,
+    /// uwsgi packets (nginx's `uwsgi_pass`), from the peers `--uwsgi-allow-from` allows.
+    Uwsgi(forwarded::AllowList),
 }
 
 /// One line about the settings for the operator; see [`Config::notices`].
@@ -252,6 +263,7 @@ impl Config {
         config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
+        config.protocol = protocol(raw)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
@@ -315,6 +327,7 @@ impl Config {
             print_config: false,
             raw: raw.clone(),
             forwarded: fwd,
+            protocol: Protocol::Http,
             notices: Vec::new(),
         }
     }
@@ -742,6 +755,21 @@ fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
 }
 
 /// Proxy: which front ends are believed, and about which headers.
+/// `--protocol` and, for uwsgi, `--uwsgi-allow-from` (gunicorn: `protocol`,
+/// `uwsgi_allow_ips`).
+fn protocol(raw: &RawArgs) -> Result<Protocol, Error> {
+    match text(raw, "protocol").unwrap_or_default() {
+        "http" => Ok(Protocol::Http),
+        "uwsgi" => {
+            let allow = given(raw, spec("uwsgi_allow_ips")).join(",");
+            forwarded::AllowList::parse("--uwsgi-allow-from", &allow)
+                .map(Protocol::Uwsgi)
+                .map_err(Error)
+        }
+        other => bail!("--protocol {other:?}: expected http or uwsgi"),
+    }
+}
+
 fn forwarded_policy(raw: &RawArgs, env: &EnvDefaults) -> Result<forwarded::Policy, Error> {
     let allow = match (raw.last("forwarded_allow_ips"), &env.forwarded_allow_ips) {
         (None, Some(from_env)) => from_env.clone(),
@@ -971,6 +999,8 @@ mod tests {
             ("config", "x.py"),
             ("request_timeout", "2.5"),
             ("metrics_bind", "127.0.0.1:9100"),
+            ("protocol", "uwsgi"),
+            ("uwsgi_allow_ips", "10.0.0.0/8"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

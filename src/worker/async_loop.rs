@@ -132,6 +132,7 @@ impl<'a> EventLoop<'a> {
             threaded: config.threads > 1,
             keepalive: config.keepalive,
             limits: config.limits,
+            protocol: config.protocol.clone(),
             read_timeout: config.read_timeout,
             stopping: stop.flag(),
             recycler: stop.recycler(),

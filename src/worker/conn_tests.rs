@@ -164,6 +164,7 @@ fn shared_with(py: Python<'_>, threaded: bool, body_limit: u64, budget: usize) -
         threaded,
         keepalive: Duration::from_secs(2),
         limits: http::Limits::default(),
+        protocol: crate::config::Protocol::Http,
         read_timeout: Duration::from_secs(10),
         stopping: Arc::clone(&stop),
         recycler: super::super::Recycler { left: None, stop },

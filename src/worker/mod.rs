@@ -13,6 +13,7 @@
 mod async_loop;
 mod conn;
 mod deadline;
+mod front;
 mod io;
 mod output;
 mod pool;

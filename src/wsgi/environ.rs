@@ -177,8 +177,9 @@ pub fn build<'py>(
         env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
         env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
     }
-    env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &conn.peer.addr))?;
-    env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
+    let peer = conn.forwarded.remote.as_ref().unwrap_or(conn.peer);
+    env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &peer.addr))?;
+    env.set_item(intern!(py, "REMOTE_PORT"), &peer.port)?;
     if conn.forwarded.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
     }

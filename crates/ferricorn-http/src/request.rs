@@ -44,6 +44,9 @@ pub struct Head {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1 (RFC 9110 §10.1.1).
     pub expect_continue: bool,
+    /// Read from a uwsgi packet: the response body goes to the front end as opaque bytes,
+    /// so it is never chunked (gunicorn's `is_chunked`).
+    uwsgi: bool,
 }
 
 impl Head {
@@ -72,6 +75,62 @@ impl Head {
     /// A HEAD request: its response carries no body (RFC 9110 §9.3.2).
     pub fn is_head_request(&self) -> bool {
         self.method() == "HEAD"
+    }
+
+    /// The minor version whose framing the response may use: 0 (no chunked coding) for a
+    /// uwsgi request, whose body nginx passes on as it comes (gunicorn's `is_chunked`).
+    pub fn response_minor(&self) -> u8 {
+        match self.uwsgi {
+            true => 0,
+            false => self.minor,
+        }
+    }
+
+    /// A head from a uwsgi packet's pieces (`uwsgi::parse` has judged them): laid out as
+    /// an HTTP/1.1 head in one buffer, so that it reads as one to everything after.
+    pub(crate) fn from_uwsgi(
+        method: &[u8],
+        target: &[u8],
+        fields: &[(Vec<u8>, &[u8])],
+        framing: BodyFraming,
+        keep_alive: bool,
+    ) -> Head {
+        let mut raw = Vec::with_capacity(
+            method.len()
+                + target.len()
+                + 16
+                + fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>(),
+        );
+        let put = |raw: &mut Vec<u8>, bytes: &[u8]| {
+            let start = raw.len();
+            raw.extend_from_slice(bytes);
+            start..raw.len()
+        };
+        let method = put(&mut raw, method);
+        raw.push(b' ');
+        let target = put(&mut raw, target);
+        raw.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut ranges = Vec::with_capacity(fields.len());
+        for (name, value) in fields {
+            let name = put(&mut raw, name);
+            raw.extend_from_slice(b": ");
+            let value = put(&mut raw, value);
+            raw.extend_from_slice(b"\r\n");
+            ranges.push((name, value));
+        }
+        raw.extend_from_slice(b"\r\n");
+        Head {
+            raw: Bytes::from(raw),
+            method,
+            target,
+            minor: 1,
+            version: (1, 1),
+            fields: ranges,
+            framing,
+            keep_alive,
+            expect_continue: false,
+            uwsgi: true,
+        }
     }
 
     /// The path and query of the target, without fragment; absolute-form loses its authority.
@@ -129,6 +188,7 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
         framing: BodyFraming::Empty,
         keep_alive: false,
         expect_continue: false,
+        uwsgi: false,
     };
     validate_method(&raw[head.method.clone()], lenient)?;
     if lenient.casefold_method {
@@ -496,7 +556,7 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
 /// `1*DIGIT` and nothing else: no sign, no list, no whitespace inside (RFC 9110 §8.6).
 /// The number is from the wire: built with checked arithmetic, and one that does not fit
 /// in 64 bits is refused, never wrapped to a small length (which would smuggle the rest).
-fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
+pub(crate) fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
     if value.is_empty() {
         return Err(Error::BadContentLength);
     }
