@@ -158,7 +158,8 @@ fn to_packet(vars: &[Var<'_>], limits: &Limits) -> Result<Packet, Error> {
 }
 
 /// `HTTP_*` vars as header fields (`HTTP_ACCEPT_ENCODING` is `ACCEPT-ENCODING`), and
-/// `CONTENT_TYPE` and `CONTENT_LENGTH`, which CGI names without the prefix.
+/// `CONTENT_TYPE` and `CONTENT_LENGTH`, which CGI names without the prefix; these two
+/// appear once, with the last value given.
 fn header_fields<'a>(vars: &[Var<'a>]) -> Vec<(Vec<u8>, &'a [u8])> {
     let mut fields = Vec::new();
     for &(key, value) in vars {
@@ -170,7 +171,13 @@ fn header_fields<'a>(vars: &[Var<'a>]) -> Vec<(Vec<u8>, &'a [u8])> {
                 None => continue,
             },
         };
-        fields.push((name, value));
+        // nginx sends `CONTENT_LENGTH` and the client's `Content-Length` as
+        // `HTTP_CONTENT_LENGTH`: gunicorn's environ takes the last, never joins them.
+        let framing = matches!(&name[..], b"CONTENT-TYPE" | b"CONTENT-LENGTH");
+        match fields.iter_mut().find(|(n, _)| framing && *n == name) {
+            Some(field) => field.1 = value,
+            None => fields.push((name, value)),
+        }
     }
     fields
 }
@@ -330,6 +337,14 @@ mod tests {
         let p = packet(&[(b"HTTP_A", b"1"), (b"HTTP_B", b"2"), (b"HTTP_A", b"3")]);
         let fields: Vec<(&[u8], &[u8])> = p.head.fields().collect();
         assert_eq!(fields, [(&b"A"[..], &b"3"[..]), (b"B", b"2")]);
+        let twice = packet(&[
+            (b"CONTENT_LENGTH", b"4"),
+            (b"CONTENT_TYPE", b"a"),
+            (b"HTTP_CONTENT_LENGTH", b"4"),
+            (b"HTTP_CONTENT_TYPE", b"b"),
+        ]);
+        let fields: Vec<(&[u8], &[u8])> = twice.head.fields().collect();
+        assert_eq!(fields, [(&b"CONTENT-LENGTH"[..], &b"4"[..]), (b"CONTENT-TYPE", b"b")]);
         let close = packet(&[(b"HTTP_CONNECTION", b"Close"), (b"CONTENT_LENGTH", b"")]);
         assert!(!close.head.keep_alive);
         assert_eq!(close.head.framing, BodyFraming::Empty);
