@@ -293,4 +293,26 @@ mod tests {
         let p = Policy::parse("::1", &[], "", "drop").unwrap();
         assert!(p.trusts(Some("::1".parse().unwrap())) && !p.trusts(LOCAL));
     }
+
+    /// `--uwsgi-allow-from`: hosts, networks, `*`; a unix socket's peer is always allowed.
+    #[test]
+    fn uwsgi_allow_list() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        let allow = AllowList::parse("--uwsgi-allow-from", "127.0.0.1, 10.0.0.0/8,::1").unwrap();
+        for (peer, allowed) in [
+            (ip("127.0.0.1"), true),
+            (ip("10.200.0.3"), true),
+            (ip("::1"), true),
+            (ip("::ffff:10.1.2.3"), true),
+            (ip("127.0.0.2"), false),
+            (ip("11.0.0.1"), false),
+            (None, true),
+        ] {
+            assert_eq!(allow.allows(peer), allowed, "{peer:?}");
+        }
+        assert!(AllowList::parse("f", "*").unwrap().allows(ip("192.0.2.1")));
+        assert!(!AllowList::parse("f", "").unwrap().allows(ip("127.0.0.1")));
+        let error = AllowList::parse("--uwsgi-allow-from", "10.0.0.1,nope").unwrap_err();
+        assert_eq!(error, r#"--uwsgi-allow-from: "nope" is not an IP address or network"#);
+    }
 }

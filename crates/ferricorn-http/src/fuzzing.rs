@@ -544,12 +544,13 @@ pub fn proxy(data: &[u8]) {
 }
 
 /// Prefixes of a `uwsgi` input checked one by one; past this, every 61st.
-const UWSGI_PREFIXES: usize = 256;
+const UWSGI_PREFIXES: usize = 8;
 
 /// Target `uwsgi`: the uwsgi packet parser under each of [`LIMITS`]. A packet takes its
 /// header and vars block and nothing more, its head is within the limits and reads as a
-/// valid one (a token method, a visible-ASCII target), and every prefix of the input
-/// either needs more or gets the whole input's answer.
+/// valid one (a token method, a visible-ASCII target), and the prefixes of the input up to
+/// the packet's end (each of the first 8, then every 61st, the last, and the end) either
+/// needs more or gets the whole input's answer.
 pub fn uwsgi(data: &[u8]) {
     use super::uwsgi::{parse, Packet, HEADER_LEN};
     type Seen = Result<Option<(String, String, Vec<(Vec<u8>, Vec<u8>)>, BodyFraming)>, Error>;
@@ -578,8 +579,18 @@ pub fn uwsgi(data: &[u8]) {
             Err(error) => assert!(matches!(error.status(), 400 | 414 | 431 | 501), "{error:?}"),
         }
         let whole = seen(whole);
-        let ends =
-            (0..data.len().min(UWSGI_PREFIXES)).chain((UWSGI_PREFIXES..data.len()).step_by(61));
+        // Past the packet's end, a prefix holds the same packet: its end is the one checked.
+        let total = match data {
+            [0, lo, hi, ..] => HEADER_LEN + usize::from(u16::from_le_bytes([*lo, *hi])),
+            _ => data.len(),
+        };
+        // Until the whole packet is there only the first byte can be judged: the first
+        // few prefixes, every 61st, the last short one and the packet itself are checked.
+        let short = data.len().min(total);
+        let ends = (0..short.min(UWSGI_PREFIXES))
+            .chain((UWSGI_PREFIXES..short).step_by(61))
+            .chain(short.checked_sub(1))
+            .chain((total < data.len()).then_some(total));
         for end in ends {
             match seen(parse(&mut BytesMut::from(&data[..end]), limits)) {
                 Ok(None) => {}
