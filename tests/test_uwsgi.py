@@ -368,3 +368,31 @@ def test_behind_nginx_peer_not_allowed(server_factory, worker_class, nginx):
     )
     response, _ = through_nginx(nginx(srv.port), "GET", "/")
     assert response.status == 403
+
+
+def test_keep_alive_as_gunicorn(pair, worker_class):
+    """Two packets on one connection: gthread (and the async worker) answer both with
+    `Connection: keep-alive` when the length is known, then close when the connection has
+    been idle for --keep-alive; sync answers the first and closes."""
+    ours, theirs = pair()
+    answers = {}
+    for name, server in (("ours", ours), ("gunicorn", theirs)):
+        with socket.create_connection(server.address(), timeout=SOCKET_TIMEOUT) as sock:
+            sock.sendall(packet([(b"PATH_INFO", b"/1")]) + packet([(b"PATH_INFO", b"/2")]))
+            raw, _ = read_until_close(sock)
+        heads = [line for line in raw.split(b"\r\n") if line.startswith(b"Connection:")]
+        answers[name] = (raw.count(b"HTTP/1.1 200 OK"), heads)
+    assert answers["ours"] == answers["gunicorn"]
+    assert answers["ours"][0] == {"sync": 1, "async": 2}[worker_class]
+
+
+def test_client_done_between_packets_is_no_error(server_factory):
+    """A front end that closes its side after a packet gets its answer and a close; gunicorn
+    27's gthread worker logs a traceback ("incomplete header") for the empty rest, and can
+    send a 500 page after the answer."""
+    srv = server_factory(APP, "--protocol", "uwsgi", worker_class="async")
+    with socket.create_connection(srv.address(), timeout=SOCKET_TIMEOUT) as sock:
+        sock.sendall(packet([(b"PATH_INFO", b"/1")]))
+        sock.shutdown(socket.SHUT_WR)
+        raw, _ = read_until_close(sock)
+    assert raw.count(b"HTTP/1.1 ") == 1 and raw.startswith(b"HTTP/1.1 200 OK")
