@@ -86,56 +86,93 @@ impl Head {
         }
     }
 
-    /// A head from a uwsgi packet's pieces (`uwsgi::parse` has judged them): laid out as
-    /// an HTTP/1.1 head in one buffer, so that it reads as one to everything after.
-    pub(crate) fn from_uwsgi(
-        method: &[u8],
-        target: &[u8],
-        fields: &[(Vec<u8>, &[u8])],
-        framing: BodyFraming,
-        keep_alive: bool,
-    ) -> Head {
-        let mut raw = Vec::with_capacity(
-            method.len()
-                + target.len()
-                + 16
-                + fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>(),
-        );
-        let put = |raw: &mut Vec<u8>, bytes: &[u8]| {
-            let start = raw.len();
-            raw.extend_from_slice(bytes);
-            start..raw.len()
-        };
-        let method = put(&mut raw, method);
+    /// The path and query of the target, without fragment; absolute-form loses its authority.
+    pub fn path_and_query(&self) -> (&str, &str) {
+        split_target(self.target())
+    }
+}
+
+/// A head put together from pieces (a uwsgi packet's, judged by `uwsgi::parse`), laid
+/// out as an HTTP/1.1 head in one buffer so that it reads as one to everything after.
+/// Names and the target are written straight into that buffer: no allocation per field.
+pub(crate) struct HeadBuilder {
+    /// The head's bytes so far.
+    raw: Vec<u8>,
+    /// Where the method is in `raw`.
+    method: Range<usize>,
+    /// Where the target is in `raw`.
+    target: Range<usize>,
+    /// (name, value) ranges into `raw`, in the order given.
+    fields: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl HeadBuilder {
+    /// Starts with the method; `capacity`: the bytes the whole head will about take.
+    pub(crate) fn new(method: &[u8], capacity: usize) -> HeadBuilder {
+        let mut raw = Vec::with_capacity(capacity);
+        raw.extend_from_slice(method);
         raw.push(b' ');
-        let target = put(&mut raw, target);
-        raw.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut ranges = Vec::with_capacity(fields.len());
-        for (name, value) in fields {
-            let name = put(&mut raw, name);
-            raw.extend_from_slice(b": ");
-            let value = put(&mut raw, value);
-            raw.extend_from_slice(b"\r\n");
-            ranges.push((name, value));
-        }
-        raw.extend_from_slice(b"\r\n");
+        HeadBuilder { raw, method: 0..method.len(), target: 0..0, fields: Vec::new() }
+    }
+
+    /// The request-target, as `write` puts it into the buffer.
+    pub(crate) fn target(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.raw.len();
+        write(&mut self.raw);
+        self.target = start..self.raw.len();
+        self.raw.extend_from_slice(b" HTTP/1.1\r\n");
+    }
+
+    /// One more field, its name from `name`'s bytes; how long its line is (`Name: value`
+    /// and CRLF, as the HTTP path measures it).
+    pub(crate) fn field(&mut self, name: impl Iterator<Item = u8>, value: &[u8]) -> usize {
+        let start = self.raw.len();
+        self.raw.extend(name);
+        let name = start..self.raw.len();
+        self.raw.extend_from_slice(b": ");
+        let value = self.put(value);
+        self.raw.extend_from_slice(b"\r\n");
+        let line = self.raw.len() - start;
+        self.fields.push((name, value));
+        line
+    }
+
+    /// The index of the field named `name`, if there is one.
+    pub(crate) fn find(&self, name: &[u8]) -> Option<usize> {
+        self.fields.iter().position(|(n, _)| self.raw[n.clone()] == *name)
+    }
+
+    /// A new value for field `index`.
+    pub(crate) fn set_value(&mut self, index: usize, value: &[u8]) {
+        self.fields[index].1 = self.put(value);
+    }
+
+    /// How many fields there are.
+    pub(crate) fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.raw.len();
+        self.raw.extend_from_slice(bytes);
+        start..self.raw.len()
+    }
+
+    /// The head of a uwsgi request: HTTP/1.1, no `Expect`, a response never chunked.
+    pub(crate) fn finish(mut self, framing: BodyFraming, keep_alive: bool) -> Head {
+        self.raw.extend_from_slice(b"\r\n");
         Head {
-            raw: Bytes::from(raw),
-            method,
-            target,
+            raw: Bytes::from(self.raw),
+            method: self.method,
+            target: self.target,
             minor: 1,
             version: (1, 1),
-            fields: ranges,
+            fields: self.fields,
             framing,
             keep_alive,
             expect_continue: false,
             uwsgi: true,
         }
-    }
-
-    /// The path and query of the target, without fragment; absolute-form loses its authority.
-    pub fn path_and_query(&self) -> (&str, &str) {
-        split_target(self.target())
     }
 }
 

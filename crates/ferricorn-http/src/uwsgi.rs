@@ -22,7 +22,8 @@ use std::collections::HashMap;
 
 use bytes::{Buf, BytesMut};
 
-use super::request::{parse_content_length, BodyFraming, Head};
+use super::limits::Effective;
+use super::request::{parse_content_length, BodyFraming, Head, HeadBuilder};
 use super::{is_token, Error, Limits};
 
 /// The header: modifier1, the vars' size (2 bytes), modifier2.
@@ -65,7 +66,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Packet>, Erro
     }
     let packet = {
         let vars = dedupe(read_vars(&buf[HEADER_LEN..HEADER_LEN + size])?);
-        to_packet(&vars, limits)?
+        to_packet(&vars, limits, size)?
     };
     buf.advance(HEADER_LEN + size);
     Ok(Some(packet))
@@ -100,14 +101,25 @@ fn take<'a>(
 }
 
 /// A key sent twice keeps its first place and takes its last value, as a Python dict.
+/// Most packets have a few dozen vars: those are compared in place, more go through a map.
 fn dedupe(vars: Vec<Var<'_>>) -> Vec<Var<'_>> {
-    let mut seen: HashMap<&[u8], usize> = HashMap::with_capacity(vars.len());
+    const SMALL: usize = 48;
     let mut out: Vec<Var> = Vec::with_capacity(vars.len());
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
     for (key, value) in vars {
-        match seen.get(key) {
-            Some(&at) => out[at].1 = value,
+        if out.len() == SMALL && index.is_empty() {
+            index.extend(out.iter().enumerate().map(|(i, (k, _))| (*k, i)));
+        }
+        let at = match index.is_empty() {
+            true => out.iter().position(|(k, _)| *k == key),
+            false => index.get(key).copied(),
+        };
+        match at {
+            Some(at) => out[at].1 = value,
             None => {
-                seen.insert(key, out.len());
+                if !index.is_empty() {
+                    index.insert(key, out.len());
+                }
                 out.push((key, value));
             }
         }
@@ -115,71 +127,124 @@ fn dedupe(vars: Vec<Var<'_>>) -> Vec<Var<'_>> {
     out
 }
 
+/// The vars the mapping reads, found in one pass.
+#[derive(Default)]
+struct Cgi<'a> {
+    /// `REQUEST_METHOD`.
+    method: Option<&'a [u8]>,
+    /// `PATH_INFO`.
+    path: Option<&'a [u8]>,
+    /// `QUERY_STRING`.
+    query: Option<&'a [u8]>,
+    /// `CONTENT_LENGTH`.
+    content_length: Option<&'a [u8]>,
+    /// `HTTP_CONNECTION`.
+    connection: Option<&'a [u8]>,
+    /// `HTTPS`.
+    https: Option<&'a [u8]>,
+    /// `wsgi.url_scheme`.
+    url_scheme: Option<&'a [u8]>,
+    /// `REMOTE_ADDR`.
+    remote_addr: Option<&'a [u8]>,
+    /// `REMOTE_PORT`.
+    remote_port: Option<&'a [u8]>,
+}
+
+impl<'a> Cgi<'a> {
+    fn of(vars: &[Var<'a>]) -> Cgi<'a> {
+        let mut cgi = Cgi::default();
+        for &(key, value) in vars {
+            let slot = match key {
+                b"REQUEST_METHOD" => &mut cgi.method,
+                b"PATH_INFO" => &mut cgi.path,
+                b"QUERY_STRING" => &mut cgi.query,
+                b"CONTENT_LENGTH" => &mut cgi.content_length,
+                b"HTTP_CONNECTION" => &mut cgi.connection,
+                b"HTTPS" => &mut cgi.https,
+                b"wsgi.url_scheme" => &mut cgi.url_scheme,
+                b"REMOTE_ADDR" => &mut cgi.remote_addr,
+                b"REMOTE_PORT" => &mut cgi.remote_port,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        cgi
+    }
+}
+
 /// gunicorn's mapping of the vars to a request (`_extract_request_info`,
 /// `set_body_reader`, `should_close`), measured against the HTTP path's limits.
-fn to_packet(vars: &[Var<'_>], limits: &Limits) -> Result<Packet, Error> {
-    let get = |name: &[u8]| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-    let method = get(b"REQUEST_METHOD").unwrap_or(b"GET");
+fn to_packet(vars: &[Var<'_>], limits: &Limits, size: usize) -> Result<Packet, Error> {
+    let cgi = Cgi::of(vars);
+    let method = cgi.method.unwrap_or(b"GET");
     if !is_token(method) {
         return Err(Error::BadMethod);
     }
-    let path = get(b"PATH_INFO").unwrap_or(b"/");
-    let query = get(b"QUERY_STRING").unwrap_or_default();
+    let (path, query) = (cgi.path.unwrap_or(b"/"), cgi.query.unwrap_or_default());
     let effective = limits.effective();
     let uri_len = path.len() + if query.is_empty() { 0 } else { 1 + query.len() };
     if effective.request_line.is_some_and(|max| method.len() + uri_len + LINE_EXTRA > max) {
         return Err(Error::RequestLineTooLong);
     }
-    let fields = header_fields(vars);
-    if fields.len() > effective.fields {
-        return Err(Error::TooManyHeaders);
-    }
-    // The HTTP path measures `Name: value\r\n`.
-    if fields.iter().any(|(n, v)| n.len() + v.len() + 4 > effective.field_size) {
-        return Err(Error::HeaderTooLarge);
-    }
-    let framing = match get(b"CONTENT_LENGTH") {
+    let mut head = HeadBuilder::new(method, size + 3 * uri_len + 32);
+    head.target(|raw| target(raw, path, query));
+    header_fields(&mut head, vars, &effective)?;
+    let framing = match cgi.content_length {
         None | Some(b"") => BodyFraming::Empty,
         Some(text) => match parse_content_length(text)? {
             0 => BodyFraming::Empty,
             n => BodyFraming::Length(n),
         },
     };
-    let keep_alive = !get(b"HTTP_CONNECTION").is_some_and(|c| c.eq_ignore_ascii_case(b"close"));
-    let https = match get(b"HTTPS").map(<[u8]>::to_ascii_lowercase).as_deref() {
+    let keep_alive = !cgi.connection.is_some_and(|c| c.eq_ignore_ascii_case(b"close"));
+    let https = match cgi.https.map(<[u8]>::to_ascii_lowercase).as_deref() {
         Some(b"on" | b"1" | b"true") => true,
-        _ => get(b"wsgi.url_scheme") == Some(b"https"),
+        _ => cgi.url_scheme == Some(b"https"),
     };
-    let remote = get(b"REMOTE_ADDR")
-        .map(|addr| (latin1(addr), get(b"REMOTE_PORT").map(latin1).unwrap_or_default()));
-    let target = target(path, query);
-    let head = Head::from_uwsgi(method, &target, &fields, framing, keep_alive);
-    Ok(Packet { head, remote, https })
+    let remote =
+        cgi.remote_addr.map(|addr| (latin1(addr), latin1(cgi.remote_port.unwrap_or_default())));
+    Ok(Packet { head: head.finish(framing, keep_alive), remote, https })
 }
 
 /// `HTTP_*` vars as header fields (`HTTP_ACCEPT_ENCODING` is `ACCEPT-ENCODING`), and
 /// `CONTENT_TYPE` and `CONTENT_LENGTH`, which CGI names without the prefix; these two
-/// appear once, with the last value given.
-fn header_fields<'a>(vars: &[Var<'a>]) -> Vec<(Vec<u8>, &'a [u8])> {
-    let mut fields = Vec::new();
+/// appear once, with the last value given. Each counts against the HTTP path's limits.
+fn header_fields(
+    head: &mut HeadBuilder,
+    vars: &[Var<'_>],
+    limits: &Effective,
+) -> Result<(), Error> {
     for &(key, value) in vars {
-        let name: Vec<u8> = match key {
-            b"CONTENT_TYPE" => b"CONTENT-TYPE".to_vec(),
-            b"CONTENT_LENGTH" => b"CONTENT-LENGTH".to_vec(),
+        let name = match key {
+            b"CONTENT_TYPE" => &b"CONTENT-TYPE"[..],
+            b"CONTENT_LENGTH" => b"CONTENT-LENGTH",
             _ => match key.strip_prefix(b"HTTP_") {
-                Some(name) => name.iter().map(|&b| if b == b'_' { b'-' } else { b }).collect(),
+                Some(name) => name,
                 None => continue,
             },
         };
         // nginx sends `CONTENT_LENGTH` and the client's `Content-Length` as
         // `HTTP_CONTENT_LENGTH`: gunicorn's environ takes the last, never joins them.
-        let framing = matches!(&name[..], b"CONTENT-TYPE" | b"CONTENT-LENGTH");
-        match fields.iter_mut().find(|(n, _)| framing && *n == name) {
-            Some(field) => field.1 = value,
-            None => fields.push((name, value)),
+        let framing = matches!(
+            name,
+            b"CONTENT-TYPE" | b"CONTENT-LENGTH" | b"CONTENT_TYPE" | b"CONTENT_LENGTH"
+        );
+        let dashed = name.iter().map(|&b| if b == b'_' { b'-' } else { b });
+        if framing {
+            let dashed: Vec<u8> = dashed.clone().collect();
+            if let Some(at) = head.find(&dashed) {
+                head.set_value(at, value);
+                continue;
+            }
+        }
+        if head.field(dashed, value) > limits.field_size {
+            return Err(Error::HeaderTooLarge);
+        }
+        if head.field_count() > limits.fields {
+            return Err(Error::TooManyHeaders);
         }
     }
-    fields
+    Ok(())
 }
 
 /// The request-target the head carries: `PATH_INFO`, with `?` and `QUERY_STRING` when
@@ -187,20 +252,18 @@ fn header_fields<'a>(vars: &[Var<'a>]) -> Vec<(Vec<u8>, &'a [u8])> {
 /// server would read as syntax (`%`, `?`, `#`, and `:` where the path could pass for an
 /// absolute URI) and any byte that is not visible ASCII are escaped as `%XX`: the environ's
 /// one decoding gives back exactly `PATH_INFO`'s bytes.
-fn target(path: &[u8], query: &[u8]) -> Vec<u8> {
+fn target(out: &mut Vec<u8>, path: &[u8], query: &[u8]) {
     let colon_is_syntax = !path.starts_with(b"/");
-    let mut out = Vec::with_capacity(path.len() + query.len() + 1);
     for &b in path {
         let syntax = matches!(b, b'%' | b'?' | b'#') || (b == b':' && colon_is_syntax);
-        escape_into(&mut out, b, syntax);
+        escape_into(out, b, syntax);
     }
     if !query.is_empty() {
         out.push(b'?');
         for &b in query {
-            escape_into(&mut out, b, b == b'#');
+            escape_into(out, b, b == b'#');
         }
     }
-    out
 }
 
 fn escape_into(out: &mut Vec<u8>, b: u8, syntax: bool) {
