@@ -40,7 +40,7 @@ rust-test: $(STAMP) apt-tools
 
 # System programs the end-to-end tests drive, from Debian: in CI (root, CI=true) each one
 # missing is installed with apt-get; elsewhere a test whose program is absent skips.
-APT_TOOLS := prometheus haproxy openssl
+APT_TOOLS := prometheus haproxy openssl nginx
 apt-tools:
 	@if [ -n "$$CI" ]; then for t in $(APT_TOOLS); do \
 	    command -v $$t >/dev/null || { apt-get update -qq && apt-get install -y -qq $$t; } || exit 1; \
@@ -65,7 +65,7 @@ docs: build
 # (docs/fuzzing.md), one after the other, then minimizes its corpus. Needs the nightly
 # toolchain; installs cargo-fuzz if missing. No Python is involved: the crate has no pyo3.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := head chunked split encode proxy
+FUZZ_TARGETS := head chunked split encode proxy uwsgi
 FUZZ_FLAGS ?=
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz

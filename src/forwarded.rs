@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use crate::http::{Error, Head};
+use crate::listener::Peer;
 
 /// `--header-map`: what happens to a header whose name holds `_`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,8 @@ pub enum HeaderMap {
 pub const DEFAULT_SECURE_SCHEME_HEADERS: [(&str, &str); 3] =
     [("X-FORWARDED-PROTOCOL", "ssl"), ("X-FORWARDED-PROTO", "https"), ("X-FORWARDED-SSL", "on")];
 
-/// Which peers a setting trusts (`--forwarded-allow-ips`, `--proxy-allow-from`): addresses
+/// Which peers a setting trusts (`--forwarded-allow-ips`, `--proxy-allow-from`,
+/// `--uwsgi-allow-from`): addresses
 /// and CIDR networks, or `*`, comma-separated, as gunicorn's `_ip_in_allow_list` reads them.
 /// A peer with no address (a unix socket) is always trusted, as in gunicorn.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,6 +96,9 @@ pub struct Verdict {
     pub https: bool,
     /// `SCRIPT_NAME` sent by a trusted forwarder: where the app is mounted.
     pub script_name: Option<String>,
+    /// The client a uwsgi front end named (`REMOTE_ADDR`, `REMOTE_PORT`): the environ's
+    /// instead of the socket's peer.
+    pub remote: Option<Peer>,
 }
 
 impl Policy {
@@ -273,5 +278,27 @@ mod tests {
         assert!(Policy::parse("*", &[], "", "loose").is_err());
         let p = Policy::parse("::1", &[], "", "drop").unwrap();
         assert!(p.trusts(Some("::1".parse().unwrap())) && !p.trusts(LOCAL));
+    }
+
+    /// `--uwsgi-allow-from`: hosts, networks, `*`; a unix socket's peer is always allowed.
+    #[test]
+    fn uwsgi_allow_list() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        let allow = AllowList::parse("--uwsgi-allow-from", "127.0.0.1, 10.0.0.0/8,::1").unwrap();
+        for (peer, allowed) in [
+            (ip("127.0.0.1"), true),
+            (ip("10.200.0.3"), true),
+            (ip("::1"), true),
+            (ip("::ffff:10.1.2.3"), true),
+            (ip("127.0.0.2"), false),
+            (ip("11.0.0.1"), false),
+            (None, true),
+        ] {
+            assert_eq!(allow.allows(peer), allowed, "{peer:?}");
+        }
+        assert!(AllowList::parse("f", "*").unwrap().allows(ip("192.0.2.1")));
+        assert!(!AllowList::parse("f", "").unwrap().allows(ip("127.0.0.1")));
+        let error = AllowList::parse("--uwsgi-allow-from", "10.0.0.1,nope").unwrap_err();
+        assert_eq!(error, r#"--uwsgi-allow-from: "nope" is not an IP address or network"#);
     }
 }

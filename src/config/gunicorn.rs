@@ -110,8 +110,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     // gunicorn itself never reads it.
     row("tmp_upload_dir", "", &[], Value, Any),
     row("default_proc_name", "gunicorn", &[], Value, Any),
-    row("protocol", "http", &["protocol"], Value, Values(&["http"])),
-    row("uwsgi_allow_ips", "127.0.0.1,::1", &["uwsgi-allow-from"], Value, Any),
     row("http_protocols", "h1", &["http-protocols"], Value, Values(&["h1"])),
     row("http2_cleartext", "off", &["http2-cleartext"], Value, Any),
     row("http2_max_concurrent_streams", "100", &["http2-max-concurrent-streams"], Value, Any),

@@ -181,6 +181,8 @@ pub struct Config {
     /// `--proxy-protocol` and `--proxy-allow-from`: the PROXY header a connection may start
     /// with, and who may send one.
     pub proxy_protocol: crate::worker::preamble::Settings,
+    /// `--protocol`: what requests arrive as; with uwsgi, `--uwsgi-allow-from`.
+    pub protocol: Protocol,
     /// What ferricorn does that the settings do not literally say (`--threads` choosing the
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
@@ -208,6 +210,15 @@ impl Default for TlsPolicy {
         let cert_reqs = crate::tls::client::CertReqs::None;
         TlsPolicy { versions, ciphers: None, cert_reqs, ca_certs: None }
     }
+}
+
+/// `--protocol`: how requests arrive on every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.x request heads.
+    Http,
+    /// uwsgi packets (nginx's `uwsgi_pass`), from the peers `--uwsgi-allow-from` allows.
+    Uwsgi(forwarded::AllowList),
 }
 
 /// One line about the settings for the operator; see [`Config::notices`].
@@ -286,6 +297,7 @@ impl Config {
         config.tls_policy(raw)?;
         config.tls(raw)?;
         config.proxy_protocol(raw)?;
+        config.protocol = protocol(raw)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
@@ -352,6 +364,7 @@ impl Config {
             raw: raw.clone(),
             forwarded: fwd,
             proxy_protocol: Default::default(),
+            protocol: Protocol::Http,
             notices: Vec::new(),
         }
     }
@@ -874,6 +887,21 @@ fn parse_umask(v: &str) -> Result<libc::mode_t, Error> {
 }
 
 /// Proxy: which front ends are believed, and about which headers.
+/// `--protocol` and, for uwsgi, `--uwsgi-allow-from` (gunicorn: `protocol`,
+/// `uwsgi_allow_ips`).
+fn protocol(raw: &RawArgs) -> Result<Protocol, Error> {
+    match text(raw, "protocol").unwrap_or_default() {
+        "http" => Ok(Protocol::Http),
+        "uwsgi" => {
+            let allow = given(raw, spec("uwsgi_allow_ips")).join(",");
+            forwarded::AllowList::parse("--uwsgi-allow-from", &allow)
+                .map(Protocol::Uwsgi)
+                .map_err(Error)
+        }
+        other => bail!("--protocol {other:?}: expected http or uwsgi"),
+    }
+}
+
 fn forwarded_policy(raw: &RawArgs, env: &EnvDefaults) -> Result<forwarded::Policy, Error> {
     let allow = match (raw.last("forwarded_allow_ips"), &env.forwarded_allow_ips) {
         (None, Some(from_env)) => from_env.clone(),
@@ -1145,6 +1173,8 @@ mod tests {
             ("ciphers", "ECDHE+AESGCM"),
             ("ssl_version", "TLSv1_3"),
             ("cert_reqs", "1"),
+            ("protocol", "uwsgi"),
+            ("uwsgi_allow_ips", "10.0.0.0/8"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

@@ -172,6 +172,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             threaded: config.threads > 1,
             keepalive: config.keepalive,
             limits: config.limits,
+            protocol: config.protocol.clone(),
             read_timeout: config.read_timeout,
             stopping: stop.flag(),
             recycler: stop.recycler(),

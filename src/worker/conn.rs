@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use pyo3::prelude::*;
 
+use super::front::{parse_request, Front};
 use super::io::{TransportSource, TransportStream, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
 use super::request::{self, Call};
@@ -141,6 +142,8 @@ pub struct Shared {
     pub keepalive: Duration,
     /// `--limit-request-line` and friends.
     pub limits: http::Limits,
+    /// `--protocol`: HTTP heads or uwsgi packets.
+    pub protocol: crate::config::Protocol,
     /// `--read-timeout`: how long a client may stay silent mid-request.
     pub read_timeout: Duration,
     /// Set by TERM (the signal handler's own flag): no new keep-alive from then on.
@@ -156,6 +159,11 @@ pub struct Shared {
 impl Shared {
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// How heads are read: `--protocol`, the limits, the forwarding policy.
+    fn front(&self) -> Front<'_> {
+        Front { protocol: &self.protocol, limits: &self.limits, forwarded: &self.globals.forwarded }
     }
 
     /// Whether a response may leave the connection open for another request.
@@ -357,13 +365,9 @@ impl<T: Transport> Conn<T> {
         scratch: &mut [u8],
         now: Instant,
     ) -> io::Result<Progress> {
-        let head = match http::parse_head(&mut self.rbuf, &shared.limits) {
-            Ok(Some(head)) => head,
+        let (head, forwarded) = match parse_request(&mut self.rbuf, &shared.front(), &self.peer) {
+            Ok(Some(parsed)) => parsed,
             Ok(None) => return self.read_head(shared, scratch, now),
-            Err(error) => return Ok(self.refuse(&error)),
-        };
-        let forwarded = match shared.globals.forwarded.judge(&head, self.peer.ip()) {
-            Ok(verdict) => verdict,
             Err(error) => return Ok(self.refuse(&error)),
         };
         if let Err(error) = spool::check_length(&head, shared.body_limit) {
@@ -530,8 +534,11 @@ impl<T: Transport> Conn<T> {
     ) {
         shared.recycler.count_request();
         let keep_alive = head.keep_alive && shared.keep_alive_allowed();
-        let req =
-            RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive };
+        let req = RequestInfo {
+            minor: head.response_minor(),
+            head_request: head.is_head_request(),
+            keep_alive,
+        };
         let stream = TransportStream::new(Arc::downgrade(&self.transport), shared.read_timeout);
         let wire = Wire {
             req,

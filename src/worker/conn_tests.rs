@@ -164,6 +164,7 @@ fn shared_with(py: Python<'_>, threaded: bool, body_limit: u64, budget: usize) -
         threaded,
         keepalive: Duration::from_secs(2),
         limits: http::Limits::default(),
+        protocol: crate::config::Protocol::Http,
         read_timeout: Duration::from_secs(10),
         stopping: Arc::clone(&stop),
         recycler: super::super::Recycler { left: None, stop },
@@ -559,5 +560,44 @@ fn a_refused_connection_gets_its_page_and_closes() {
         assert_eq!(got.iter().map(|a| a.status).collect::<Vec<_>>(), [403]);
         assert!(got[0].head.contains("Connection: close"), "{}", got[0].head);
         assert!(mock.wire().shut);
+    });
+}
+
+/// `shared` with `--protocol uwsgi --uwsgi-allow-from allow`.
+fn uwsgi_shared(py: Python<'_>, allow: &str) -> Arc<Shared> {
+    let mut shared = shared(py, false);
+    let allow = crate::forwarded::AllowList::parse("--uwsgi-allow-from", allow).unwrap();
+    Arc::get_mut(&mut shared).unwrap().protocol = crate::config::Protocol::Uwsgi(allow);
+    shared
+}
+
+/// `--protocol uwsgi`: packets arriving 5 bytes at a time, each with its body, answered in
+/// order on one connection; a peer outside `--uwsgi-allow-from` gets 403 and a close.
+#[test]
+fn uwsgi_packets_in_pieces_and_a_peer_not_allowed() {
+    Python::initialize();
+    Python::attach(|py| {
+        let post = http::uwsgi::encode(&[
+            (b"REQUEST_METHOD", b"POST"),
+            (b"PATH_INFO", b"/up"),
+            (b"CONTENT_LENGTH", b"3"),
+        ]);
+        let get = http::uwsgi::encode(&[(b"PATH_INFO", b"/next")]);
+        let (mock, shared) = (Mock::default(), uwsgi_shared(py, "127.0.0.1"));
+        let mut conn = new_conn(&mock);
+        for piece in [&post[..], b"abc", &get[..]].concat().chunks(5) {
+            mock.send(piece);
+        }
+        assert!(matches!(settle(py, &mut conn, &shared, &mock), Next::Wait));
+        assert_eq!(bodies(&answers(&mock.written())), ["POST /up 3 294", "GET /next 0 0"]);
+
+        let (mock, shared) = (Mock::default(), uwsgi_shared(py, "10.0.0.1"));
+        let mut conn = new_conn(&mock);
+        mock.send(&get);
+        let _ = settle(py, &mut conn, &shared, &mock);
+        let got = answers(&mock.written());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, 403);
+        assert!(got[0].head.contains("Connection: close"), "{}", got[0].head);
     });
 }

@@ -14,6 +14,7 @@
 mod async_loop;
 mod conn;
 mod deadline;
+mod front;
 mod io;
 mod output;
 mod pool;

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 use socket2::Socket;
 
+use super::front::{parse_request, Front};
 use super::io::{
     accept_queue_len, close_write, linger_close, read_waiting, send_file_waiting,
     write_all_waiting, TransportSource, TransportStream, READ_SIZE,
@@ -23,6 +24,7 @@ use super::tls::TlsTransport;
 use super::transport::Transport;
 use super::{Stop, WorkerContext};
 use crate::exit;
+use crate::forwarded::Verdict;
 use crate::http::response::RequestInfo;
 use crate::http::{self, BodyDecoder, Head};
 use crate::listener::{Listener, Peer};
@@ -50,6 +52,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         app,
         globals: &globals,
         limits: &ctx.config.limits,
+        protocol: &ctx.config.protocol,
         timeout: ctx.config.read_timeout,
         body_limit: ctx.config.limit_request_body,
         proxy: &ctx.config.proxy_protocol,
@@ -235,6 +238,8 @@ struct Serving<'a, 'py> {
     globals: &'a Globals,
     /// `--limit-request-line` and friends.
     limits: &'a http::Limits,
+    /// `--protocol`: HTTP heads or uwsgi packets.
+    protocol: &'a crate::config::Protocol,
     /// `--read-timeout`.
     timeout: Duration,
     /// `--limit-request-body` (0: none).
@@ -288,13 +293,16 @@ fn handle<T: Transport>(
     let mut buf = early;
     buf.reserve(8192);
     let scratch = &mut buffers.scratch;
-    let judged =
-        py.detach(|| read_head(&client, &mut buf, scratch, serving.limits)).and_then(|head| {
-            let Some(head) = head else { return Ok(None) };
-            let forwarded = serving.globals.forwarded.judge(&head, peer.ip())?;
-            spool::check_length(&head, serving.body_limit)?;
-            Ok(Some((head, forwarded)))
-        });
+    let front = Front {
+        protocol: serving.protocol,
+        limits: serving.limits,
+        forwarded: &serving.globals.forwarded,
+    };
+    let judged = py.detach(|| read_head(&client, &mut buf, scratch, &front, peer)).and_then(|r| {
+        let Some((head, forwarded)) = r else { return Ok(None) };
+        spool::check_length(&head, serving.body_limit)?;
+        Ok(Some((head, forwarded)))
+    });
     let (head, forwarded) = match judged {
         Ok(Some(judged)) => judged,
         Ok(None) => return false,
@@ -323,17 +331,19 @@ fn handle<T: Transport>(
     true
 }
 
-/// Reads until a whole head is parsed. `Ok(None)`: the client left (or stayed silent for
-/// `--read-timeout`) before sending a byte.
+/// Reads until a whole head (an HTTP head or a uwsgi packet, as `--protocol` says) is
+/// parsed. `Ok(None)`: the client left (or stayed silent for `--read-timeout`) before
+/// sending a byte.
 fn read_head<T: Transport>(
     client: &Client<'_, T>,
     buf: &mut BytesMut,
     scratch: &mut [u8],
-    limits: &http::Limits,
-) -> Result<Option<Head>, http::Error> {
+    front: &Front<'_>,
+    peer: &Peer,
+) -> Result<Option<(Head, Verdict)>, http::Error> {
     loop {
-        if let Some(head) = http::parse_head(buf, limits)? {
-            return Ok(Some(head));
+        if let Some(parsed) = parse_request(buf, front, peer)? {
+            return Ok(Some(parsed));
         }
         match read_waiting(&**client.transport, buf, scratch, client.timeout) {
             Ok(0) | Err(_) if buf.is_empty() => return Ok(None),
@@ -359,8 +369,11 @@ fn run_app<T: Transport>(
     let decoder = BodyDecoder::new(head.framing);
     let input = Input::new(decoder, rest, Box::new(source), head.expect_continue)
         .with_limit(serving.body_limit);
-    let req =
-        RequestInfo { minor: head.minor, head_request: head.is_head_request(), keep_alive: false };
+    let req = RequestInfo {
+        minor: head.response_minor(),
+        head_request: head.is_head_request(),
+        keep_alive: false,
+    };
     let stream = TransportStream::new(Arc::downgrade(client.transport), client.timeout);
     let wire = Wire { req, stopping: None, stream: Some(Box::new(stream)), queued: false };
     out.clear();

@@ -188,8 +188,9 @@ pub fn build<'py>(
         env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
         env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
     }
-    env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &conn.peer.addr))?;
-    env.set_item(intern!(py, "REMOTE_PORT"), &conn.peer.port)?;
+    let peer = conn.forwarded.remote.as_ref().unwrap_or(conn.peer);
+    env.set_item(intern!(py, "REMOTE_ADDR"), globals.remote_addr(py, &peer.addr))?;
+    env.set_item(intern!(py, "REMOTE_PORT"), &peer.port)?;
     if let Some(proxy) = &conn.peer.proxy {
         // gunicorn's `proxy_environ`; `LOCAL` and `UNSPEC` name no destination (gunicorn
         // puts None there, which PEP 3333 does not allow: the keys are left out).

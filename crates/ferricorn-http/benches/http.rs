@@ -1,9 +1,9 @@
-//! Micro-benchmarks of the per-request hot paths of the HTTP layer: head parsing, chunked
-//! decoding, and the response encoder. `cargo bench -p ferricorn-http` (or `make bench`).
+//! Micro-benchmarks of the per-request hot paths of the HTTP layer: head parsing (and the
+//! uwsgi packet that replaces it), chunked decoding, and the response encoder. `cargo bench -p ferricorn-http` (or `make bench`).
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ferricorn_http::chunked;
+use ferricorn_http::{chunked, uwsgi};
 use ferricorn_http::{
     parse_head, BodyDecoder, BodyFraming, BodyMode, Decoded, Encoder, Limits, Plan,
 };
@@ -25,6 +25,51 @@ fn heads(c: &mut Criterion) {
         b.iter(|| {
             let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
             parse_head(&mut buf, &limits).unwrap().unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// What nginx's `uwsgi_params` sends for a browser's GET: the 16 CGI vars and the
+/// browser's headers as `HTTP_*`.
+fn nginx_packet() -> Vec<u8> {
+    let vars: &[(&[u8], &[u8])] = &[
+        (b"QUERY_STRING", b"q=rust"),
+        (b"REQUEST_METHOD", b"GET"),
+        (b"CONTENT_TYPE", b""),
+        (b"CONTENT_LENGTH", b""),
+        (b"REQUEST_URI", b"/search?q=rust"),
+        (b"PATH_INFO", b"/search"),
+        (b"DOCUMENT_ROOT", b"/usr/share/nginx/html"),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REQUEST_SCHEME", b"http"),
+        (b"REMOTE_ADDR", b"203.0.113.7"),
+        (b"REMOTE_PORT", b"40123"),
+        (b"SERVER_PORT", b"80"),
+        (b"SERVER_NAME", b"example.com"),
+        (b"HTTP_HOST", b"example.com"),
+        (
+            b"HTTP_USER_AGENT",
+            b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        ),
+        (b"HTTP_ACCEPT", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        (b"HTTP_ACCEPT_LANGUAGE", b"en-US,en;q=0.5"),
+        (b"HTTP_ACCEPT_ENCODING", b"gzip, deflate, br"),
+        (b"HTTP_CONNECTION", b"keep-alive"),
+        (b"HTTP_COOKIE", b"session=abc123"),
+    ];
+    uwsgi::encode(vars)
+}
+
+fn uwsgi_packets(c: &mut Criterion) {
+    let limits = Limits::default();
+    let packet = nginx_packet();
+    let mut group = c.benchmark_group("uwsgi");
+    group.throughput(Throughput::Bytes(packet.len() as u64));
+    group.bench_function("nginx_get", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(&packet[..]);
+            uwsgi::parse(&mut buf, &limits).unwrap().unwrap()
         })
     });
     group.finish();
@@ -96,5 +141,5 @@ fn encoder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, chunked_decode, encoder);
+criterion_group!(benches, heads, uwsgi_packets, chunked_decode, encoder);
 criterion_main!(benches);

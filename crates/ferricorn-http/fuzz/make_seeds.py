@@ -4,7 +4,8 @@ Seeds: every request of tests/corpus/gunicorn-requests.json (at the repository r
 the inputs of issue 8's bugs; `split` seeds carry the header `ferricorn_http::fuzzing::split`
 reads (limits, read size, cut offsets) before the stream; `encode` seeds are responses an
 app could give, valid and not, in the layout `ferricorn_http::fuzzing::encode` reads;
-`proxy` seeds are PROXY protocol headers (v1, v2) before a request. Run
+`proxy` seeds are PROXY protocol headers (v1, v2) before a request; `uwsgi` seeds are uwsgi
+packets as nginx's `uwsgi_params` sends them, with bodies, and broken ones. Run
 `python3 crates/ferricorn-http/fuzz/make_seeds.py`; the output is deterministic.
 """
 
@@ -159,6 +160,62 @@ def proxy_seeds():
     return seeds
 
 
+def uwsgi_packet(pairs, modifier1=0, size=None):
+    """A uwsgi packet: modifier1, the vars' size (u16 LE), modifier2 0, then each key and
+    value with its u16 LE length; `size` overrides the header's size (a lying header)."""
+    block = b"".join(
+        len(part).to_bytes(2, "little") + part for pair in pairs for part in pair
+    )
+    size = len(block) if size is None else size
+    return bytes([modifier1]) + size.to_bytes(2, "little") + b"\0" + block
+
+
+def uwsgi_seeds():
+    """Issue 12's uwsgi packets: what nginx sends for a GET and a POST, gunicorn's
+    defaults (no vars), each var the mapping reads, and each refusal."""
+    nginx = [
+        (b"QUERY_STRING", b"a=1&b=2"),
+        (b"REQUEST_METHOD", b"GET"),
+        (b"CONTENT_TYPE", b""),
+        (b"CONTENT_LENGTH", b""),
+        (b"REQUEST_URI", b"/path/x%20y?a=1&b=2"),
+        (b"PATH_INFO", b"/path/x y"),
+        (b"DOCUMENT_ROOT", b"/usr/share/nginx/html"),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REQUEST_SCHEME", b"http"),
+        (b"REMOTE_ADDR", b"203.0.113.7"),
+        (b"REMOTE_PORT", b"40123"),
+        (b"SERVER_PORT", b"80"),
+        (b"SERVER_NAME", b"example.com"),
+        (b"HTTP_HOST", b"example.com"),
+        (b"HTTP_USER_AGENT", b"curl/8.5.0"),
+        (b"HTTP_ACCEPT", b"*/*"),
+    ]
+    post = [(k, v) for k, v in nginx if k not in (b"REQUEST_METHOD", b"CONTENT_LENGTH")]
+    post += [(b"REQUEST_METHOD", b"POST"), (b"CONTENT_LENGTH", b"5")]
+    seeds = {
+        "nginx-get": uwsgi_packet(nginx),
+        "nginx-post-body": uwsgi_packet(post) + b"hello",
+        "empty": uwsgi_packet([]),
+        "https-on": uwsgi_packet([(b"HTTPS", b"on"), (b"HTTP_CONNECTION", b"close")]),
+        "url-scheme": uwsgi_packet([(b"wsgi.url_scheme", b"https")]),
+        "repeated-var": uwsgi_packet([(b"HTTP_A", b"1"), (b"HTTP_B", b"2"), (b"HTTP_A", b"3")]),
+        "decoded-path": uwsgi_packet([(b"PATH_INFO", b"/a%20b?c#d\xe9"), (b"QUERY_STRING", b"q#")]),
+        "absolute-path": uwsgi_packet([(b"PATH_INFO", b"http://h/x")]),
+        "modifier1": uwsgi_packet(nginx, modifier1=5),
+        "truncated-key-size": uwsgi_packet([], size=1) + b"\x05",
+        "truncated-key": uwsgi_packet([], size=3) + b"\x05\0k",
+        "truncated-value": uwsgi_packet([(b"K", b"value")], size=9),
+        "bad-method": uwsgi_packet([(b"REQUEST_METHOD", b"G T")]),
+        "bad-content-length": uwsgi_packet([(b"CONTENT_LENGTH", b"-1")]),
+        "huge-content-length": uwsgi_packet([(b"CONTENT_LENGTH", b"9" * 30)]),
+        "long-header": uwsgi_packet([(b"HTTP_X", b"v" * 9000)]),
+        "too-many-vars": uwsgi_packet([(b"K%d" % i, b"") for i in range(1001)]),
+        "two-packets": uwsgi_packet([(b"PATH_INFO", b"/1")]) + uwsgi_packet([]),
+    }
+    return seeds
+
+
 def split_seed(limits, read_pow, cuts, stream):
     """The layout of ferricorn::http::fuzzing::split_seed."""
     out = bytes([limits, (read_pow << 4) | len(cuts)])
@@ -169,6 +226,7 @@ def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     seeds = {"head": {}, "chunked": dict(ISSUE_CHUNKED), "split": {}, "encode": encode_seeds()}
     seeds["proxy"] = proxy_seeds()
+    seeds["uwsgi"] = uwsgi_seeds()
     rng = random.Random(8)
     for name, raw in [*corpus_requests(), *ISSUE_HEADS.items()]:
         seeds["head"][name] = raw

@@ -7,7 +7,7 @@
 //! same bytes get the same answer however the socket delivers them (issue 8, bug 7).
 //! The `encode` target runs the other way: what the response encoder writes from an app's
 //! status, headers and body pieces must read back as exactly those (issue 10). The `proxy`
-//! target reads PROXY protocol headers (issue 12).
+//! target reads PROXY protocol headers, the `uwsgi` target uwsgi packets (issue 12).
 
 use bytes::BytesMut;
 
@@ -545,6 +545,63 @@ pub fn proxy(data: &[u8]) {
             match parse(&data[..end], mode) {
                 Ok(Parsed::NeedMore) => {}
                 early => assert_eq!(early, whole, "{mode:?}: the first {end} bytes"),
+            }
+        }
+    }
+}
+
+/// Prefixes of a `uwsgi` input checked one by one; past this, every 61st.
+const UWSGI_PREFIXES: usize = 8;
+
+/// Target `uwsgi`: the uwsgi packet parser under each of [`LIMITS`]. A packet takes its
+/// header and vars block and nothing more, its head is within the limits and reads as a
+/// valid one (a token method, a visible-ASCII target), and the prefixes of the input up to
+/// the packet's end (each of the first 8, then every 61st, the last, and the end) either
+/// needs more or gets the whole input's answer.
+pub fn uwsgi(data: &[u8]) {
+    use super::uwsgi::{parse, Packet, HEADER_LEN};
+    type Seen = Result<Option<(String, String, Vec<(Vec<u8>, Vec<u8>)>, BodyFraming)>, Error>;
+    let seen = |result: Result<Option<Packet>, Error>| -> Seen {
+        result.map(|packet| {
+            packet.map(|p| {
+                let fields = p.head.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                (p.head.method().to_owned(), p.head.target().to_owned(), fields, p.head.framing)
+            })
+        })
+    };
+    for limits in &LIMITS {
+        let mut buf = BytesMut::from(data);
+        let whole = parse(&mut buf, limits);
+        match &whole {
+            Ok(Some(packet)) => {
+                let size = usize::from(u16::from_le_bytes([data[1], data[2]]));
+                assert_eq!(&buf[..], &data[HEADER_LEN + size..], "bytes after the packet");
+                let head = &packet.head;
+                assert!(super::is_token(head.method().as_bytes()), "method {:?}", head.method());
+                assert!(head.target().bytes().all(|b| (0x21..=0x7e).contains(&b)), "target");
+                assert!(head.fields().count() <= limits.effective().fields, "field count");
+                assert_eq!(head.response_minor(), 0, "a uwsgi response is never chunked");
+            }
+            Ok(None) => assert_eq!(&buf[..], data, "an incomplete packet takes nothing"),
+            Err(error) => assert!(matches!(error.status(), 400 | 414 | 431 | 501), "{error:?}"),
+        }
+        let whole = seen(whole);
+        // Past the packet's end, a prefix holds the same packet: its end is the one checked.
+        let total = match data {
+            [0, lo, hi, ..] => HEADER_LEN + usize::from(u16::from_le_bytes([*lo, *hi])),
+            _ => data.len(),
+        };
+        // Until the whole packet is there only the first byte can be judged: the first
+        // few prefixes, every 61st, the last short one and the packet itself are checked.
+        let short = data.len().min(total);
+        let ends = (0..short.min(UWSGI_PREFIXES))
+            .chain((UWSGI_PREFIXES..short).step_by(61))
+            .chain(short.checked_sub(1))
+            .chain((total < data.len()).then_some(total));
+        for end in ends {
+            match seen(parse(&mut BytesMut::from(&data[..end]), limits)) {
+                Ok(None) => {}
+                early => assert_eq!(early, whole, "the first {end} bytes"),
             }
         }
     }

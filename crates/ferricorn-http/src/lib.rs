@@ -18,6 +18,7 @@
 //!   [`Encoder`] that writes heads and error pages; [`date`]: the `Date` header.
 //! - [`status`]: the reason phrase of every registered status code.
 //! - [`proxy`]: the PROXY protocol header (v1 and v2) a load balancer sends first.
+//! - [`uwsgi`]: the uwsgi packet (nginx's `uwsgi_pass`), read into the same [`Head`].
 //! - [`fuzzing`]: the properties the fuzz targets check, public so that the fuzz crate and
 //!   the stable replay test call the same code.
 //!
@@ -51,6 +52,7 @@ pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod status;
+pub mod uwsgi;
 
 use std::fmt;
 
@@ -101,16 +103,25 @@ pub enum Error {
     IncompleteBody,
     /// The body is larger than the server accepts (its `--limit-request-body`): 413.
     BodyTooLarge,
+    /// A uwsgi packet that does not parse (gunicorn's `InvalidUWSGIHeader`).
+    BadUwsgi(&'static str),
+    /// A uwsgi packet whose modifier1 is not 0, a WSGI request (gunicorn: 501).
+    UwsgiModifier(u8),
+    /// A uwsgi packet from a peer outside `--uwsgi-allow-from` (gunicorn: 403).
+    UwsgiForbidden,
 }
 
 impl Error {
-    /// The response status for this error; `413`, `414`, `431` and `501` where RFCs name them.
+    /// The response status for this error; `413`, `414`, `431` and `501` where RFCs name them,
+    /// `403` and `501` for uwsgi as gunicorn's exceptions carry them.
     pub fn status(&self) -> u16 {
         match self {
             Error::RequestLineTooLong => 414,
             Error::TooManyHeaders | Error::HeaderTooLarge => 431,
             Error::UnsupportedTransferCoding => 501,
             Error::BodyTooLarge => 413,
+            Error::UwsgiModifier(_) => 501,
+            Error::UwsgiForbidden => 403,
             _ => 400,
         }
     }
@@ -135,6 +146,9 @@ impl fmt::Display for Error {
             Error::ForbiddenTrailer => f.write_str("forbidden trailer field"),
             Error::IncompleteBody => f.write_str("client closed the connection mid-body"),
             Error::BodyTooLarge => f.write_str("request body larger than the limit"),
+            Error::BadUwsgi(why) => write!(f, "Invalid uWSGI header: {why}"),
+            Error::UwsgiModifier(m) => write!(f, "Unsupported uWSGI modifier1: {m}"),
+            Error::UwsgiForbidden => f.write_str("uWSGI request from a peer not allowed"),
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct Head {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1 (RFC 9110 §10.1.1).
     pub expect_continue: bool,
+    /// Read from a uwsgi packet: the response body goes to the front end as opaque bytes,
+    /// so it is never chunked (gunicorn's `is_chunked`).
+    uwsgi: bool,
 }
 
 impl Head {
@@ -74,9 +77,102 @@ impl Head {
         self.method() == "HEAD"
     }
 
+    /// The minor version whose framing the response may use: 0 (no chunked coding) for a
+    /// uwsgi request, whose body nginx passes on as it comes (gunicorn's `is_chunked`).
+    pub fn response_minor(&self) -> u8 {
+        match self.uwsgi {
+            true => 0,
+            false => self.minor,
+        }
+    }
+
     /// The path and query of the target, without fragment; absolute-form loses its authority.
     pub fn path_and_query(&self) -> (&str, &str) {
         split_target(self.target())
+    }
+}
+
+/// A head put together from pieces (a uwsgi packet's, judged by `uwsgi::parse`), laid
+/// out as an HTTP/1.1 head in one buffer so that it reads as one to everything after.
+/// Names and the target are written straight into that buffer: no allocation per field.
+pub(crate) struct HeadBuilder {
+    /// The head's bytes so far.
+    raw: Vec<u8>,
+    /// Where the method is in `raw`.
+    method: Range<usize>,
+    /// Where the target is in `raw`.
+    target: Range<usize>,
+    /// (name, value) ranges into `raw`, in the order given.
+    fields: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl HeadBuilder {
+    /// Starts with the method; `capacity`: the bytes the whole head will about take.
+    pub(crate) fn new(method: &[u8], capacity: usize) -> HeadBuilder {
+        let mut raw = Vec::with_capacity(capacity);
+        raw.extend_from_slice(method);
+        raw.push(b' ');
+        HeadBuilder { raw, method: 0..method.len(), target: 0..0, fields: Vec::new() }
+    }
+
+    /// The request-target, as `write` puts it into the buffer.
+    pub(crate) fn target(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.raw.len();
+        write(&mut self.raw);
+        self.target = start..self.raw.len();
+        self.raw.extend_from_slice(b" HTTP/1.1\r\n");
+    }
+
+    /// One more field, its name from `name`'s bytes; how long its line is (`Name: value`
+    /// and CRLF, as the HTTP path measures it).
+    pub(crate) fn field(&mut self, name: impl Iterator<Item = u8>, value: &[u8]) -> usize {
+        let start = self.raw.len();
+        self.raw.extend(name);
+        let name = start..self.raw.len();
+        self.raw.extend_from_slice(b": ");
+        let value = self.put(value);
+        self.raw.extend_from_slice(b"\r\n");
+        let line = self.raw.len() - start;
+        self.fields.push((name, value));
+        line
+    }
+
+    /// The index of the field named `name`, if there is one.
+    pub(crate) fn find(&self, name: &[u8]) -> Option<usize> {
+        self.fields.iter().position(|(n, _)| self.raw[n.clone()] == *name)
+    }
+
+    /// A new value for field `index`.
+    pub(crate) fn set_value(&mut self, index: usize, value: &[u8]) {
+        self.fields[index].1 = self.put(value);
+    }
+
+    /// How many fields there are.
+    pub(crate) fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.raw.len();
+        self.raw.extend_from_slice(bytes);
+        start..self.raw.len()
+    }
+
+    /// The head of a uwsgi request: HTTP/1.1, no `Expect`, a response never chunked.
+    pub(crate) fn finish(mut self, framing: BodyFraming, keep_alive: bool) -> Head {
+        self.raw.extend_from_slice(b"\r\n");
+        Head {
+            raw: Bytes::from(self.raw),
+            method: self.method,
+            target: self.target,
+            minor: 1,
+            version: (1, 1),
+            fields: self.fields,
+            framing,
+            keep_alive,
+            expect_continue: false,
+            uwsgi: true,
+        }
     }
 }
 
@@ -129,6 +225,7 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, E
         framing: BodyFraming::Empty,
         keep_alive: false,
         expect_continue: false,
+        uwsgi: false,
     };
     validate_method(&raw[head.method.clone()], lenient)?;
     if lenient.casefold_method {
@@ -496,7 +593,7 @@ fn judge_fields(head: &mut Head) -> Result<(), Error> {
 /// `1*DIGIT` and nothing else: no sign, no list, no whitespace inside (RFC 9110 §8.6).
 /// The number is from the wire: built with checked arithmetic, and one that does not fit
 /// in 64 bits is refused, never wrapped to a small length (which would smuggle the rest).
-fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
+pub(crate) fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
     if value.is_empty() {
         return Err(Error::BadContentLength);
     }

@@ -63,3 +63,8 @@ fn encode_corpus() {
 fn proxy_corpus() {
     replay("proxy", fuzzing::proxy);
 }
+
+#[test]
+fn uwsgi_corpus() {
+    replay("uwsgi", fuzzing::uwsgi);
+}
