@@ -399,7 +399,7 @@ def print_report(kind: str, results: dict, started: dict, failures: dict, args) 
     header = ["figure", "server", "negotiated", "per s", "rounds", "server CPU us"]
     header += ["client CPU us", "errors", "handshakes"]
     print(f"\n{conditions(args, kind, versions(list(started)))}\n")
-    print("\n".join(load.render(header, table_rows(results, started), args.markdown, (0, 1, 2))))
+    print("\n".join(load.render(header, table_rows(results, started), args.markdown, (0, 1, 2, 8))))
     ratios = ratio_rows(results)
     if ratios:
         header = ["figure", "ratio of", "ratio", "rounds", "CPU ratio", "goal", "met"]
