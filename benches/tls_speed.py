@@ -35,7 +35,9 @@ What it does:
   puts the servers on CPU 0 and the clients on CPU 1 (taskset).
 - The table shows medians over the rounds, the servers' CPU time per response (every
   process of the server, user + system, over the responses: moved less by other jobs than
-  the rates) and the clients' own CPU per response; then ferricorn's ratios to each peer
+  the rates), the clients' own CPU per response and the cores they kept busy (near wrk's
+  thread count, or 1 with ``--pin``, the figure is the client's: a note says so under the
+  table, ``--wrk-threads 2`` is the way out for wrk); then ferricorn's ratios to each peer
   (the median of the rounds' ratios, and their range), with the goal where the issue
   sets one. ``--markdown`` prints Markdown for docs/benchmarks.md; ``--json PATH`` writes
   every round's figures.
@@ -74,6 +76,8 @@ FIGURES = ("keepalive", "handshake")
 GOALS = {("keepalive", "granian"): 1.5, ("keepalive", "gunicorn"): 5.0}
 SUBJECTS = ("ferricorn", "ferricorn-plain")
 PEERS = ("granian", "gunicorn")
+# A client this busy (cores over its limit) may be what limits the figure.
+CLIENT_BUSY = 0.9
 # How long a client may overrun --duration before the run counts as failed.
 CLIENT_GRACE = 30.0
 
@@ -324,6 +328,27 @@ def kinds_text(runs: list[Run]) -> str:
     return f"{totals['full']} full, {totals['retried']} HRR, {totals['resumed']} resumed"
 
 
+def client_cores(run: Run) -> float:
+    """How many cores the client kept busy: near its thread count (wrk) or the cores it
+    has, the figure is the client's, not the server's."""
+    return run.client_us * run.rate / 1e6
+
+
+def client_bound(results: dict, args) -> list[str]:
+    """The runs whose client was near its limit: wrk's threads, or CPU 1 when pinned."""
+    notes = []
+    for (key, figure), runs in results.items():
+        limit = args.wrk_threads if figure == "keepalive" else (1 if args.pin else None)
+        busy = median([client_cores(r) for r in runs])
+        if limit and busy >= CLIENT_BUSY * limit:
+            notes.append(
+                f"{SERVERS[key].name} {figure}: the client kept {busy:.2f} of {limit} cores "
+                f"busy, so the figure may be the client's"
+                + (" (try --wrk-threads 2)" if figure == "keepalive" else "")
+            )
+    return notes
+
+
 def table_rows(results: dict, started: dict) -> list[list[str]]:
     rows = []
     for figure in FIGURES:
@@ -340,6 +365,7 @@ def table_rows(results: dict, started: dict) -> list[list[str]]:
                     f"{min(r.rate for r in runs):.0f}-{max(r.rate for r in runs):.0f}",
                     f"{median([r.server_us for r in runs]):.1f}",
                     f"{median([r.client_us for r in runs]):.1f}",
+                    f"{median([client_cores(r) for r in runs]):.2f}",
                     str(sum(r.errors for r in runs)),
                     kinds_text(runs),
                 ]
@@ -397,9 +423,9 @@ def versions(keys: list[str]) -> str:
 
 def print_report(kind: str, results: dict, started: dict, failures: dict, args) -> None:
     header = ["figure", "server", "negotiated", "per s", "rounds", "server CPU us"]
-    header += ["client CPU us", "errors", "handshakes"]
+    header += ["client CPU us", "client cores", "errors", "handshakes"]
     print(f"\n{conditions(args, kind, versions(list(started)))}\n")
-    print("\n".join(load.render(header, table_rows(results, started), args.markdown, (0, 1, 2, 8))))
+    print("\n".join(load.render(header, table_rows(results, started), args.markdown, (0, 1, 2, 9))))
     ratios = ratio_rows(results)
     if ratios:
         header = ["figure", "ratio of", "ratio", "rounds", "CPU ratio", "goal", "met"]
@@ -407,6 +433,8 @@ def print_report(kind: str, results: dict, started: dict, failures: dict, args) 
         print("\n".join(load.render(header, ratios, args.markdown, text=(0, 1))))
     for what, why in failures.items():
         print(f"- skipped {what}: {why}" if args.markdown else f"skipped {what}: {why}")
+    for note in client_bound(results, args):
+        print(f"- {note}" if args.markdown else note)
 
 
 # --- main ------------------------------------------------------------------------------
