@@ -130,9 +130,10 @@ def pinned(args, cpu: str) -> list[str]:
 def make_certificate(directory: Path, kind: str) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key (PKCS#8, which Granian requires)."""
     cert, key = directory / f"{kind}-cert.pem", directory / f"{kind}-key.pem"
-    algorithm = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec"]
-    if kind == "ec":
-        algorithm += ["-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    algorithm = {
+        "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        "rsa": ["-newkey", "rsa:2048"],
+    }[kind]
     cmd = ["openssl", "req", "-x509", *algorithm, "-nodes", "-days", "2"]
     cmd += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
     cmd += ["-addext", "subjectAltName=IP:127.0.0.1"]
