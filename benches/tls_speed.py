@@ -29,7 +29,9 @@ What it does:
   59), so it measures resumptions. Not ``openssl s_time -new``: full handshakes, but one
   at a time per process and about 1 ms of client CPU each (OpenSSL 3.0), so on 2 cores it
   would measure itself. tls_client has resumption off and counts each handshake's kind as
-  rustls reports it (full, full after a HelloRetryRequest, resumed), shown in the table.
+  rustls reports it (full, full after a HelloRetryRequest, resumed), shown in the table;
+  ``--check-hellos`` also counts, through ``benches/tls_hellos.py``'s relay, the hellos
+  that offer and accept a session, for wrk and tls_client on each TLS server.
 - Rounds (``--rounds``, default 5): each round runs both figures on every server, the
   server order rotating, so the shared machine's noise falls on all of them. ``--pin``
   puts the servers on CPU 0 and the clients on CPU 1 (taskset).
@@ -64,6 +66,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import load
+import tls_hellos
 from serving import BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
 
 CLIENT_DIR = ROOT / "benches" / "tls_client"
@@ -281,6 +284,22 @@ def start_servers(keys, cert, pem_key, args, failures) -> dict[str, tuple[Runnin
     return started
 
 
+def check_hellos(started: dict, args) -> dict[str, str]:
+    """``--check-hellos``: a second of wrk with ``Connection: close`` and one of tls_client
+    through tls_hellos's relay, per TLS server: who offers to resume, who accepts."""
+    found = {}
+    for key, (_, port, _) in started.items():
+        if not SERVERS[key].tls:
+            continue
+        wrk = ["wrk", "-t1", "-c2", "-d1s", "-H", "Connection: close", f"https://{HOST}:{{port}}/"]
+        ours = [str(CLIENT), "--port", "{port}", "--connections", "2", "--duration", "1"]
+        for client, cmd in (("wrk", wrk), ("tls_client", ours)):
+            text = tls_hellos.describe(tls_hellos.through_relay(port, cmd))
+            found[f"{SERVERS[key].name}, {client}"] = text
+            print(f"hellos: {SERVERS[key].name}, {client} with Connection: close: {text}")
+    return found
+
+
 def run_rounds(started: dict, args, failures: dict) -> dict[tuple[str, str], list[Run]]:
     """Every round runs both figures on every server; the server order rotates per round."""
     keys = list(started)
@@ -456,6 +475,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--rounds", type=int, default=5, help="rounds; the table shows the median [5]")
     add("--pin", action="store_true", help="servers on CPU 0, clients on CPU 1")
     add("--markdown", action="store_true", help="print the tables as Markdown")
+    add("--check-hellos", action="store_true", help="count resumption offers (tls_hellos.py)")
     add("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
     if min(args.workers, args.gthread_threads, args.rounds, args.duration) < 1:
@@ -472,6 +492,7 @@ def run_key(kind: str, directory: Path, args, report: dict) -> None:
     keys = [k for k in args.servers if k not in args.unusable]
     started = start_servers(keys, cert, pem_key, args, failures)
     try:
+        hellos = check_hellos(started, args) if args.check_hellos else {}
         results = run_rounds(started, args, failures) if started else {}
     finally:
         for running, _, _ in started.values():
@@ -482,6 +503,7 @@ def run_key(kind: str, directory: Path, args, report: dict) -> None:
         "negotiated": {k: v[2] for k, v in started.items()},
         "runs": {f"{k} {f}": [asdict(r) for r in runs] for (k, f), runs in results.items()},
         "ratios": ratio_rows(results),
+        "hellos": hellos,
         "skipped": failures,
     }
 
