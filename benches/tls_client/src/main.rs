@@ -157,32 +157,30 @@ fn read_response(stream: &mut impl Read) -> Result<u16, String> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
-            let length = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            if length.is_some_and(|n| buf.len() >= end + 4 + n) {
+        let head = parse_head(&buf);
+        if let Some((status, Some(whole))) = head {
+            if buf.len() >= whole {
                 return Ok(status);
             }
         }
         match stream.read(&mut chunk) {
-            Ok(0) => {
-                return match buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    true => Ok(head_status(&buf)),
-                    false => Err("closed before the response".into()),
-                }
-            }
+            Ok(0) => return head.map(|(status, _)| status).ok_or("closed before the head".into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) => return Err(format!("read: {e}")),
         }
     }
 }
 
-fn head_status(buf: &[u8]) -> u16 {
-    std::str::from_utf8(&buf[9..12]).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+/// The status and, with a `Content-Length`, the whole response's length, once the head is in.
+fn parse_head(buf: &[u8]) -> Option<(u16, Option<usize>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    Some((status, length.map(|n| end + 4 + n)))
 }
 
 /// One connection: connect, handshake, request, response, close_notify.
