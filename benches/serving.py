@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,13 +118,14 @@ class Running:
         text = self.log.read().decode(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:]) or "(no output)"
 
-    def wait_ready(self, port: int) -> None:
-        """Polls until the server answers a GET with 200; fails early if it exits."""
+    def wait_ready(self, port: int, probe: Callable[[int], bool] = answers) -> None:
+        """Polls until ``probe`` (by default: a plain GET gets a 200) says the server is up;
+        fails early if it exits."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerFailed(f"exited with {self.proc.returncode}: {self.log_tail()}")
-            if answers(port):
+            if probe(port):
                 return
             time.sleep(0.05)
         raise ServerFailed(f"not answering after {START_TIMEOUT:g}s: {self.log_tail()}")
