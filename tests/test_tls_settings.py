@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import gunicorn_command, run_cli
+from conftest import REPO_ROOT, gunicorn_command, run_cli
 
 APP = "app:app"
 APP_SOURCE = "def app(environ, start_response):\n    pass\n"
@@ -124,9 +124,11 @@ def openssl_ca(directory) -> str:
 
 
 def test_client_certificate_settings_are_checked_with_certfile(app_dir):
-    """With `certfile` (a config file's, until `--certfile` is a flag) the CA file is read and
-    `--cert-reqs` 1 or 2 needs it; without, neither is (gunicorn builds no context then)."""
+    """With `certfile` the CA file is read and `--cert-reqs` 1 or 2 needs it; without, neither
+    is (gunicorn builds no context then)."""
     (app_dir / "empty.pem").write_text("no certificate here\n")
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(REPO_ROOT / "src" / "tls" / "testdata" / name, app_dir / name)
     ca = openssl_ca(app_dir)
     rows = [
         ("cert_reqs = 2\n", "--cert-reqs 2: needs --ca-certs FILE"),
@@ -137,10 +139,14 @@ def test_client_certificate_settings_are_checked_with_certfile(app_dir):
     for settings, line in rows:
         (app_dir / "gunicorn.conf.py").write_text(settings)
         assert run(["--check-config", APP], app_dir).returncode == 0, settings
-        (app_dir / "gunicorn.conf.py").write_text(f"certfile = 'cert.pem'\n{settings}")
+        (app_dir / "gunicorn.conf.py").write_text(
+            f"certfile = 'cert.pem'\nkeyfile = 'key.pem'\n{settings}"
+        )
         ours = one_error_line(run(["--check-config", APP], app_dir))
         assert ours.startswith(f"ferricorn: error: {line}"), ours
-    (app_dir / "gunicorn.conf.py").write_text(f"certfile = 'cert.pem'\nca_certs = '{ca}'\n")
+    (app_dir / "gunicorn.conf.py").write_text(
+        f"certfile = 'cert.pem'\nkeyfile = 'key.pem'\nca_certs = '{ca}'\n"
+    )
     for reqs in ("0", "1", "2"):
         out = run(["--cert-reqs", reqs, "--check-config", APP], app_dir)
         assert out.returncode == 0, (reqs, out.stderr)

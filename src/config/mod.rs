@@ -44,9 +44,10 @@ pub use options::{
 pub use sources::{gather, load, parse_args, print_config, RawArgs};
 
 /// The worker types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorkerClass {
     /// gunicorn's sync: one connection at a time, `Connection: close`.
+    #[default]
     Sync,
     /// One event loop per process: keep-alive, pipelining, slow clients buffered.
     Async,
@@ -62,7 +63,7 @@ impl WorkerClass {
 }
 
 /// Validated settings, what the master and workers run on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// APP_MODULE, e.g. `myproject.wsgi` or `app:create_app()`.
     pub app: String,
@@ -213,9 +214,10 @@ impl Default for TlsPolicy {
 }
 
 /// `--protocol`: how requests arrive on every connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// HTTP/1.x request heads.
+    #[default]
     Http,
     /// uwsgi packets (nginx's `uwsgi_pass`), from the peers `--uwsgi-allow-from` allows.
     Uwsgi(forwarded::AllowList),
@@ -307,66 +309,7 @@ impl Config {
     /// (those are in [`OPTIONS`]) and are never served from: the unit tests check that
     /// each setting's section sets its field, given and not given.
     fn blank(app: String, paste: Option<Paste>, fwd: forwarded::Policy, raw: &RawArgs) -> Config {
-        Config {
-            app,
-            binds: Vec::new(),
-            workers: 0,
-            worker_class: WorkerClass::Sync,
-            threads: 0,
-            worker_connections: 0,
-            keepalive: Duration::ZERO,
-            backlog: 0,
-            chdir: None,
-            pythonpath: Vec::new(),
-            env: Vec::new(),
-            graceful_timeout: Duration::ZERO,
-            limits: Limits::default(),
-            limit_request_body: 0,
-            log_level: LogLevel::Info,
-            timeout: None,
-            read_timeout: Duration::ZERO,
-            request_timeout: None,
-            max_requests: 0,
-            max_requests_jitter: 0,
-            max_worker_memory: None,
-            preload: false,
-            reload: false,
-            reload_extra_files: Vec::new(),
-            pidfile: None,
-            daemon: false,
-            enable_stdio_inheritance: false,
-            user: None,
-            group: None,
-            initgroups: false,
-            umask: None,
-            worker_tmp_dir: None,
-            reuse_port: false,
-            proc_name: String::new(),
-            errorlog: None,
-            accesslog: None,
-            access_log_format: String::new(),
-            statsd_host: None,
-            statsd_prefix: String::new(),
-            dogstatsd_tags: String::new(),
-            enable_backlog_metric: false,
-            control: Default::default(),
-            metrics: Default::default(),
-            syslog: None,
-            tls: None,
-            tls_policy: TlsPolicy::default(),
-            paste,
-            capture_output: false,
-            logconfig: None,
-            logconfig_json: None,
-            logger_class: None,
-            check_config: false,
-            print_config: false,
-            raw: raw.clone(),
-            forwarded: fwd,
-            proxy_protocol: Default::default(),
-            protocol: Protocol::Http,
-            notices: Vec::new(),
-        }
+        Config { app, paste, forwarded: fwd, raw: raw.clone(), ..Config::default() }
     }
 
     /// The PROXY protocol: whether a connection may start with a header, and from whom.
