@@ -25,6 +25,7 @@ fn environ_building(c: &mut Criterion) {
             server: &server,
             forwarded: &Default::default(),
             queued_since: std::time::Instant::now(),
+            client_cert: None,
         };
         c.bench_function("environ/browser_get", |b| {
             b.iter(|| {

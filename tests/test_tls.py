@@ -377,3 +377,53 @@ def test_a_broken_certificate_on_hup_keeps_the_old_one_serving(server_factory, c
     errors = [line for line in server.stderr.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1, errors
     os.remove(live / "one-key.pem")
+
+
+def _get_with(port: int, context: ssl.SSLContext, target: str = "/") -> str:
+    """The status line of one request, or the error that ended the connection before one
+    (with the body after the line, for `/client`)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                request = f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                tls.sendall(request.encode())
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+    except (ssl.SSLError, OSError) as e:
+        return f"refused: {e}"
+    if target != "/":
+        return data.partition(b"\r\n\r\n")[2].decode()
+    return data.split(b"\r\n")[0].decode() or "refused: closed"
+
+
+@pytest.mark.parametrize("kind", ["ferricorn-async", "ferricorn-sync", "gunicorn"])
+def test_mutual_tls_serves_a_client_certificate_and_refuses_none(server_factory, certs, kind):
+    """`--ca-certs` and `--cert-reqs 2`: a client with a certificate the CA signed is served,
+    one without is refused in the handshake, as by gunicorn 27 in the same test."""
+    if not (certs / "client.pem").exists():
+        _leaf(certs, "client")
+    mutual = [*tls_args(certs), "--ca-certs", str(certs / "ca.pem"), "--cert-reqs", "2"]
+    if kind == "gunicorn":
+        server = server_factory(APP, *mutual, command=gunicorn_command())
+    else:
+        server = server_factory(APP, *mutual, worker_class=kind.split("-")[1])
+    with_cert = client_context(certs)
+    with_cert.load_cert_chain(certs / "client.pem", certs / "client-key.pem")
+    assert _get_with(server.port, with_cert) == "HTTP/1.1 200 OK", server.stderr
+    without = _get_with(server.port, client_context(certs))
+    assert without.startswith("refused"), without
+    # The refusal cost nothing but that connection.
+    assert _get_with(server.port, with_cert) == "HTTP/1.1 200 OK"
+    if kind != "gunicorn":  # gunicorn puts nothing of the certificate in the environ
+        said = json.loads(_get_with(server.port, with_cert, "/client"))
+        assert said["SSL_CLIENT_VERIFY"] == "SUCCESS", said
+        assert said["SSL_CLIENT_S_DN_CN"] == "localhost", said
+        assert said["SSL_CLIENT_I_DN"] == "CN=test CA", said
+        assert said["SSL_CLIENT_CERT"] == (certs / "client.pem").read_text(), said
+
+
+def test_without_mutual_tls_the_environ_says_no_client_certificate(server_factory, certs):
+    server = start_tls(server_factory, certs, "async")
+    said = json.loads(_get_with(server.port, client_context(certs), "/client"))
+    assert said == {"SSL_CLIENT_VERIFY": "NONE"}

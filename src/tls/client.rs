@@ -109,6 +109,9 @@ fn roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
+/// A TLS connection's client-certificate keys, made once per connection.
+pub type Environ = Vec<(Cow<'static, str>, String)>;
+
 /// The environ keys of a client certificate, mod_ssl's: `SSL_CLIENT_VERIFY` (`SUCCESS`
 /// with a certificate, which rustls verified before the request; `NONE` without),
 /// `SSL_CLIENT_CERT` (PEM), `SSL_CLIENT_S_DN` and `SSL_CLIENT_I_DN` (RFC 2253, as Apache
@@ -117,7 +120,7 @@ fn roots(path: &Path) -> Result<RootCertStore, String> {
 /// `SSL_CLIENT_V_START`, `SSL_CLIENT_V_END`, `SSL_CLIENT_A_SIG`, `SSL_CLIENT_A_KEY`,
 /// `SSL_CLIENT_SAN_DNS_n`, `SSL_CLIENT_SAN_Email_n` and `SSL_CLIENT_CERT_CHAIN_n` (the
 /// certificates after the client's own). `chain` is the client's, its own first.
-pub fn environ(chain: &[CertificateDer<'_>]) -> Vec<(Cow<'static, str>, String)> {
+pub fn environ(chain: &[CertificateDer<'_>]) -> Environ {
     let Some(leaf) = chain.first() else {
         return vec![("SSL_CLIENT_VERIFY".into(), "NONE".to_owned())];
     };

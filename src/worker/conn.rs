@@ -551,6 +551,7 @@ impl<T: Transport> Conn<T> {
             server: &shared.servers[self.listener],
             forwarded: &forwarded,
             queued_since: ready,
+            client_cert: self.transport.client_certificate(),
         };
         let call =
             Call { app: shared.app.bind(py), globals: &shared.globals, head: &head, conn: &conn };

@@ -319,7 +319,9 @@ fn handle<T: Transport>(
     if let Some(pulse) = super::pulse() {
         pulse.enter(head.method(), head.target());
     }
-    let conn = Connection { peer, server, forwarded: &forwarded, queued_since: accepted };
+    let client_cert = transport.client_certificate();
+    let conn =
+        Connection { peer, server, forwarded: &forwarded, queued_since: accepted, client_cert };
     super::deadline::enter(0, head.method(), head.target());
     let complete = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
     super::deadline::leave(py);

@@ -37,6 +37,9 @@ pub struct TlsTransport {
     /// `--suppress-ragged-eofs`: a TCP end of stream without `close_notify` reads as a
     /// plain end of stream; off, it is an `UnexpectedEof` error.
     suppress_ragged_eofs: bool,
+    /// The client certificate's environ keys, made at the first request (after the
+    /// handshake) and shared by the connection's requests.
+    client_cert: std::sync::OnceLock<Arc<crate::tls::client::Environ>>,
 }
 
 /// What the lock guards.
@@ -82,6 +85,7 @@ impl TlsTransport {
             session: Mutex::new(Session { tls, failed, fin_pending: false }),
             ahead: AtomicBool::new(!early.is_empty()),
             suppress_ragged_eofs: true,
+            client_cert: std::sync::OnceLock::new(),
         }
     }
 
@@ -162,6 +166,14 @@ fn feed(tls: &mut ServerConnection, mut early: &[u8]) -> Result<(), rustls::Erro
 
 impl Transport for TlsTransport {
     const PLAINTEXT: bool = false;
+
+    fn client_certificate(&self) -> Option<Arc<crate::tls::client::Environ>> {
+        let made = self.client_cert.get_or_init(|| {
+            let session = self.lock();
+            Arc::new(crate::tls::client::environ(session.tls.peer_certificates().unwrap_or(&[])))
+        });
+        Some(Arc::clone(made))
+    }
 
     /// Plaintext first; with none decrypted, the handshake's or the records' next step:
     /// what rustls owes the peer goes out, then ciphertext comes in. `WouldBlock` only

@@ -114,6 +114,12 @@ pub trait Transport: Send + Sync + 'static {
     /// The descriptor the event loop registers (edge-triggered readiness).
     fn fd(&self) -> RawFd;
 
+    /// What the app's environ says of the client's certificate (`SSL_CLIENT_*`, mod_ssl's
+    /// keys, docs/tls.md); `None` on a plain connection.
+    fn client_certificate(&self) -> Option<std::sync::Arc<crate::tls::client::Environ>> {
+        None
+    }
+
     /// Bytes already received and held above the descriptor (TLS plaintext decrypted
     /// ahead): readable now, though no readiness edge will say so.
     fn buffered(&self) -> bool {

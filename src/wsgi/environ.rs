@@ -146,6 +146,8 @@ pub struct Connection<'a> {
     /// When the request started to wait for the app (see docs/metrics.md): the environ's
     /// `mod_wsgi.queue_start`, and `--max-queue-time`.
     pub queued_since: std::time::Instant,
+    /// On a TLS connection, the client certificate's `SSL_CLIENT_*` keys.
+    pub client_cert: Option<std::sync::Arc<crate::tls::client::Environ>>,
 }
 
 /// The environ of one request. A hot path: it runs once per request with the GIL held,
@@ -202,6 +204,9 @@ pub fn build<'py>(
     }
     if conn.forwarded.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
+    for (key, value) in conn.client_cert.iter().flat_map(|pairs| pairs.iter()) {
+        env.set_item(key.as_ref(), value)?;
     }
     env.set_item(intern!(py, "wsgi.input"), input)?;
     add_headers(&env, head, &globals.forwarded, conn.forwarded.trusted)?;
@@ -387,6 +392,7 @@ mod tests {
                 server: &server,
                 forwarded: &verdict,
                 queued_since: std::time::Instant::now(),
+                client_cert: None,
             };
             let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
             let env = build(py, &head, &conn, &globals, input).unwrap();
@@ -445,6 +451,7 @@ mod tests {
                     server: &server,
                     forwarded: &verdict,
                     queued_since: std::time::Instant::now(),
+                    client_cert: None,
                 };
                 let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
                 let env = build(py, &head, &conn, &globals, input).unwrap();
@@ -470,6 +477,7 @@ mod tests {
                 server: &server,
                 forwarded: &verdict,
                 queued_since: std::time::Instant::now(),
+                client_cert: None,
             };
             let input = Py::new(py, Input::buffered(BytesMut::new())).unwrap();
             let env = build(py, &head, &conn, &globals, input).unwrap();

@@ -1,5 +1,6 @@
 """For test_tls: ``/`` says what the environ says of the connection; ``/file`` sends the
-file named by ``$TLS_TEST_FILE`` through ``wsgi.file_wrapper``."""
+file named by ``$TLS_TEST_FILE`` through ``wsgi.file_wrapper``; ``/client`` the environ's
+``SSL_CLIENT_*`` keys."""
 
 import json
 import os
@@ -11,7 +12,10 @@ def app(environ, start_response):
         size = os.fstat(f.fileno()).st_size
         start_response("200 OK", [("Content-Length", str(size))])
         return environ["wsgi.file_wrapper"](f, 65536)
-    body = json.dumps({"scheme": environ["wsgi.url_scheme"]}).encode()
+    said = {"scheme": environ["wsgi.url_scheme"]}
+    if environ["PATH_INFO"] == "/client":
+        said = {k: v for k, v in environ.items() if k.startswith("SSL_CLIENT_")}
+    body = json.dumps(said).encode()
     start_response(
         "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     )
