@@ -367,8 +367,7 @@ impl Config {
             None => PathBuf::from(f),
         };
         let (certfile, keyfile) = (at(certfile), file("keyfile").map(at));
-        let server = crate::tls::server_config(&certfile, keyfile.as_deref(), &self.tls_policy)
-            .map_err(|e| Error(e.to_string()))?;
+        let server = crate::tls::server_config(&certfile, keyfile.as_deref(), &self.tls_policy)?;
         let suppress = suppress_ragged_eofs(raw);
         self.tls = Some(crate::tls::Settings {
             certfile,

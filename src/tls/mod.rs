@@ -58,17 +58,9 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// A certificate or key that cannot be used: one line naming the file and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+/// A certificate or key that cannot be used: one line naming the file and why, the same
+/// error a bad setting is (exit 2 at boot; on HUP, the running settings stay).
+pub use crate::config::Error;
 
 /// The crypto provider every session uses, with `--ciphers`'s suites when given.
 fn provider(policy: &TlsPolicy) -> Arc<CryptoProvider> {

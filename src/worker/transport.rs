@@ -216,8 +216,13 @@ mod tests {
         }
     }
 
+    /// A file holding `data`, at a path of its own: two tests that ran at once shared one
+    /// (the pid's) and read each other's bytes.
     fn file_of(data: &[u8]) -> std::fs::File {
-        let path = std::env::temp_dir().join(format!("ferricorn-sendfile-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ferricorn-sendfile-{}-{n}", std::process::id());
+        let path = std::env::temp_dir().join(name);
         let mut file = std::fs::File::create(&path).unwrap();
         file.write_all(data).unwrap();
         let file = std::fs::File::open(&path).unwrap();
