@@ -164,6 +164,23 @@ fn parse_command_line(py: Python<'_>, argv: &[String]) -> Result<Option<Config>,
     Ok(Some(config))
 }
 
+/// What `--check-config` says of how requests arrive, beyond the bind line: TLS, a PROXY
+/// header, uwsgi packets.
+fn fronts(config: &Config) -> Vec<String> {
+    let mut fronts = Vec::new();
+    if let Some(tls) = &config.tls {
+        fronts.push(format!("serve TLS with the certificate {}", tls.certfile.display()));
+    }
+    if let Some(mode) = config.proxy_protocol.mode {
+        let mode = format!("{mode:?}").to_lowercase();
+        fronts.push(format!("read a PROXY header ({mode}) first on each connection"));
+    }
+    if config.protocol != config::Protocol::Http {
+        fronts.push("read uwsgi packets, not HTTP requests".to_owned());
+    }
+    fronts
+}
+
 /// `--check-config`: the settings parsed; now the app must load, here. What serving would
 /// bind and run is printed, with every notice (a setting ignored, a worker mapped), so
 /// "fine" is said only when nothing needs a second look.
@@ -181,6 +198,9 @@ fn check_config(py: Python<'_>, config: &Config) -> Result<(), BootError> {
         config.workers,
         config.worker_class.name()
     );
+    for front in fronts(config) {
+        println!("ferricorn: would {front}");
+    }
     for notice in &config.notices {
         let kind = match notice.level {
             LogLevel::Debug => "ignored",

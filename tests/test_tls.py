@@ -427,3 +427,15 @@ def test_without_mutual_tls_the_environ_says_no_client_certificate(server_factor
     server = start_tls(server_factory, certs, "async")
     said = json.loads(_get_with(server.port, client_context(certs), "/client"))
     assert said == {"SSL_CLIENT_VERIFY": "NONE"}
+
+
+def test_regression_check_config_said_nothing_of_tls(certs):
+    """`--check-config` named the binds and workers but not that they would speak TLS (nor
+    that a PROXY header or uwsgi packets would come first)."""
+    out = run_cli(*tls_args(certs), "--proxy-protocol", "v2", "--check-config", APP)
+    assert out.returncode == 0, out.stderr
+    assert f"would serve TLS with the certificate {certs / 'one.pem'}" in out.stdout, out.stdout
+    assert "would read a PROXY header (v2) first on each connection" in out.stdout, out.stdout
+    out = run_cli("--protocol", "uwsgi", "--check-config", APP)
+    assert "would read uwsgi packets, not HTTP requests" in out.stdout, out.stdout
+    assert "would serve TLS" not in out.stdout
