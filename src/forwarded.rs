@@ -94,6 +94,9 @@ pub struct Verdict {
     pub trusted: bool,
     /// A trusted scheme header said https.
     pub https: bool,
+    /// A trusted scheme header said something else: `http`, even over TLS, as gunicorn
+    /// reads it.
+    pub http: bool,
     /// `SCRIPT_NAME` sent by a trusted forwarder: where the app is mounted.
     pub script_name: Option<String>,
     /// The client a uwsgi front end named (`REMOTE_ADDR`, `REMOTE_PORT`): the environ's
@@ -154,6 +157,7 @@ impl Policy {
                     }
                     scheme_seen = true;
                     verdict.https = https;
+                    verdict.http = !https;
                 }
             }
             if name.contains(&b'_') {

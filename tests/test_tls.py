@@ -439,3 +439,22 @@ def test_regression_check_config_said_nothing_of_tls(certs):
     out = run_cli("--protocol", "uwsgi", "--check-config", APP)
     assert "would read uwsgi packets, not HTTP requests" in out.stdout, out.stdout
     assert "would serve TLS" not in out.stdout
+
+
+def test_regression_a_trusted_header_saying_http_over_tls_gave_https(server_factory, certs):
+    """A trusted front end's `X-Forwarded-Proto: http` makes `wsgi.url_scheme` `http` over
+    TLS, as gunicorn 27 reads it (in the same test); ferricorn kept `https`."""
+    ours = start_tls(server_factory, certs, "async")
+    theirs = server_factory(APP, *tls_args(certs), command=gunicorn_command())
+    for server in (ours, theirs):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT) as raw:
+            with client_context(certs).wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(
+                    b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: http\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+        body = data.partition(b"\r\n\r\n")[2]
+        assert json.loads(body) == {"scheme": "http"}, server.argv

@@ -51,6 +51,7 @@ fn parse_uwsgi(
     }
     let Some(packet) = uwsgi::parse(buf, limits)? else { return Ok(None) };
     let remote = packet.remote.map(|(addr, port)| Peer::new(&addr, &port));
-    let verdict = Verdict { trusted: false, https: packet.https, script_name: None, remote };
+    let verdict =
+        Verdict { trusted: false, https: packet.https, http: false, script_name: None, remote };
     Ok(Some((packet.head, verdict)))
 }

@@ -204,6 +204,8 @@ pub fn build<'py>(
     }
     if conn.forwarded.https {
         env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    } else if conn.forwarded.http {
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
     }
     for (key, value) in conn.client_cert.iter().flat_map(|pairs| pairs.iter()) {
         env.set_item(key.as_ref(), value)?;
