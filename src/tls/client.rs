@@ -312,21 +312,11 @@ fn hex(bytes: &[u8], separator: &str) -> String {
 /// A certificate date as OpenSSL's `ASN1_TIME_print` (mod_ssl's `SSL_CLIENT_V_*`):
 /// `Dec  2 16:00:00 2026 GMT`.
 fn openssl_time(unix: i64) -> String {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    use ferricorn_http::date::{civil_from_days, MONTHS};
     let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    format!("{} {day:>2} {h:02}:{m:02}:{s:02} {year} GMT", MONTHS[(month - 1) as usize])
+    format!("{} {day:>2} {h:02}:{m:02}:{s:02} {year} GMT", MONTHS[month as usize - 1])
 }
 
 /// A certificate as PEM, 64 base64 characters a line, as `ssl.DER_cert_to_PEM_cert`.

@@ -435,8 +435,7 @@ fn timestamp(out: &mut String) {
 }
 
 fn render_timestamp(out: &mut String) {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    use crate::http::date::MONTHS;
     let (tm, zone) = crate::log::local_now();
     let _ = write!(
         out,
