@@ -43,11 +43,7 @@ impl AllowList {
         for entry in list(text) {
             match entry {
                 "*" => allow.any = true,
-                _ => {
-                    allow.networks.push(network(entry).ok_or_else(|| {
-                        format!("{flag}: {entry:?} is not an IP address or network")
-                    })?)
-                }
+                _ => allow.networks.push(network(entry).map_err(|why| format!("{flag}: {why}"))?),
             }
         }
         Ok(allow)
@@ -194,15 +190,37 @@ fn list(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// `10.0.0.1` (a host) or `10.0.0.0/8`.
-fn network(entry: &str) -> Option<(IpAddr, u8)> {
+/// An address, or a network as address/prefix length. A network with host bits set
+/// (`10.0.0.1/8`) is refused, as Python's `ip_network` refuses it for gunicorn: it is
+/// likely a typo for an address or for `10.0.0.0/8`.
+fn network(entry: &str) -> Result<(IpAddr, u8), String> {
+    let no = || format!("{entry:?} is not an IP address or network");
     let (addr, len) = entry.split_once('/').unwrap_or((entry, ""));
-    let ip: IpAddr = addr.trim().parse().ok()?;
+    let ip: IpAddr = addr.trim().parse().map_err(|_| no())?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len.trim() {
         "" => max,
-        n => n.parse().ok().filter(|&n| n <= max)?,
+        n => n.parse().ok().filter(|&n| n <= max).ok_or_else(no)?,
     };
-    Some((ip, len))
+    if masked(ip, len) != ip {
+        let net = masked(ip, len);
+        return Err(format!("{entry:?} has host bits set (the network is {net}/{len})"));
+    }
+    Ok((ip, len))
+}
+
+/// `ip` with the bits past the first `len` cleared.
+fn masked(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let keep = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & keep).into())
+        }
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & keep).into())
+        }
+    }
 }
 
 fn contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
@@ -304,5 +322,27 @@ mod tests {
         assert!(!AllowList::parse("f", "").unwrap().allows(ip("127.0.0.1")));
         let error = AllowList::parse("--uwsgi-allow-from", "10.0.0.1,nope").unwrap_err();
         assert_eq!(error, r#"--uwsgi-allow-from: "nope" is not an IP address or network"#);
+    }
+
+    /// gunicorn (Python's strict `ip_network`) refuses `10.0.0.1/8`; it was taken as
+    /// 10.0.0.0/8. Networks written right, and `/0`, still parse.
+    #[test]
+    fn a_network_with_host_bits_set_is_refused() {
+        for (text, network) in [
+            ("10.0.0.1/8", "10.0.0.0/8"),
+            ("192.168.1.1/24", "192.168.1.0/24"),
+            ("2001:db8::1/32", "2001:db8::/32"),
+            ("1.2.3.4/0", "0.0.0.0/0"),
+        ] {
+            let error = AllowList::parse("--proxy-allow-from", text).unwrap_err();
+            let want = format!(
+                "--proxy-allow-from: {text:?} has host bits set (the network is {network})"
+            );
+            assert_eq!(error, want);
+        }
+        for good in ["10.0.0.0/8", "10.0.0.1/32", "10.0.0.1", "0.0.0.0/0", "::/0", "2001:db8::/32"]
+        {
+            AllowList::parse("--proxy-allow-from", good).unwrap();
+        }
     }
 }

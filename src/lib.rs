@@ -28,7 +28,10 @@
 //! - [`reloader`]: `--reload`, inotify on the app's source files.
 //! - [`systemd`]: socket activation and `sd_notify`.
 //! - [`tls`]: `--certfile` and the TLS settings, loaded into the `rustls::ServerConfig`
-//!   that `worker/tls.rs`'s transport makes each connection's session from.
+//!   that `worker/tls.rs`'s transport makes each connection's session from: `--ciphers`
+//!   and `--ssl-version` as rustls suites and versions, `--ca-certs`/`--cert-reqs` as a
+//!   client-certificate verifier, the client certificate's environ keys, and kTLS
+//!   (`tls/ktls.rs`: a finished session's keys handed to the kernel, for `sendfile`).
 //! - [`pidfile`]: the `--pid` file.
 //! - [`process`]: fork, `--daemon`, process titles, `--user`/`--group`.
 //! - [`log`]: the error log in gunicorn's layout, to stderr or `--error-logfile`.
@@ -38,9 +41,6 @@
 //!   the master's loop without blocking.
 //! - [`metrics`]: `--metrics-bind`: Prometheus metrics the workers count in shared memory
 //!   and the master serves; `--max-queue-time`.
-//! - [`tls`]: TLS with rustls: `--ciphers` and `--ssl-version` as rustls suites and
-//!   versions, `--ca-certs`/`--cert-reqs` as a client-certificate verifier, and the
-//!   client certificate's environ keys.
 //! - [`statsd`]: `--statsd-host`: gunicorn's statsd metrics, one non-blocking datagram each.
 //! - [`exit`]: exit codes shared by master and workers, and [`exit::BootError`]: each way
 //!   the master can fail to start, with its code.

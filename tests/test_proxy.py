@@ -4,9 +4,10 @@ and the mount point, and what happens to header names with underscores."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
-from conftest import build_request
+from conftest import TESTS_DIR, build_request, gunicorn_command, run_cli
 
 APP = "apps.proxy_app:app"
 
@@ -95,3 +96,19 @@ def test_bad_proxy_settings_are_one_line(server_factory):
         srv = server_factory.spawn([*flags, APP])
         assert srv.wait_exit() == 2
         assert message in srv.stderr
+
+
+@pytest.mark.parametrize("flag", ["--forwarded-allow-ips", "--proxy-allow-from"])
+def test_a_network_with_host_bits_set_is_refused_as_gunicorn_refuses_it(flag, tmp_path):
+    """``10.0.0.1/8`` is a typo for an address or for ``10.0.0.0/8``: gunicorn 27 refuses it
+    (Python's strict ``ip_network``) and so does ferricorn, with one line; it used to be
+    taken as 10.0.0.0/8."""
+    args = [flag, "10.0.0.1/8", "--check-config", APP]
+    theirs = subprocess.run(
+        [*gunicorn_command(), *args], cwd=TESTS_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert theirs.returncode != 0 and "10.0.0.1/8 has host bits set" in theirs.stderr
+    ours = run_cli(*args)
+    assert ours.returncode == 2, ours.stderr
+    assert f'{flag}: "10.0.0.1/8" has host bits set (the network is 10.0.0.0/8)' in ours.stderr
+    assert len(ours.stderr.strip().splitlines()) == 1, ours.stderr

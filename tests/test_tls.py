@@ -82,11 +82,14 @@ def fingerprint_of_file(path: Path) -> str:
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(path.read_text())).hexdigest()
 
 
-def https_get(port: int, certs: Path, target: str = "/", version=None) -> tuple[str, bytes, str]:
+def https_get(
+    port: int, certs: Path, target: str = "/", version=None, before: bytes = b""
+) -> tuple[str, bytes, str]:
     """One request on a fresh TLS connection: (status line, body, the server certificate's
-    sha256)."""
+    sha256). ``before``: plaintext sent ahead of the handshake (a PROXY header)."""
     context = client_context(certs, version)
     with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as raw:
+        raw.sendall(before)
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             der = tls.getpeercert(binary_form=True)
             tls.sendall(
@@ -178,7 +181,26 @@ def _read_responses(tls: ssl.SSLSocket, count: int) -> bytes:
     return data
 
 
+def _ktls_sessions() -> int:
+    """Sessions whose sending keys went to the kernel so far (``TlsTxSw`` in
+    ``/proc/net/tls_stat``, there while the ``tls`` module is loaded); 0 without kTLS."""
+    try:
+        stats = Path("/proc/net/tls_stat").read_text().split()
+    except OSError:
+        return 0
+    return int(dict(zip(stats[::2], stats[1::2], strict=True)).get("TlsTxSw", 0))
+
+
+def _kernel_has_ktls() -> bool:
+    ulps = Path("/proc/sys/net/ipv4/tcp_available_ulp")
+    return ulps.exists() and "tls" in ulps.read_text().split()
+
+
 def test_a_50_mb_file_over_https(server_factory, certs, worker_class, tmp_path):
+    """The file's sha256 from the client's side, and which way it went: by kTLS's
+    ``sendfile`` where the kernel has kTLS (the master says so and the kernel counts the
+    sessions: benches/ktls_vm/run.sh runs this test on such a kernel), else read and
+    written through rustls, the master saying why."""
     blob = tmp_path / "blob"
     with blob.open("wb") as f:
         for i in range(50):
@@ -186,12 +208,18 @@ def test_a_50_mb_file_over_https(server_factory, certs, worker_class, tmp_path):
     expected = hashlib.sha256(blob.read_bytes()).hexdigest()
     server = start_tls(server_factory, certs, worker_class, env={"TLS_TEST_FILE": str(blob)})
     url = f"https://localhost:{server.port}/file"
+    before = _ktls_sessions()
     got = hashlib.sha256()
     with requests.get(url, verify=str(certs / "ca.pem"), stream=True, timeout=60) as answer:
         assert answer.status_code == 200
         for chunk in answer.iter_content(1 << 20):
             got.update(chunk)
     assert got.hexdigest() == expected
+    if _kernel_has_ktls():
+        assert "TLS: files are sent with kTLS (sendfile; AES-128-GCM" in server.stderr
+        assert _ktls_sessions() > before, "no session went to the kernel"
+    else:
+        assert "TLS: files are sent by read-and-write, because" in server.stderr
 
 
 def _still_serves(server, certs) -> None:
@@ -458,3 +486,24 @@ def test_regression_a_trusted_header_saying_http_over_tls_gave_https(server_fact
                     data += chunk
         body = data.partition(b"\r\n\r\n")[2]
         assert json.loads(body) == {"scheme": "http"}, server.argv
+
+
+PROXY_V1 = b"PROXY TCP4 192.0.2.7 127.0.0.1 4321 443\r\n"
+
+
+def test_a_proxy_header_then_the_handshake(server_factory, certs, worker_class):
+    """HAProxy's ``send-proxy`` in front of a TLS port: the header in plaintext, then the
+    handshake. The app sees the header's client; a peer outside ``--proxy-allow-from`` is
+    closed with no answer on both workers, since a TLS client cannot read a plaintext 403
+    (the sync worker used to write one)."""
+    allowed = start_tls(server_factory, certs, worker_class, "--proxy-protocol", "v1")
+    status, body, _ = https_get(allowed.port, certs, "/remote", before=PROXY_V1)
+    assert status == "HTTP/1.1 200 OK" and json.loads(body) == {"remote": "192.0.2.7"}
+    refused = start_tls(
+        server_factory, certs, worker_class, "--proxy-protocol", "v1",
+        "--proxy-allow-from", "10.0.0.0/8",
+    )  # fmt: skip
+    with socket.create_connection(("127.0.0.1", refused.port), timeout=SOCKET_TIMEOUT) as raw:
+        raw.sendall(PROXY_V1)
+        assert _read_to_close(raw) == b""
+    _still_serves(allowed, certs)

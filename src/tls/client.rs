@@ -61,15 +61,6 @@ impl CertReqs {
 /// certificates without it is an error (module doc).
 pub fn verifier(
     ca_certs: Option<&Path>,
-    cert_reqs: &str,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let reqs = CertReqs::parse(cert_reqs).map_err(|e| format!("--cert-reqs {cert_reqs:?}: {e}"))?;
-    verifier_for(ca_certs, reqs)
-}
-
-/// [`verifier`] for a `--cert-reqs` already parsed.
-pub fn verifier_for(
-    ca_certs: Option<&Path>,
     reqs: CertReqs,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let cert_reqs = reqs.number();
@@ -418,13 +409,13 @@ mod tests {
     fn verifier_modes() {
         let ours = pki("Test CA");
         let ca = file("ca.pem", &ours.ca);
-        let none = verifier(None, "0").unwrap();
+        let none = verifier(None, CertReqs::None).unwrap();
         assert!(!none.offer_client_auth());
-        let none_with_ca = verifier(Some(&ca), "0").unwrap();
+        let none_with_ca = verifier(Some(&ca), CertReqs::None).unwrap();
         assert!(!none_with_ca.offer_client_auth());
-        let optional = verifier(Some(&ca), "1").unwrap();
+        let optional = verifier(Some(&ca), CertReqs::Optional).unwrap();
         assert!(optional.offer_client_auth() && !optional.client_auth_mandatory());
-        let required = verifier(Some(&ca), "CERT_REQUIRED").unwrap();
+        let required = verifier(Some(&ca), CertReqs::Required).unwrap();
         assert!(required.offer_client_auth() && required.client_auth_mandatory());
         let now = UnixTime::now();
         assert!(required.verify_client_cert(&ours.leaf, &[], now).is_ok());
@@ -434,25 +425,22 @@ mod tests {
 
     #[test]
     fn verifier_errors() {
-        let pki = pki("Test CA");
         let key_only = file("key.pem", &KeyPair::generate().unwrap().serialize_pem());
         let garbage = file("garbage.pem", "-----BEGIN CERTIFICATE-----\nnot base64!\n");
         let missing = std::path::Path::new("/nonexistent/ca.pem");
-        let ca = file("ca2.pem", &pki.ca);
-        let rows: [(Option<&Path>, &str, &str); 6] = [
-            (None, "2", "--cert-reqs 2: needs --ca-certs FILE"),
-            (None, "1", "--cert-reqs 1: needs --ca-certs FILE"),
-            (Some(missing), "2", "--ca-certs /nonexistent/ca.pem: No such file"),
-            (Some(missing), "0", "--ca-certs /nonexistent/ca.pem: No such file"),
-            (Some(&key_only), "2", "no PEM certificate in it"),
-            (Some(&ca), "4", "--cert-reqs \"4\": expected 0 (CERT_NONE)"),
+        let rows: [(Option<&Path>, CertReqs, &str); 5] = [
+            (None, CertReqs::Required, "--cert-reqs 2: needs --ca-certs FILE"),
+            (None, CertReqs::Optional, "--cert-reqs 1: needs --ca-certs FILE"),
+            (Some(missing), CertReqs::Required, "--ca-certs /nonexistent/ca.pem: No such file"),
+            (Some(missing), CertReqs::None, "--ca-certs /nonexistent/ca.pem: No such file"),
+            (Some(&key_only), CertReqs::Required, "no PEM certificate in it"),
         ];
         for (ca, reqs, want) in rows {
             let error = verifier(ca, reqs).map(|_| ()).unwrap_err();
-            assert!(error.contains(want), "{ca:?} {reqs}: {error}");
+            assert!(error.contains(want), "{ca:?} {reqs:?}: {error}");
             assert!(!error.contains('\n'));
         }
-        assert!(verifier(Some(&garbage), "2").is_err());
+        assert!(verifier(Some(&garbage), CertReqs::Required).is_err());
     }
 
     fn lookup<'a>(env: &'a [(Cow<'static, str>, String)], key: &str) -> Option<&'a str> {
@@ -662,7 +650,7 @@ mod tests {
         /// the server's error, or the environ the app would get.
         fn mutual(cert_reqs: &str, identity: Option<&Pki>, ca: &Pki) -> Result<String, String> {
             let ca_file = file(&format!("hs-{cert_reqs}.pem"), &ca.ca);
-            let verifier = verifier(Some(&ca_file), cert_reqs).unwrap();
+            let verifier = verifier(Some(&ca_file), CertReqs::parse(cert_reqs).unwrap()).unwrap();
             let both = [&rustls::version::TLS13, &rustls::version::TLS12];
             let (mut server, roots) = server(verifier, every_suite(), &both);
             let mut client = client(roots, identity, every_suite(), &both);

@@ -116,6 +116,12 @@ impl Support {
         self.ciphers[cipher as usize]
     }
 
+    /// Every cipher: what a test claims of a kernel, to drive the hand-over's paths.
+    #[cfg(test)]
+    pub(crate) fn every() -> Support {
+        Support { ciphers: [true; 3] }
+    }
+
     fn names(&self) -> String {
         let names: Vec<String> =
             Cipher::ALL.iter().filter(|c| self.takes(**c)).map(|c| c.to_string()).collect();
@@ -132,34 +138,26 @@ pub fn configure(config: &mut ServerConfig) {
     config.send_tls13_tickets = 0;
 }
 
-/// What [`probe`] found, probed once per process (the first call logs which way files go
-/// out over TLS). `None`: read-and-write.
+/// What [`probe`] found, probed once per process (the master probes it while it loads
+/// the TLS settings; workers inherit the answer). `None`: read-and-write.
 pub fn support() -> Option<Support> {
-    static SUPPORT: OnceLock<Option<Support>> = OnceLock::new();
-    *SUPPORT.get_or_init(|| match probe() {
-        Ok(support) => {
-            tracing::info!("TLS: files are sent with kTLS (sendfile; {})", support.names());
-            Some(support)
-        }
-        Err(why) => {
-            tracing::info!("TLS: files are sent by read-and-write, because {why}");
-            None
-        }
-    })
+    probed().as_ref().ok().copied()
 }
 
-/// The boot line that says how files go out over TLS. `TlsTransport` does not hand its
-/// sessions to [`offload`] yet, so files go by read-and-write even where this kernel could
-/// take the keys; the line says which of the two reasons holds (docs/ktls.md).
+/// [`probe`]'s answer, kept.
+fn probed() -> &'static Result<Support, String> {
+    static PROBED: OnceLock<Result<Support, String>> = OnceLock::new();
+    PROBED.get_or_init(probe)
+}
+
+/// The boot line that says how files go out over TLS, and why when not by kTLS.
 pub fn announce() {
-    let why = match probe() {
-        Ok(support) => format!(
-            "the server does not hand sessions to kTLS yet (this kernel could: {})",
-            support.names()
-        ),
-        Err(why) => why,
-    };
-    tracing::info!("TLS: files are sent by read-and-write, because {why}");
+    match probed() {
+        Ok(support) => {
+            tracing::info!("TLS: files are sent with kTLS (sendfile; {})", support.names())
+        }
+        Err(why) => tracing::info!("TLS: files are sent by read-and-write, because {why}"),
+    }
 }
 
 /// Whether this kernel can do kTLS: the `tls` ULP on a throwaway loopback connection,
@@ -403,10 +401,29 @@ impl RecordReader {
     /// `conn.read_tls` from the socket, stopping at the end of a record. `Ok(0)` is the
     /// peer's end of stream; `WouldBlock` as the socket says.
     pub fn read_tls(&mut self, socket: &Socket, conn: &mut ServerConnection) -> io::Result<usize> {
-        conn.read_tls(&mut Records { reader: self, socket })
+        conn.read_tls(&mut Records { reader: self, from: &mut &*socket })
     }
 
-    fn read(&mut self, mut socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    /// Ciphertext already read off the socket (what followed a PROXY header) into a
+    /// fresh session, whole records at a time as from the socket; the boundary state
+    /// carries on to the socket's bytes.
+    pub fn feed(
+        &mut self,
+        mut early: &[u8],
+        conn: &mut ServerConnection,
+    ) -> Result<(), rustls::Error> {
+        while !early.is_empty() {
+            match conn.read_tls(&mut Records { reader: self, from: &mut early }) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    conn.process_new_packets()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, socket: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         if self.header_read < RECORD_HEADER {
             let want = (RECORD_HEADER - self.header_read).min(buf.len());
             let n = socket.read(&mut buf[..want])?;
@@ -436,16 +453,16 @@ impl RecordReader {
 }
 
 /// [`RecordReader`] as the `Read` rustls reads from.
-struct Records<'a> {
+struct Records<'a, 'r> {
     /// Where the record boundaries are.
     reader: &'a mut RecordReader,
-    /// The connection's socket.
-    socket: &'a Socket,
+    /// The connection's socket (or the bytes read off it already).
+    from: &'a mut (dyn Read + 'r),
 }
 
-impl Read for Records<'_> {
+impl Read for Records<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(self.socket, buf)
+        self.reader.read(self.from, buf)
     }
 }
 

@@ -93,7 +93,7 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&policy.versions)
         .map_err(|e| Error(format!("TLS: {e}")))?;
-    let verifier = client::verifier_for(policy.ca_certs.as_deref(), policy.cert_reqs);
+    let verifier = client::verifier(policy.ca_certs.as_deref(), policy.cert_reqs);
     let builder = builder.with_client_cert_verifier(verifier.map_err(Error)?);
     let mut config = builder.with_cert_resolver(Arc::new(Single(Arc::new(certified))));
     // Python's contexts prefer the server's cipher order (OP_CIPHER_SERVER_PREFERENCE).
@@ -102,6 +102,10 @@ pub fn server_config(
     // A ticket could be resumed only on the worker that issued it (the session cache is
     // per process), and each costs a record per handshake.
     config.send_tls13_tickets = 0;
+    // Where the kernel has kTLS, sessions move to it after the handshake (docs/ktls.md).
+    if ktls::support().is_some() {
+        ktls::configure(&mut config);
+    }
     Ok(Arc::new(config))
 }
 

@@ -56,6 +56,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         timeout: ctx.config.read_timeout,
         body_limit: ctx.config.limit_request_body,
         proxy: &ctx.config.proxy_protocol,
+        tls: ctx.config.tls.is_some(),
     };
     let buffers = std::cell::RefCell::new(Buffers::new());
     let recycler = stop.recycler();
@@ -246,6 +247,8 @@ struct Serving<'a, 'py> {
     body_limit: u64,
     /// `--proxy-protocol` and `--proxy-allow-from`.
     proxy: &'a preamble::Settings,
+    /// `--certfile`: connections are TLS, after any PROXY header.
+    tls: bool,
 }
 
 /// What comes before HTTP on the raw socket: with `--proxy-protocol`, the PROXY header,
@@ -260,9 +263,11 @@ fn opening(
 ) -> Option<(Peer, BytesMut)> {
     let Some(mode) = serving.proxy.mode else { return Some((peer, BytesMut::new())) };
     let preamble = Preamble::new(mode, &serving.proxy.allow, peer);
-    let timeout = serving.timeout;
+    let (timeout, tls) = (serving.timeout, serving.tls);
     py.detach(|| match preamble::read_blocking(sock, preamble, scratch, timeout) {
         Outcome::Ready { peer, leftover } => Some((peer, leftover)),
+        // A TLS client would not read a plaintext page: it is just closed.
+        Outcome::Refuse { .. } if tls => None,
         Outcome::Refuse { status, .. } => {
             let page = wsgi::exchange::error_page(status);
             let _ = write_all_waiting(sock, &page, timeout);

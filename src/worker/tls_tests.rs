@@ -88,8 +88,9 @@ fn a_request_and_its_response_over_tls_1_2_and_1_3() {
         let got = thread.join().unwrap().unwrap();
         assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\nhello", "{version:?}");
         let session = server.lock();
-        assert_eq!(session.tls.alpn_protocol(), Some(&b"http/1.1"[..]));
-        assert_eq!(session.tls.protocol_version(), Some(version.version));
+        let Engine::Rustls(tls) = &session.engine else { panic!("the session left rustls") };
+        assert_eq!(tls.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(tls.protocol_version(), Some(version.version));
     }
 }
 
@@ -245,4 +246,64 @@ fn plaintext_left_above_the_socket_is_buffered() {
     assert_eq!(&one[..n], b"456789");
     server.shutdown_write().unwrap();
     thread.join().unwrap().unwrap();
+}
+
+/// A server config whose sessions may move to the kernel.
+fn extractable_config() -> Arc<ServerConfig> {
+    let mut config = (*server_config()).clone();
+    crate::tls::ktls::configure(&mut config);
+    Arc::new(config)
+}
+
+/// A connected loopback TCP pair (the kernel's TLS goes only on TCP): the server's end
+/// non-blocking.
+fn tcp_pair() -> (Socket, Socket) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    (Socket::from(server), Socket::from(client))
+}
+
+/// The hand-over to kTLS, end to end through the transport, TLS 1.2 and 1.3, once with a
+/// ClientHello's first bytes fed early (after a PROXY header): the handshake read record
+/// by record, the request, a written response and a file, then `close_notify`. Where the
+/// kernel has kTLS (benches/ktls_vm/run.sh boots one) the session moves to it and the
+/// file goes by `sendfile(2)`; where it has not, the hand-over is refused and rustls
+/// serves the same bytes.
+#[test]
+fn a_session_handed_to_the_kernel_serves_as_rustls_would() {
+    let kernel_can = crate::tls::ktls::probe().is_ok();
+    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let path = std::env::temp_dir().join(format!("ferricorn-ktls-file-{}", std::process::id()));
+    std::fs::write(&path, &body).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    for (version, early_len) in
+        [(&rustls::version::TLS13, 0), (&rustls::version::TLS12, 0), (&rustls::version::TLS13, 10)]
+    {
+        let (server, client) = tcp_pair();
+        let client = client_on(client, &[version]);
+        let thread = client_thread(client, b"GET / HTTP/1.1\r\n\r\n");
+        let mut early = vec![0u8; early_len];
+        server.set_nonblocking(false).unwrap();
+        (&server).read_exact(&mut early).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let support = Some(crate::tls::ktls::Support::every());
+        let server = TlsTransport::with_kernel(server, extractable_config(), &early, support);
+        assert_eq!(read_exactly(&server, 18).unwrap(), b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(server.in_kernel(), kernel_can, "{version:?}");
+        write_all_waiting(&server, b"HTTP/1.1 200 OK\r\n\r\n", WAIT).unwrap();
+        let mut span = crate::wsgi::FileSpan { fd: file.as_raw_fd(), offset: 0, len: 2_000_000 };
+        send_file_waiting(&server, &mut span, WAIT).unwrap();
+        server.shutdown_write().unwrap();
+        while !server.flush().unwrap() {
+            server.wait(Want::Write, WAIT).unwrap();
+        }
+        let got = thread.join().unwrap().unwrap();
+        assert_eq!(&got[..19], b"HTTP/1.1 200 OK\r\n\r\n", "{version:?}");
+        assert!(got[19..] == body[..], "{version:?}: the file's bytes");
+        // The client's end of stream, after its close_notify.
+        assert_eq!(read_exactly(&server, 1).unwrap(), b"", "{version:?}");
+    }
 }

@@ -80,35 +80,7 @@ pub trait Transport: Send + Sync + 'static {
     /// bytes (what TLS must do: the kernel cannot encrypt); a socket overrides it with
     /// `sendfile(2)`.
     fn send_file(&self, span: &mut FileSpan) -> io::Result<bool> {
-        let mut chunk = [0u8; FALLBACK_CHUNK];
-        while span.len > 0 {
-            let want = span.len.min(FALLBACK_CHUNK as u64) as usize;
-            // SAFETY: the fd belongs to the app's file object, which the exchange keeps
-            // open until close(); pread writes at most `want` bytes into `chunk`.
-            let got = unsafe {
-                libc::pread(span.fd, chunk.as_mut_ptr().cast(), want, span.offset as libc::off_t)
-            };
-            let got = match got {
-                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
-                n if n < 0 => match io::Error::last_os_error() {
-                    e if e.kind() == io::ErrorKind::Interrupted => continue,
-                    e => return Err(e),
-                },
-                n => n as usize,
-            };
-            // Bytes read but not taken are read again next time (pread keeps no position).
-            match self.write(&chunk[..got]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    span.offset += n as u64;
-                    span.len -= n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
+        copy_file(self, span)
     }
 
     /// The descriptor the event loop registers (edge-triggered readiness).
@@ -135,6 +107,40 @@ pub trait Transport: Send + Sync + 'static {
         };
         super::io::wait_fd(self.fd(), events, timeout)
     }
+}
+
+/// [`Transport::send_file`] by reading the file and writing its bytes through `transport`
+/// (the default; TLS's way when the kernel does not encrypt).
+pub fn copy_file<T: Transport + ?Sized>(transport: &T, span: &mut FileSpan) -> io::Result<bool> {
+    let mut chunk = [0u8; FALLBACK_CHUNK];
+    while span.len > 0 {
+        let want = span.len.min(FALLBACK_CHUNK as u64) as usize;
+        // SAFETY: the fd belongs to the app's file object, which the exchange keeps
+        // open until close(); pread writes at most `want` bytes into `chunk`.
+        let got = unsafe {
+            libc::pread(span.fd, chunk.as_mut_ptr().cast(), want, span.offset as libc::off_t)
+        };
+        let got = match got {
+            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+            n if n < 0 => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::Interrupted => continue,
+                e => return Err(e),
+            },
+            n => n as usize,
+        };
+        // Bytes read but not taken are read again next time (pread keeps no position).
+        match transport.write(&chunk[..got]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                span.offset += n as u64;
+                span.len -= n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// A TCP or unix socket: `sendfile(2)` works on both.
