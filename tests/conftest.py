@@ -63,6 +63,11 @@ def gunicorn_command() -> list[str]:
     return [str(Path(sys.executable).parent / "gunicorn")]
 
 
+def uvicorn_command() -> list[str]:
+    """uvicorn (requirements-dev.txt), the ASGI peer test_asgi_apps.py is proved against."""
+    return [str(Path(sys.executable).parent / "uvicorn")]
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.01):
     """Polls ``predicate`` until it returns something truthy; fails after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -721,6 +726,18 @@ class Client:
         raw = bytes(self.buffer[self.pos : end])
         self.pos = end
         return parse_response(raw, head_request)
+
+    def read_until(self, marker: bytes, timeout: float | None = None) -> bytes:
+        """Reads until ``marker`` is among the unread bytes, which it returns without
+        consuming them (``read_response`` still gets the whole response). For a streamed
+        response: whether a part arrived before the app was let to send the next."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while marker not in self.buffer[self.pos :]:
+            if self.closed:
+                unread = bytes(self.buffer[self.pos : self.pos + 300])
+                raise AssertionError(f"closed ({self.closed}) before {marker!r}: {unread!r}")
+            self._fill(deadline, repr(marker))
+        return bytes(self.buffer[self.pos :])
 
     def pending(self) -> bool:
         """True when bytes (or the close) are waiting to be read, without blocking."""
