@@ -5,11 +5,13 @@
 //!
 //! # When
 //!
-//! [`support`] probes the kernel once per process (a worker calls it at boot) and logs
-//! which way files go out over TLS: `kTLS`, or read-and-write with the reason (no `tls`
-//! module: `modprobe tls`; a kernel built without `CONFIG_TLS`). Without kTLS nothing
-//! changes: rustls encrypts everything, and files are read and written in chunks (the
-//! [`crate::worker::transport::Transport`] default).
+//! [`support`] probes the kernel once per process: the master, while it loads the TLS
+//! settings (workers inherit the answer), and [`announce`] logs which way files go out
+//! over TLS: `kTLS`, or read-and-write with the reason (no `tls` module: `modprobe tls`;
+//! a kernel built without `CONFIG_TLS`). Without kTLS nothing changes: rustls encrypts
+//! everything, and files are read and written in chunks
+//! (`worker::transport::copy_file`). With it, `crate::worker::tls::TlsTransport`
+//! hands each session over after its handshake.
 //!
 //! # The hand-over
 //!
