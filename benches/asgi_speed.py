@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -48,10 +46,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import load
-from serving import BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
+import rounds
+from rounds import pinned
+from serving import BIN, HOST, ROOT, Running, ServerFailed, free_port, help_text, parse_wrk
 
 APP = "benches.asgi_apps:app"
 HELLO = b"Hello, World!\n"
@@ -62,10 +61,6 @@ FIGURES = ("hello", "ws")
 SUBJECT = "ferricorn"
 # Without ferricorn the ratios are to this one.
 BASELINE = "uvicorn"
-# A client this busy (cores over its limit) may be what limits the figure.
-CLIENT_BUSY = 0.9
-# How long a client may overrun --duration before the run counts as failed.
-CLIENT_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +94,7 @@ SERVERS = {
     "granian": Server("granian asgi", "granian", _granian),
     "gunicorn": Server("gunicorn -k asgi", "gunicorn", _gunicorn_style),
 }
+NAMES = {key: server.name for key, server in SERVERS.items()}
 
 
 def server_argv(key: str, port: int, args) -> list[str]:
@@ -107,35 +103,19 @@ def server_argv(key: str, port: int, args) -> list[str]:
     return [*pinned(args, "0"), *argv]
 
 
-def pinned(args, cpu: str) -> list[str]:
-    """``--pin``: servers on CPU 0, the clients on CPU 1, so neither takes the other's core."""
-    return ["taskset", "-c", cpu] if args.pin else []
-
-
 # --- setup -----------------------------------------------------------------------------
 
 
 def ferricorn_has_asgi() -> bool:
     """Whether .venv's ferricorn lists ``asgi`` among its worker classes."""
-    try:
-        text = subprocess.run(
-            [str(BIN / "ferricorn"), "--help"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    text = help_text("ferricorn")
     line = next((ln for ln in text.splitlines() if "--worker-class" in ln), "")
     return re.search(r"\basgi\b", line) is not None
 
 
 def ensure_installed(keys: list[str]) -> dict[str, str]:
     """pip-installs missing peers (requirements-bench.txt); returns the unusable ones, why."""
-    missing = [k for k in keys if k != SUBJECT and not (BIN / SERVERS[k].executable).exists()]
-    wanted = [req for req in (load.requirement_for(SERVERS[k].executable) for k in missing) if req]
-    if wanted:
-        print(f"installing {', '.join(wanted)} with pip", file=sys.stderr)
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", *wanted]
-        if subprocess.run(pip, check=False).returncode != 0:
-            print("pip failed: those servers are skipped", file=sys.stderr)
+    load.install_missing(SERVERS[k].executable for k in keys)
     unusable = {}
     for key in keys:
         path = BIN / SERVERS[key].executable
@@ -149,31 +129,7 @@ def ensure_installed(keys: list[str]) -> dict[str, str]:
 
 def versions(keys: list[str]) -> str:
     """One line naming what ran, for the table's header."""
-    parts = []
-    for key in keys:
-        try:
-            done = subprocess.run(
-                [str(BIN / SERVERS[key].executable), "--version"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        found = re.search(r"(\d+\.\d+[\w.]*)", done.stdout + done.stderr)
-        parts.append(f"{SERVERS[key].executable} {found.group(1) if found else '?'}")
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
-    found = re.search(r"(\d+\.\d+\.\d+)", wrk)
-    parts.append(f"wrk {found.group(1) if found else '?'}")
-    return ", ".join([*parts, f"Python {platform.python_version()}"])
-
-
-def build_client() -> None:
-    if not shutil.which("cargo"):
-        sys.exit("benches/asgi_speed.py builds benches/ws_client with cargo, which is missing")
-    cmd = ["cargo", "build", "--release", "--quiet", "--manifest-path"]
-    cmd += [str(CLIENT_DIR / "Cargo.toml"), "--target-dir", str(CLIENT_TARGET)]
-    subprocess.run(cmd, check=True)
+    return load.version_line({SERVERS[k].executable: BIN / SERVERS[k].executable for k in keys})
 
 
 # --- checks ----------------------------------------------------------------------------
@@ -196,7 +152,7 @@ def check_hello(port: int) -> None:
 def check_echo(port: int) -> None:
     """A second of one ws_client connection: echoes come back and nothing fails."""
     cmd = [str(CLIENT), "--port", str(port), "--connections", "1", "--duration", "1"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=CLIENT_GRACE)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=rounds.CLIENT_GRACE)
     out = json.loads(done.stdout) if done.returncode == 0 else {}
     if not out.get("messages") or out.get("errors"):
         raise ServerFailed(f"WebSocket echo check: {done.stdout.strip() or done.stderr[-300:]}")
@@ -225,11 +181,6 @@ class Run:
     round: int = 0
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def client_command(figure: str, port: int, seconds: int, args) -> list[str]:
     if figure == "hello":
         cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s"]
@@ -242,19 +193,9 @@ def client_command(figure: str, port: int, seconds: int, args) -> list[str]:
 def measure(figure: str, server: Running, port: int, args) -> Run:
     """One client run against one server, with the CPU both sides spent on it."""
     cmd = client_command(figure, port, args.duration, args)
-    server_before, client_before = server.cpu_seconds(), children_cpu()
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=args.duration + CLIENT_GRACE
-        )
-    except subprocess.TimeoutExpired:
-        raise ServerFailed(f"{cmd[0]} ran past {args.duration + CLIENT_GRACE:g}s") from None
-    server_cpu, client_cpu = server.cpu_seconds() - server_before, children_cpu() - client_before
-    server.check_alive()
-    if done.returncode != 0:
-        raise ServerFailed(f"{cmd[0]} exited with {done.returncode}: {done.stderr[-300:]!r}")
+    stdout, server_cpu, client_cpu = rounds.run_client(cmd, server, args.duration)
     if figure == "hello":
-        parsed = parse_wrk(done.stdout)
+        parsed = parse_wrk(stdout)
         count, errors, rate, first_error = (
             parsed["requests"],
             int(parsed["errors"]),
@@ -262,7 +203,7 @@ def measure(figure: str, server: Running, port: int, args) -> Run:
             None,
         )
     else:
-        out = json.loads(done.stdout)
+        out = json.loads(stdout)
         count, errors, first_error = out["messages"], out["errors"], out["first_error"]
         rate = count / out["seconds"]
     per = 1e6 / count if count else float("nan")
@@ -292,63 +233,25 @@ def start_servers(keys, args, failures) -> dict[str, tuple[Running, int]]:
 
 def run_rounds(started: dict, args, failures: dict) -> dict[tuple[str, str], list[Run]]:
     """Every round runs both figures on every server; the server order rotates per round."""
-    keys = list(started)
-    for key in keys:  # warm-up: a second of each figure
-        for figure in FIGURES:
-            cmd = client_command(figure, started[key][1], 1, args)
-            subprocess.run(cmd, capture_output=True, check=False)
-    results: dict[tuple[str, str], list[Run]] = {}
-    for rnd in range(args.rounds):
-        for key in keys[rnd % len(keys) :] + keys[: rnd % len(keys)]:
-            running, port = started[key]
-            for figure in FIGURES:
-                what = f"{SERVERS[key].name} {figure}"
-                if what in failures:
-                    continue
-                try:
-                    run = measure(figure, running, port, args)
-                except ServerFailed as e:
-                    failures[what] = str(e)
-                    print(f"round {rnd + 1}: {what}: FAILED: {e}", file=sys.stderr)
-                    continue
-                run.round = rnd
-                results.setdefault((key, figure), []).append(run)
-                print(
-                    f"round {rnd + 1}/{args.rounds}: {SERVERS[key].name:<18} {figure:<5} "
-                    f"{run.rate:>9.0f}/s  server {run.server_us:7.1f} us  client "
-                    f"{run.client_us:6.1f} us  errors {run.errors}",
-                    file=sys.stderr,
-                )
-    return results
+
+    def measure_one(key: str, figure: str) -> Run:
+        return measure(figure, *started[key], args)
+
+    def warm_up(key: str, figure: str) -> list[str]:
+        return client_command(figure, started[key][1], 1, args)
+
+    return rounds.run_rounds(list(started), FIGURES, NAMES, measure_one, warm_up, args, failures)
 
 
 # --- report ----------------------------------------------------------------------------
-
-
-def client_cores(run: Run) -> float:
-    return run.client_us * run.rate / 1e6
 
 
 def table_rows(results: dict, started: dict) -> list[list[str]]:
     rows = []
     for figure in FIGURES:
         for key in started:
-            runs = results.get((key, figure))
-            if not runs:
-                continue
-            rates = [r.rate for r in runs]
-            rows.append(
-                [
-                    figure,
-                    SERVERS[key].name,
-                    f"{load.median(rates):.0f}",
-                    f"{min(rates):.0f}-{max(rates):.0f}",
-                    f"{load.median([r.server_us for r in runs]):.1f}",
-                    f"{load.median([r.client_us for r in runs]):.1f}",
-                    f"{load.median([client_cores(r) for r in runs]):.2f}",
-                    str(sum(r.errors for r in runs)),
-                ]
-            )
+            if runs := results.get((key, figure)):
+                rows.append([figure, SERVERS[key].name, *rounds.run_cells(runs)])
     return rows
 
 
@@ -368,29 +271,9 @@ def ratio_rows(results: dict, keys: list[str]) -> list[list[str]]:
                 names = f"{SERVERS[other].name} / {SERVERS[subject].name}"
             else:
                 names = f"{SERVERS[subject].name} / {SERVERS[other].name}"
-            if not mine or not theirs:
-                continue
-            by_round = {r.round: r for r in theirs}
-            pairs = [(a, by_round[a.round]) for a in mine if a.round in by_round]
-            rates = [a.rate / b.rate for a, b in pairs]
-            cpu = [b.server_us / a.server_us for a, b in pairs if a.server_us > 0]
-            cpu_text = f"{load.median(cpu):.2f}" if cpu else "-"
-            spread = f"{min(rates):.2f}-{max(rates):.2f}"
-            rows.append([figure, names, f"{load.median(rates):.2f}", spread, cpu_text])
+            if mine and theirs:
+                rows.append([figure, names, *rounds.ratio_cells(mine, theirs)[1]])
     return rows
-
-
-def client_bound(results: dict, args) -> list[str]:
-    notes = []
-    for (key, figure), runs in results.items():
-        limit = args.wrk_threads if figure == "hello" else (1 if args.pin else None)
-        busy = load.median([client_cores(r) for r in runs])
-        if limit and busy >= CLIENT_BUSY * limit:
-            notes.append(
-                f"{SERVERS[key].name} {figure}: the client kept {busy:.2f} of {limit} cores "
-                "busy, so the figure may be the client's"
-            )
-    return notes
 
 
 def conditions(args, about: str) -> str:
@@ -406,18 +289,11 @@ def conditions(args, about: str) -> str:
 def print_report(results: dict, started: dict, failures: dict, args) -> str:
     about = conditions(args, versions(list(started)))
     header = ["figure", "server", "per s", "rounds", "server CPU us", "client CPU us"]
-    header += ["client cores", "errors"]
-    print(f"\n{about}\n")
-    print("\n".join(load.render(header, table_rows(results, started), args.markdown, (0, 1))))
-    ratios = ratio_rows(results, list(started))
-    if ratios:
-        print()
-        header = ["figure", "ratio of", "ratio", "rounds", "CPU ratio"]
-        print("\n".join(load.render(header, ratios, args.markdown, text=(0, 1))))
-    for what, why in failures.items():
-        print(f"- skipped {what}: {why}" if args.markdown else f"skipped {what}: {why}")
-    for note in client_bound(results, args):
-        print(f"- {note}" if args.markdown else note)
+    table = ([*header, "client cores", "errors"], table_rows(results, started), (0, 1))
+    header = ["figure", "ratio of", "ratio", "rounds", "CPU ratio"]
+    ratios = (header, ratio_rows(results, list(started)), (0, 1))
+    notes = rounds.client_bound(results, NAMES, "hello", args)
+    rounds.print_tables(about, table, ratios, failures, notes, args)
     return about
 
 
@@ -425,25 +301,11 @@ def print_report(results: dict, started: dict, failures: dict, args) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = rounds.parser(__doc__, list(SERVERS), "ws_client's WebSockets", rounds=3)
     add = parser.add_argument
-    add("--servers", type=load.comma_list(list(SERVERS)), default=list(SERVERS), help="[all]")
-    add("--workers", type=int, default=2, help="worker processes per server [2]")
-    add("--connections", type=int, default=50, help="wrk -c, and ws_client's WebSockets [50]")
-    add("--wrk-threads", type=int, default=1, help="wrk -t [1]")
     add("--ws-size", type=int, default=32, help="bytes per WebSocket message [32]")
-    add("--duration", type=int, default=5, help="seconds per run [5]")
-    add("--rounds", type=int, default=3, help="rounds; the table shows the median [3]")
-    add("--pin", action="store_true", help="servers on CPU 0, clients on CPU 1")
-    add("--markdown", action="store_true", help="print the tables as Markdown")
-    add("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
-    if min(args.workers, args.rounds, args.duration, args.ws_size) < 1:
-        parser.error("--workers, --rounds, --duration and --ws-size must be positive")
-    if args.connections < args.wrk_threads:
-        parser.error("--connections must be at least --wrk-threads")
+    rounds.check_options(parser, args, "ws_size")
     return args
 
 
@@ -454,7 +316,7 @@ def main() -> None:
             sys.exit(f"benches/asgi_speed.py needs {tool}, from Debian (apt-get install -y)")
     # A TERM to the harness unwinds through the servers' stop().
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    build_client()
+    rounds.build_client(CLIENT_DIR, CLIENT_TARGET, "benches/asgi_speed.py")
     unusable = ensure_installed(args.servers)
     failures = {SERVERS[k].name: why for k, why in unusable.items()}
     for key, why in unusable.items():

@@ -27,7 +27,17 @@ import subprocess
 import sys
 import time
 
-from serving import BENCHES, BIN, HOST, Running, ServerFailed, free_port, parse_wrk, rss_mib
+from serving import (
+    BENCHES,
+    BIN,
+    HOST,
+    Running,
+    ServerFailed,
+    arg_parser,
+    free_port,
+    parse_wrk,
+    rss_mib,
+)
 
 WRK_THREADS = 2
 FIRST_CHUNK_SECONDS = 2
@@ -38,9 +48,7 @@ WRK_GRACE = 30
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     add = parser.add_argument
     add("--requests", type=int, default=1_000_000, help="requests measured [1000000]")
     add("--warmup", type=int, default=10_000, help="requests before the first RSS [10000]")

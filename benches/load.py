@@ -66,7 +66,6 @@ import pwd
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,7 +74,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apps as bench_apps
-from serving import BENCHES, BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
+from serving import (
+    BENCHES,
+    BIN,
+    HOST,
+    ROOT,
+    Running,
+    ServerFailed,
+    arg_parser,
+    free_port,
+    help_text,
+    median,
+    parse_wrk,
+)
 
 REQUIREMENTS = ROOT / "requirements-bench.txt"
 
@@ -405,17 +416,21 @@ def requirement_for(executable: str) -> str | None:
     return None
 
 
-def ensure_installed(keys: list[str]) -> dict[str, str]:
-    """pip-installs the missing peers; returns the servers that still cannot run, and why."""
-    wsgi = [SERVERS[k] for k in keys if SERVERS[k].apps is None]
-    missing = sorted({s.executable for s in wsgi} - {"ferricorn"})
-    missing = [exe for exe in missing if not (BIN / exe).exists()]
+def install_missing(executables) -> None:
+    """pip-installs (requirements-bench.txt's line) each of ``executables`` that .venv
+    lacks; ferricorn is ``make build``'s."""
+    missing = [exe for exe in sorted(set(executables) - {"ferricorn"}) if not (BIN / exe).exists()]
     wanted = [req for req in map(requirement_for, missing) if req]
     if wanted:
         print(f"installing {', '.join(wanted)} with pip", file=sys.stderr)
         pip = [sys.executable, "-m", "pip", "install", "--quiet", *wanted]
         if subprocess.run(pip, check=False).returncode != 0:
             print("pip failed: those servers are skipped", file=sys.stderr)
+
+
+def ensure_installed(keys: list[str]) -> dict[str, str]:
+    """pip-installs the missing peers; returns the servers that still cannot run, and why."""
+    install_missing({SERVERS[k].executable for k in keys if SERVERS[k].apps is None})
     unusable = {}
     for key in keys:
         server = SERVERS[key]
@@ -429,18 +444,19 @@ def ensure_installed(keys: list[str]) -> dict[str, str]:
 
 def versions(keys: list[str]) -> str:
     """One line naming what ran, for the table's header."""
+    return version_line({SERVERS[k].executable: SERVERS[k].path() for k in keys})
+
+
+def version_line(programs: dict[str, Path]) -> str:
+    """``exe VERSION`` for each (executable, path), then wrk's and Python's."""
     parts = []
-    for server in {SERVERS[k].executable: SERVERS[k] for k in keys}.values():
-        exe = server.executable
+    for exe, path in programs.items():
         flag = "-v" if exe == "nginx" else "--version"  # nginx prints it on stderr
         try:
-            done = subprocess.run(
-                [str(server.path()), flag], capture_output=True, text=True, timeout=30
-            )
+            done = subprocess.run([str(path), flag], capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             continue
-        out = done.stdout + done.stderr
-        found = re.search(r"(\d+\.\d+[\w.]*)", out)
+        found = re.search(r"(\d+\.\d+[\w.]*)", done.stdout + done.stderr)
         parts.append(f"{exe} {found.group(1) if found else '?'}")
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
     found = re.search(r"(\d+\.\d+\.\d+)", wrk)
@@ -450,21 +466,10 @@ def versions(keys: list[str]) -> str:
 
 
 def granian_has_blocking_threads() -> bool:
-    try:
-        text = subprocess.run(
-            [str(BIN / "granian"), "--help"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "--blocking-threads" in text
+    return "--blocking-threads" in help_text("granian")
 
 
 # --- report --------------------------------------------------------------------------------
-
-
-def median(values: list[float]) -> float:
-    values = [v for v in values if v == v]  # nan: not measured
-    return statistics.median(values) if values else float("nan")
 
 
 def baseline_of(keys: list[str]) -> str:
@@ -615,9 +620,7 @@ def positive_ints(text: str) -> list[int]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     add = parser.add_argument
     add("--servers", type=comma_list(list(SERVERS)), default=list(SERVERS), help="[all]")
     add("--scenarios", type=comma_list(list(SCENARIOS)), default=list(SCENARIOS), help="[all]")

@@ -6,13 +6,16 @@
 - ``children`` and ``rss_mib`` read /proc: a preforking master's direct children are its
   workers.
 - ``Running.cpu_seconds`` sums the CPU time of the server's processes, also from /proc.
-- ``parse_wrk`` turns wrk's report into numbers.
+- ``parse_wrk`` turns wrk's report into numbers; ``median`` skips what was not measured.
+- ``arg_parser`` is every script's parser (its doc's first line, the rest as written);
+  ``help_text`` reads a server's ``--help``, to see what the installed version has.
 
 Everything binds and connects to 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -37,6 +40,29 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 class ServerFailed(Exception):
     """The server did not start, died, or answered wrongly: the caller reports and skips it."""
+
+
+def arg_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first line as the description."""
+    return argparse.ArgumentParser(
+        description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def help_text(executable: str) -> str:
+    """What ``BIN/executable --help`` prints; "" when it does not run."""
+    try:
+        done = subprocess.run(
+            [str(BIN / executable), "--help"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout
+
+
+def median(values: list[float]) -> float:
+    values = [v for v in values if v == v]  # nan: not measured
+    return statistics.median(values) if values else float("nan")
 
 
 def free_port() -> int:

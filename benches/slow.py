@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving import BIN, HOST, Running, ServerFailed, free_port
+from serving import BIN, HOST, Running, ServerFailed, arg_parser, free_port
 
 PROBE_TIMEOUT = 3.0
 PROBE_INTERVAL = 1.0
@@ -40,9 +40,7 @@ TIMESTAMP = re.compile(r"^\w{3} \w{3} +\d+ [\d:]+ \d{4}:$")
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     add = parser.add_argument
     add("--connections", type=int, default=400, help="slow connections, at most 1000 [400]")
     add("--duration", type=int, default=45, help="seconds, at most 120 [45]")

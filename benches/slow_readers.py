@@ -23,16 +23,14 @@ import socket
 import sys
 import time
 
-from serving import BIN, HOST, Running, ServerFailed, free_port, rss_mib
+from serving import BIN, HOST, Running, ServerFailed, arg_parser, free_port, rss_mib
 
 SAMPLE_EVERY = 0.1
 RCVBUF = 64 * 1024
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     add = parser.add_argument
     add("--clients", type=int, default=100, help="slow readers, at most 1000 [100]")
     add("--size", type=int, default=8, help="response size in MiB [8]")

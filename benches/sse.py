@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from serving import BIN, HOST, ROOT, Running, ServerFailed, free_port
+from serving import BIN, HOST, ROOT, Running, ServerFailed, arg_parser, free_port
 
 APP = "sse_app:app"
 APP_DIR = ROOT / "tests" / "frameworks"
@@ -37,9 +37,7 @@ TARGET_DELAY = 0.050
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arg_parser(__doc__)
     add = parser.add_argument
     add("--clients", type=int, default=20, help="concurrent SSE clients, 1..200 [20]")
     add("--events", type=int, default=50, help="events per client [50]")

@@ -53,12 +53,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +64,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import load
+import rounds
 import tls_hellos
+from rounds import pinned
 from serving import BIN, HOST, ROOT, Running, ServerFailed, free_port, parse_wrk
 
 CLIENT_DIR = ROOT / "benches" / "tls_client"
@@ -79,10 +79,6 @@ FIGURES = ("keepalive", "handshake")
 GOALS = {("keepalive", "granian"): 1.5, ("keepalive", "gunicorn"): 5.0}
 SUBJECTS = ("ferricorn", "ferricorn-plain")
 PEERS = ("granian", "gunicorn")
-# A client this busy (cores over its limit) may be what limits the figure.
-CLIENT_BUSY = 0.9
-# How long a client may overrun --duration before the run counts as failed.
-CLIENT_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +99,7 @@ SERVERS = {
     "gunicorn": Server("gunicorn gthread TLS", True, "gunicorn-gthread"),
     "ferricorn-plain": Server("ferricorn async plain", False, "ferricorn-async"),
 }
+NAMES = {key: server.name for key, server in SERVERS.items()}
 
 
 def server_argv(key: str, port: int, cert: Path, pem_key: Path, args) -> list[str]:
@@ -120,11 +117,6 @@ def server_argv(key: str, port: int, cert: Path, pem_key: Path, args) -> list[st
         if SERVERS[key].tls:
             argv += ["--certfile", str(cert), "--keyfile", str(pem_key)]
     return [*pinned(args, "0"), *argv, "benches.apps:hello"]
-
-
-def pinned(args, cpu: str) -> list[str]:
-    """``--pin``: servers on CPU 0, the clients on CPU 1, so neither takes the other's core."""
-    return ["taskset", "-c", cpu] if args.pin else []
 
 
 # --- the certificate and the checks ----------------------------------------------------
@@ -214,11 +206,6 @@ class Run:
     round: int = 0
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def client_command(figure: str, port: int, tls: bool, seconds: int, args) -> list[str]:
     if figure == "keepalive":
         cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s"]
@@ -232,37 +219,19 @@ def client_command(figure: str, port: int, tls: bool, seconds: int, args) -> lis
 def measure(figure: str, server: Running, port: int, tls: bool, args) -> Run:
     """One client run against one server, with the CPU both sides spent on it."""
     cmd = client_command(figure, port, tls, args.duration, args)
-    server_before, client_before = server.cpu_seconds(), children_cpu()
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=args.duration + CLIENT_GRACE
-        )
-    except subprocess.TimeoutExpired:
-        raise ServerFailed(f"{cmd[0]} ran past {args.duration + CLIENT_GRACE:g}s") from None
-    server_cpu, client_cpu = server.cpu_seconds() - server_before, children_cpu() - client_before
-    server.check_alive()
-    if done.returncode != 0:
-        raise ServerFailed(f"{cmd[0]} exited with {done.returncode}: {done.stderr[-300:]!r}")
+    stdout, server_cpu, client_cpu = rounds.run_client(cmd, server, args.duration)
     if figure == "keepalive":
-        parsed = parse_wrk(done.stdout)
+        parsed = parse_wrk(stdout)
         responses, errors, rate = parsed["requests"], int(parsed["errors"]), parsed["rps"]
         kinds, first_error, negotiated = {}, None, None
     else:
-        out = json.loads(done.stdout)
+        out = json.loads(stdout)
         responses, errors, rate = out["ok"], out["errors"], out["ok"] / out["seconds"]
         kinds = {k: out[k] for k in ("full", "retried", "resumed")}
         first_error, negotiated = out["first_error"], out["negotiated"]
     per = 1e6 / responses if responses else float("nan")
     cpu = (server_cpu * per, client_cpu * per)
     return Run(rate, responses, errors, *cpu, kinds, first_error, negotiated)
-
-
-def build_client() -> None:
-    if not shutil.which("cargo"):
-        sys.exit("benches/tls_speed.py builds benches/tls_client with cargo, which is missing")
-    cmd = ["cargo", "build", "--release", "--quiet", "--manifest-path"]
-    cmd += [str(CLIENT_DIR / "Cargo.toml"), "--target-dir", str(CLIENT_TARGET)]
-    subprocess.run(cmd, check=True)
 
 
 # --- rounds ----------------------------------------------------------------------------
@@ -302,43 +271,18 @@ def check_hellos(started: dict, args) -> dict[str, str]:
 
 def run_rounds(started: dict, args, failures: dict) -> dict[tuple[str, str], list[Run]]:
     """Every round runs both figures on every server; the server order rotates per round."""
-    keys = list(started)
-    for key in keys:  # warm-up: a second of each figure
+
+    def measure_one(key: str, figure: str) -> Run:
         running, port, _ = started[key]
-        for figure in FIGURES:
-            cmd = client_command(figure, port, SERVERS[key].tls, 1, args)
-            subprocess.run(cmd, capture_output=True, check=False)
-    results: dict[tuple[str, str], list[Run]] = {}
-    for rnd in range(args.rounds):
-        for key in keys[rnd % len(keys) :] + keys[: rnd % len(keys)]:
-            running, port, _ = started[key]
-            for figure in FIGURES:
-                what = f"{SERVERS[key].name} {figure}"
-                if what in failures:
-                    continue
-                try:
-                    run = measure(figure, running, port, SERVERS[key].tls, args)
-                except ServerFailed as e:
-                    failures[what] = str(e)
-                    print(f"round {rnd + 1}: {what}: FAILED: {e}", file=sys.stderr)
-                    continue
-                run.round = rnd
-                results.setdefault((key, figure), []).append(run)
-                print(
-                    f"round {rnd + 1}/{args.rounds}: {SERVERS[key].name:<22} {figure:<9} "
-                    f"{run.rate:>9.0f}/s  server {run.server_us:7.1f} us  client "
-                    f"{run.client_us:6.1f} us  errors {run.errors}",
-                    file=sys.stderr,
-                )
-    return results
+        return measure(figure, running, port, SERVERS[key].tls, args)
+
+    def warm_up(key: str, figure: str) -> list[str]:
+        return client_command(figure, started[key][1], SERVERS[key].tls, 1, args)
+
+    return rounds.run_rounds(list(started), FIGURES, NAMES, measure_one, warm_up, args, failures)
 
 
 # --- report ----------------------------------------------------------------------------
-
-
-def median(values: list[float]) -> float:
-    values = [v for v in values if v == v]  # nan: not measured
-    return statistics.median(values) if values else float("nan")
 
 
 def kinds_text(runs: list[Run]) -> str:
@@ -346,27 +290,6 @@ def kinds_text(runs: list[Run]) -> str:
     if not any(totals.values()):
         return "-"
     return f"{totals['full']} full, {totals['retried']} HRR, {totals['resumed']} resumed"
-
-
-def client_cores(run: Run) -> float:
-    """How many cores the client kept busy: near its thread count (wrk) or the cores it
-    has, the figure is the client's, not the server's."""
-    return run.client_us * run.rate / 1e6
-
-
-def client_bound(results: dict, args) -> list[str]:
-    """The runs whose client was near its limit: wrk's threads, or CPU 1 when pinned."""
-    notes = []
-    for (key, figure), runs in results.items():
-        limit = args.wrk_threads if figure == "keepalive" else (1 if args.pin else None)
-        busy = median([client_cores(r) for r in runs])
-        if limit and busy >= CLIENT_BUSY * limit:
-            notes.append(
-                f"{SERVERS[key].name} {figure}: the client kept {busy:.2f} of {limit} cores "
-                f"busy, so the figure may be the client's"
-                + (" (try --wrk-threads 2)" if figure == "keepalive" else "")
-            )
-    return notes
 
 
 def table_rows(results: dict, started: dict) -> list[list[str]]:
@@ -381,12 +304,7 @@ def table_rows(results: dict, started: dict) -> list[list[str]]:
                     figure,
                     SERVERS[key].name,
                     runs[0].negotiated or started[key][2],
-                    f"{median([r.rate for r in runs]):.0f}",
-                    f"{min(r.rate for r in runs):.0f}-{max(r.rate for r in runs):.0f}",
-                    f"{median([r.server_us for r in runs]):.1f}",
-                    f"{median([r.client_us for r in runs]):.1f}",
-                    f"{median([client_cores(r) for r in runs]):.2f}",
-                    str(sum(r.errors for r in runs)),
+                    *rounds.run_cells(runs),
                     kinds_text(runs),
                 ]
             )
@@ -404,19 +322,13 @@ def ratio_rows(results: dict) -> list[list[str]]:
                 mine, theirs = results.get((subject, figure)), results.get((peer, figure))
                 if not mine or not theirs:
                     continue
-                by_round = {r.round: r for r in theirs}
-                pairs = [(a, by_round[a.round]) for a in mine if a.round in by_round]
-                rates = [a.rate / b.rate for a, b in pairs]
-                cpu = [b.server_us / a.server_us for a, b in pairs if a.server_us > 0]
+                ratio, cells = rounds.ratio_cells(mine, theirs)
                 goal = GOALS.get((figure, peer)) if subject == "ferricorn" else None
-                ratio = median(rates)
                 rows.append(
                     [
                         figure,
                         f"{SERVERS[subject].name} / {SERVERS[peer].name}",
-                        f"{ratio:.2f}",
-                        f"{min(rates):.2f}-{max(rates):.2f}",
-                        f"{median(cpu):.2f}" if cpu else "-",
+                        *cells,
                         f">= {goal:g}" if goal else "-",
                         ("yes" if ratio >= goal else "NO") if goal else "-",
                     ]
@@ -444,44 +356,25 @@ def versions(keys: list[str]) -> str:
 def print_report(kind: str, results: dict, started: dict, failures: dict, args) -> None:
     header = ["figure", "server", "negotiated", "per s", "rounds", "server CPU us"]
     header += ["client CPU us", "client cores", "errors", "handshakes"]
-    print(f"\n{conditions(args, kind, versions(list(started)))}\n")
-    print("\n".join(load.render(header, table_rows(results, started), args.markdown, (0, 1, 2, 9))))
-    ratios = ratio_rows(results)
-    if ratios:
-        header = ["figure", "ratio of", "ratio", "rounds", "CPU ratio", "goal", "met"]
-        print()
-        print("\n".join(load.render(header, ratios, args.markdown, text=(0, 1))))
-    for what, why in failures.items():
-        print(f"- skipped {what}: {why}" if args.markdown else f"skipped {what}: {why}")
-    for note in client_bound(results, args):
-        print(f"- {note}" if args.markdown else note)
+    table = (header, table_rows(results, started), (0, 1, 2, 9))
+    header = ["figure", "ratio of", "ratio", "rounds", "CPU ratio", "goal", "met"]
+    ratios = (header, ratio_rows(results), (0, 1))
+    notes = rounds.client_bound(results, NAMES, "keepalive", args)
+    about = conditions(args, kind, versions(list(started)))
+    rounds.print_tables(about, table, ratios, failures, notes, args)
 
 
 # --- main ------------------------------------------------------------------------------
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = rounds.parser(__doc__, list(SERVERS), "tls_client's", rounds=5)
     add = parser.add_argument
-    add("--servers", type=load.comma_list(list(SERVERS)), default=list(SERVERS), help="[all]")
     add("--key", choices=("ec", "rsa", "both"), default="ec", help="certificate key [ec]")
-    add("--workers", type=int, default=2, help="worker processes per server [2]")
     add("--gthread-threads", type=int, default=load.GTHREAD_THREADS, help="gunicorn's [4]")
-    add("--connections", type=int, default=50, help="wrk -c, and tls_client's [50]")
-    add("--wrk-threads", type=int, default=1, help="wrk -t [1]")
-    add("--duration", type=int, default=5, help="seconds per run [5]")
-    add("--rounds", type=int, default=5, help="rounds; the table shows the median [5]")
-    add("--pin", action="store_true", help="servers on CPU 0, clients on CPU 1")
-    add("--markdown", action="store_true", help="print the tables as Markdown")
     add("--check-hellos", action="store_true", help="count resumption offers (tls_hellos.py)")
-    add("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
-    if min(args.workers, args.gthread_threads, args.rounds, args.duration) < 1:
-        parser.error("--workers, --gthread-threads, --rounds and --duration must be positive")
-    if args.connections < args.wrk_threads:
-        parser.error("--connections must be at least --wrk-threads")
+    rounds.check_options(parser, args, "gthread_threads")
     return args
 
 
@@ -515,7 +408,7 @@ def main() -> None:
             sys.exit(f"benches/tls_speed.py needs {tool}, from Debian (apt-get install -y)")
     # A TERM to the harness unwinds through the servers' stop().
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    build_client()
+    rounds.build_client(CLIENT_DIR, CLIENT_TARGET, "benches/tls_speed.py")
     unusable = load.ensure_installed(sorted({SERVERS[k].load_key for k in args.servers}))
     args.unusable = {
         k: unusable[SERVERS[k].load_key] for k in args.servers if SERVERS[k].load_key in unusable

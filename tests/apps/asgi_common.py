@@ -9,9 +9,18 @@
   lines of several workers do not interleave). Lifespan startup and shutdown and background
   tasks say here that they ran, and in which worker.
 - ``FAIL_STARTUP``: set ``ASGI_FAIL_STARTUP=1`` and the app's lifespan startup raises.
+
+What the framework apps (Starlette, FastAPI, Django) serve alike is here too, once:
+
+- ``parts(go)``: a streamed body's parts, ``first`` then, after ``go/last``, ``last``.
+- ``later(key, go)``: a background task; waits for ``go/task``, then records ``background KEY``.
+- ``lifespan(app)``: the lifespan context (Starlette's and FastAPI's ``lifespan=``).
+- ``close_code(text)``: the echo apps close when they get the text ``close:CODE``.
+- ``echo(websocket, disconnected)``: the echo over a Starlette-style WebSocket.
 """
 
 import asyncio
+import contextlib
 import os
 import time
 
@@ -46,3 +55,54 @@ def record(event: str) -> None:
         os.write(fd, f"{event} {os.getpid()}\n".encode())
     finally:
         os.close(fd)
+
+
+async def parts(go: str):
+    """A streamed body: ``first``, then, after the go-ahead ``go/last``, ``last``."""
+    yield b"first\n"
+    await wait_go(go, "last")
+    yield b"last\n"
+
+
+async def later(key: str, go: str) -> None:
+    """A background task: records ``background KEY`` once the go-ahead ``go/task`` exists."""
+    if await wait_go(go, "task"):
+        record(f"background {key}")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    """Records ``startup`` and ``shutdown``; startup raises when ``ASGI_FAIL_STARTUP=1``."""
+    record("startup")
+    if fail_startup():
+        raise RuntimeError("startup refused: ASGI_FAIL_STARTUP=1")
+    yield
+    record("shutdown")
+
+
+def close_code(text: str | None) -> int | None:
+    """CODE when ``text`` is ``close:CODE``, the echo apps' request to close with it."""
+    if text is not None and text.startswith("close:"):
+        return int(text.split(":", 1)[1])
+    return None
+
+
+async def echo(websocket, disconnected: type[Exception]) -> None:
+    """Accepts, then echoes text as text and bytes as bytes until the client leaves
+    (``disconnected``: the framework's exception for it) or asks to close."""
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if (code := close_code(text)) is not None:
+                await websocket.close(code=code)
+                return
+            if text is not None:
+                await websocket.send_text(text)
+            else:
+                await websocket.send_bytes(message["bytes"])
+    except disconnected:
+        return

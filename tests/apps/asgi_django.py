@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 
-from apps.asgi_common import wait_go
+from apps.asgi_common import close_code, parts
 
 settings.configure(
     DEBUG=False,
@@ -59,14 +59,7 @@ def sync_view(request):
 
 
 async def stream_view(request):
-    go = request.GET["go"]
-
-    async def parts():
-        yield b"first\n"
-        await wait_go(go, "last")
-        yield b"last\n"
-
-    return StreamingHttpResponse(parts(), content_type="text/plain")
+    return StreamingHttpResponse(parts(request.GET["go"]), content_type="text/plain")
 
 
 urlpatterns = [
@@ -90,8 +83,8 @@ else:
 
     class EchoConsumer(AsyncWebsocketConsumer):
         async def receive(self, text_data=None, bytes_data=None):
-            if text_data is not None and text_data.startswith("close:"):
-                await self.close(code=int(text_data.split(":", 1)[1]))
+            if (code := close_code(text_data)) is not None:
+                await self.close(code=code)
             elif text_data is not None:
                 await self.send(text_data=text_data)
             else:

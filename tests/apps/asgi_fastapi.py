@@ -11,23 +11,13 @@
 - Lifespan: records ``startup`` and ``shutdown``.
 """
 
-import contextlib
 import hashlib
 
 from fastapi import BackgroundTasks, FastAPI, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from apps.asgi_common import fail_startup, record, wait_go
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app):
-    record("startup")
-    if fail_startup():
-        raise RuntimeError("startup refused: ASGI_FAIL_STARTUP=1")
-    yield
-    record("shutdown")
-
+from apps import asgi_common
+from apps.asgi_common import later, lifespan, parts
 
 app = FastAPI(lifespan=lifespan)
 
@@ -54,17 +44,7 @@ async def upload(file: UploadFile):
 
 @app.get("/stream")
 async def stream(go: str):
-    async def parts():
-        yield b"first\n"
-        await wait_go(go, "last")
-        yield b"last\n"
-
-    return StreamingResponse(parts(), media_type="text/plain")
-
-
-async def later(key: str, go: str) -> None:
-    if await wait_go(go, "task"):
-        record(f"background {key}")
+    return StreamingResponse(parts(go), media_type="text/plain")
 
 
 @app.get("/background")
@@ -75,19 +55,4 @@ async def background(key: str, go: str, tasks: BackgroundTasks):
 
 @app.websocket("/ws")
 async def echo(websocket: WebSocket):
-    await websocket.accept()
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is not None and text.startswith("close:"):
-                await websocket.close(code=int(text.split(":", 1)[1]))
-                return
-            if text is not None:
-                await websocket.send_text(text)
-            else:
-                await websocket.send_bytes(message["bytes"])
-    except WebSocketDisconnect:
-        return
+    await asgi_common.echo(websocket, WebSocketDisconnect)

@@ -14,7 +14,7 @@ Serve ``apps.asgi_sse:app``.
 
 from urllib.parse import parse_qs
 
-from apps.asgi_common import record, wait_go
+from apps.asgi_common import close_code, record, wait_go
 
 
 async def app(scope, receive, send):
@@ -65,8 +65,8 @@ async def echo(receive, send):
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
-        if text is not None and text.startswith("close:"):
-            await send({"type": "websocket.close", "code": int(text.split(":", 1)[1])})
+        if (code := close_code(text)) is not None:
+            await send({"type": "websocket.close", "code": code})
             return
         if text is not None:
             await send({"type": "websocket.send", "text": text})

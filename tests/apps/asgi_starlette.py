@@ -12,7 +12,6 @@
   raises when ``ASGI_FAIL_STARTUP=1``.
 """
 
-import contextlib
 import os
 
 from starlette.applications import Starlette
@@ -21,7 +20,8 @@ from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from apps.asgi_common import fail_startup, record, wait_go
+from apps import asgi_common
+from apps.asgi_common import later, lifespan, parts
 
 
 async def hello(request):
@@ -33,19 +33,7 @@ async def pid(request):
 
 
 async def stream(request):
-    go = request.query_params["go"]
-
-    async def parts():
-        yield b"first\n"
-        await wait_go(go, "last")
-        yield b"last\n"
-
-    return StreamingResponse(parts(), media_type="text/plain")
-
-
-async def later(key: str, go: str) -> None:
-    if await wait_go(go, "task"):
-        record(f"background {key}")
+    return StreamingResponse(parts(request.query_params["go"]), media_type="text/plain")
 
 
 async def background(request):
@@ -54,31 +42,7 @@ async def background(request):
 
 
 async def echo(websocket: WebSocket):
-    await websocket.accept()
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is not None and text.startswith("close:"):
-                await websocket.close(code=int(text.split(":", 1)[1]))
-                return
-            if text is not None:
-                await websocket.send_text(text)
-            else:
-                await websocket.send_bytes(message["bytes"])
-    except WebSocketDisconnect:
-        return
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app):
-    record("startup")
-    if fail_startup():
-        raise RuntimeError("startup refused: ASGI_FAIL_STARTUP=1")
-    yield
-    record("shutdown")
+    await asgi_common.echo(websocket, WebSocketDisconnect)
 
 
 app = Starlette(

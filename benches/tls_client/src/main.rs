@@ -11,9 +11,8 @@
 //! one JSON object on stdout.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
@@ -21,19 +20,17 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind};
 
+#[path = "../../client_common.rs"]
+mod client_common;
+
+use client_common::Common;
+
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the command line asks for.
 struct Args {
-    /// Where the server listens.
-    host: String,
-    /// Its port.
-    port: u16,
-    /// Threads, each with one connection at a time.
-    connections: usize,
-    /// How long to keep connecting.
-    duration: Duration,
+    /// Host, port, threads (each with one connection at a time), how long to keep connecting.
+    common: Common,
     /// Plain TCP: new connections without TLS, the reference for what TLS adds.
     plain: bool,
 }
@@ -106,36 +103,15 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        host: "127.0.0.1".into(),
-        port: 0,
-        connections: 50,
-        duration: Duration::from_secs(5),
-        plain: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--plain" {
-            args.plain = true;
-            continue;
-        }
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--host" => args.host = value,
-            "--port" => args.port = number(&flag, &value)?,
-            "--connections" => args.connections = number(&flag, &value)?,
-            "--duration" => args.duration = Duration::from_secs_f64(number(&flag, &value)?),
+    let (common, rest) = client_common::parse_args(&["--plain"])?;
+    let mut args = Args { common, plain: false };
+    for (flag, value) in rest {
+        match (flag.as_str(), value) {
+            ("--plain", None) => args.plain = true,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if args.port == 0 || args.connections == 0 {
-        return Err("--port and --connections must be positive".into());
-    }
     Ok(args)
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("{flag}: not a number: {value}"))
 }
 
 fn client_config() -> Arc<ClientConfig> {
@@ -185,16 +161,12 @@ fn parse_head(buf: &[u8]) -> Option<(u16, Option<usize>)> {
 
 /// One connection: connect, handshake, request, response, close_notify.
 fn one_connection(args: &Args, config: &Arc<ClientConfig>) -> Result<Option<Handshake>, String> {
-    let mut sock =
-        TcpStream::connect((args.host.as_str(), args.port)).map_err(|e| format!("connect: {e}"))?;
-    sock.set_nodelay(true).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    sock.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+    let mut sock = client_common::connect(&args.common)?;
     let status = if args.plain {
         sock.write_all(REQUEST).map_err(|e| format!("write: {e}"))?;
         (read_response(&mut sock)?, None)
     } else {
-        let name = ServerName::try_from(args.host.clone()).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(args.common.host.clone()).map_err(|e| e.to_string())?;
         let mut conn = ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
         let mut tls = rustls::Stream::new(&mut conn, &mut sock);
         tls.write_all(REQUEST).map_err(|e| format!("handshake or write: {e}"))?;
@@ -242,25 +214,13 @@ fn run_thread(args: &Args, config: &Arc<ClientConfig>, deadline: Instant) -> Cou
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => Arc::new(args),
-        Err(e) => {
-            eprintln!("tls-client: {e}");
-            std::process::exit(2);
-        }
-    };
-    let config = client_config();
-    let start = Instant::now();
-    let deadline = start + args.duration;
-    let threads: Vec<_> = (0..args.connections)
-        .map(|_| {
-            let (args, config) = (args.clone(), config.clone());
-            std::thread::spawn(move || run_thread(&args, &config, deadline))
-        })
-        .collect();
+    let args = client_common::args_or_exit("tls-client", parse_args());
+    let (worker, config) = (args.clone(), client_config());
+    let (counts, seconds) = client_common::run_threads(&args.common, move |_, deadline| {
+        run_thread(&worker, &config, deadline)
+    });
     let mut total = Counts::default();
-    for thread in threads {
-        let c = thread.join().expect("a client thread panicked");
+    for c in counts {
         total.ok += c.ok;
         total.errors += c.errors;
         total.full += c.full;
@@ -269,8 +229,6 @@ fn main() {
         total.first_error = total.first_error.or(c.first_error);
         total.negotiated = total.negotiated.or(c.negotiated);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let quoted = |text: Option<String>| text.map(|t| format!("{t:?}")).unwrap_or("null".into());
     println!(
         "{{\"ok\": {}, \"errors\": {}, \"full\": {}, \"retried\": {}, \"resumed\": {}, \
          \"seconds\": {seconds:.3}, \"negotiated\": {}, \"first_error\": {}}}",
@@ -279,7 +237,7 @@ fn main() {
         total.full,
         total.retried,
         total.resumed,
-        quoted(total.negotiated),
-        quoted(total.first_error)
+        client_common::quoted(total.negotiated),
+        client_common::quoted(total.first_error)
     );
 }

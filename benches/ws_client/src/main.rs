@@ -15,10 +15,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+#[path = "../../client_common.rs"]
+mod client_common;
+
+use client_common::{number, Common};
+
 /// RFC 6455 section 1.3's sample nonce: a valid key, the same for every connection.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// Opcodes, RFC 6455 section 5.2.
@@ -33,16 +36,10 @@ const MAX_FRAME: u64 = 64 * 1024 * 1024;
 
 /// What the command line asks for.
 struct Args {
-    /// Where the server listens.
-    host: String,
-    /// Its port.
-    port: u16,
+    /// Host, port, threads (each with one WebSocket), how long to keep echoing.
+    common: Common,
     /// The request target of the Upgrade.
     path: String,
-    /// Threads, each with one WebSocket.
-    connections: usize,
-    /// How long to keep echoing.
-    duration: Duration,
     /// Bytes per message.
     size: usize,
     /// Binary messages instead of text.
@@ -73,56 +70,29 @@ struct Socket {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        host: "127.0.0.1".into(),
-        port: 0,
-        path: "/".into(),
-        connections: 50,
-        duration: Duration::from_secs(5),
-        size: 32,
-        binary: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--binary" {
-            args.binary = true;
-            continue;
-        }
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--host" => args.host = value,
-            "--port" => args.port = number(&flag, &value)?,
-            "--path" => args.path = value,
-            "--connections" => args.connections = number(&flag, &value)?,
-            "--duration" => args.duration = Duration::from_secs_f64(number(&flag, &value)?),
-            "--size" => args.size = number(&flag, &value)?,
+    let (common, rest) = client_common::parse_args(&["--binary"])?;
+    let mut args = Args { common, path: "/".into(), size: 32, binary: false };
+    for (flag, value) in rest {
+        match (flag.as_str(), value) {
+            ("--binary", None) => args.binary = true,
+            ("--path", Some(value)) => args.path = value,
+            ("--size", Some(value)) => args.size = number(&flag, &value)?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if args.port == 0 || args.connections == 0 {
-        return Err("--port and --connections must be positive".into());
-    }
     Ok(args)
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("{flag}: not a number: {value}"))
 }
 
 impl Socket {
     /// Connects and upgrades: the response must be `101` and its head is consumed.
     fn open(args: &Args, seed: u32) -> Result<Socket, String> {
-        let sock = TcpStream::connect((args.host.as_str(), args.port))
-            .map_err(|e| format!("connect: {e}"))?;
-        sock.set_nodelay(true).map_err(|e| e.to_string())?;
-        sock.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-        sock.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        let sock = client_common::connect(&args.common)?;
         let reader = BufReader::new(sock.try_clone().map_err(|e| e.to_string())?);
         let mut socket = Socket { writer: sock, reader, seed: seed | 1 };
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            args.path, args.host, args.port
+            args.path, args.common.host, args.common.port
         );
         socket.writer.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
         let mut status = String::new();
@@ -269,34 +239,24 @@ fn run_thread(args: &Args, index: usize, deadline: Instant) -> Counts {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => Arc::new(args),
-        Err(e) => {
-            eprintln!("ws-client: {e}");
-            std::process::exit(2);
-        }
-    };
-    let start = Instant::now();
-    let deadline = start + args.duration;
-    let threads: Vec<_> = (0..args.connections)
-        .map(|index| {
-            let args = args.clone();
-            std::thread::spawn(move || run_thread(&args, index, deadline))
-        })
-        .collect();
+    let args = client_common::args_or_exit("ws-client", parse_args());
+    let worker = args.clone();
+    let (counts, seconds) = client_common::run_threads(&args.common, move |index, deadline| {
+        run_thread(&worker, index, deadline)
+    });
     let mut total = Counts::default();
-    for thread in threads {
-        let c = thread.join().expect("a client thread panicked");
+    for c in counts {
         total.messages += c.messages;
         total.opened += c.opened;
         total.errors += c.errors;
         total.first_error = total.first_error.or(c.first_error);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let first_error = total.first_error.map(|t| format!("{t:?}")).unwrap_or("null".into());
     println!(
         "{{\"messages\": {}, \"opened\": {}, \"errors\": {}, \"seconds\": {seconds:.3}, \
-         \"first_error\": {first_error}}}",
-        total.messages, total.opened, total.errors
+         \"first_error\": {}}}",
+        total.messages,
+        total.opened,
+        total.errors,
+        client_common::quoted(total.first_error)
     );
 }
