@@ -13,6 +13,8 @@ import traceback
 from ferricorn import _ferricorn
 
 REQUEST, BODY, DISCONNECT, DRAINED = 0, 1, 2, 3
+#: A server call's answer bits: the response queue is full; events are waiting.
+FULL, OWED = 1, 2
 
 #: The messages ``receive()`` returns after the body, once the request is over.
 _DISCONNECT = {"type": "http.disconnect"}
@@ -78,6 +80,8 @@ class Worker:
         #: The lifespan ``state``; each request's scope gets a shallow copy.
         self.state = None
         self.cycles = {}
+        #: ``on_ready`` is scheduled: events a server call let through are owed.
+        self.owed = False
 
     async def main(self):
         if self.lifespan_mode != "off":
@@ -116,8 +120,16 @@ class Worker:
         self.state = None
         return None
 
+    def answer(self, flags):
+        """A server call's answer: events it let through are fetched soon."""
+        if flags & OWED and not self.owed:
+            self.owed = True
+            self.loop.call_soon(self.on_ready)
+        return flags & FULL
+
     def on_ready(self):
         """The server's descriptor is readable: dispatch what happened. A hot path."""
+        self.owed = False
         cycles = self.cycles
         for kind, ident, scope, body, more in self.server.events():
             if kind == REQUEST:
@@ -180,17 +192,17 @@ class Cycle:
         except BaseException:
             if not self.complete and not self.gone:
                 _error("Error in ASGI application", exc_info=True)
-                worker.server.fail(self.ident)
+                worker.answer(worker.server.fail(self.ident))
         else:
             if not self.started and not self.gone:
                 _error("ASGI application returned without sending a response")
-                worker.server.fail(self.ident)
+                worker.answer(worker.server.fail(self.ident))
             elif not self.complete and not self.gone:
                 _error(
                     "ASGI application returned without completing the response; "
                     "closing the connection"
                 )
-                worker.server.fail(self.ident)
+                worker.answer(worker.server.fail(self.ident))
         finally:
             worker.cycles.pop(self.ident, None)
 
@@ -203,7 +215,7 @@ class Cycle:
             return _DISCONNECT
         self.waiter = self.worker.loop.create_future()
         if self.more:
-            self.worker.server.pull(self.ident)
+            self.worker.answer(self.worker.server.pull(self.ident))
         try:
             return await self.waiter
         finally:
@@ -255,7 +267,8 @@ class Cycle:
                 return
             if not more:
                 self.complete = True
-            if self.worker.server.body(self.ident, message.get("body", b""), more):
+            worker = self.worker
+            if worker.answer(worker.server.body(self.ident, message.get("body", b""), more)):
                 self.drain = self.worker.loop.create_future()
                 await self.drain
                 self.drain = None
@@ -268,7 +281,7 @@ class Cycle:
             if self.gone:
                 return
             headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
-            self.worker.server.start(self.ident, message["status"], headers)
+            self.worker.answer(self.worker.server.start(self.ident, message["status"], headers))
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
 

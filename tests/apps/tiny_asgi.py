@@ -98,8 +98,13 @@ async def app(scope, receive, send):
         await _respond(
             send, 200, json.dumps(shown).encode(), [(b"content-type", b"application/json")]
         )
+    elif path == "/slow":
+        _note("slow")
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+        await _respond(send, 200, b"slow done")
     elif path == "/wait-disconnect":
         # Answers nothing: waits for the client to go, then notes that it heard.
+        _note("waiting")
         message = await receive()
         while message["type"] != "http.disconnect":
             message = await receive()
@@ -132,7 +137,3 @@ async def hello(scope, receive, send):
         }
     )
     await send({"type": "http.response.body", "body": b"Hello, World!"})
-
-
-async def _sleepy(scope, receive, send):
-    await asyncio.sleep(0)

@@ -40,6 +40,10 @@ const REQUEST: u8 = 0;
 const BODY: u8 = 1;
 const DISCONNECT: u8 = 2;
 const DRAINED: u8 = 3;
+/// A command's answer: the response queue is full, `send()` waits for [`DRAINED`].
+const FULL: u8 = 1;
+/// A command's answer: events are waiting, call [`Server::events`] soon.
+const OWED: u8 = 2;
 
 /// Runs the worker: the Python side's `serve` until it returns the exit code.
 pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, stop: &Stop) -> i32 {
@@ -175,15 +179,21 @@ impl Server {
         })
     }
 
-    /// The app's message: applied now (A) or queued for the socket thread (B).
-    fn command(&mut self, command: Command) -> PyResult<bool> {
+    /// The app's message: applied now (A) or queued for the socket thread (B). What the
+    /// Python side must do next, as [`FULL`] and [`OWED`] bits.
+    fn command(&mut self, command: Command) -> PyResult<u8> {
         match &mut self.driver {
-            Driver::Inline { core, .. } => core
-                .apply(command, Instant::now())
-                .map_err(|e| PyRuntimeError::new_err(e.to_owned())),
+            Driver::Inline { core, .. } => {
+                let full = core
+                    .apply(command, Instant::now())
+                    .map_err(|e| PyRuntimeError::new_err(e.to_owned()))?;
+                // A pipelined request or buffered body the message let through.
+                let owed = !core.notes.is_empty();
+                Ok(u8::from(full) * FULL | u8::from(owed) * OWED)
+            }
             Driver::Threaded(threaded) => {
                 threaded.send(command);
-                Ok(false)
+                Ok(0)
             }
         }
     }
@@ -251,24 +261,24 @@ impl Server {
     }
 
     /// `http.response.start`: the status and `[(name, value), ...]` as bytes.
-    fn start(&mut self, id: Id, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+    fn start(&mut self, id: Id, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<u8> {
         let headers = headers.into_iter().map(|(n, v)| (Bytes::from(n), Bytes::from(v))).collect();
-        self.command(Command::Start { id, status, headers }).map(|_| ())
+        self.command(Command::Start { id, status, headers })
     }
 
-    /// `http.response.body`; `True`: wait for the queue to drain.
-    fn body(&mut self, id: Id, data: &[u8], more: bool) -> PyResult<bool> {
+    /// `http.response.body`; the answer's [`FULL`] bit: wait for the queue to drain.
+    fn body(&mut self, id: Id, data: &[u8], more: bool) -> PyResult<u8> {
         self.command(Command::Body { id, data: Bytes::copy_from_slice(data), more })
     }
 
     /// `receive()` wants more of the request body.
-    fn pull(&mut self, id: Id) -> PyResult<()> {
-        self.command(Command::Pull(id)).map(|_| ())
+    fn pull(&mut self, id: Id) -> PyResult<u8> {
+        self.command(Command::Pull(id))
     }
 
     /// The app failed.
-    fn fail(&mut self, id: Id) -> PyResult<()> {
-        self.command(Command::Fail(id)).map(|_| ())
+    fn fail(&mut self, id: Id) -> PyResult<u8> {
+        self.command(Command::Fail(id))
     }
 
     /// The loop's periodic turn: the heartbeat, USR1, deadlines, a graceful stop.
