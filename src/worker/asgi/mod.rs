@@ -189,7 +189,7 @@ impl Server {
                     .map_err(|e| PyRuntimeError::new_err(e.to_owned()))?;
                 // A pipelined request or buffered body the message let through.
                 let owed = !core.notes.is_empty();
-                Ok(u8::from(full) * FULL | u8::from(owed) * OWED)
+                Ok((u8::from(full) * FULL) | (u8::from(owed) * OWED))
             }
             Driver::Threaded(threaded) => {
                 threaded.send(command);
