@@ -289,3 +289,22 @@ def test_forwarded_scheme_and_client_from_a_trusted_proxy(servers):
     with Client(server.address()) as client:
         client.send(get(client, "/scope", b"X-Forwarded-Proto: https\r\n"))
         assert json.loads(client.read_response().body)["scheme"] == "https"
+
+
+def test_access_log_line_matches_gunicorns(servers):
+    lines = {}
+    for peer in PEERS:
+        server = servers(peer, APP, "--access-logfile", "-")
+        with Client(server.address()) as client:
+            client.send(get(client, "/x?q=1", b"User-Agent: agent/1\r\nReferer: http://r/\r\n"))
+            assert client.read_response().status == 200
+
+        def line(server=server):
+            found = [ln for ln in server.stdout.splitlines() if '"GET /x?q=1' in ln]
+            return found and found[0]
+
+        logged = wait_for(line, 10, "the access log line")
+        # The time differs: compare what follows it.
+        lines[peer] = logged.split("] ", 1)[1]
+    assert lines["ferricorn"] == lines["gunicorn"]
+    assert lines["ferricorn"] == '"GET /x?q=1 HTTP/1.1" 200 13 "http://r/" "agent/1"'

@@ -50,6 +50,25 @@ pub enum Note {
     Disconnect,
     /// The queue fell back under [`HIGH_WATER`]: `send()` may go on.
     Drained,
+    /// A response ended: its access log line is due (only when the log is on).
+    Finished(Box<Logged>),
+}
+
+/// What an access log line is made of, kept from the head to the response's end.
+#[derive(Debug)]
+pub struct Logged {
+    /// The request line and headers.
+    pub head: Head,
+    /// The client.
+    pub peer: Peer,
+    /// When the request reached the app.
+    pub started: Instant,
+    /// The response's status (500 if the app failed before it started).
+    pub status: u16,
+    /// The response's headers, as text.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes sent.
+    pub sent: u64,
 }
 
 /// A request as it reached the app.
@@ -98,6 +117,8 @@ struct Exchange {
     response: Response,
     /// The client's going was told to the app.
     told_gone: bool,
+    /// What the access log line needs, when the log is on.
+    log: Option<Box<Logged>>,
 }
 
 /// What a connection waits for.
@@ -326,7 +347,15 @@ impl<T: Transport> Conn<T> {
             Err(_) => (Bytes::new(), false),
         };
         let expect_continue = head.expect_continue && more && self.rbuf.is_empty();
+        // The access log, statsd and `--metrics-bind` all count from the same record.
+        let counted =
+            crate::wsgi::access::enabled() || crate::statsd::enabled() || crate::metrics::enabled();
+        let log = counted.then(|| {
+            let (head, peer) = (head.clone(), self.peer.clone());
+            Box::new(Logged { head, peer, started: now, status: 500, headers: Vec::new(), sent: 0 })
+        });
         let exchange = Exchange {
+            log,
             decoder,
             wanted: false,
             expect_continue,
@@ -410,6 +439,9 @@ impl<T: Transport> Conn<T> {
         let pairs = text.iter().map(|(n, v)| (n.as_str(), v.as_str()));
         ENCODER.encode_head(&mut head, &status_line, pairs, status, plan);
         ex.response = Response::Started { mode: plan.body, keep_alive: plan.keep_alive };
+        if let Some(log) = &mut ex.log {
+            (log.status, log.headers) = (status, text);
+        }
         self.queue(&head);
         Ok(())
     }
@@ -427,6 +459,9 @@ impl<T: Transport> Conn<T> {
         let Response::Started { mode, keep_alive } = &mut ex.response else {
             return Err("http.response.body before http.response.start");
         };
+        if let Some(log) = &mut ex.log {
+            log.sent += data.len() as u64;
+        }
         match mode {
             BodyMode::Empty => {}
             BodyMode::Length(left) => {
@@ -450,6 +485,9 @@ impl<T: Transport> Conn<T> {
             // A Content-Length the app did not fill: the client cannot find the end.
             let short = matches!(mode, BodyMode::Length(left) if *left > 0);
             let keep = *keep_alive && !short;
+            if let Some(log) = ex.log.take() {
+                notes.push(Note::Finished(log));
+            }
             self.finish(keep, now);
         }
         self.flush(now, notes);
@@ -461,9 +499,16 @@ impl<T: Transport> Conn<T> {
     /// The app failed: a 500 if nothing was sent, else the connection closes (the client
     /// cannot tell where the response would have ended).
     pub fn fail(&mut self, now: Instant, notes: &mut Vec<Note>) {
-        let Phase::Serving(ex) = &self.phase else { return };
-        if ex.response == Response::NotStarted {
-            self.queue(&ENCODER.error_page(500));
+        let Phase::Serving(ex) = &mut self.phase else { return };
+        let page = (ex.response == Response::NotStarted).then(|| ENCODER.error_page(500));
+        if let Some(mut log) = ex.log.take() {
+            if page.is_some() {
+                (log.status, log.headers) = (500, Vec::new());
+            }
+            notes.push(Note::Finished(log));
+        }
+        if let Some(page) = page {
+            self.queue(&page);
         }
         self.phase = Phase::Closing;
         self.deadline = now + CLOSE_TIMEOUT;

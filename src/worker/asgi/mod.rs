@@ -11,6 +11,7 @@
 //! released, and the two meet through queues, an eventfd towards Python and a
 //! `mio::Waker` towards Rust.
 
+mod access;
 mod conn;
 mod core;
 mod scope;
@@ -244,6 +245,12 @@ impl Server {
                 }
                 Note::Drained => {
                     (DRAINED, id, py.None().into_bound(py), py.None().into_bound(py), false)
+                }
+                Note::Finished(logged) => {
+                    if let Err(e) = access::write(py, &logged) {
+                        tracing::error!("access log: {e}");
+                    }
+                    continue;
                 }
             };
             list.append(PyTuple::new(
