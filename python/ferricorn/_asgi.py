@@ -268,7 +268,10 @@ class Cycle:
             if not more:
                 self.complete = True
             worker = self.worker
-            if worker.answer(worker.server.body(self.ident, message.get("body", b""), more)):
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
+            if worker.answer(worker.server.body(self.ident, body, more)):
                 self.drain = self.worker.loop.create_future()
                 await self.drain
                 self.drain = None
@@ -280,8 +283,15 @@ class Cycle:
             self.started = True
             if self.gone:
                 return
-            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
-            self.worker.answer(self.worker.server.start(self.ident, message["status"], headers))
+            status, headers = message["status"], message.get("headers", ())
+            try:
+                flags = self.worker.server.start(self.ident, status, headers)
+            except TypeError:
+                # Pairs as lists, bytearrays: what the spec's "iterable of [name, value]"
+                # allows beyond tuples of bytes.
+                headers = [(bytes(n), bytes(v)) for n, v in headers]
+                flags = self.worker.server.start(self.ident, status, headers)
+            self.worker.answer(flags)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
 

@@ -102,6 +102,15 @@ async def app(scope, receive, send):
         _note("slow")
         await asyncio.sleep(float(scope["query_string"] or b"1"))
         await _respond(send, 200, b"slow done")
+    elif path == "/loose-types":
+        # Header pairs as lists and bytearray bodies: the spec's iterables, not tuples.
+        await send({"type": "http.response.start", "status": 201, "headers": [[b"x-a", b"1"]]})
+        await send({"type": "http.response.body", "body": bytearray(b"loose")})
+    elif path == "/block":
+        # Blocks the event loop itself, as a coroutine that calls time.sleep does.
+        import time
+
+        time.sleep(60)
     elif path == "/wait-disconnect":
         # Answers nothing: waits for the client to go, then notes that it heard.
         _note("waiting")
