@@ -366,3 +366,17 @@ def test_header_lists_and_bytearray_bodies_are_accepted(servers, peer):
         client.send(get(client, "/loose-types"))
         response = client.read_response()
     assert (response.status, response.header("x-a"), response.body) == (201, "1", b"loose")
+
+
+def test_regression_a_buffered_body_waited_for_the_next_socket_edge(servers):
+    # A body past the first message, all received already, is handed over inside
+    # receive()'s call into the server, and its event waited for the socket to become
+    # readable again: it never did (a pipelined request parsed inside send() had the
+    # same flaw, hidden there by the writable edge that follows a write).
+    server = servers("ferricorn")
+    body = b"y" * 200_000
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with Client(server.address()) as client:
+        client.send(head + body)
+        response = client.read_response(timeout=5)
+    assert response.body.startswith(b"200000:")
