@@ -88,6 +88,23 @@ pub fn read(raw: &RawArgs) -> Result<Asgi, Error> {
     })
 }
 
+/// What the `asgi` worker does not serve yet, refused with one line rather than served
+/// otherwise than asked (plaintext where TLS was asked for).
+pub fn refuse_unsupported(config: &super::Config) -> Result<(), Error> {
+    if config.worker_class != super::WorkerClass::Asgi {
+        return Ok(());
+    }
+    if config.tls.is_some() {
+        bail!(
+            "--certfile with -k asgi: the asgi worker serves plain HTTP only so far (docs/asgi.md)"
+        );
+    }
+    if config.proxy_protocol.mode.is_some() {
+        bail!("--proxy-protocol with -k asgi: not supported by the asgi worker yet (docs/asgi.md)");
+    }
+    Ok(())
+}
+
 /// gunicorn's validators lower-case and strip these values.
 fn lowered(raw: &RawArgs, name: &str) -> String {
     text(raw, name).unwrap_or_default().trim().to_ascii_lowercase()
@@ -121,6 +138,13 @@ mod tests {
             let error = config(args).unwrap_err().0;
             assert!(error.contains(want) && !error.contains('\n'), "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn what_the_worker_lacks_is_refused_with_it_only() {
+        let error = config(&["-k", "asgi", "--proxy-protocol", "v1", "app"]).unwrap_err().0;
+        assert!(error.contains("--proxy-protocol with -k asgi"), "{error}");
+        assert!(config(&["-k", "async", "--proxy-protocol", "v1", "app"]).is_ok());
     }
 
     #[test]
