@@ -380,3 +380,11 @@ def test_regression_a_buffered_body_waited_for_the_next_socket_edge(servers):
         client.send(head + body)
         response = client.read_response(timeout=5)
     assert response.body.startswith(b"200000:")
+
+
+def test_a_stalled_upload_meets_the_read_timeout(servers):
+    server = servers("ferricorn", APP, "--read-timeout", "1")
+    with Client(server.address()) as client:
+        client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        # The app awaits the rest; the client never sends it: the worker closes.
+        assert client.read_until_close(timeout=15) == b""

@@ -146,6 +146,8 @@ pub struct Settings {
     pub forwarded: crate::forwarded::Policy,
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
+    /// `--read-timeout`: how long a client may keep an app that awaits its body waiting.
+    pub read_timeout: Duration,
 }
 
 impl Settings {
@@ -383,6 +385,7 @@ impl<T: Transport> Conn<T> {
             match take_body(&mut ex.decoder, &mut self.rbuf, self.peer_closed) {
                 Ok((data, more)) if !data.is_empty() || !more => {
                     ex.wanted = false;
+                    self.deadline = self.deadline.max(Instant::now() + NEVER);
                     notes.push(Note::Body(data, more));
                 }
                 Ok(_) => {}
@@ -397,10 +400,13 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    /// The app awaits more body: `100 Continue` first if the client waits for it.
-    pub fn pull(&mut self) {
+    /// The app awaits more body: `100 Continue` first if the client waits for it. The
+    /// client has `--read-timeout` to send it; then the connection closes and the app
+    /// hears `http.disconnect` (a stalled upload must not hold a task for ever).
+    pub fn pull(&mut self, now: Instant, read_timeout: Duration) {
         let Phase::Serving(ex) = &mut self.phase else { return };
         ex.wanted = true;
+        self.deadline = now + read_timeout;
         if std::mem::take(&mut ex.expect_continue) && ex.response == Response::NotStarted {
             self.queue(CONTINUE);
         }

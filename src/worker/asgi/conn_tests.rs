@@ -69,6 +69,7 @@ fn settings() -> Settings {
         protocol: crate::config::Protocol::Http,
         forwarded: crate::forwarded::Policy::default(),
         keepalive: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(3),
     }
 }
 
@@ -148,7 +149,7 @@ fn a_head_in_pieces_is_one_request_with_its_body() {
     // The first read may end before the body's end: what is here, then a pull.
     let mut body = arrived.body.to_vec();
     if arrived.more {
-        rig.conn.pull();
+        rig.conn.pull(rig.now, Duration::from_secs(3));
         rig.edge();
         for note in rig.take() {
             if let Note::Body(data, _) = note {
@@ -273,7 +274,20 @@ fn expect_continue_is_answered_when_the_app_asks_for_the_body() {
     rig.send(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
     assert!(request(&rig.take()[0]).more);
     assert_eq!(rig.written(), "");
-    rig.conn.pull();
+    rig.conn.pull(rig.now, Duration::from_secs(3));
     rig.edge();
     assert_eq!(rig.written(), "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+#[test]
+fn a_client_stalling_a_body_the_app_awaits_meets_the_read_timeout() {
+    let mut rig = Rig::new();
+    rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    assert!(rig.conn.deadline() > rig.now + Duration::from_secs(3600), "no deadline on the app");
+    rig.take();
+    rig.conn.pull(rig.now, Duration::from_secs(3));
+    assert_eq!(rig.conn.deadline(), rig.now + Duration::from_secs(3));
+    rig.send(b"defghij");
+    assert!(rig.take().iter().any(|n| matches!(n, Note::Body(_, false))));
+    assert!(rig.conn.deadline() > rig.now + Duration::from_secs(3600), "the body came");
 }

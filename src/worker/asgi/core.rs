@@ -276,7 +276,7 @@ impl Core {
                 sent.map(|f| full = f)
             }
             Command::Pull(_) => {
-                conn.pull();
+                conn.pull(now, self.settings.read_timeout);
                 Ok(())
             }
             Command::Fail(_) => {

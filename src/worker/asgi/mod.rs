@@ -160,6 +160,7 @@ impl Server {
             protocol: config.protocol.clone(),
             forwarded: config.forwarded.clone(),
             keepalive: config.keepalive,
+            read_timeout: config.read_timeout,
         };
         let registry = poll.registry().try_clone()?;
         let core =
