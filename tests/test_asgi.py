@@ -4,6 +4,7 @@ where gunicorn has it: tiny ASGI apps of tests/apps/tiny_asgi.py over real socke
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import time
@@ -17,6 +18,7 @@ from conftest import (
     start_server,
     wait_for,
 )
+from test_tls import certs as certs  # the fixture
 
 APP = "apps.tiny_asgi:app"
 PEERS = ["ferricorn", "gunicorn"]
@@ -388,3 +390,33 @@ def test_a_stalled_upload_meets_the_read_timeout(servers):
         client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         # The app awaits the rest; the client never sends it: the worker closes.
         assert client.read_until_close(timeout=15) == b""
+
+
+def _https(port: int, cert_dir, raw: bytes) -> bytes:
+    from test_tls import client_context
+
+    context = client_context(cert_dir)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname="localhost") as tls:
+            tls.sendall(raw)
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    return data
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_over_tls_scheme_streaming_and_upload(servers, certs, peer):  # noqa: F811
+    from test_tls import tls_args
+
+    server = servers(peer, APP, *tls_args(certs))
+    close = b"Host: localhost\r\nConnection: close\r\n"
+    scope = _https(server.port, certs, b"GET /scope HTTP/1.1\r\n" + close + b"\r\n")
+    assert json.loads(decode_chunked(scope.partition(b"\r\n\r\n")[2])[0])["scheme"] == "https"
+    streamed = _https(server.port, certs, b"GET /stream HTTP/1.1\r\n" + close + b"\r\n")
+    data, complete = decode_chunked(streamed.partition(b"\r\n\r\n")[2])
+    assert complete and data == b"".join(b"piece %d\n" % i for i in range(5))
+    body = bytes(range(256)) * 4096
+    head = b"POST /echo HTTP/1.1\r\n" + close + b"Content-Length: %d\r\n\r\n" % len(body)
+    echoed = _https(server.port, certs, head + body)
+    assert decode_chunked(echoed.partition(b"\r\n\r\n")[2])[0].startswith(b"1048576:")

@@ -89,15 +89,10 @@ pub fn read(raw: &RawArgs) -> Result<Asgi, Error> {
 }
 
 /// What the `asgi` worker does not serve yet, refused with one line rather than served
-/// otherwise than asked (plaintext where TLS was asked for).
+/// otherwise than asked (a PROXY header read as a request).
 pub fn refuse_unsupported(config: &super::Config) -> Result<(), Error> {
     if config.worker_class != super::WorkerClass::Asgi {
         return Ok(());
-    }
-    if config.tls.is_some() {
-        bail!(
-            "--certfile with -k asgi: the asgi worker serves plain HTTP only so far (docs/asgi.md)"
-        );
     }
     if config.proxy_protocol.mode.is_some() {
         bail!("--proxy-protocol with -k asgi: not supported by the asgi worker yet (docs/asgi.md)");

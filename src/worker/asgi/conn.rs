@@ -284,7 +284,8 @@ impl<T: Transport> Conn<T> {
                 }
                 Ok(n) => {
                     self.rbuf.extend_from_slice(&scratch[..n]);
-                    if n < scratch.len() && !self.peer_closed {
+                    // Short: drained, unless TLS holds decrypted bytes no edge announces.
+                    if n < scratch.len() && !self.peer_closed && !self.transport.buffered() {
                         self.may_read = false;
                     }
                 }
@@ -564,11 +565,25 @@ impl<T: Transport> Conn<T> {
             self.out.clear();
             self.sent = 0;
         }
+        // TLS records accepted but not yet on the socket: out only once this says so.
+        let pushed = match self.may_write && self.out.is_empty() {
+            true => match self.transport.flush() {
+                Ok(all) => all,
+                Err(_) => {
+                    self.broken();
+                    false
+                }
+            },
+            false => false,
+        };
+        if !pushed && self.out.is_empty() {
+            self.may_write = false;
+        }
         if self.throttled && self.out.len() - self.sent <= HIGH_WATER / 2 {
             self.throttled = false;
             notes.push(Note::Drained);
         }
-        if matches!(self.phase, Phase::Closing) && self.out.is_empty() {
+        if matches!(self.phase, Phase::Closing) && self.out.is_empty() && pushed {
             let _ = self.transport.shutdown_write();
             self.phase = Phase::Linger;
             self.deadline = self.deadline.min(now + CLOSE_TIMEOUT);

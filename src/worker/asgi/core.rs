@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Registry, Token};
-use socket2::Socket;
 
 use super::conn::{Conn, Note, Settings};
+use super::transport::Stream;
 use crate::listener::Listener;
 use crate::worker::io::READ_SIZE;
 use crate::worker::Recycler;
@@ -59,7 +59,7 @@ pub enum Command {
 /// A connection slot.
 struct Slot {
     /// The connection, if the slot is in use.
-    conn: Option<Box<Conn<Socket>>>,
+    conn: Option<Box<Conn<Stream>>>,
     /// Requests started in this slot, ever: the low half of an [`Id`].
     request: u32,
 }
@@ -85,6 +85,8 @@ pub struct Core {
     stopping: bool,
     /// What every connection shares.
     pub settings: Settings,
+    /// `--certfile`: each connection's TLS session is made from it.
+    tls: Option<crate::tls::Settings>,
     /// `--max-requests`.
     recycler: Recycler,
     /// Where reads land first.
@@ -104,6 +106,7 @@ impl Core {
         settings: Settings,
         max_open: usize,
         recycler: Recycler,
+        tls: Option<crate::tls::Settings>,
     ) -> io::Result<Core> {
         for (i, listener) in listeners.iter().enumerate() {
             let fd = listener.fd();
@@ -119,6 +122,7 @@ impl Core {
             accepting: true,
             stopping: false,
             settings,
+            tls,
             recycler,
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
             notes: Vec::new(),
@@ -175,7 +179,8 @@ impl Core {
                 continue;
             }
             let keepalive = self.settings.keepalive;
-            self.slots[token].conn = Some(Box::new(Conn::new(sock, peer, index, now, keepalive)));
+            let stream = Stream::accept(sock, self.tls.as_ref());
+            self.slots[token].conn = Some(Box::new(Conn::new(stream, peer, index, now, keepalive)));
             self.open += 1;
             self.drive(token, now);
         }

@@ -15,6 +15,7 @@ mod access;
 mod conn;
 mod core;
 mod scope;
+mod transport;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -153,7 +154,7 @@ impl Server {
         let place = Place {
             root_path: config.asgi.root_path.clone(),
             servers: ctx.listeners.iter().map(Listener::server_name_port).collect(),
-            tls: false,
+            tls: config.tls.is_some(),
         };
         let settings = Settings {
             limits: config.limits,
@@ -163,8 +164,14 @@ impl Server {
             read_timeout: config.read_timeout,
         };
         let registry = poll.registry().try_clone()?;
-        let core =
-            Core::new(registry, listeners, settings, config.worker_connections, stop.recycler())?;
+        let core = Core::new(
+            registry,
+            listeners,
+            settings,
+            config.worker_connections,
+            stop.recycler(),
+            config.tls.clone(),
+        )?;
         let driver = match threaded {
             false => {
                 Driver::Inline { core: Box::new(core), poll, events: Events::with_capacity(1024) }
