@@ -420,3 +420,13 @@ def test_over_tls_scheme_streaming_and_upload(servers, certs, peer):  # noqa: F8
     head = b"POST /echo HTTP/1.1\r\n" + close + b"Content-Length: %d\r\n\r\n" % len(body)
     echoed = _https(server.port, certs, head + body)
     assert decode_chunked(echoed.partition(b"\r\n\r\n")[2])[0].startswith(b"1048576:")
+
+
+def test_head_gets_the_head_only_and_the_connection_goes_on(servers, peer):
+    server = servers(peer)
+    with Client(server.address()) as client:
+        client.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = client.read_response(head_request=True)
+        assert response.status == 200 and response.body == b""
+        client.send(get(client, "/"))
+        assert client.read_response().body == b"Hello, World!"
