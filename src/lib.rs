@@ -1,4 +1,4 @@
-//! ferricorn: a preforking WSGI HTTP server with gunicorn's command line.
+//! ferricorn: a preforking WSGI (and ASGI) HTTP server with gunicorn's command line.
 //!
 //! # Layout
 //!
@@ -10,6 +10,9 @@
 //!   a request; the async connection is a state machine (`worker/conn.rs`) with unit tests
 //!   over an in-memory transport. What comes before HTTP on the raw socket (the PROXY
 //!   protocol header, `--proxy-protocol`) is `worker/preamble.rs`, for both loops.
+//!   The `asgi` worker (`worker/asgi/`) is a third loop: Rust owns the sockets and HTTP/1.1
+//!   (`asgi/conn.rs`, a state machine with unit tests; `asgi/core.rs`, the poll), an asyncio
+//!   loop on the same thread runs the app (`python/ferricorn/_asgi.py`); docs/asgi.md.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
 //!   bytes (request heads and their limits, body decoding, the response encoder and error

@@ -102,11 +102,11 @@ def test_regression_custom_worker_class_lists_what_ferricorn_offers(worker):
 @pytest.mark.parametrize(
     "worker", ["uvicorn.workers.UvicornWorker", "uvicorn_worker.UvicornWorker"]
 )
-def test_regression_uvicorn_worker_says_the_asgi_worker_is_not_there_yet(worker):
-    out = run_cli("-k", worker, APP)
-    assert out.returncode == EXIT_USAGE, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "ASGI" in lines[0] and "issue 13" in lines[0], out.stderr
+def test_uvicorn_workers_run_the_asgi_worker_and_say_so(worker):
+    out = run_cli("-k", worker, "--check-config", APP)
+    assert out.returncode == 0, out.stderr
+    assert " asgi worker" in out.stdout, out.stdout
+    assert f"-k {worker}: running ferricorn's asgi worker" in out.stdout + out.stderr
 
 
 @pytest.mark.parametrize(

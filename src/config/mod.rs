@@ -33,6 +33,7 @@ impl std::error::Error for Error {}
 macro_rules! bail {
     ($($arg:tt)*) => { return Err(Error(format!($($arg)*))) };
 }
+pub mod asgi;
 mod gunicorn;
 mod options;
 mod sources;
@@ -51,6 +52,9 @@ pub enum WorkerClass {
     Sync,
     /// One event loop per process: keep-alive, pipelining, slow clients buffered.
     Async,
+    /// ASGI apps: the Rust loop's sockets, the app's coroutines on asyncio (gunicorn's
+    /// `asgi`; `worker/asgi/`).
+    Asgi,
 }
 
 impl WorkerClass {
@@ -58,6 +62,7 @@ impl WorkerClass {
         match self {
             WorkerClass::Sync => "sync",
             WorkerClass::Async => "async",
+            WorkerClass::Asgi => "asgi",
         }
     }
 }
@@ -184,6 +189,8 @@ pub struct Config {
     pub proxy_protocol: crate::worker::preamble::Settings,
     /// `--protocol`: what requests arrive as; with uwsgi, `--uwsgi-allow-from`.
     pub protocol: Protocol,
+    /// The `asgi` worker's settings (`--asgi-lifespan`, `--root-path`, ...).
+    pub asgi: asgi::Asgi,
     /// What ferricorn does that the settings do not literally say (`--threads` choosing the
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
@@ -300,6 +307,8 @@ impl Config {
         config.tls(raw)?;
         config.proxy_protocol(raw)?;
         config.protocol = protocol(raw)?;
+        config.asgi = asgi::read(raw)?;
+        asgi::refuse_unsupported(&config)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }
@@ -613,6 +622,8 @@ enum Requested {
     Threaded,
     /// `gevent` or `eventlet`, by that name.
     Greenlet(&'static str),
+    /// gunicorn's `asgi`; `Some`: uvicorn's worker class, by that name, mapped to it.
+    Asgi(Option<&'static str>),
 }
 
 /// `-k` as gunicorn's `load_class` reads it: a short name, `egg:gunicorn#NAME`, or the
@@ -625,20 +636,24 @@ fn requested_class(name: &str) -> Result<Requested, Error> {
         "gevent" | "gevent_wsgi" | "gevent_pywsgi" => Requested::Greenlet("gevent"),
         s if s.starts_with("gunicorn.workers.ggevent.") => Requested::Greenlet("gevent"),
         "eventlet" | "gunicorn.workers.geventlet.EventletWorker" => Requested::Greenlet("eventlet"),
-        s if s.to_ascii_lowercase().contains("uvicorn") => bail!(
-            "--worker-class {s:?}: an ASGI worker; ferricorn serves WSGI only until its ASGI \
-             worker lands (issue 13)"
-        ),
+        "asgi" | "gunicorn.workers.gasgi.ASGIWorker" => Requested::Asgi(None),
+        "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker" => {
+            Requested::Asgi(Some("uvicorn.workers.UvicornWorker"))
+        }
+        "uvicorn_worker.UvicornWorker" | "uvicorn_worker.UvicornH11Worker" => {
+            Requested::Asgi(Some("uvicorn_worker.UvicornWorker"))
+        }
         s @ ("tornado" | "gunicorn.workers.gtornado.TornadoWorker") => bail!(
             "--worker-class {s}: not supported; use `-k async`, ferricorn's event-loop worker"
         ),
         s if s.contains(':') || s.contains('.') => bail!(
             "--worker-class {s:?}: ferricorn cannot load worker classes; it offers sync, \
-             gthread (or async), gevent and eventlet (both run as async with app threads)"
+             gthread (or async), gevent and eventlet (both run as async with app threads), \
+             and asgi"
         ),
         s => bail!(
             "--worker-class {s:?} is not available (available: sync, gthread, async, gevent, \
-             eventlet)"
+             eventlet, asgi)"
         ),
     })
 }
@@ -682,6 +697,24 @@ fn worker_model(raw: &RawArgs, notices: &mut Vec<Notice>) -> Result<(WorkerClass
                 ),
             ));
             (WorkerClass::Async, pool)
+        }
+        Requested::Asgi(mapped) => {
+            if let Some(class) = mapped {
+                notices.push(Notice::new(
+                    LogLevel::Info,
+                    format!("-k {class}: running ferricorn's asgi worker (gunicorn's -k asgi)"),
+                ));
+            }
+            if threads > 1 {
+                // gunicorn's ASGIWorker.check_config says the same.
+                notices.push(Notice::new(
+                    LogLevel::Warning,
+                    "ASGI worker does not use threads configuration. Use worker_connections \
+                     instead."
+                        .to_owned(),
+                ));
+            }
+            (WorkerClass::Asgi, 1)
         }
     })
 }
@@ -891,10 +924,10 @@ fn parse_env(pair: &str) -> Result<(String, String), Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> Result<Config, Error> {
+    pub(super) fn config(args: &[&str]) -> Result<Config, Error> {
         let env = EnvDefaults { port: None, web_concurrency: None, forwarded_allow_ips: None };
         Config::from_raw(&parse_args(args)?, &env)
     }
@@ -945,7 +978,6 @@ mod tests {
             &["-k", "tornado", "app"],
             &["-k", "nope", "app"],
             &["-k", "myproject.workers:CustomWorker", "app"],
-            &["-k", "uvicorn.workers.UvicornWorker", "app"],
             &["--statsd-host", "localhost:port", "app"],
             &["--proxy-protocol", "app"],
             &["--spew", "app"],
@@ -1117,6 +1149,8 @@ mod tests {
             ("cert_reqs", "1"),
             ("protocol", "uwsgi"),
             ("uwsgi_allow_ips", "10.0.0.0/8"),
+            ("asgi_loop", "uvloop"),
+            ("asgi_lifespan", "on"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

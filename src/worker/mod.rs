@@ -11,6 +11,7 @@
 //! [`run`] ends with `_exit`. Boot failures leave with the exit codes in [`crate::exit`]
 //! so the master stops instead of respawning in a loop.
 
+mod asgi;
 mod async_loop;
 mod conn;
 mod deadline;
@@ -128,12 +129,13 @@ fn boot_and_serve(py: Python<'_>, ctx: &WorkerContext<'_>) -> i32 {
         deadline::watch(limit, ctx.config.worker_class == WorkerClass::Sync);
     }
     crate::metrics::set_threads(match ctx.config.worker_class {
-        WorkerClass::Sync => 1,
+        WorkerClass::Sync | WorkerClass::Asgi => 1,
         WorkerClass::Async => ctx.config.threads.max(1),
     });
     let code = match ctx.config.worker_class {
         WorkerClass::Sync => sync::serve(py, &ctx, app.bind(py), &stop),
         WorkerClass::Async => async_loop::serve(py, &ctx, app.bind(py), &stop),
+        WorkerClass::Asgi => asgi::serve(py, &ctx, app.bind(py), &stop),
     };
     tracing::info!("Worker exiting (pid: {})", std::process::id());
     hooks::call(py, Hook::WorkerExit, (std::process::id(), ctx.age));
@@ -265,9 +267,12 @@ fn finalize(py: Python<'_>) {
 /// A worker's signals and its reasons to stop. TERM stops gracefully after the current
 /// requests; INT and QUIT end the process at once; USR1 asks for the log to be reopened;
 /// SIGABRT (the master's timeout) raises an exception in the app, then ends the worker.
+/// `Clone` (one signal pipe behind an `Arc`) so the `asgi` worker's Python-facing server
+/// can hold it.
+#[derive(Clone)]
 pub struct Stop {
     /// The self-pipe TERM, USR1, INT and QUIT write to, so a wait in poll(2) wakes up.
-    queue: SignalQueue,
+    queue: Arc<SignalQueue>,
     /// TERM or `--max-requests`: finish the requests in flight, take no new ones.
     graceful: Arc<AtomicBool>,
     /// TERM itself, not `--max-requests`: the master wants this worker gone and no
@@ -319,7 +324,12 @@ impl Stop {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let left = budget.map(|b| Arc::new(AtomicU64::new(b)));
         Ok(Stop {
-            queue: SignalQueue::new(&[libc::SIGTERM, libc::SIGUSR1, libc::SIGINT, libc::SIGQUIT])?,
+            queue: Arc::new(SignalQueue::new(&[
+                libc::SIGTERM,
+                libc::SIGUSR1,
+                libc::SIGINT,
+                libc::SIGQUIT,
+            ])?),
             interrupted,
             recycler: Recycler { left, stop: Arc::clone(&graceful) },
             graceful,

@@ -1,0 +1,372 @@
+"""The asgi worker's Python side: the asyncio loop that runs the app's coroutines.
+
+The sockets are Rust's (``ferricorn._ferricorn.AsgiServer``): its descriptor is an
+asyncio reader, and each time it is readable ``events()`` hands over what happened as
+``(kind, id, scope, body, more)`` tuples. Each request becomes a task running the app
+with a ``receive`` and a ``send`` that talk to the server by the request's id.
+See docs/asgi.md.
+"""
+
+import asyncio
+import traceback
+
+from ferricorn import _ferricorn
+
+REQUEST, BODY, DISCONNECT, DRAINED = 0, 1, 2, 3
+#: A server call's answer bits: the response queue is full; events are waiting.
+FULL, OWED = 1, 2
+
+#: The messages ``receive()`` returns after the body, once the request is over.
+_DISCONNECT = {"type": "http.disconnect"}
+#: gunicorn's LifespanManager waits this long for startup and for shutdown.
+LIFESPAN_TIMEOUT = 30.0
+
+
+def _error(message, *args, exc_info=False, level="error"):
+    """A line in ferricorn's error log, with the traceback being handled if asked."""
+    text = message % args if args else message
+    if exc_info:
+        text = f"{text}\n{traceback.format_exc().rstrip()}"
+    _ferricorn.log(level, text)
+
+
+def new_loop(kind):
+    """``--asgi-loop``: uvloop when asked (or, with auto, when it imports)."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                _error("uvloop not available, falling back to asyncio")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def serve(server, app, settings):
+    """Runs the worker until it stops; returns the process's exit code."""
+    loop = new_loop(settings["loop"])
+    asyncio.set_event_loop(loop)
+    worker = Worker(server, app, loop, settings)
+    try:
+        return loop.run_until_complete(worker.main())
+    finally:
+        _cancel_all(loop)
+        loop.close()
+
+
+def _cancel_all(loop):
+    """Tasks still running at the end (apps past the graceful timeout) are cancelled."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        gather = asyncio.gather(*pending, return_exceptions=True)
+        loop.run_until_complete(asyncio.wait_for(gather, 5.0))
+
+
+class Worker:
+    """One worker's requests in flight, by id, and its lifespan."""
+
+    def __init__(self, server, app, loop, settings):
+        self.server = server
+        self.app = app
+        self.loop = loop
+        self.grace = settings["grace"]
+        self.lifespan_mode = settings["lifespan"]
+        #: The exit code that tells the master not to respawn (gunicorn's WORKER_BOOT_ERROR).
+        self.boot_error = settings["boot_error"]
+        self.lifespan = None
+        #: The lifespan ``state``; each request's scope gets a shallow copy.
+        self.state = None
+        self.cycles = {}
+        #: ``on_ready`` is scheduled: events a server call let through are owed.
+        self.owed = False
+
+    async def main(self):
+        if self.lifespan_mode != "off":
+            code = await self.start_lifespan()
+            if code is not None:
+                return code
+        fd = self.server.fd()
+        self.loop.add_reader(fd, self.on_ready)
+        self.on_ready()
+        code = None
+        try:
+            while code is None:
+                await asyncio.sleep(self.server.tick_seconds)
+                code = self.server.tick()
+        finally:
+            self.loop.remove_reader(fd)
+        for cycle in list(self.cycles.values()):
+            cycle.cancel()
+        if self.lifespan is not None:
+            await self.lifespan.shutdown()
+        return code
+
+    async def start_lifespan(self):
+        """Startup; the exit code when the worker must not serve."""
+        self.state = {}
+        self.lifespan = Lifespan(self.app, self.state)
+        failure = await self.lifespan.startup()
+        if failure is None:
+            return None
+        reported, message = failure
+        self.lifespan = None
+        if self.lifespan_mode == "on" or reported:
+            _error("ASGI lifespan startup failed: %s", message)
+            return self.boot_error
+        _error("ASGI lifespan not supported by app: %s", message, level="debug")
+        self.state = None
+        return None
+
+    def answer(self, flags):
+        """A server call's answer: events it let through are fetched soon."""
+        if flags & OWED and not self.owed:
+            self.owed = True
+            self.loop.call_soon(self.on_ready)
+        return flags & FULL
+
+    def on_ready(self):
+        """The server's descriptor is readable: dispatch what happened. A hot path."""
+        self.owed = False
+        cycles = self.cycles
+        for kind, ident, scope, body, more in self.server.events():
+            if kind == REQUEST:
+                if self.state is not None:
+                    scope["state"] = self.state.copy()
+                cycle = Cycle(self, ident, scope, body, more)
+                cycles[ident] = cycle
+                cycle.task = self.loop.create_task(cycle.run())
+                continue
+            cycle = cycles.get(ident)
+            if cycle is None:
+                continue
+            if kind == BODY:
+                cycle.feed(body, more)
+            elif kind == DISCONNECT:
+                cycle.disconnected()
+            elif kind == DRAINED:
+                cycle.drained()
+
+
+class Cycle:
+    """One HTTP request: the app's ``receive`` and ``send``."""
+
+    __slots__ = (
+        "worker",
+        "ident",
+        "scope",
+        "body",
+        "more",
+        "waiter",
+        "drain",
+        "started",
+        "complete",
+        "gone",
+        "task",
+    )
+
+    def __init__(self, worker, ident, scope, body, more):
+        self.worker = worker
+        self.ident = ident
+        self.scope = scope
+        #: Body received and not yet handed to the app; ``None`` once handed.
+        self.body = body
+        self.more = more
+        #: The future a ``receive()`` waits on.
+        self.waiter = None
+        #: The future a ``send()`` waits on while the socket drains.
+        self.drain = None
+        self.started = False
+        self.complete = False
+        self.gone = False
+        self.task = None
+
+    async def run(self):
+        worker = self.worker
+        try:
+            await worker.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            pass
+        except BaseException:
+            if not self.complete and not self.gone:
+                _error("Error in ASGI application", exc_info=True)
+                worker.answer(worker.server.fail(self.ident))
+        else:
+            if not self.started and not self.gone:
+                _error("ASGI application returned without sending a response")
+                worker.answer(worker.server.fail(self.ident))
+            elif not self.complete and not self.gone:
+                _error(
+                    "ASGI application returned without completing the response; "
+                    "closing the connection"
+                )
+                worker.answer(worker.server.fail(self.ident))
+        finally:
+            worker.cycles.pop(self.ident, None)
+
+    async def receive(self):
+        body = self.body
+        if body is not None:
+            self.body = None
+            return {"type": "http.request", "body": body, "more_body": self.more}
+        if self.gone or self.complete:
+            return _DISCONNECT
+        self.waiter = self.worker.loop.create_future()
+        if self.more:
+            self.worker.answer(self.worker.server.pull(self.ident))
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+    def feed(self, body, more):
+        self.more = more
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result({"type": "http.request", "body": body, "more_body": more})
+        else:
+            self.body = body
+
+    def disconnected(self):
+        """The client went away: ``receive()`` says so; the grace period, then cancel."""
+        self.gone = True
+        self._wake(_DISCONNECT)
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+        task = self.task
+        if task is not None and not task.done():
+            if self.worker.grace > 0:
+                self.worker.loop.call_later(self.worker.grace, task.cancel)
+            else:
+                task.cancel()
+
+    def drained(self):
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def cancel(self):
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def _wake(self, message):
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body after the response's end")
+            more = message.get("more_body", False)
+            if self.gone:
+                return
+            if not more:
+                self.complete = True
+            worker = self.worker
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
+            if worker.answer(worker.server.body(self.ident, body, more)):
+                self.drain = self.worker.loop.create_future()
+                await self.drain
+                self.drain = None
+            if not more:
+                self._wake(_DISCONNECT)
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            if self.gone:
+                return
+            status, headers = message["status"], message.get("headers", ())
+            try:
+                flags = self.worker.server.start(self.ident, status, headers)
+            except TypeError:
+                # Pairs as lists, bytearrays: what the spec's "iterable of [name, value]"
+                # allows beyond tuples of bytes.
+                headers = [(bytes(n), bytes(v)) for n, v in headers]
+                flags = self.worker.server.start(self.ident, status, headers)
+            self.worker.answer(flags)
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
+
+
+class Lifespan:
+    """The lifespan scope, as gunicorn 27's LifespanManager runs it."""
+
+    def __init__(self, app, state):
+        self.app = app
+        self.state = state
+        self.queue = asyncio.Queue()
+        self.started = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.failure = None
+        self.task = None
+        self.done = False
+
+    async def startup(self):
+        """``None`` once started; else ``(reported, message)``: reported is True when
+        the app sent ``lifespan.startup.failed``."""
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "state": self.state,
+        }
+        await self.queue.put({"type": "lifespan.startup"})
+        self.task = asyncio.get_running_loop().create_task(self.run(scope))
+        try:
+            await asyncio.wait_for(self.started.wait(), LIFESPAN_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.task.cancel()
+            return (False, "Lifespan startup timed out")
+        if self.failure is not None:
+            self.task.cancel()
+            return self.failure
+        return None
+
+    async def shutdown(self):
+        if self.done:
+            return
+        await self.queue.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self.finished.wait(), LIFESPAN_TIMEOUT)
+        except asyncio.TimeoutError:
+            _error("Lifespan shutdown timed out")
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def run(self, scope):
+        try:
+            await self.app(scope, self.queue.get, self.send)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            if not self.started.is_set():
+                self.failure = (False, str(e) or type(e).__name__)
+            else:
+                _error("ASGI lifespan error: %s", e)
+        finally:
+            self.done = True
+            if not self.started.is_set():
+                if self.failure is None:
+                    self.failure = (False, "Application exited before startup complete")
+                self.started.set()
+            self.finished.set()
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self.started.set()
+        elif kind == "lifespan.startup.failed":
+            self.failure = (True, message.get("message", ""))
+            self.started.set()
+        elif kind == "lifespan.shutdown.complete":
+            self.finished.set()
+        elif kind == "lifespan.shutdown.failed":
+            _error("ASGI lifespan shutdown failed: %s", message.get("message", ""))
+            self.finished.set()

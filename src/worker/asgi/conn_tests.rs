@@ -1,0 +1,293 @@
+//! The ASGI connection over an in-memory transport: the test plays the loop (edges) and
+//! the app (start, body, pull), and reads what the client got.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+
+use super::*;
+
+/// The client's side of the in-memory transport.
+#[derive(Default)]
+struct Wire {
+    /// What the client sends, one piece per read.
+    incoming: VecDeque<Vec<u8>>,
+    /// The client half-closed after `incoming`.
+    fin: bool,
+    /// What the connection wrote.
+    written: Vec<u8>,
+    /// Bytes the transport takes before it is full; `None`: no limit.
+    room: Option<usize>,
+}
+
+/// The in-memory transport.
+#[derive(Default)]
+struct Mock(std::sync::Mutex<RefCell<Wire>>);
+
+impl Transport for Mock {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let guard = self.0.lock().unwrap();
+        let mut wire = guard.borrow_mut();
+        let Some(piece) = wire.incoming.front_mut() else {
+            return if wire.fin { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
+        };
+        let n = piece.len().min(buf.len());
+        buf[..n].copy_from_slice(&piece[..n]);
+        piece.drain(..n);
+        if piece.is_empty() {
+            wire.incoming.pop_front();
+        }
+        Ok(n)
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        let guard = self.0.lock().unwrap();
+        let mut wire = guard.borrow_mut();
+        let n = wire.room.map_or(buf.len(), |room| room.min(buf.len()));
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if let Some(room) = &mut wire.room {
+            *room -= n;
+        }
+        wire.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn fd(&self) -> RawFd {
+        -1
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        limits: http::Limits::default(),
+        protocol: crate::config::Protocol::Http,
+        forwarded: crate::forwarded::Policy::default(),
+        keepalive: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(3),
+    }
+}
+
+/// A connection, a clock, and the notes so far.
+struct Rig {
+    conn: Conn<Mock>,
+    settings: Settings,
+    scratch: Vec<u8>,
+    now: Instant,
+    notes: Vec<Note>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let now = Instant::now();
+        let peer = Peer::new("127.0.0.1", "5000");
+        let conn = Conn::new(Mock::default(), peer, 0, now, Duration::from_secs(2));
+        Rig { conn, settings: settings(), scratch: vec![0; 8], now, notes: Vec::new() }
+    }
+
+    fn wire<R>(&self, f: impl FnOnce(&mut Wire) -> R) -> R {
+        let guard = self.conn.transport.0.lock().unwrap();
+        let mut wire = guard.borrow_mut();
+        f(&mut wire)
+    }
+
+    /// The client sends `bytes`; the loop reports the edge and drives.
+    fn send(&mut self, bytes: &[u8]) {
+        self.wire(|w| w.incoming.push_back(bytes.to_vec()));
+        self.edge();
+    }
+
+    fn edge(&mut self) {
+        self.conn.ready(true, true, false);
+        self.conn.drive(&self.settings, &mut self.scratch, self.now, &mut self.notes);
+    }
+
+    fn written(&self) -> String {
+        self.wire(|w| String::from_utf8_lossy(&w.written).into_owned())
+    }
+
+    /// The notes since the last call.
+    fn take(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn respond(&mut self, headers: &[(&str, &str)], body: &[u8], more: bool) -> bool {
+        let headers: Vec<(Bytes, Bytes)> = headers
+            .iter()
+            .map(|(n, v)| {
+                (Bytes::copy_from_slice(n.as_bytes()), Bytes::copy_from_slice(v.as_bytes()))
+            })
+            .collect();
+        self.conn.start(200, &headers, true).unwrap();
+        self.conn.body(body, more, self.now, &mut self.notes).unwrap()
+    }
+}
+
+fn request(note: &Note) -> &Arrived {
+    match note {
+        Note::Request(arrived) => arrived,
+        other => panic!("expected a request, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_head_in_pieces_is_one_request_with_its_body() {
+    let mut rig = Rig::new();
+    for piece in [&b"POST /up HTTP/1.1\r\nHo"[..], b"st: x\r\nContent-Length: 5\r\n\r\nhel", b"lo"]
+    {
+        rig.send(piece);
+    }
+    let notes = rig.take();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let arrived = request(&notes[0]);
+    assert_eq!(arrived.head.target(), "/up");
+    // The first read may end before the body's end: what is here, then a pull.
+    let mut body = arrived.body.to_vec();
+    if arrived.more {
+        rig.conn.pull(rig.now, Duration::from_secs(3));
+        rig.edge();
+        for note in rig.take() {
+            if let Note::Body(data, _) = note {
+                body.extend_from_slice(&data);
+            }
+        }
+    }
+    assert_eq!(body, b"hello");
+}
+
+#[test]
+fn fixed_length_response_then_keep_alive_and_a_pipelined_request() {
+    let mut rig = Rig::new();
+    rig.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    let notes = rig.take();
+    assert_eq!(notes.len(), 1, "the second waits for the first's response");
+    rig.respond(&[("content-length", "2")], b"ok", false);
+    rig.edge();
+    let notes = rig.take();
+    assert_eq!(request(&notes[0]).head.target(), "/b");
+    let out = rig.written();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(
+        out.contains("content-length: 2\r\n") && out.contains("Connection: keep-alive"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nok"), "{out}");
+}
+
+#[test]
+fn unknown_length_is_chunked_and_ends_with_the_last_chunk() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    rig.take();
+    rig.respond(&[], b"hello", true);
+    rig.conn.body(b"", true, rig.now, &mut rig.notes).unwrap();
+    rig.conn.body(b"!", false, rig.now, &mut rig.notes).unwrap();
+    let out = rig.written();
+    assert!(out.contains("Transfer-Encoding: chunked"), "{out}");
+    assert!(out.ends_with("\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n"), "{out}");
+}
+
+#[test]
+fn http_1_0_without_length_closes_to_end_the_body() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.0\r\n\r\n");
+    rig.take();
+    rig.respond(&[], b"abc", false);
+    let out = rig.written();
+    assert!(out.contains("Connection: close") && out.ends_with("\r\n\r\nabc"), "{out}");
+    assert!(!out.contains("chunked"), "{out}");
+}
+
+#[test]
+fn the_body_is_read_only_as_far_as_the_app_takes_it() {
+    let mut rig = Rig::new();
+    rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    let big = vec![b'x'; 200 * 1024];
+    rig.wire(|w| w.incoming.push_back(big.clone()));
+    rig.edge();
+    let held = rig.conn.rbuf.len();
+    assert!(held <= READ_AHEAD + rig.scratch.len(), "{held} bytes held");
+    assert!(rig.wire(|w| !w.incoming.is_empty()), "the rest stays in the socket");
+}
+
+#[test]
+fn a_client_gone_mid_request_is_told_once() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    rig.take();
+    rig.wire(|w| w.fin = true);
+    rig.edge();
+    rig.edge();
+    let gone = rig.take().iter().filter(|n| matches!(n, Note::Disconnect)).count();
+    assert_eq!(gone, 1);
+}
+
+#[test]
+fn an_app_failure_before_the_start_is_a_500_and_a_close() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    rig.take();
+    rig.conn.fail(rig.now, &mut rig.notes);
+    let out = rig.written();
+    assert!(out.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{out}");
+    assert!(matches!(rig.conn.phase, Phase::Linger | Phase::Done));
+}
+
+#[test]
+fn a_bad_header_from_the_app_is_refused() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    rig.take();
+    let bad = [(Bytes::from_static(b"x"), Bytes::from_static(b"a\r\nb"))];
+    assert!(rig.conn.start(200, &bad, true).is_err());
+}
+
+#[test]
+fn a_malformed_head_gets_400() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n");
+    assert!(rig.take().is_empty());
+    assert!(rig.written().starts_with("HTTP/1.1 400 "), "{}", rig.written());
+}
+
+#[test]
+fn a_full_socket_throttles_send_until_drained() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    rig.take();
+    rig.wire(|w| w.room = Some(1000));
+    let full = rig.respond(&[], &vec![b'x'; 2 * HIGH_WATER], true);
+    assert!(full, "past the high water mark");
+    rig.wire(|w| w.room = None);
+    rig.edge();
+    assert!(rig.take().iter().any(|n| matches!(n, Note::Drained)));
+}
+
+#[test]
+fn expect_continue_is_answered_when_the_app_asks_for_the_body() {
+    let mut rig = Rig::new();
+    rig.send(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    assert!(request(&rig.take()[0]).more);
+    assert_eq!(rig.written(), "");
+    rig.conn.pull(rig.now, Duration::from_secs(3));
+    rig.edge();
+    assert_eq!(rig.written(), "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+#[test]
+fn a_client_stalling_a_body_the_app_awaits_meets_the_read_timeout() {
+    let mut rig = Rig::new();
+    rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    assert!(rig.conn.deadline() > rig.now + Duration::from_secs(3600), "no deadline on the app");
+    rig.take();
+    rig.conn.pull(rig.now, Duration::from_secs(3));
+    assert_eq!(rig.conn.deadline(), rig.now + Duration::from_secs(3));
+    rig.send(b"defghij");
+    assert!(rig.take().iter().any(|n| matches!(n, Note::Body(_, false))));
+    assert!(rig.conn.deadline() > rig.now + Duration::from_secs(3600), "the body came");
+}

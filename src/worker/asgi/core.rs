@@ -1,0 +1,330 @@
+//! The `asgi` worker's sockets: the listeners and a table of [`Conn`]s, driven by the
+//! readiness events of one mio poll, and the app's messages ([`Command`]) applied to
+//! them. No Python: what the app must hear comes out as `(Id, Note)` pairs in
+//! [`Core::notes`], for the bridge to turn into ASGI events.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Registry, Token};
+
+use super::conn::{Conn, Note, Settings};
+use super::transport::Stream;
+use crate::listener::Listener;
+use crate::worker::io::READ_SIZE;
+use crate::worker::Recycler;
+
+/// Tokens at and above this are listeners.
+pub const LISTENER_BASE: usize = usize::MAX / 2;
+/// The worker's signal pipe.
+pub const STOP: Token = Token(usize::MAX - 1);
+/// The bridge's wake-up from the app's thread (bridge (B) only).
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// One request's name for the app's side: the slot in the high half, the slot's request
+/// count in the low. A reused slot (or the next request on the connection) gets a new
+/// id, so a late `send()` of a finished request never reaches another one.
+pub type Id = u64;
+
+/// A message from the app, for the connection its id names.
+#[derive(Debug)]
+pub enum Command {
+    /// `http.response.start`.
+    Start {
+        /// The request.
+        id: Id,
+        /// The status code.
+        status: u16,
+        /// The headers, as the app gave them.
+        headers: Vec<(Bytes, Bytes)>,
+    },
+    /// `http.response.body`.
+    Body {
+        /// The request.
+        id: Id,
+        /// The bytes.
+        data: Bytes,
+        /// More body is to come.
+        more: bool,
+    },
+    /// `receive()` awaits more of the request body.
+    Pull(Id),
+    /// The app failed: a 500 if nothing was sent, else the close.
+    Fail(Id),
+}
+
+/// A connection slot.
+struct Slot {
+    /// The connection, if the slot is in use.
+    conn: Option<Box<Conn<Stream>>>,
+    /// Requests started in this slot, ever: the low half of an [`Id`].
+    request: u32,
+}
+
+/// The listeners, the connections, and what the app has yet to hear.
+pub struct Core {
+    /// Where sockets are registered (edge-triggered).
+    registry: Registry,
+    /// The worker's own copies of the listeners; a listener's token is
+    /// `LISTENER_BASE + index`.
+    listeners: Vec<Listener>,
+    /// The connections, by token.
+    slots: Vec<Slot>,
+    /// Free slots, reused before the table grows.
+    free: Vec<usize>,
+    /// Connections open: bounded by `--worker-connections`.
+    pub open: usize,
+    /// `--worker-connections`.
+    max_open: usize,
+    /// Whether the listeners are registered.
+    accepting: bool,
+    /// A graceful stop began: no new connections, no keep-alive.
+    stopping: bool,
+    /// What every connection shares.
+    pub settings: Settings,
+    /// `--certfile`: each connection's TLS session is made from it.
+    tls: Option<crate::tls::Settings>,
+    /// `--max-requests`.
+    recycler: Recycler,
+    /// Where reads land first.
+    scratch: Box<[u8]>,
+    /// What the app must hear, in order.
+    pub notes: Vec<(Id, Note)>,
+    /// One drive's notes, before they get their id (kept to reuse its allocation).
+    fresh: Vec<Note>,
+    /// The signal pipe was readable.
+    pub signalled: bool,
+}
+
+impl Core {
+    pub fn new(
+        registry: Registry,
+        listeners: Vec<Listener>,
+        settings: Settings,
+        max_open: usize,
+        recycler: Recycler,
+        tls: Option<crate::tls::Settings>,
+    ) -> io::Result<Core> {
+        for (i, listener) in listeners.iter().enumerate() {
+            let fd = listener.fd();
+            registry.register(&mut SourceFd(&fd), Token(LISTENER_BASE + i), Interest::READABLE)?;
+        }
+        Ok(Core {
+            registry,
+            listeners,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            max_open,
+            accepting: true,
+            stopping: false,
+            settings,
+            tls,
+            recycler,
+            scratch: vec![0; READ_SIZE].into_boxed_slice(),
+            notes: Vec::new(),
+            fresh: Vec::new(),
+            signalled: false,
+        })
+    }
+
+    /// The events of one poll. A hot path.
+    pub fn handle(&mut self, events: &Events, now: Instant) {
+        for event in events.iter() {
+            match event.token() {
+                STOP => self.signalled = true,
+                WAKER => {}
+                Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                Token(t) => {
+                    let Some(conn) = self.slots.get_mut(t).and_then(|s| s.conn.as_mut()) else {
+                        continue;
+                    };
+                    let closed = event.is_read_closed() || event.is_error();
+                    let readable = event.is_readable() || closed;
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
+                    conn.ready(readable, writable, closed);
+                    self.drive(t, now);
+                }
+            }
+        }
+    }
+
+    /// Accepts until the backlog is empty or the table is full.
+    fn accept(&mut self, index: usize, now: Instant) {
+        while self.accepting && self.open < self.max_open {
+            let (sock, peer) = match self.listeners[index].accept() {
+                Ok(accepted) => accepted,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    io::ErrorKind::WouldBlock => return,
+                    _ => {
+                        tracing::error!("accept failed: {e}");
+                        return;
+                    }
+                },
+            };
+            let token = self.free.pop().unwrap_or_else(|| {
+                self.slots.push(Slot { conn: None, request: 0 });
+                self.slots.len() - 1
+            });
+            let fd = sock.as_raw_fd();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self.registry.register(&mut SourceFd(&fd), Token(token), interest) {
+                tracing::error!("register failed: {e}");
+                self.free.push(token);
+                continue;
+            }
+            let keepalive = self.settings.keepalive;
+            let stream = Stream::accept(sock, self.tls.as_ref());
+            self.slots[token].conn = Some(Box::new(Conn::new(stream, peer, index, now, keepalive)));
+            self.open += 1;
+            self.drive(token, now);
+        }
+        if self.open >= self.max_open {
+            self.set_accepting(false);
+        }
+    }
+
+    fn set_accepting(&mut self, on: bool) {
+        if on == self.accepting {
+            return;
+        }
+        self.accepting = on;
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let fd = listener.fd();
+            let _ = match on {
+                true => self.registry.register(
+                    &mut SourceFd(&fd),
+                    Token(LISTENER_BASE + i),
+                    Interest::READABLE,
+                ),
+                false => self.registry.deregister(&mut SourceFd(&fd)),
+            };
+        }
+        if on {
+            // Clients that queued while we were full raise no new edge.
+            for i in 0..self.listeners.len() {
+                self.accept(i, Instant::now());
+            }
+        }
+    }
+
+    /// Drives one connection and names its notes. A hot path.
+    fn drive(&mut self, token: usize, now: Instant) {
+        let slot = &mut self.slots[token];
+        let Some(conn) = slot.conn.as_mut() else { return };
+        conn.drive(&self.settings, &mut self.scratch, now, &mut self.fresh);
+        let done = conn.is_done();
+        self.name_notes(token);
+        if done {
+            self.close(token);
+        }
+    }
+
+    /// Gives the fresh notes of `token`'s connection their ids.
+    fn name_notes(&mut self, token: usize) {
+        let slot = &mut self.slots[token];
+        for note in self.fresh.drain(..) {
+            if matches!(note, Note::Request(_)) {
+                slot.request = slot.request.wrapping_add(1);
+            }
+            self.notes.push((((token as u64) << 32) | u64::from(slot.request), note));
+        }
+    }
+
+    /// Closes a connection; an app still serving it hears of the client's going.
+    fn close(&mut self, token: usize) {
+        let slot = &mut self.slots[token];
+        let Some(conn) = slot.conn.take() else { return };
+        if conn.is_serving() {
+            self.notes.push((((token as u64) << 32) | u64::from(slot.request), Note::Disconnect));
+        }
+        let _ = self.registry.deregister(&mut SourceFd(&conn.fd()));
+        drop(conn);
+        self.free.push(token);
+        self.open -= 1;
+        if !self.accepting && !self.stopping && self.open < self.max_open {
+            self.set_accepting(true);
+        }
+    }
+
+    /// The slot of a live request, or `None` when it is over (or its client gone).
+    fn live(&mut self, id: Id) -> Option<usize> {
+        let token = (id >> 32) as usize;
+        let slot = self.slots.get(token)?;
+        (slot.request == id as u32 && slot.conn.as_ref()?.is_serving()).then_some(token)
+    }
+
+    /// Applies one of the app's messages; `Ok(true)`: the response queue is full, the
+    /// app should wait for [`Note::Drained`]. An `Err` is the app's mistake, to raise.
+    pub fn apply(&mut self, command: Command, now: Instant) -> Result<bool, &'static str> {
+        let id = match &command {
+            Command::Start { id, .. } | Command::Body { id, .. } => *id,
+            Command::Pull(id) | Command::Fail(id) => *id,
+        };
+        // A request that is over (the client gone): its messages go nowhere.
+        let Some(token) = self.live(id) else { return Ok(false) };
+        let keep_alive = !self.stopping;
+        let Some(conn) = self.slots[token].conn.as_mut() else { return Ok(false) };
+        let mut full = false;
+        let outcome = match command {
+            Command::Start { status, headers, .. } => conn.start(status, &headers, keep_alive),
+            Command::Body { data, more, .. } => {
+                let sent = conn.body(&data, more, now, &mut self.fresh);
+                if !more && sent.is_ok() {
+                    self.recycler.count_request();
+                }
+                sent.map(|f| full = f)
+            }
+            Command::Pull(_) => {
+                conn.pull(now, self.settings.read_timeout);
+                Ok(())
+            }
+            Command::Fail(_) => {
+                conn.fail(now, &mut self.fresh);
+                Ok(())
+            }
+        };
+        if outcome.is_err() {
+            conn.fail(now, &mut self.fresh);
+        }
+        self.drive(token, now);
+        outcome.map(|()| full)
+    }
+
+    /// A graceful stop: no new connections, idle ones close now, the others after their
+    /// response.
+    pub fn begin_stop(&mut self, now: Instant) {
+        self.stopping = true;
+        self.set_accepting(false);
+        for token in 0..self.slots.len() {
+            if let Some(conn) = self.slots[token].conn.as_mut() {
+                conn.ready(true, false, false);
+                conn.close_if_idle();
+                self.drive(token, now);
+            }
+        }
+    }
+
+    /// Closes connections past their deadline.
+    pub fn sweep(&mut self, now: Instant) {
+        for token in 0..self.slots.len() {
+            let expired = self.slots[token].conn.as_ref().is_some_and(|c| c.deadline() <= now);
+            if expired {
+                self.close(token);
+            }
+        }
+    }
+
+    /// How long a stopping worker still waits: `Duration::ZERO` once nothing is open.
+    pub fn busy(&self) -> bool {
+        self.open > 0
+    }
+}
+
+/// Ticks of the bridge: how often deadlines are swept and the heartbeat beats.
+pub const TICK: Duration = Duration::from_millis(500);
