@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import threading
+import time
 
 import pytest
 from conftest import (
@@ -23,7 +27,7 @@ from conftest import (
     running,
     wait_for,
 )
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 APP = "apps.websocket_app:app"
@@ -336,3 +340,65 @@ def test_max_requests_counts_websockets_and_no_access_line(name, tmp_path):
         wait_for(lambda: srv.worker_pids() and srv.worker_pids() != first, DEADLINE, "recycled")
         lines = log.read_text().splitlines()
         assert len(lines) == 1 and "/hello" in lines[0], lines
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize("name", ["ferricorn-sync", "ferricorn-async"])
+def test_over_tls_no_socket_is_offered_and_the_log_says_why(name, tmp_path):
+    """Over TLS the descriptor carries records, not the WebSocket's bytes: no
+    ``gunicorn.socket`` (simple-websocket then fails the route: a 500), one warning line
+    per worker (gunicorn hands an ``ssl.SSLSocket``; docs/websockets-wsgi.md)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ["--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem")]
+    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    with start(name, *tls) as srv:
+        for _ in range(2):
+            with pytest.raises(InvalidStatus) as refused:
+                ws_connect(f"wss://127.0.0.1:{srv.port}/ws", ssl=context, open_timeout=DEADLINE)
+            assert refused.value.response.status_code == 500
+        srv.wait_log(r"WebSocket upgrade request got no gunicorn.socket: the connection is TLS")
+        assert srv.stderr.count("got no gunicorn.socket") == 1
+
+
+def test_async_with_one_thread_offers_no_socket():
+    """With --threads 1 the app runs on the event loop, which a WebSocket would stop: no
+    socket (simple-websocket fails the route: a 500), one warning line, HTTP goes on."""
+    with running(APP, "-k", "async", "--threads", "1") as srv:
+        for _ in range(2):
+            with pytest.raises(InvalidStatus) as refused:
+                open_ws(srv)
+            assert refused.value.response.status_code == 500
+        srv.wait_log(r"got no gunicorn.socket: the async worker runs the app on its event loop")
+        assert srv.stderr.count("got no gunicorn.socket") == 1
+        assert hello(srv) == "hello\n"
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_timeout_ends_a_websocket_only_on_the_sync_workers(name):
+    """A WebSocket is one long request. gunicorn's sync worker, silent in it, is killed by
+    --timeout, and so is ferricorn's; gthread's main thread goes on notifying, and
+    ferricorn's async worker takes the request out of the busy threads' view."""
+    with start(name, "--timeout", "1") as srv:
+        worker = srv.worker_pids()
+        ws = open_ws(srv)
+        try:
+            rounds = 0
+            deadline = time.monotonic() + 5  # five times --timeout, talking meanwhile
+            while time.monotonic() < deadline:
+                ws.send(f"r{rounds}")
+                if ws.recv(DEADLINE) != f"r{rounds}":
+                    break
+                rounds += 1
+        except ConnectionClosed:
+            pass
+        finally:
+            ws.close()
+        killed = "WORKER TIMEOUT" in srv.stderr
+        assert killed == (name in ("ferricorn-sync", "gunicorn-sync")), srv.stderr[-2000:]
+        if not killed:
+            assert srv.worker_pids() == worker
