@@ -50,3 +50,8 @@ def hello():
 def count():
     with _lock:
         return str(_open)
+
+
+def handled(environ, start_response):
+    """A bare WSGI app that says "already handled" without having taken anything over."""
+    raise StopIteration
