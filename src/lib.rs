@@ -9,7 +9,9 @@
 //!   loops, both over one `Transport` (a socket, or TLS: `worker/tls.rs`) and one way to start
 //!   a request; the async connection is a state machine (`worker/conn.rs`) with unit tests
 //!   over an in-memory transport. What comes before HTTP on the raw socket (the PROXY
-//!   protocol header, `--proxy-protocol`) is `worker/preamble.rs`, for both loops.
+//!   protocol header, `--proxy-protocol`) is `worker/preamble.rs`, for both loops. A
+//!   WebSocket upgrade request's socket handed to the app (`gunicorn.socket`) is
+//!   `worker/handoff.rs`.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
 //!   bytes (request heads and their limits, body decoding, the response encoder and error
