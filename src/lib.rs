@@ -9,7 +9,9 @@
 //!   loops, both over one `Transport` (a socket, or TLS: `worker/tls.rs`) and one way to start
 //!   a request; the async connection is a state machine (`worker/conn.rs`) with unit tests
 //!   over an in-memory transport. What comes before HTTP on the raw socket (the PROXY
-//!   protocol header, `--proxy-protocol`) is `worker/preamble.rs`, for both loops.
+//!   protocol header, `--proxy-protocol`) is `worker/preamble.rs`, for both loops. A
+//!   WebSocket upgrade request's socket handed to the app (`gunicorn.socket`) is
+//!   `worker/handoff.rs`.
 //!   The `asgi` worker (`worker/asgi/`) is a third loop: Rust owns the sockets and HTTP/1.1
 //!   (`asgi/conn.rs`, a state machine with unit tests; `asgi/core.rs`, the poll), an asyncio
 //!   loop on the same thread runs the app (`python/ferricorn/_asgi.py`); docs/asgi.md.

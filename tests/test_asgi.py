@@ -272,14 +272,12 @@ def test_malformed_request_gets_400(servers, peer):
     assert response.status == 400
 
 
-def test_uvloop_asked_for_but_absent_falls_back_with_a_warning(servers, peer):
-    try:
-        import uvloop  # noqa: F401
-
-        pytest.skip("uvloop is installed here")
-    except ImportError:
-        pass
-    server = servers(peer, APP, "--asgi-loop", "uvloop")
+def test_uvloop_asked_for_but_absent_falls_back_with_a_warning(servers, peer, tmp_path):
+    """uvloop is installed here (uvicorn[standard]): a ``uvloop`` module first on the path
+    that fails to import stands for its absence."""
+    (tmp_path / "uvloop.py").write_text('raise ImportError("hidden by the test")\n')
+    env = {"PYTHONPATH": str(tmp_path)}
+    server = servers(peer, APP, "--asgi-loop", "uvloop", env=env)
     with Client(server.address()) as client:
         client.send(get(client, "/"))
         assert client.read_response().status == 200

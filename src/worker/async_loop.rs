@@ -40,6 +40,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// How long a stopping worker waits for the first request of a connection it accepted
 /// just before the stop.
 const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+/// How long a stopping worker waits for its app threads once the loop is done (every
+/// connection closed, or `--graceful-timeout` passed).
+const JOIN_GRACE: Duration = Duration::from_secs(1);
 /// App threads used with `--threads 1` for bodies too big to buffer.
 const STREAMING_THREADS: usize = 2;
 
@@ -62,12 +65,17 @@ enum Slot<T: Transport> {
     /// before the connection exists.
     Opening(Box<Opening>),
     /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
-    /// for its return (the thread may have read, so it is read again anyway).
+    /// for its return (the thread may have read, so it is read again anyway). Sweeps and
+    /// a graceful stop leave it alone; the stop waits for it (`--graceful-timeout`).
     Away {
         /// A writable edge arrived meanwhile.
         writable: bool,
         /// The client's FIN (or an error) arrived meanwhile.
         closed: bool,
+        /// Taken out of epoll: its app may be handed the socket (a WebSocket upgrade,
+        /// `worker/handoff.rs`), whose traffic is none of the loop's. Registered again if
+        /// it comes back.
+        detached: bool,
     },
 }
 
@@ -130,7 +138,9 @@ fn serve_over<'a, T: Transport>(
         Ok(mut event_loop) => {
             let code = event_loop.run(py, ctx, stop);
             let pool = &mut event_loop.pool;
-            py.detach(|| pool.join());
+            // Threads still in the app past `--graceful-timeout` (a WebSocket that stays
+            // open) are not waited for: the worker exits, which closes their sockets.
+            py.detach(|| pool.join(JOIN_GRACE));
             code
         }
         Err(e) => {
@@ -365,7 +375,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
                 return self.open_further(py, token, ready.closed, now)
             }
             Some(Slot::Here(conn)) => conn.ready(ready.readable, ready.writable, ready.closed),
-            Some(Slot::Away { writable, closed }) => {
+            Some(Slot::Away { writable, closed, .. }) => {
                 *writable |= ready.writable;
                 *closed |= ready.closed;
                 return;
@@ -424,7 +434,11 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             Next::Wait => {}
             Next::Close => self.close(py, token),
             Next::Offload(request) => {
-                let away = Slot::Away { writable: false, closed: false };
+                let detached = conn.may_hand_off(&self.shared, request.head());
+                if detached {
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&conn.fd()));
+                }
+                let away = Slot::Away { writable: false, closed: false, detached };
                 let Slot::Here(conn) = std::mem::replace(&mut self.slots[token], away) else {
                     unreachable!()
                 };
@@ -436,15 +450,33 @@ impl<'a, T: Transport> EventLoop<'a, T> {
     /// Connections the app threads are done with.
     fn take_back(&mut self, py: Python<'_>, now: Instant) {
         for (token, conn) in self.pool.returned() {
-            let Slot::Away { writable, closed } = self.slots[token] else { continue };
+            let Slot::Away { writable, closed, detached } = self.slots[token] else { continue };
             match conn {
+                Some(conn) if detached && !self.attach(token, &conn) => {
+                    drop(conn);
+                    self.release(py, token);
+                }
                 Some(mut conn) => {
                     // The thread may have read from the socket; one read finds out.
-                    conn.ready(true, writable, closed);
+                    conn.ready(true, writable || detached, closed);
                     self.slots[token] = Slot::Here(Box::new(conn));
                     self.drive(py, token, now);
                 }
                 None => self.release(py, token),
+            }
+        }
+    }
+
+    /// Registers a connection back from its thread after it was taken out of epoll (its
+    /// app answered the upgrade request with a response); `false` when that failed.
+    fn attach(&self, token: usize, conn: &Conn<T>) -> bool {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let fd = conn.fd();
+        match self.poll.registry().register(&mut SourceFd(&fd), Token(token), interest) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("register failed: {e}");
+                false
             }
         }
     }

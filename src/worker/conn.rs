@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 
 use super::front::{parse_request, Front};
+use super::handoff::{self, Handoff};
 use super::io::{TransportSource, TransportStream, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
 use super::request::{self, Call};
@@ -80,6 +81,9 @@ struct Responding {
     input: Py<Input>,
     /// The part of a `wsgi.file_wrapper` file still to send.
     file: Option<FileSpan>,
+    /// The app was handed the socket (`gunicorn.socket`): if it takes the connection
+    /// over, the connection is its own.
+    offered: bool,
 }
 
 /// What the event loop does with a connection after driving it.
@@ -533,6 +537,8 @@ impl<T: Transport> Conn<T> {
         input: Input,
     ) {
         shared.recycler.count_request();
+        let socket = self.offer_socket(shared, &head);
+        let offered = socket.is_some();
         let keep_alive = head.keep_alive && shared.keep_alive_allowed();
         let req = RequestInfo {
             minor: head.response_minor(),
@@ -553,16 +559,19 @@ impl<T: Transport> Conn<T> {
             queued_since: ready,
             client_cert: self.transport.client_certificate(),
         };
-        let call =
-            Call { app: shared.app.bind(py), globals: &shared.globals, head: &head, conn: &conn };
+        let app = shared.app.bind(py);
+        let call = Call { app, globals: &shared.globals, head: &head, conn: &conn, socket };
         let started = request::start(py, call, input, wire, &mut self.out);
         // A write() may have sent on the transport meanwhile: what it said of its room is
         // stale.
         self.may_write = true;
         self.phase = match started {
-            Some(s) => {
-                Phase::Respond(Responding { exchange: s.exchange, input: s.input, file: None })
-            }
+            Some(s) => Phase::Respond(Responding {
+                exchange: s.exchange,
+                input: s.input,
+                file: None,
+                offered,
+            }),
             None => Phase::Closing,
         };
     }
@@ -574,9 +583,16 @@ impl<T: Transport> Conn<T> {
                 self.finish_response(keep_alive && !shared.stopping());
                 Ok(Progress::Again)
             }
+            // The app answered on its socket: nothing of ours may follow, the connection is
+            // its own (only this side's descriptor closes).
+            Pumped::Handled { offered: true } => {
+                self.phase = Phase::Head;
+                Ok(Progress::Close)
+            }
             // The app failed mid-body: send what is queued, then close (the client sees
-            // a truncated body, never a complete-looking one).
-            Pumped::Failed => {
+            // a truncated body, never a complete-looking one). Or it raised StopIteration
+            // with no socket of its own: gunicorn's close_graceful.
+            Pumped::Failed | Pumped::Handled { offered: false } => {
                 self.phase = Phase::Closing;
                 Ok(Progress::Again)
             }
@@ -623,6 +639,7 @@ impl<T: Transport> Conn<T> {
                 Step::SendFile(span) => r.file = Some(span),
                 Step::Done { keep_alive } => return Ok(Pumped::Done { keep_alive }),
                 Step::Abort => return Ok(Pumped::Failed),
+                Step::Handled => return Ok(Pumped::Handled { offered: r.offered }),
             }
         }
     }
@@ -638,6 +655,32 @@ impl<T: Transport> Conn<T> {
             self.rbuf = rest;
         }
         self.phase = if keep_alive && complete { Phase::Head } else { Phase::Closing };
+    }
+
+    /// Whether a request would leave the loop with its socket ([`handoff`]): it asks for a
+    /// WebSocket, its app runs on a thread of its own and the transport is plaintext. The
+    /// loop takes such a connection out of epoll while it is away: the app's descriptor
+    /// shares its registration.
+    pub fn may_hand_off(&self, shared: &Shared, head: &Head) -> bool {
+        shared.threaded && handoff::wanted(head) && self.transport.plaintext_fd().is_some()
+    }
+
+    /// The socket for the app, when the request asks for a WebSocket upgrade: what
+    /// followed the head (the client's first frames) goes with it.
+    fn offer_socket(&mut self, shared: &Shared, head: &Head) -> Option<Handoff> {
+        if !handoff::wanted(head) {
+            return None;
+        }
+        if !self.may_hand_off(shared, head) {
+            handoff::not_offered(match shared.threaded {
+                true => "the connection is TLS (--certfile)",
+                false => "the async worker runs the app on its event loop with --threads 1",
+            });
+            return None;
+        }
+        // A response still queued for an earlier request must not be overtaken.
+        let fd = self.transport.plaintext_fd().filter(|_| self.out.is_empty())?;
+        Handoff::offer(fd, self.rbuf.split())
     }
 
     /// A malformed request: one error page, then close.
@@ -703,6 +746,11 @@ enum Pumped {
     Blocked,
     /// The response cannot be completed; close.
     Failed,
+    /// The app took the connection over ([`Step::Handled`]).
+    Handled {
+        /// It had the socket.
+        offered: bool,
+    },
 }
 
 /// What one phase's step asks of the loop in [`Conn::advance`].

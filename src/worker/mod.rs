@@ -5,7 +5,8 @@
 //! `async_loop` many, each a [`conn::Conn`] state machine, with [`pool`] threads for
 //! `--threads` and streamed bodies. [`preamble`] reads what comes before HTTP on the raw
 //! socket (a PROXY header), for both. [`io`] holds the waits bounded by `--read-timeout`,
-//! [`output`] an async connection's queue of response bytes.
+//! [`output`] an async connection's queue of response bytes. [`handoff`] gives a
+//! WebSocket upgrade request the connection's socket (`gunicorn.socket`).
 //!
 //! A worker is forked by the arbiter and never returns into the master's Python stack:
 //! [`run`] ends with `_exit`. Boot failures leave with the exit codes in [`crate::exit`]
@@ -16,6 +17,7 @@ mod async_loop;
 mod conn;
 mod deadline;
 mod front;
+mod handoff;
 mod io;
 mod output;
 mod pool;

@@ -71,10 +71,16 @@ impl<T: Transport> Pool<T> {
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Lets the threads finish their jobs and exit. Call without the GIL held.
-    pub fn join(&mut self) {
+    /// Lets the threads finish their jobs and exit, waiting up to `grace` for those still
+    /// busy; the others are left to the process's exit. Call without the GIL held.
+    pub fn join(&mut self, grace: std::time::Duration) {
         self.jobs = None;
-        for thread in self.threads.drain(..) {
+        let deadline = std::time::Instant::now() + grace;
+        while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for thread in self.threads.drain(..).filter(|t| t.is_finished()) {
             let _ = thread.join();
         }
     }

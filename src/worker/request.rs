@@ -9,6 +9,7 @@
 
 use pyo3::prelude::*;
 
+use super::handoff::{self, Handoff};
 use crate::http::Head;
 use crate::wsgi::{self, Connection, Exchange, Globals, Input, Sink, Wire};
 
@@ -30,6 +31,9 @@ pub struct Call<'a, 'py> {
     pub head: &'a Head,
     /// Who the request came from and where it arrived.
     pub conn: &'a Connection<'a>,
+    /// The connection's socket for the app (`gunicorn.socket`), when the request asks
+    /// for a WebSocket upgrade ([`super::handoff`]).
+    pub socket: Option<Handoff>,
 }
 
 /// Builds the environ and calls the app. `None`: the request could not start; the error
@@ -39,11 +43,14 @@ pub fn start(
     py: Python<'_>,
     call: Call<'_, '_>,
     input: Input,
-    wire: Wire,
+    mut wire: Wire,
     out: &mut impl Sink,
 ) -> Option<Started> {
     let waited = call.conn.queued_since.elapsed();
     let too_late = crate::metrics::queued(waited);
+    let mut socket = call.socket;
+    // A connection the app had its hands on is never reused.
+    wire.req.keep_alive &= socket.is_none();
     let started = Py::new(py, input).and_then(|input| {
         let environ =
             wsgi::environ::build(py, call.head, call.conn, call.globals, input.clone_ref(py))?;
@@ -51,8 +58,18 @@ pub fn start(
             refuse_queued(call.head, &environ, waited, out);
             return Ok(None);
         }
+        let own = socket.as_ref().map(Handoff::own_fd);
+        if let Some(socket) = socket.take() {
+            socket.into_environ(py, &environ)?;
+            // A WebSocket lives as long as it likes: the request leaves the watchdog's
+            // and the master's view of busy threads (`--request-timeout`, `--timeout`).
+            super::deadline::leave(py);
+        }
         let exchange =
             Exchange::call(py, call.app, environ.into_any(), input.clone_ref(py), wire, call.head)?;
+        if let Some(own) = own.filter(|_| !exchange.handled()) {
+            handoff::restore(own);
+        }
         Ok(Some(Started { exchange, input }))
     });
     match started {

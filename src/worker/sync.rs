@@ -328,12 +328,15 @@ fn handle<T: Transport>(
     let conn =
         Connection { peer, server, forwarded: &forwarded, queued_since: accepted, client_cert };
     super::deadline::enter(0, head.method(), head.target());
-    let complete = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
+    let ending = run_app(py, serving, &client, &mut buffers.out, head, buf, &conn);
     super::deadline::leave(py);
     let timeout = serving.timeout;
-    py.detach(|| match complete {
-        true => close_write(&*transport, timeout),
-        false => linger_close(&*transport),
+    py.detach(|| match ending {
+        Ending::Complete => close_write(&*transport, timeout),
+        // gunicorn's close_graceful, after an app that wrote nothing of its own.
+        Ending::Unread | Ending::TakenOver { offered: false } => linger_close(&*transport),
+        // The app's socket is the connection now: only our descriptor closes (below).
+        Ending::TakenOver { offered: true } => {}
     });
     true
 }
@@ -360,18 +363,53 @@ fn read_head<T: Transport>(
     }
 }
 
+/// How a connection ends after its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The body was read whole: half-close.
+    Complete,
+    /// Part of the body is unread: half-close, then drain (RFC 9112 §9.6).
+    Unread,
+    /// The app took the connection over (`StopIteration`, gunicorn's contract); `offered`:
+    /// it had the socket, which is then its own to close.
+    TakenOver {
+        /// The app got `gunicorn.socket`.
+        offered: bool,
+    },
+}
+
+/// The socket for the app when the request asks for a WebSocket upgrade: a duplicate of
+/// the descriptor, with `rest` (what followed the head) as its first bytes.
+fn offer_socket<T: Transport>(
+    transport: &T,
+    head: &Head,
+    rest: &mut BytesMut,
+) -> Option<super::handoff::Handoff> {
+    if !super::handoff::wanted(head) {
+        return None;
+    }
+    let Some(fd) = transport.plaintext_fd() else {
+        super::handoff::not_offered("the connection is TLS (--certfile)");
+        return None;
+    };
+    super::handoff::Handoff::offer(fd, rest.split())
+}
+
 /// Starts the request (as the async worker does, through [`request::start`]: a request
-/// that cannot start gets a 500) and writes the response. Returns whether the request
-/// body was read whole (if not, the socket is drained before close).
+/// that cannot start gets a 500) and writes the response. Returns how the connection
+/// ends: whether the body was read whole (if not, the socket is drained before close),
+/// or the app took it over.
 fn run_app<T: Transport>(
     py: Python<'_>,
     serving: &Serving<'_, '_>,
     client: &Client<'_, T>,
     out: &mut Vec<u8>,
     head: Head,
-    rest: BytesMut,
+    mut rest: BytesMut,
     conn: &Connection<'_>,
-) -> bool {
+) -> Ending {
+    let socket = offer_socket(&**client.transport, &head, &mut rest);
+    let offered = socket.is_some();
     let source = TransportSource::new(Arc::downgrade(client.transport), client.timeout);
     let decoder = BodyDecoder::new(head.framing);
     let input = Input::new(decoder, rest, Box::new(source), head.expect_continue)
@@ -384,14 +422,15 @@ fn run_app<T: Transport>(
     let stream = TransportStream::new(Arc::downgrade(client.transport), client.timeout);
     let wire = Wire { req, stopping: None, stream: Some(Box::new(stream)), queued: false };
     out.clear();
-    let call = Call { app: serving.app, globals: serving.globals, head: &head, conn };
+    let call = Call { app: serving.app, globals: serving.globals, head: &head, conn, socket };
     let Some(Started { mut exchange, input }) = request::start(py, call, input, wire, out) else {
         let _ = py.detach(|| client.write_all(out));
-        return false;
+        return Ending::Unread;
     };
-    loop {
+    let mut step = Step::Send;
+    while matches!(step, Step::Send | Step::SendFile(_)) {
         out.clear();
-        let step = exchange.next(py, out);
+        step = exchange.next(py, out);
         let sent = py.detach(|| {
             client.write_all(out)?;
             match step {
@@ -405,9 +444,6 @@ fn run_app<T: Transport>(
             tracing::debug!("Client went away: {e}");
             break;
         }
-        if !matches!(step, Step::Send | Step::SendFile(_)) {
-            break;
-        }
     }
     if let Err(err) = exchange.close(py) {
         wsgi::exchange::log_app_error(py, &conn.peer.addr, &err);
@@ -415,6 +451,9 @@ fn run_app<T: Transport>(
     if out.capacity() > KEEP_OUT {
         *out = Vec::with_capacity(16 * 1024);
     }
-    let complete = input.get().complete();
-    complete
+    match (step, input.get().complete()) {
+        (Step::Handled, _) => Ending::TakenOver { offered },
+        (_, true) => Ending::Complete,
+        (_, false) => Ending::Unread,
+    }
 }

@@ -86,6 +86,12 @@ pub trait Transport: Send + Sync + 'static {
     /// The descriptor the event loop registers (edge-triggered readiness).
     fn fd(&self) -> RawFd;
 
+    /// The descriptor when it carries the plaintext itself, so the app may be handed it
+    /// (`gunicorn.socket`, [`super::handoff`]); `None` for TLS, whose bytes are records.
+    fn plaintext_fd(&self) -> Option<RawFd> {
+        None
+    }
+
     /// What the app's environ says of the client's certificate (`SSL_CLIENT_*`, mod_ssl's
     /// keys, docs/tls.md); `None` on a plain connection.
     fn client_certificate(&self) -> Option<std::sync::Arc<crate::tls::client::Environ>> {
@@ -196,6 +202,10 @@ impl Transport for Socket {
     #[inline]
     fn fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+
+    fn plaintext_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
     }
 }
 

@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
@@ -48,6 +48,10 @@ pub enum Step {
     Done { keep_alive: bool },
     /// Send what is there, then close: the response cannot be completed.
     Abort,
+    /// The app took the connection over (it raised `StopIteration` out of its call,
+    /// gunicorn's "already handled", as Flask-Sock does after a WebSocket): nothing is
+    /// sent and the connection is not reused.
+    Handled,
 }
 
 /// Where [`Exchange::next`] puts the response, in order.
@@ -79,6 +83,8 @@ impl Sink for Vec<u8> {
 enum Body {
     /// The app raised before returning an iterable.
     Failed(PyErr),
+    /// The app raised `StopIteration` out of its call: it answered on the socket itself.
+    Handled,
     Iter {
         /// What the app returned, whose `close()` runs at the end.
         iterable: Py<PyAny>,
@@ -150,6 +156,9 @@ impl Exchange {
         // From here the worker's queue decides (see `step`).
         exchange.response(py).direct = false;
         exchange.body = match called {
+            // gunicorn's sync and gthread workers catch it around the whole request and
+            // close the connection without a response ("Closing connection.").
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => Body::Handled,
             Err(err) => Body::Failed(err),
             Ok(iterable) => match exchange.body_of(py, iterable) {
                 Ok(body) => body,
@@ -186,6 +195,11 @@ impl Exchange {
     /// The response's state, locked briefly (never across Python code).
     fn response(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, Response> {
         self.start.get().lock(py)
+    }
+
+    /// Whether the app took the connection over ([`Step::Handled`]).
+    pub fn handled(&self) -> bool {
+        matches!(self.body, Body::Handled)
     }
 
     /// Whether the next item may keep the app busy (a generator, not a list): what was
@@ -238,6 +252,11 @@ impl Exchange {
                         Ok(Step::Send)
                     }
                 }
+            }
+            Body::Handled => {
+                tracing::debug!("{}: the app took the connection over", self.request);
+                self.close(py)?;
+                Ok(Step::Handled)
             }
             Body::File { span, sent: false, .. } => {
                 let span = *span;
@@ -372,7 +391,7 @@ impl Exchange {
         self.log_access(py);
         let iterable = match std::mem::replace(&mut self.body, Body::Finished) {
             Body::Iter { iterable, .. } | Body::File { iterable, .. } => iterable,
-            Body::Failed(_) | Body::Finished => return Ok(()),
+            Body::Failed(_) | Body::Handled | Body::Finished => return Ok(()),
         };
         let iterable = iterable.bind(py);
         // A list or tuple (what most apps return) has no `close`; asking raises and formats
