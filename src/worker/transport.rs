@@ -115,6 +115,26 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
+/// An in-memory client's read, for the connection tests: the next of the pieces it
+/// sent (split when longer than `buf`), then `fin`'s end of stream or `WouldBlock`.
+#[cfg(test)]
+pub(crate) fn read_pieces(
+    incoming: &mut std::collections::VecDeque<Vec<u8>>,
+    fin: bool,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let Some(piece) = incoming.front_mut() else {
+        return if fin { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
+    };
+    let n = piece.len().min(buf.len());
+    buf[..n].copy_from_slice(&piece[..n]);
+    piece.drain(..n);
+    if piece.is_empty() {
+        incoming.pop_front();
+    }
+    Ok(n)
+}
+
 /// [`Transport::send_file`] by reading the file and writing its bytes through `transport`
 /// (the default; TLS's way when the kernel does not encrypt).
 pub fn copy_file<T: Transport + ?Sized>(transport: &T, span: &mut FileSpan) -> io::Result<bool> {

@@ -28,16 +28,8 @@ impl Transport for Mock {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let guard = self.0.lock().unwrap();
         let mut wire = guard.borrow_mut();
-        let Some(piece) = wire.incoming.front_mut() else {
-            return if wire.fin { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
-        };
-        let n = piece.len().min(buf.len());
-        buf[..n].copy_from_slice(&piece[..n]);
-        piece.drain(..n);
-        if piece.is_empty() {
-            wire.incoming.pop_front();
-        }
-        Ok(n)
+        let fin = wire.fin;
+        crate::worker::transport::read_pieces(&mut wire.incoming, fin, buf)
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
