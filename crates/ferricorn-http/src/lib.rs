@@ -1,12 +1,13 @@
 //! Sans-io HTTP/1.1 for servers: request heads with gunicorn's limits, body decoders, the
 //! response encoder and error pages, the reason-phrase table.
 //!
-//! Nothing here does I/O, spawns threads or knows about Python; the only dependencies
-//! are `bytes` and `httparse`. Parsers take the bytes received so far and answer
-//! `Ok(None)` when they need more, and give the same answer however the bytes were
-//! split; every error maps to one status code through [`Error::status`], so a server
-//! answers any of them the same way, with [`Encoder::error_page`]. The socket, the
-//! event loop, keep-alive timers and which client to trust are the server's business.
+//! Nothing here does I/O, spawns threads or knows about Python; the only dependencies are
+//! `bytes`, `httparse` and `sha1_smol` (the WebSocket accept key). Parsers take the bytes
+//! received so far and answer `Ok(None)` when they need more, and give the same answer
+//! however the bytes were split; every error maps to one status code through
+//! [`Error::status`], so a server answers any of them the same way, with
+//! [`Encoder::error_page`]. The socket, the event loop, keep-alive timers and which client
+//! to trust are the server's business.
 //!
 //! # Layout
 //!
@@ -19,6 +20,9 @@
 //! - [`status`]: the reason phrase of every registered status code.
 //! - [`proxy`]: the PROXY protocol header (v1 and v2) a load balancer sends first.
 //! - [`uwsgi`]: the uwsgi packet (nginx's `uwsgi_pass`), read into the same [`Head`].
+//! - [`websocket`]: RFC 6455, server side: the opening handshake read from a [`Head`]
+//!   ([`websocket::read_offer`]) and answered, and the [`websocket::Decoder`] and encoders
+//!   of the frames that follow.
 //! - [`fuzzing`]: the properties the fuzz targets check, public so that the fuzz crate and
 //!   the stable replay test call the same code.
 //!
@@ -53,6 +57,7 @@ pub mod request;
 pub mod response;
 pub mod status;
 pub mod uwsgi;
+pub mod websocket;
 
 use std::fmt;
 
