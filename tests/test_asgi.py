@@ -428,3 +428,29 @@ def test_head_gets_the_head_only_and_the_connection_goes_on(servers, peer):
         assert response.status == 200 and response.body == b""
         client.send(get(client, "/"))
         assert client.read_response().body == b"Hello, World!"
+
+
+def test_regression_a_connection_opened_before_a_stop_was_closed_unanswered(servers):
+    """A connection accepted but not yet used when a graceful stop began was closed with
+    the idle kept-alive ones, so the request its client was about to send got no answer
+    (one in about a thousand on HUP under load). It now gets the WSGI async worker's
+    grace for its first request, answered with ``Connection: close``. ferricorn only:
+    gunicorn 27 closes such connections (docs/differences.md)."""
+    server = servers("ferricorn", APP, "--graceful-timeout", "10", "--keep-alive", "30")
+    kept = Client(server.address())
+    kept.send(get(kept, "/"))
+    assert kept.read_response().status == 200
+    fresh = [Client(server.address()) for _ in range(5)]
+    # Both kinds are accepted once the kept-alive one answers again.
+    kept.send(get(kept, "/"))
+    assert kept.read_response().status == 200
+    server.signal(signal.SIGTERM)
+    # The stop has begun once the idle kept-alive connection is closed under us.
+    assert kept.read_response(timeout=10) is None
+    for client in fresh:
+        client.send(get(client, "/"))
+        response = client.read_response()
+        assert response is not None and response.status == 200
+        assert response.header("Connection").lower() == "close"
+    for client in [kept, *fresh]:
+        client.close()

@@ -4,7 +4,7 @@ ferricorn's ``-k asgi`` worker, proved first against the peers it must match.
 - Apps (tests/apps/asgi_*.py): Starlette, FastAPI, Django ASGI with a Channels consumer,
   and a raw ASGI app with a Server-Sent-Events stream and a WebSocket echo.
 - Servers: ``PEERS``, one list: uvicorn (``--http httptools``), gunicorn 27 ``-k asgi``
-  and ferricorn ``-k asgi`` (its WebSocket runs xfail until the websocket scope exists).
+  and ferricorn ``-k asgi``.
   Where a peer deviates from what a test asks, ``DEVIATIONS`` marks that one run xfail
   (strict) with the behaviour seen.
 - What is checked: responses and their headers; a streamed response's first part reaches
@@ -621,24 +621,9 @@ def hup_under_load(peer: Peer) -> HupRun:
     return HupRun(load, held, new, old)
 
 
-NO_WEBSOCKET_SCOPE = (
-    "ferricorn -k asgi has no websocket scope yet (issue 13): an upgrade request reaches the "
-    "app as an http request, which Starlette answers 404"
-)
-for _test in (
-    "test_websocket_echo_text_and_binary",
-    "test_websocket_1mb_messages",
-    "test_websocket_close_code_reaches_client",
-):
-    DEVIATIONS[(_test, "ferricorn")] = Deviation(NO_WEBSOCKET_SCOPE)
-
-
 @pytest.fixture
 def hup_run(peer) -> HupRun:
     """One HUP under load per peer, shared by the tests that look at what it did."""
-    if peer.name == "ferricorn":
-        # The run holds WebSockets open across the HUP; remove with the websocket scope.
-        pytest.xfail(NO_WEBSOCKET_SCOPE)
     if peer.name not in HUP_RUNS:
         HUP_RUNS[peer.name] = hup_under_load(peer)
     return HUP_RUNS[peer.name]

@@ -8,11 +8,12 @@ See docs/asgi.md.
 """
 
 import asyncio
+import collections
 import traceback
 
 from ferricorn import _ferricorn
 
-REQUEST, BODY, DISCONNECT, DRAINED = 0, 1, 2, 3
+REQUEST, BODY, DISCONNECT, DRAINED, WEBSOCKET, MESSAGE, CLOSED = range(7)
 #: A server call's answer bits: the response queue is full; events are waiting.
 FULL, OWED = 1, 2
 
@@ -20,6 +21,17 @@ FULL, OWED = 1, 2
 _DISCONNECT = {"type": "http.disconnect"}
 #: gunicorn's LifespanManager waits this long for startup and for shutdown.
 LIFESPAN_TIMEOUT = 30.0
+#: A WebSocket's unread messages past which the socket is no longer read, and half of it,
+#: under which reading resumes.
+RECEIVE_HIGH_WATER = 32
+#: RFC 6455 section 7.4.1: abnormal closure (the connection was lost).
+CLOSE_ABNORMAL = 1006
+#: gunicorn 27's close for an app that ended without closing an accepted WebSocket.
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class ClientDisconnected(OSError):
+    """``websocket.send`` on a WebSocket that is closed (ASGI 2.4: an OSError)."""
 
 
 def _error(message, *args, exc_info=False, level="error"):
@@ -132,22 +144,29 @@ class Worker:
         self.owed = False
         cycles = self.cycles
         for kind, ident, scope, body, more in self.server.events():
-            if kind == REQUEST:
+            if kind == REQUEST or kind == WEBSOCKET:
                 if self.state is not None:
                     scope["state"] = self.state.copy()
-                cycle = Cycle(self, ident, scope, body, more)
+                if kind == REQUEST:
+                    cycle = Cycle(self, ident, scope, body, more)
+                else:
+                    cycle = WebSocket(self, ident, scope)
                 cycles[ident] = cycle
                 cycle.task = self.loop.create_task(cycle.run())
                 continue
             cycle = cycles.get(ident)
             if cycle is None:
                 continue
-            if kind == BODY:
+            if kind == MESSAGE:
+                cycle.message(scope)
+            elif kind == BODY:
                 cycle.feed(body, more)
             elif kind == DISCONNECT:
                 cycle.disconnected()
             elif kind == DRAINED:
                 cycle.drained()
+            elif kind == CLOSED:
+                cycle.closed(scope)
 
 
 class Cycle:
@@ -294,6 +313,158 @@ class Cycle:
             self.worker.answer(flags)
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
+
+
+class WebSocket:
+    """One WebSocket (the ``websocket`` scope): frames are Rust's, whole messages here."""
+
+    __slots__ = (
+        "worker",
+        "ident",
+        "scope",
+        "inbox",
+        "waiter",
+        "drain",
+        "accepted",
+        "close_sent",
+        "ended",
+        "paused",
+        "task",
+    )
+
+    def __init__(self, worker, ident, scope):
+        self.worker = worker
+        self.ident = ident
+        self.scope = scope
+        #: Events for ``receive()``, oldest first; the close event comes last.
+        self.inbox = collections.deque(({"type": "websocket.connect"},))
+        self.waiter = None
+        self.drain = None
+        self.accepted = False
+        #: The app sent ``websocket.close`` (or was refused): nothing more goes out.
+        self.close_sent = False
+        #: The ``websocket.disconnect`` event, once the socket is closed.
+        self.ended = None
+        #: Rust stopped reading the socket until the app catches up.
+        self.paused = False
+        self.task = None
+
+    async def run(self):
+        worker = self.worker
+        failed = False
+        try:
+            await worker.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            pass
+        except ClientDisconnected:
+            _error("WebSocket closed while the application was sending", level="debug")
+        except BaseException:
+            failed = True
+            _error("Error in WebSocket ASGI application", exc_info=True)
+        finally:
+            worker.cycles.pop(self.ident, None)
+        if self.ended is None and not self.close_sent:
+            # As gunicorn 27: refused with 403 (500 if the app raised) before accept, and
+            # closed with 1011 after.
+            if not self.accepted:
+                code = 500 if failed else 403
+            else:
+                code = CLOSE_INTERNAL_ERROR
+            worker.answer(worker.server.close(self.ident, code, "Application error"))
+
+    async def receive(self):
+        inbox = self.inbox
+        if inbox:
+            event = inbox.popleft()
+            if self.paused and len(inbox) <= RECEIVE_HIGH_WATER // 2:
+                self.paused = False
+                self.worker.answer(self.worker.server.flow(self.ident, False))
+            return event
+        if self.ended is not None:
+            return self.ended
+        self.waiter = self.worker.loop.create_future()
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+    def message(self, event):
+        """A message from the client. A hot path."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+            return
+        inbox = self.inbox
+        inbox.append(event)
+        if not self.paused and len(inbox) > RECEIVE_HIGH_WATER:
+            self.paused = True
+            self.worker.answer(self.worker.server.flow(self.ident, True))
+
+    def closed(self, event):
+        """The close handshake ended (or the client broke it off)."""
+        if self.ended is None:
+            self.ended = event
+        self.drained()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(self.inbox.popleft() if self.inbox else self.ended)
+
+    def disconnected(self):
+        """The connection was lost with no close frame."""
+        self.closed({"type": "websocket.disconnect", "code": CLOSE_ABNORMAL, "reason": ""})
+
+    def drained(self):
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def cancel(self):
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def send(self, message):
+        kind = message["type"]
+        server = self.worker.server
+        if kind == "websocket.send":
+            if not self.accepted:
+                raise RuntimeError("websocket.send before websocket.accept")
+            if self.ended is not None or self.close_sent:
+                raise ClientDisconnected("the WebSocket is closed")
+            text = message.get("text")
+            if text is not None:
+                flags = server.send_text(self.ident, text)
+            else:
+                data = message.get("bytes")
+                if data is None:
+                    raise RuntimeError("websocket.send needs text or bytes")
+                flags = server.send_bytes(self.ident, data)
+            if self.worker.answer(flags):
+                self.drain = self.worker.loop.create_future()
+                await self.drain
+                self.drain = None
+        elif kind == "websocket.accept":
+            if self.accepted:
+                raise RuntimeError("websocket.accept sent twice")
+            if self.ended is not None or self.close_sent:
+                raise ClientDisconnected("the WebSocket is closed")
+            headers = message.get("headers") or []
+            headers = [(bytes(n), bytes(v)) for n, v in headers]
+            subprotocol = message.get("subprotocol")
+            self.worker.answer(server.accept(self.ident, subprotocol, headers))
+            self.accepted = True
+        elif kind == "websocket.close":
+            if self.close_sent or self.ended is not None:
+                return
+            self.close_sent = True
+            if self.accepted:
+                code = message.get("code", 1000)
+                reason = message.get("reason") or ""
+            else:
+                # ASGI: a close before accept refuses the handshake with HTTP 403.
+                code, reason = 403, ""
+                self.ended = {"type": "websocket.disconnect", "code": CLOSE_ABNORMAL, "reason": ""}
+            self.worker.answer(server.close(self.ident, code, reason))
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} in a websocket scope")
 
 
 class Lifespan:

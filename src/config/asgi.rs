@@ -62,9 +62,12 @@ pub struct Asgi {
     pub disconnect_grace: Duration,
     /// `--root-path`: the scope's `root_path`, where the app is mounted.
     pub root_path: String,
+    /// `--websocket-max-message-size`: the largest whole WebSocket message, in bytes
+    /// (0: no limit); more closes the connection with 1009.
+    pub websocket_max_message: usize,
 }
 
-/// Reads the four settings; a bad value is one line naming the flag.
+/// Reads the five settings; a bad value is one line naming the flag.
 pub fn read(raw: &RawArgs) -> Result<Asgi, Error> {
     let lifespan = match lowered(raw, "asgi_lifespan").as_str() {
         "auto" => Lifespan::Auto,
@@ -80,11 +83,13 @@ pub fn read(raw: &RawArgs) -> Result<Asgi, Error> {
     };
     let grace = int(raw, "asgi_disconnect_grace_period")?;
     let root_path = text(raw, "root_path").unwrap_or_default().to_owned();
+    let websocket_max_message = int(raw, "websocket_max_message_size")?;
     Ok(Asgi {
         lifespan,
         event_loop,
         disconnect_grace: Duration::from_secs(grace as u64),
         root_path,
+        websocket_max_message,
     })
 }
 
@@ -120,6 +125,9 @@ mod tests {
         let c =
             config(&["--root-path", "/api", "--asgi-disconnect-grace-period", "0", "app"]).unwrap();
         assert_eq!((c.asgi.root_path.as_str(), c.asgi.disconnect_grace), ("/api", Duration::ZERO));
+        assert_eq!(c.asgi.websocket_max_message, 16 * 1024 * 1024);
+        let c = config(&["--websocket-max-message-size", "0", "app"]).unwrap();
+        assert_eq!(c.asgi.websocket_max_message, 0);
     }
 
     #[test]
@@ -128,6 +136,7 @@ mod tests {
             (&["--asgi-lifespan", "maybe", "app"], "--asgi-lifespan \"maybe\""),
             (&["--asgi-loop", "trio", "app"], "--asgi-loop \"trio\""),
             (&["--asgi-disconnect-grace-period", "-1", "app"], "--asgi-disconnect-grace-period"),
+            (&["--websocket-max-message-size", "big", "app"], "--websocket-max-message-size"),
         ];
         for (args, want) in rows {
             let error = config(args).unwrap_err().0;

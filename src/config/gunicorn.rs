@@ -116,8 +116,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     row("http2_initial_window_size", "65535", &["http2-initial-window-size"], Value, Any),
     row("http2_max_frame_size", "16384", &["http2-max-frame-size"], Value, Any),
     row("http2_max_header_list_size", "65536", &["http2-max-header-list-size"], Value, Any),
-    // The ASGI worker's WebSocket limit (issue 13): it acts only with the websocket scope.
-    row("websocket_max_message_size", "16777216", &["websocket-max-message-size"], Value, Any),
     // ferricorn has one parser; which of gunicorn's to use means nothing here.
     row("http_parser", "auto", &["http-parser"], Value, Any),
     // gunicorn's dirty arbiter: off unless apps and workers are given.

@@ -634,6 +634,18 @@ pub const OPTIONS: &[OptionSpec] = &[
         shown: given_text,
     },
     OptionSpec {
+        name: "websocket_max_message_size",
+        short: None,
+        long: &["websocket-max-message-size"],
+        metavar: Some("INT"),
+        kind: Int,
+        default: Value("16777216"),
+        gunicorn: true,
+        help: "Largest WebSocket message, in bytes, the asgi worker accepts (0: no limit).",
+        doc: "The `asgi` worker hands the app whole WebSocket messages, so each one is held in memory until its last frame arrives. A frame or a fragmented message larger than this closes the connection with code 1009 (message too big, RFC 6455 section 7.4.1), before its payload is buffered. 0: no limit. gunicorn 27's default, 16 MiB.",
+        shown: |c, _| c.asgi.websocket_max_message.to_string(),
+    },
+    OptionSpec {
         name: "graceful_timeout",
         short: None,
         long: &["graceful-timeout"],

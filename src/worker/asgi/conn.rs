@@ -4,6 +4,10 @@
 //! calls ([`Conn::start`], [`Conn::body`], [`Conn::pull`], [`Conn::fail`]) and leave as
 //! bytes.
 //!
+//! A WebSocket upgrade ([`websocket::read_offer`]) reaches the app as a request whose
+//! [`Arrived::subprotocols`] is set; once the app accepts it the connection speaks frames
+//! ([`ws`], its child module).
+//!
 //! Backpressure both ways: the connection reads at most [`READ_AHEAD`] bytes beyond what
 //! the app took (a 1 GB upload waits in the client's socket, not here), and a response
 //! body queued past [`HIGH_WATER`] tells the app to wait for [`Note::Drained`].
@@ -16,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use crate::forwarded::Verdict;
 use crate::http::chunked::{encode_chunk_size, CHUNK_END, LAST_CHUNK};
 use crate::http::response::{self, BodyMode, Encoder, Plan, RequestInfo, CONTINUE};
+use crate::http::websocket::{self, Message, Offer};
 use crate::http::{self, BodyDecoder, Decoded, Head};
 use crate::listener::Peer;
 use crate::worker::front::{parse_request, Front};
@@ -52,6 +57,10 @@ pub enum Note {
     Drained,
     /// A response ended: its access log line is due (only when the log is on).
     Finished(Box<Logged>),
+    /// A WebSocket message, text or binary (`websocket.receive`).
+    Message(Message),
+    /// The WebSocket closed: the code and reason the app hears in `websocket.disconnect`.
+    Closed(u16, String),
 }
 
 /// What an access log line is made of, kept from the head to the response's end.
@@ -86,6 +95,8 @@ pub struct Arrived {
     pub body: Bytes,
     /// More body is to come.
     pub more: bool,
+    /// A WebSocket upgrade: the subprotocols the client offers (the `websocket` scope).
+    pub subprotocols: Option<Vec<String>>,
 }
 
 /// Where the response stands.
@@ -119,6 +130,8 @@ struct Exchange {
     told_gone: bool,
     /// What the access log line needs, when the log is on.
     log: Option<Box<Logged>>,
+    /// A WebSocket upgrade the app has not yet accepted or refused.
+    offer: Option<Box<Offer>>,
 }
 
 /// What a connection waits for.
@@ -128,6 +141,8 @@ enum Phase {
     Head,
     /// The app has the request.
     Serving(Exchange),
+    /// The app accepted a WebSocket: frames both ways.
+    WebSocket(Box<ws::Session>),
     /// Write what is queued, then half-close and drain (RFC 9112 §9.6).
     Closing,
     /// Half-closed; dropping what the client still sends until its FIN.
@@ -148,6 +163,8 @@ pub struct Settings {
     pub keepalive: Duration,
     /// `--read-timeout`: how long a client may keep an app that awaits its body waiting.
     pub read_timeout: Duration,
+    /// `--websocket-max-message-size` (0: no limit).
+    pub websocket_max: usize,
 }
 
 impl Settings {
@@ -222,6 +239,16 @@ impl<T: Transport> Conn<T> {
         self.deadline
     }
 
+    /// Requests (and WebSockets) answered on it.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// Brings the deadline forward (a graceful stop's grace for a new connection).
+    pub fn shorten_deadline(&mut self, deadline: Instant) {
+        self.deadline = self.deadline.min(deadline);
+    }
+
     /// Waiting for a request with nothing of one received: safe to close on a stop.
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head) && self.rbuf.is_empty()
@@ -232,9 +259,14 @@ impl<T: Transport> Conn<T> {
         matches!(self.phase, Phase::Done)
     }
 
-    /// Whether the app has a request of this connection.
+    /// Whether the app has a request (or an accepted WebSocket) of this connection.
     pub fn is_serving(&self) -> bool {
-        matches!(self.phase, Phase::Serving(_))
+        matches!(self.phase, Phase::Serving(_) | Phase::WebSocket(_))
+    }
+
+    /// Whether the app accepted a WebSocket on it.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.phase, Phase::WebSocket(_))
     }
 
     /// A readiness edge from the loop.
@@ -261,6 +293,7 @@ impl<T: Transport> Conn<T> {
                     self.feed_body(notes);
                     false
                 }
+                Phase::WebSocket(_) => self.ws_read(now, notes),
                 Phase::Closing | Phase::Linger | Phase::Done => false,
             };
             self.flush(now, notes);
@@ -273,10 +306,15 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    /// Reads while the socket has bytes and the buffer is under [`READ_AHEAD`].
+    /// Reads while the socket has bytes and the buffer is under [`READ_AHEAD`] (a
+    /// WebSocket's: a whole message, unless the app's backlog paused it).
     fn fill(&mut self, scratch: &mut [u8]) {
-        let reading = matches!(self.phase, Phase::Head | Phase::Serving(_));
-        while reading && self.may_read && self.rbuf.len() < READ_AHEAD {
+        let (reading, limit) = match &self.phase {
+            Phase::Head | Phase::Serving(_) => (true, READ_AHEAD),
+            Phase::WebSocket(session) => (session.reading(), session.read_limit()),
+            Phase::Closing | Phase::Linger | Phase::Done => (false, 0),
+        };
+        while reading && self.may_read && self.rbuf.len() < limit {
             match self.transport.read(scratch) {
                 Ok(0) => {
                     self.peer_closed = true;
@@ -339,6 +377,11 @@ impl<T: Transport> Conn<T> {
         now: Instant,
         notes: &mut Vec<Note>,
     ) {
+        let offer = match websocket::read_offer(&head) {
+            None => None,
+            Some(Ok(offer)) => Some(Box::new(offer)),
+            Some(Err(refusal)) => return self.refuse_upgrade(&refusal, now),
+        };
         let mut decoder = BodyDecoder::new(head.framing);
         let info = RequestInfo {
             minor: head.response_minor(),
@@ -350,6 +393,7 @@ impl<T: Transport> Conn<T> {
             Err(_) => (Bytes::new(), false),
         };
         let expect_continue = head.expect_continue && more && self.rbuf.is_empty();
+        let subprotocols = offer.as_ref().map(|o| o.protocols.clone());
         // The access log, statsd and `--metrics-bind` all count from the same record.
         let counted =
             crate::wsgi::access::enabled() || crate::statsd::enabled() || crate::metrics::enabled();
@@ -365,6 +409,7 @@ impl<T: Transport> Conn<T> {
             info,
             response: Response::NotStarted,
             told_gone: false,
+            offer,
         };
         self.phase = Phase::Serving(exchange);
         self.deadline = now + NEVER;
@@ -376,7 +421,19 @@ impl<T: Transport> Conn<T> {
             forwarded,
             body,
             more,
+            subprotocols,
         })));
+    }
+
+    /// A WebSocket upgrade refused before the app sees it (a version other than 13: 426;
+    /// a bad key: 400, as gunicorn 27 answers), then the close.
+    fn refuse_upgrade(&mut self, refusal: &websocket::Refusal, now: Instant) {
+        tracing::debug!("WebSocket upgrade refused: {}", refusal.reason);
+        let mut page = Vec::with_capacity(128);
+        websocket::write_refusal(&mut page, refusal);
+        self.queue(&page);
+        self.phase = Phase::Closing;
+        self.deadline = now + CLOSE_TIMEOUT;
     }
 
     /// Body for an app that asked, and the client's going for one that is being served.
@@ -597,7 +654,8 @@ impl<T: Transport> Conn<T> {
         self.may_write = false;
         self.peer_closed = true;
         match &mut self.phase {
-            Phase::Serving(_) => {}
+            // The app hears of it from the next drive.
+            Phase::Serving(_) | Phase::WebSocket(_) => {}
             _ => self.phase = Phase::Done,
         }
     }
@@ -664,6 +722,9 @@ fn latin1(bytes: &[u8]) -> String {
         _ => bytes.iter().map(|&b| b as char).collect(),
     }
 }
+
+#[path = "ws.rs"]
+mod ws;
 
 #[cfg(test)]
 #[path = "conn_tests.rs"]

@@ -62,6 +62,7 @@ fn settings() -> Settings {
         forwarded: crate::forwarded::Policy::default(),
         keepalive: Duration::from_secs(2),
         read_timeout: Duration::from_secs(3),
+        websocket_max: 1 << 20,
     }
 }
 
@@ -282,4 +283,169 @@ fn a_client_stalling_a_body_the_app_awaits_meets_the_read_timeout() {
     rig.send(b"defghij");
     assert!(rig.take().iter().any(|n| matches!(n, Note::Body(_, false))));
     assert!(rig.conn.deadline() > rig.now + Duration::from_secs(3600), "the body came");
+}
+
+// --- the WebSocket phase -------------------------------------------------------------------
+
+const UPGRADE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Protocol: chat, super\r\n\r\n";
+
+/// A client frame (RFC 6455 §5.2), masked with a fixed key; payloads under 64 KiB.
+fn client_frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+/// The server frames in `bytes` as (opcode, payload); server frames are never masked.
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        assert_eq!(bytes[1] & 0x80, 0, "a server frame is not masked");
+        let (len, at) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize, 10),
+            n => (n as usize, 2),
+        };
+        frames.push((bytes[0] & 0x0f, bytes[at..at + len].to_vec()));
+        bytes = &bytes[at + len..];
+    }
+    frames
+}
+
+impl Rig {
+    /// An upgrade, accepted: the frames written from here on.
+    fn accepted(max: usize) -> Rig {
+        let mut rig = Rig::new();
+        rig.send(UPGRADE);
+        let notes = rig.take();
+        assert_eq!(
+            request(&notes[0]).subprotocols.as_deref(),
+            Some(&["chat".into(), "super".into()][..])
+        );
+        rig.conn.ws_accept(Some("super"), &[], max, rig.now, &mut rig.notes).unwrap();
+        let head = rig.written();
+        assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "RFC 6455's own example: {head}");
+        rig.wire(|w| w.written.clear());
+        rig
+    }
+
+    fn frames(&self) -> Vec<(u8, Vec<u8>)> {
+        self.wire(|w| server_frames(&w.written))
+    }
+}
+
+#[test]
+fn an_accepted_websocket_delivers_messages_and_answers_pings_itself() {
+    let mut rig = Rig::accepted(1 << 20);
+    let mut bytes = client_frame(1, b"hel", false);
+    bytes.extend(client_frame(9, b"ping", true));
+    bytes.extend(client_frame(0, b"lo", true));
+    bytes.extend(client_frame(2, &[0, 1, 2], true));
+    rig.send(&bytes);
+    let notes = rig.take();
+    let messages: Vec<_> = notes.iter().filter(|n| matches!(n, Note::Message(_))).collect();
+    assert_eq!(messages.len(), 2, "{notes:?}");
+    assert!(matches!(&notes[0], Note::Message(Message::Text(t)) if t == "hello"), "{notes:?}");
+    assert!(matches!(&notes[1], Note::Message(Message::Binary(b)) if b[..] == [0, 1, 2]));
+    assert_eq!(rig.frames(), vec![(10, b"ping".to_vec())], "the pong, not the app's");
+    rig.conn.ws_send("hi".as_bytes(), true, rig.now, &mut rig.notes).unwrap();
+    assert_eq!(rig.frames().last(), Some(&(1, b"hi".to_vec())));
+}
+
+#[test]
+fn a_websocket_client_close_is_echoed_and_told_to_the_app() {
+    let mut rig = Rig::accepted(1 << 20);
+    let mut payload = 4000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"bye");
+    rig.send(&client_frame(8, &payload, true));
+    let notes = rig.take();
+    assert!(matches!(&notes[..], [Note::Closed(4000, r)] if r == "bye"), "{notes:?}");
+    assert_eq!(rig.frames(), vec![(8, 4000u16.to_be_bytes().to_vec())]);
+    assert!(!rig.conn.is_serving(), "the server closes the TCP connection");
+}
+
+#[test]
+fn a_websocket_app_close_waits_for_the_clients_answer() {
+    let mut rig = Rig::accepted(1 << 20);
+    rig.conn.ws_close(4001, "done", rig.now, &mut rig.notes);
+    let mut want = 4001u16.to_be_bytes().to_vec();
+    want.extend_from_slice(b"done");
+    assert_eq!(rig.frames(), vec![(8, want)]);
+    assert!(rig.conn.is_serving(), "open until the client answers");
+    rig.conn.ws_send(b"late", false, rig.now, &mut rig.notes).unwrap();
+    assert_eq!(rig.frames().len(), 1, "nothing after our close frame");
+    rig.send(&client_frame(8, &4001u16.to_be_bytes(), true));
+    assert!(rig.take().iter().any(|n| matches!(n, Note::Closed(4001, _))));
+    assert!(!rig.conn.is_serving());
+}
+
+#[test]
+fn a_websocket_protocol_error_closes_with_its_code() {
+    let rows: &[(&[u8], u16)] = &[
+        (&[0x81, 0x02, b'h', b'i'], 1002),             // unmasked
+        (&client_frame(1, &[0xff], true), 1007),       // not UTF-8
+        (&client_frame(0, b"stray", true), 1002),      // nothing to continue
+        (&client_frame(2, &[b'x'; 2000], true), 1009), // over the limit
+    ];
+    for (bytes, code) in rows {
+        let mut rig = Rig::accepted(1000);
+        rig.send(bytes);
+        let notes = rig.take();
+        assert!(matches!(&notes[..], [Note::Closed(c, _)] if c == code), "{code}: {notes:?}");
+        assert_eq!(rig.frames(), vec![(8, code.to_be_bytes().to_vec())], "{code}");
+    }
+}
+
+#[test]
+fn a_websocket_lost_without_a_close_is_1006() {
+    let mut rig = Rig::accepted(1 << 20);
+    rig.wire(|w| w.fin = true);
+    rig.edge();
+    assert!(matches!(&rig.take()[..], [Note::Closed(1006, _)]));
+}
+
+#[test]
+fn a_paused_websocket_reads_nothing_until_resumed() {
+    let mut rig = Rig::accepted(1 << 20);
+    rig.conn.ws_flow(true);
+    rig.send(&client_frame(1, b"wait", true));
+    assert!(rig.take().is_empty());
+    rig.conn.ws_flow(false);
+    rig.edge();
+    assert!(matches!(&rig.take()[..], [Note::Message(Message::Text(t))] if t == "wait"));
+}
+
+#[test]
+fn a_websocket_refused_by_the_app_is_a_403_and_a_bad_version_a_426() {
+    let mut rig = Rig::new();
+    rig.send(UPGRADE);
+    rig.take();
+    rig.conn.ws_deny(403, rig.now, &mut rig.notes);
+    assert!(rig.written().starts_with("HTTP/1.1 403 "), "{}", rig.written());
+    let mut rig = Rig::new();
+    let old = String::from_utf8_lossy(UPGRADE).replace("Version: 13", "Version: 8");
+    rig.send(old.as_bytes());
+    assert!(rig.take().is_empty(), "the app never sees it");
+    let out = rig.written();
+    assert!(out.starts_with("HTTP/1.1 426 ") && out.contains("Sec-WebSocket-Version: 13"), "{out}");
+}
+
+#[test]
+fn a_graceful_stop_closes_an_open_websocket_with_1001() {
+    let mut rig = Rig::accepted(1 << 20);
+    rig.conn.going_away(rig.now, &mut rig.notes);
+    assert_eq!(rig.frames(), vec![(8, 1001u16.to_be_bytes().to_vec())]);
 }

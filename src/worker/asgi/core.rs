@@ -54,6 +54,49 @@ pub enum Command {
     Pull(Id),
     /// The app failed: a 500 if nothing was sent, else the close.
     Fail(Id),
+    /// `websocket.accept`.
+    Accept {
+        /// The request.
+        id: Id,
+        /// The subprotocol the app chose.
+        subprotocol: Option<String>,
+        /// Extra headers for the `101` head.
+        headers: Vec<(Bytes, Bytes)>,
+    },
+    /// `websocket.send`.
+    Send {
+        /// The WebSocket.
+        id: Id,
+        /// The message (UTF-8 when `text`).
+        data: Bytes,
+        /// A text message, else binary.
+        text: bool,
+    },
+    /// `websocket.close`: after accept a close frame; before, the handshake refused with
+    /// `code` as the HTTP status (403, or 500 when the app raised).
+    Close {
+        /// The WebSocket.
+        id: Id,
+        /// The close code, or the refusal's status.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// The app's unread messages passed the high-water mark (`true`) or caught up.
+    Flow(Id, bool),
+}
+
+impl Command {
+    /// The request or WebSocket the message is for.
+    fn id(&self) -> Id {
+        match self {
+            Command::Start { id, .. } | Command::Body { id, .. } => *id,
+            Command::Accept { id, .. } | Command::Send { id, .. } | Command::Close { id, .. } => {
+                *id
+            }
+            Command::Pull(id) | Command::Fail(id) | Command::Flow(id, _) => *id,
+        }
+    }
 }
 
 /// A connection slot.
@@ -155,15 +198,23 @@ impl Core {
 
     /// Accepts until the backlog is empty or the table is full.
     fn accept(&mut self, index: usize, now: Instant) {
-        while self.accepting && self.open < self.max_open {
+        while self.accepting && self.open < self.max_open && self.accept_one(index, now) {}
+        if self.open >= self.max_open {
+            self.set_accepting(false);
+        }
+    }
+
+    /// Accepts one connection; `false` when the backlog is empty (or accept failed).
+    fn accept_one(&mut self, index: usize, now: Instant) -> bool {
+        loop {
             let (sock, peer) = match self.listeners[index].accept() {
                 Ok(accepted) => accepted,
                 Err(e) => match e.kind() {
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
-                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::WouldBlock => return false,
                     _ => {
                         tracing::error!("accept failed: {e}");
-                        return;
+                        return false;
                     }
                 },
             };
@@ -183,9 +234,7 @@ impl Core {
             self.slots[token].conn = Some(Box::new(Conn::new(stream, peer, index, now, keepalive)));
             self.open += 1;
             self.drive(token, now);
-        }
-        if self.open >= self.max_open {
-            self.set_accepting(false);
+            return true;
         }
     }
 
@@ -262,12 +311,8 @@ impl Core {
     /// Applies one of the app's messages; `Ok(true)`: the response queue is full, the
     /// app should wait for [`Note::Drained`]. An `Err` is the app's mistake, to raise.
     pub fn apply(&mut self, command: Command, now: Instant) -> Result<bool, &'static str> {
-        let id = match &command {
-            Command::Start { id, .. } | Command::Body { id, .. } => *id,
-            Command::Pull(id) | Command::Fail(id) => *id,
-        };
         // A request that is over (the client gone): its messages go nowhere.
-        let Some(token) = self.live(id) else { return Ok(false) };
+        let Some(token) = self.live(command.id()) else { return Ok(false) };
         let keep_alive = !self.stopping;
         let Some(conn) = self.slots[token].conn.as_mut() else { return Ok(false) };
         let mut full = false;
@@ -288,6 +333,29 @@ impl Core {
                 conn.fail(now, &mut self.fresh);
                 Ok(())
             }
+            Command::Accept { subprotocol, headers, .. } => {
+                let max = self.settings.websocket_max;
+                let accepted =
+                    conn.ws_accept(subprotocol.as_deref(), &headers, max, now, &mut self.fresh);
+                if accepted.is_ok() {
+                    self.recycler.count_request();
+                }
+                accepted
+            }
+            Command::Send { data, text, .. } => {
+                conn.ws_send(&data, text, now, &mut self.fresh).map(|f| full = f)
+            }
+            Command::Close { code, reason, .. } => {
+                match conn.is_websocket() {
+                    true => conn.ws_close(code, &reason, now, &mut self.fresh),
+                    false => conn.ws_deny(code, now, &mut self.fresh),
+                }
+                Ok(())
+            }
+            Command::Flow(_, paused) => {
+                conn.ws_flow(paused);
+                Ok(())
+            }
         };
         if outcome.is_err() {
             conn.fail(now, &mut self.fresh);
@@ -296,15 +364,28 @@ impl Core {
         outcome.map(|()| full)
     }
 
-    /// A graceful stop: no new connections, idle ones close now, the others after their
-    /// response.
-    pub fn begin_stop(&mut self, now: Instant) {
+    /// A graceful stop, as the WSGI async worker's: on TERM (`drain_backlog`) the
+    /// connections already in the listen backlog are taken first (their clients wait for an
+    /// answer; a `--max-requests` stop leaves them to the replacement); no new ones after.
+    /// A request already in an idle socket is read and answered; a connection never used
+    /// gets [`NEW_CONNECTION_GRACE`] for its first request; idle kept-alive ones close now,
+    /// the others after their response; WebSockets are closed with 1001, "going away".
+    pub fn begin_stop(&mut self, now: Instant, drain_backlog: bool) {
         self.stopping = true;
+        for i in (0..self.listeners.len()).filter(|_| drain_backlog) {
+            while self.accept_one(i, now) {}
+        }
         self.set_accepting(false);
         for token in 0..self.slots.len() {
+            let Some(conn) = self.slots[token].conn.as_mut() else { continue };
+            conn.ready(true, false, false);
+            conn.going_away(now, &mut self.fresh);
+            self.drive(token, now);
             if let Some(conn) = self.slots[token].conn.as_mut() {
-                conn.ready(true, false, false);
-                conn.close_if_idle();
+                match conn.is_idle() && conn.served() == 0 {
+                    true => conn.shorten_deadline(now + NEW_CONNECTION_GRACE),
+                    false => conn.close_if_idle(),
+                }
                 self.drive(token, now);
             }
         }
@@ -325,6 +406,10 @@ impl Core {
         self.open > 0
     }
 }
+
+/// How long a connection accepted but not yet used may still send its first request
+/// once a graceful stop began (the WSGI async worker's grace).
+const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 
 /// Ticks of the bridge: how often deadlines are swept and the heartbeat beats.
 pub const TICK: Duration = Duration::from_millis(500);

@@ -42,6 +42,12 @@ const REQUEST: u8 = 0;
 const BODY: u8 = 1;
 const DISCONNECT: u8 = 2;
 const DRAINED: u8 = 3;
+/// A WebSocket upgrade: its `websocket` scope.
+const WEBSOCKET: u8 = 4;
+/// A WebSocket message: its `websocket.receive` event, made here.
+const MESSAGE: u8 = 5;
+/// The WebSocket closed: its `websocket.disconnect` event.
+const CLOSED: u8 = 6;
 /// A command's answer: the response queue is full, `send()` waits for [`DRAINED`].
 const FULL: u8 = 1;
 /// A command's answer: events are waiting, call [`Server::events`] soon.
@@ -162,6 +168,7 @@ impl Server {
             forwarded: config.forwarded.clone(),
             keepalive: config.keepalive,
             read_timeout: config.read_timeout,
+            websocket_max: config.asgi.websocket_max_message,
         };
         let registry = poll.registry().try_clone()?;
         let core = Core::new(
@@ -241,9 +248,18 @@ impl Server {
             let event = match note {
                 Note::Request(arrived) => {
                     let scope =
-                        scope::http(py, &arrived, &arrived.peer, arrived.listener, &self.place)?;
+                        scope::of(py, &arrived, &arrived.peer, arrived.listener, &self.place)?;
                     let body = PyBytes::new(py, &arrived.body);
-                    (REQUEST, id, scope.into_any(), body.into_any(), arrived.more)
+                    let kind = if arrived.subprotocols.is_some() { WEBSOCKET } else { REQUEST };
+                    (kind, id, scope.into_any(), body.into_any(), arrived.more)
+                }
+                Note::Message(message) => {
+                    let event = scope::message(py, message)?;
+                    (MESSAGE, id, event.into_any(), py.None().into_bound(py), false)
+                }
+                Note::Closed(code, reason) => {
+                    let event = scope::disconnect(py, code, &reason)?;
+                    (CLOSED, id, event.into_any(), py.None().into_bound(py), false)
                 }
                 Note::Body(data, more) => {
                     (BODY, id, py.None().into_bound(py), PyBytes::new(py, &data).into_any(), more)
@@ -296,6 +312,43 @@ impl Server {
         self.command(Command::Fail(id))
     }
 
+    /// `websocket.accept`, with the app's subprotocol and extra headers as bytes.
+    #[pyo3(signature = (id, subprotocol, headers))]
+    fn accept(
+        &mut self,
+        id: Id,
+        subprotocol: Option<String>,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> PyResult<u8> {
+        let headers = headers.into_iter().map(|(n, v)| (Bytes::from(n), Bytes::from(v))).collect();
+        self.command(Command::Accept { id, subprotocol, headers })
+    }
+
+    /// `websocket.send` of `text`; the answer's [`FULL`] bit: wait for the queue to drain.
+    fn send_text(&mut self, id: Id, text: &str) -> PyResult<u8> {
+        self.command(Command::Send {
+            id,
+            data: Bytes::copy_from_slice(text.as_bytes()),
+            text: true,
+        })
+    }
+
+    /// `websocket.send` of `bytes`.
+    fn send_bytes(&mut self, id: Id, data: &[u8]) -> PyResult<u8> {
+        self.command(Command::Send { id, data: Bytes::copy_from_slice(data), text: false })
+    }
+
+    /// `websocket.close` (`code`, `reason`), or before accept the refusal with status
+    /// `code` (403; 500 when the app raised).
+    fn close(&mut self, id: Id, code: u16, reason: String) -> PyResult<u8> {
+        self.command(Command::Close { id, code, reason })
+    }
+
+    /// The app's unread WebSocket messages passed the high-water mark, or caught up.
+    fn flow(&mut self, id: Id, paused: bool) -> PyResult<u8> {
+        self.command(Command::Flow(id, paused))
+    }
+
     /// The loop's periodic turn: the heartbeat, USR1, deadlines, a graceful stop.
     /// `None`: go on; a number: leave the loop with this exit code.
     fn tick(&mut self, py: Python<'_>) -> Option<i32> {
@@ -315,7 +368,7 @@ impl Server {
         let busy = match &mut self.driver {
             Driver::Inline { core, .. } => {
                 if stopping {
-                    core.begin_stop(now);
+                    core.begin_stop(now, self.stop.terminated());
                 }
                 core.sweep(now);
                 core.busy()
@@ -424,7 +477,8 @@ fn socket_thread(mut core: Core, mut poll: Poll, queues: &Queues) {
         }
         if queues.stopping.load(Ordering::Relaxed) && !stop_begun {
             stop_begun = true;
-            core.begin_stop(now);
+            // (B) is for measuring: it drains the backlog on every stop.
+            core.begin_stop(now, true);
         }
         if now >= next_sweep {
             next_sweep = now + TICK;

@@ -1,6 +1,6 @@
-//! The ASGI 3.0 `http` connection scope of a request, built from its head with the GIL
-//! held: a hot path (once per request), so keys are interned and header names are
-//! lower-cased on the stack.
+//! The ASGI 3.0 `http` and `websocket` connection scopes of a request, built from its
+//! head with the GIL held: a hot path (once per request), so keys are interned and header
+//! names are lower-cased on the stack.
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::conn::Arrived;
 use crate::http::request::split_target;
+use crate::http::websocket::Message;
 use crate::listener::Peer;
 use crate::wsgi::environ::percent_decode;
 
@@ -21,8 +22,9 @@ pub struct Place {
     pub tls: bool,
 }
 
-/// The `http` scope of one request. A hot path.
-pub fn http<'py>(
+/// The `http` scope of one request, or the `websocket` scope of an upgrade (no `method`,
+/// `ws`/`wss`, the offered `subprotocols`). A hot path.
+pub fn of<'py>(
     py: Python<'py>,
     arrived: &Arrived,
     peer: &Peer,
@@ -31,7 +33,9 @@ pub fn http<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = &arrived.head;
     let scope = PyDict::new(py);
-    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    let websocket = arrived.subprotocols.as_ref();
+    let kind = if websocket.is_some() { intern!(py, "websocket") } else { intern!(py, "http") };
+    scope.set_item(intern!(py, "type"), kind)?;
     let asgi = PyDict::new(py);
     asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
     asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.4"))?;
@@ -41,11 +45,19 @@ pub fn http<'py>(
         _ => intern!(py, "1.1"),
     };
     scope.set_item(intern!(py, "http_version"), version)?;
-    scope.set_item(intern!(py, "method"), method(py, head.method()))?;
     let forwarded = &arrived.forwarded;
     let https = forwarded.https || (place.tls && !forwarded.http);
-    let scheme = if https { intern!(py, "https") } else { intern!(py, "http") };
+    let scheme = match (websocket, https) {
+        (None, false) => intern!(py, "http"),
+        (None, true) => intern!(py, "https"),
+        (Some(_), false) => intern!(py, "ws"),
+        (Some(_), true) => intern!(py, "wss"),
+    };
     scope.set_item(intern!(py, "scheme"), scheme)?;
+    match websocket {
+        None => scope.set_item(intern!(py, "method"), method(py, head.method()))?,
+        Some(offered) => scope.set_item(intern!(py, "subprotocols"), offered)?,
+    }
     let (path, query) = split_target(head.target());
     let decoded = path.contains('%').then(|| percent_decode(path.as_bytes()));
     let text = match &decoded {
@@ -101,4 +113,26 @@ fn address<'py>(py: Python<'py>, host: &str, port: &str) -> PyResult<Bound<'py, 
     }
     let port: Option<u16> = port.parse().ok();
     Ok((host, port).into_pyobject(py)?.into_any())
+}
+
+/// `websocket.receive`: `text` (a str) or `bytes`, the other key absent. A hot path.
+pub fn message(py: Python<'_>, message: Message) -> PyResult<Bound<'_, PyDict>> {
+    let event = PyDict::new(py);
+    event.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+    match message {
+        Message::Text(text) => event.set_item(intern!(py, "text"), PyString::new(py, &text))?,
+        Message::Binary(data) => event.set_item(intern!(py, "bytes"), PyBytes::new(py, &data))?,
+        // Control frames are answered in Rust and never reach the app.
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+    }
+    Ok(event)
+}
+
+/// `websocket.disconnect` with the close code (1006 for a connection lost) and reason.
+pub fn disconnect<'py>(py: Python<'py>, code: u16, reason: &str) -> PyResult<Bound<'py, PyDict>> {
+    let event = PyDict::new(py);
+    event.set_item(intern!(py, "type"), intern!(py, "websocket.disconnect"))?;
+    event.set_item(intern!(py, "code"), code)?;
+    event.set_item(intern!(py, "reason"), reason)?;
+    Ok(event)
 }
