@@ -56,6 +56,17 @@ BROKEN_LINE = "\ndef broken_on_purpose(:\n    pass\n"
 # --- helpers ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["sync", "async", "asgi"])
+def reload_class(request) -> str:
+    """The worker classes the reloads under load run on: the WSGI two and ``asgi``."""
+    return request.param
+
+
+def app_for(worker_class: str, app: str) -> str:
+    """The supervised app's WSGI callable, or its ASGI one for ``-k asgi``."""
+    return app.replace(":app", ":asgi") if worker_class == "asgi" else app
+
+
 def copy_app(directory: Path) -> Path:
     path = directory / "supervised.py"
     shutil.copyfile(SOURCE, path)
@@ -135,18 +146,21 @@ def assert_no_failures(result) -> None:
 
 
 @pytest.mark.parametrize("workers", [2, 4])
-def test_hup_under_load_drops_no_request(server_factory, worker_class, workers, tmp_path):
+def test_hup_under_load_drops_no_request(server_factory, reload_class, workers, tmp_path):
     """Five HUPs during 10 s of load from 4 threads: every request gets its whole 200. Then
     an edited app file and one more HUP: the new code is what the workers run."""
+    worker_class = reload_class
     app = copy_app(tmp_path)
-    srv = server_factory(APP, workers=workers, worker_class=worker_class, cwd=tmp_path)
+    srv = server_factory(
+        app_for(worker_class, APP), workers=workers, worker_class=worker_class, cwd=tmp_path
+    )
     first = set(srv.worker_pids())
     generations = []
     load = LoadClient(
         srv.address(),
         threads=4,
         duration=LOAD_SECONDS,
-        keep_alive=worker_class == "async",
+        keep_alive=worker_class != "sync",
         expect_body=FIRST,
     )
     with load:
@@ -284,12 +298,14 @@ def _stop_new_master(pid: int | None) -> None:
         wait_for(lambda: not pid_alive(pid), BOOT, "the new master to exit")
 
 
-def test_usr2_upgrade_under_load(server_factory, worker_class, tmp_path):
+def test_usr2_upgrade_under_load(server_factory, reload_class, tmp_path):
     """USR2, WINCH and TERM to the old master while clients keep sending: none fails, the
     pidfile ends with the new master, which goes on serving."""
+    worker_class = reload_class
     pidfile = tmp_path / "ferricorn.pid"
     pidfile2 = tmp_path / "ferricorn.pid.2"
-    srv = server_factory(REPO_APP, "-p", str(pidfile), workers=2, worker_class=worker_class)
+    app = app_for(worker_class, REPO_APP)
+    srv = server_factory(app, "-p", str(pidfile), workers=2, worker_class=worker_class)
     wait_for(lambda: read_pid(pidfile) == srv.pid, BOOT, "the pidfile to hold the master")
     old_workers = set(srv.worker_pids())
     new = None
@@ -298,7 +314,7 @@ def test_usr2_upgrade_under_load(server_factory, worker_class, tmp_path):
             srv.address(),
             threads=4,
             duration=60.0,  # a bound: the test stops it once the upgrade is over
-            keep_alive=worker_class == "async",
+            keep_alive=worker_class != "sync",
             expect_body=FIRST,
         )
         with load:

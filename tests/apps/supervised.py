@@ -11,8 +11,11 @@ directory, edit ``BODY`` and run it from there as ``supervised:app``. Routes:
   announces ``alloc done TOKEN`` on wsgi.errors, sleeps ``s`` seconds, then answers.
 - ``/errors?msg=``: writes ``msg`` to wsgi.errors, which goes to the error log.
 - ``/extra``: the file named by ``SUPERVISED_EXTRA``, as read when this module was imported.
+
+``asgi`` serves ``/`` and ``/pid`` the same way for ``-k asgi`` (``supervised:asgi``).
 """
 
+import asyncio
 import json
 import os
 import time
@@ -71,3 +74,23 @@ def app(environ, start_response):
     if route == "/extra":
         return _text(start_response, EXTRA)
     return _text(start_response, b"no such route\n", "404 Not Found")
+
+
+async def asgi(scope, receive, send):
+    """``/`` and ``/pid?s=`` for the asgi worker, as ``app`` serves them."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        return await send({"type": "lifespan.shutdown.complete"})
+    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if scope["path"] == "/pid":
+        await asyncio.sleep(float(query.get("s", "0")))
+        doc = {"pid": os.getpid(), "ppid": os.getppid(), "import_pid": IMPORT_PID}
+        body, status = json.dumps(doc).encode(), 200
+    elif scope["path"] == "/":
+        body, status = BODY, 200
+    else:
+        body, status = b"no such route\n", 404
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
