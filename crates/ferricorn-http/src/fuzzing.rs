@@ -766,8 +766,10 @@ fn reference_offer(head: &Head) -> Option<Result<websocket::Offer, u16>> {
         return Some(Err(426));
     }
     let key = py_strip(&last("SEC-WEBSOCKET-KEY").unwrap_or_default()).to_owned();
+    // Python's b64decode refuses a str that is not ASCII; then 22 characters and "==".
     let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
-    if !(key.len() == 24 && key[..22].chars().all(b64) && key.ends_with("==")) {
+    let chars: Vec<char> = key.chars().collect();
+    if !(chars.len() == 24 && chars[..22].iter().all(|&c| b64(c)) && key.ends_with("==")) {
         return Some(Err(400));
     }
     let protocols = (fields.iter().find(|(n, _)| n == "SEC-WEBSOCKET-PROTOCOL"))
@@ -821,7 +823,8 @@ fn check_accept(offer: &websocket::Offer) {
 
 /// A whole response head as httparse reads it: the status checked, the fields returned.
 fn read_response(out: &[u8], status: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut fields = [httparse::EMPTY_HEADER; 64];
+    // A slot per line: an offer may carry more extensions than any fixed count.
+    let mut fields = vec![httparse::EMPTY_HEADER; out.iter().filter(|&&b| b == b'\n').count()];
     let mut response = httparse::Response::new(&mut fields);
     let parsed = response.parse(out);
     assert_eq!(

@@ -28,8 +28,8 @@ pub struct Offer {
     /// preference: the ASGI scope's `subprotocols`. gunicorn reads the first such field
     /// only, and keeps empty items (`"a,,b"` gives `["a", "", "b"]`); so does this.
     pub protocols: Vec<String>,
-    /// `Sec-WebSocket-Extensions` items (every such field, split on `,`, trimmed, empty
-    /// items dropped), parameters included: none is accepted here, the list is for logs.
+    /// `Sec-WebSocket-Extensions` items (every such field, split on `,`, trimmed as the
+    /// protocols are, empty items dropped), parameters included: none is accepted here, the list is for logs.
     pub extensions: Vec<String>,
 }
 
@@ -127,7 +127,7 @@ pub fn read_offer(head: &Head) -> Option<Result<Offer, Refusal>> {
     };
     let extensions = (fields.extensions.iter())
         .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+        .map(py_strip)
         .filter(|e| !e.is_empty())
         .map(latin1)
         .collect();
@@ -399,6 +399,16 @@ mod tests {
             assert_eq!(offer.protocols, protocols, "{extra:?}");
             assert_eq!(offer.extensions, extensions, "{extra:?}");
         }
+    }
+
+    /// The handshake fuzz target's first find: extensions were trimmed of ASCII space
+    /// only, the protocols as Python's `strip()` (fuzz/regressions/handshake).
+    #[test]
+    fn regression_extensions_are_trimmed_as_protocols_are() {
+        let base = format!("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n");
+        let fields = format!("{base}Sec-WebSocket-Extensions: a,\u{a0}b\u{85}, \u{a0}\r\n");
+        let offer = read_offer(&head(&upgrade(&fields))).unwrap().unwrap();
+        assert_eq!(offer.extensions, ["a", "b"]);
     }
 
     #[test]
