@@ -65,7 +65,7 @@ docs: build
 # (docs/fuzzing.md), one after the other, then minimizes its corpus. Needs the nightly
 # toolchain; installs cargo-fuzz if missing. No Python is involved: the crate has no pyo3.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := head chunked split encode proxy uwsgi
+FUZZ_TARGETS := head chunked split encode proxy uwsgi websocket handshake
 FUZZ_FLAGS ?=
 fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request hot paths of the HTTP layer: head parsing (and the
-//! uwsgi packet that replaces it), chunked decoding, and the response encoder. `cargo bench -p ferricorn-http` (or `make bench`).
+//! uwsgi packet that replaces it), chunked decoding, the response encoder, and WebSocket
+//! frames. `cargo bench -p ferricorn-http` (or `make bench`).
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -141,5 +142,40 @@ fn encoder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, uwsgi_packets, chunked_decode, encoder);
+/// Client frames decoded (unmasking, UTF-8 for text) and server frames encoded: the
+/// WebSocket codec's per-message work, for a small chat-sized and a 64 KiB message.
+fn websocket_frames(c: &mut Criterion) {
+    use ferricorn_http::fuzzing::mask_frame;
+    use ferricorn_http::websocket::{encode_binary, encode_text, Decoder};
+    let mut group = c.benchmark_group("websocket");
+    for len in [64usize, 64 * 1024] {
+        let text = "a".repeat(len);
+        let mut frame = Vec::new();
+        encode_text(&mut frame, &text);
+        let text_frame = mask_frame(&frame, [0x37, 0xfa, 0x21, 0x3d]);
+        frame.clear();
+        encode_binary(&mut frame, text.as_bytes());
+        let binary_frame = mask_frame(&frame, [0x37, 0xfa, 0x21, 0x3d]);
+        group.throughput(Throughput::Bytes(len as u64));
+        for (name, input) in [("decode_text", &text_frame), ("decode_binary", &binary_frame)] {
+            group.bench_function(format!("{name}_{len}"), |b| {
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&input[..]);
+                    Decoder::new(16 << 20).decode(&mut buf).unwrap().unwrap()
+                })
+            });
+        }
+        let mut out = Vec::with_capacity(len + 16);
+        group.bench_function(format!("encode_text_{len}"), |b| {
+            b.iter(|| {
+                out.clear();
+                encode_text(&mut out, &text);
+                out.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, heads, uwsgi_packets, chunked_decode, encoder, websocket_frames);
 criterion_main!(benches);

@@ -5,7 +5,9 @@ the inputs of issue 8's bugs; `split` seeds carry the header `ferricorn_http::fu
 reads (limits, read size, cut offsets) before the stream; `encode` seeds are responses an
 app could give, valid and not, in the layout `ferricorn_http::fuzzing::encode` reads;
 `proxy` seeds are PROXY protocol headers (v1, v2) before a request; `uwsgi` seeds are uwsgi
-packets as nginx's `uwsgi_params` sends them, with bodies, and broken ones. Run
+packets as nginx's `uwsgi_params` sends them, with bodies, and broken ones; `websocket`
+seeds are client frame streams (RFC 6455 §5, Autobahn's kinds of case) in the layout
+`ferricorn_http::fuzzing::websocket` reads; `handshake` seeds are upgrade requests. Run
 `python3 crates/ferricorn-http/fuzz/make_seeds.py`; the output is deterministic.
 """
 
@@ -67,12 +69,23 @@ RESPONSES = {
     "ok": ("200 OK", [("Content-Type", "text/html; charset=utf-8")], [b"hello"]),
     "no-content": ("204 No Content", [("Content-Length", "0")], []),
     "not-modified": ("304 Not Modified", [("ETag", '"x"'), ("Content-Length", "9")], []),
-    "upgrade": ("101 Switching Protocols", [("Upgrade", "websocket"), ("Connection", "Upgrade")], []),
+    "upgrade": (
+        "101 Switching Protocols",
+        [("Upgrade", "websocket"), ("Connection", "Upgrade")],
+        [],
+    ),
     "early-hints": ("103 Early Hints", [("Link", "</a.css>; rel=preload")], []),
     "hop-by-hop": (
         "200 OK",
-        [("Connection", "close"), ("Keep-Alive", "1"), ("TE", "x"), ("Trailers", "y"),
-         ("Transfer-Encoding", "chunked"), ("Proxy-Authenticate", "z"), ("X-Kept", "1")],
+        [
+            ("Connection", "close"),
+            ("Keep-Alive", "1"),
+            ("TE", "x"),
+            ("Trailers", "y"),
+            ("Transfer-Encoding", "chunked"),
+            ("Proxy-Authenticate", "z"),
+            ("X-Kept", "1"),
+        ],
         [b"a", b"", b"b" * 300],
     ),
     "server-date": ("200 OK", [("Server", "app"), ("Date", "yesterday")], [b"x"]),
@@ -163,9 +176,7 @@ def proxy_seeds():
 def uwsgi_packet(pairs, modifier1=0, size=None):
     """A uwsgi packet: modifier1, the vars' size (u16 LE), modifier2 0, then each key and
     value with its u16 LE length; `size` overrides the header's size (a lying header)."""
-    block = b"".join(
-        len(part).to_bytes(2, "little") + part for pair in pairs for part in pair
-    )
+    block = b"".join(len(part).to_bytes(2, "little") + part for pair in pairs for part in pair)
     size = len(block) if size is None else size
     return bytes([modifier1]) + size.to_bytes(2, "little") + b"\0" + block
 
@@ -222,11 +233,128 @@ def split_seed(limits, read_pow, cuts, stream):
     return out + b"".join(c.to_bytes(2, "little") for c in cuts) + stream
 
 
+WS_MASK = b"\x37\xfa\x21\x3d"
+# Index of fuzzing::WS_LIMITS: 0 none, 1 16 MiB, 2 1000, 3 64, 4 5.
+WS_LIMITS = 5
+
+
+def ws_frame(b0, payload, length=None, masked=True):
+    """A client frame: first byte b0, the minimal length unless `length` is given."""
+    n = len(payload)
+    if length is None:
+        length = (
+            bytes([n])
+            if n < 126
+            else (b"\x7e" + n.to_bytes(2, "big") if n < 65536 else b"\x7f" + n.to_bytes(8, "big"))
+        )
+    head = bytes([b0, length[0] | (0x80 if masked else 0)]) + length[1:]
+    if not masked:
+        return head + payload
+    return head + WS_MASK + bytes(b ^ WS_MASK[i % 4] for i, b in enumerate(payload))
+
+
+def ws_streams():
+    """Client streams, valid and not: each rule of the decoder, Autobahn's kinds of case."""
+    kappa = "κόσμε".encode()
+    bad = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64"
+    return {
+        "text": ws_frame(0x81, b"Hello"),
+        "binary": ws_frame(0x82, bytes(range(256))),
+        "empty": ws_frame(0x81, b"") + ws_frame(0x82, b""),
+        "len16": ws_frame(0x82, b"x" * 300),
+        "len64": ws_frame(0x82, b"y" * 65536),
+        "ping-pong": ws_frame(0x89, b"ping") + ws_frame(0x8A, b"") + ws_frame(0x89, b"p" * 125),
+        "fragments": ws_frame(0x01, b"Hel") + ws_frame(0x00, b"l") + ws_frame(0x80, b"o"),
+        "fragments-ping": ws_frame(0x01, b"a") + ws_frame(0x89, b"x") + ws_frame(0x80, b"b"),
+        "fragments-empty": ws_frame(0x01, b"") + ws_frame(0x00, b"") + ws_frame(0x80, b""),
+        "utf8-split": ws_frame(0x01, kappa[:3]) + ws_frame(0x80, kappa[3:]),
+        "utf8-bad": ws_frame(0x81, bad),
+        "utf8-bad-fragments": ws_frame(0x01, bad[:12])
+        + ws_frame(0x00, bad[12:14])
+        + ws_frame(0x80, bad[14:]),
+        "utf8-cut": ws_frame(0x81, kappa[:3]),
+        "close-empty": ws_frame(0x88, b""),
+        "close-code": ws_frame(0x88, b"\x03\xe8"),
+        "close-reason": ws_frame(0x88, b"\x0f\xa0" + "fin ✓".encode()),
+        "close-1-byte": ws_frame(0x88, b"\x03"),
+        "close-1005": ws_frame(0x88, b"\x03\xed"),
+        "close-bad-reason": ws_frame(0x88, b"\x03\xe8\xff"),
+        "close-then-data": ws_frame(0x88, b"") + ws_frame(0x81, b"late"),
+        "unmasked": ws_frame(0x81, b"a", masked=False),
+        "rsv": ws_frame(0xC1, b"a") + ws_frame(0xA2, b"") + ws_frame(0x91, b""),
+        "opcode-reserved": ws_frame(0x83, b"") + ws_frame(0x8B, b""),
+        "control-long": ws_frame(0x89, b"z" * 126),
+        "control-fragmented": ws_frame(0x09, b"a"),
+        "continuation-alone": ws_frame(0x80, b"a"),
+        "new-inside-fragmented": ws_frame(0x01, b"a") + ws_frame(0x82, b"b"),
+        "len64-top-bit": ws_frame(0x82, b"", length=b"\x7f\x80" + b"\0" * 7),
+        "len64-huge": ws_frame(0x82, b"", length=b"\x7f\x00\x00\x00\x01\x00\x00\x00\x00"),
+        "len16-non-minimal": ws_frame(0x82, b"a", length=b"\x7e\x00\x01"),
+        "too-big-fragments": ws_frame(0x02, b"a" * 40) + ws_frame(0x80, b"b" * 40),
+    }
+
+
+def websocket_seeds(rng):
+    seeds = {}
+    for name, stream in ws_streams().items():
+        for limit in range(WS_LIMITS):
+            cuts = sorted(rng.randrange(len(stream) + 1) for _ in range(rng.randrange(1, 8)))
+            out = bytes([limit, 0, len(cuts)]) + b"".join(c.to_bytes(2, "little") for c in cuts)
+            seeds[f"{name}-limit{limit}"] = out + stream
+    return seeds
+
+
+def handshake_seeds():
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="
+    up = b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+
+    def req(fields, start=up):
+        return start + fields + b"\r\n"
+
+    v13 = b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n"
+    return {
+        "valid": req(v13),
+        "protocols": req(v13 + b"Sec-WebSocket-Protocol: chat, superchat\r\n"),
+        "protocols-empty-items": req(v13 + b"Sec-WebSocket-Protocol: a,, b ,\r\n"),
+        "protocol-bad-header": req(v13 + b"Sec-WebSocket-Protocol: a b, c\r\n"),
+        "extensions": req(
+            v13 + b"Sec-WebSocket-Extensions: permessage-deflate; "
+            b"client_max_window_bits\r\nSec-WebSocket-Extensions: x\r\n"
+        ),
+        "version-8": req(b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: " + key + b"\r\n"),
+        "version-missing": req(b"Sec-WebSocket-Key: " + key + b"\r\n"),
+        "version-nbsp": req(
+            b"Sec-WebSocket-Version: 13\xa0\r\nSec-WebSocket-Key: " + key + b"\r\n"
+        ),
+        "key-missing": req(b"Sec-WebSocket-Version: 13\r\n"),
+        "key-short": req(b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAA\r\n"),
+        "key-one-pad": req(
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=\r\n"
+        ),
+        "key-twice": req(v13 + b"Sec-WebSocket-Key: x\r\n"),
+        "connection-list": req(
+            v13,
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n"
+            b"Connection: keep-alive, Upgrade\r\n",
+        ),
+        "post": req(
+            v13,
+            b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nContent-Length: 0\r\n",
+        ),
+        "h2c": req(b"", b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"),
+        "plain": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "http10": req(v13, b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"),
+    }
+
+
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     seeds = {"head": {}, "chunked": dict(ISSUE_CHUNKED), "split": {}, "encode": encode_seeds()}
     seeds["proxy"] = proxy_seeds()
     seeds["uwsgi"] = uwsgi_seeds()
+    seeds["websocket"] = websocket_seeds(random.Random(6455))
+    seeds["handshake"] = handshake_seeds()
     rng = random.Random(8)
     for name, raw in [*corpus_requests(), *ISSUE_HEADS.items()]:
         seeds["head"][name] = raw

@@ -7,14 +7,17 @@
 //! same bytes get the same answer however the socket delivers them (issue 8, bug 7).
 //! The `encode` target runs the other way: what the response encoder writes from an app's
 //! status, headers and body pieces must read back as exactly those (issue 10). The `proxy`
-//! target reads PROXY protocol headers, the `uwsgi` target uwsgi packets (issue 12).
+//! target reads PROXY protocol headers, the `uwsgi` target uwsgi packets (issue 12). The
+//! `websocket` target decodes WebSocket frames, `handshake` reads upgrade requests.
 
 use bytes::BytesMut;
 
 use super::chunked::{encode_chunk, LAST_CHUNK};
 use super::limits::Leniency;
 use super::response::{self, BodyMode, Encoder, RequestInfo};
-use super::{is_tchar, parse_head, BodyDecoder, BodyFraming, Decoded, Error, Head, Limits};
+use super::{
+    is_tchar, parse_head, websocket, BodyDecoder, BodyFraming, Decoded, Error, Head, Limits,
+};
 
 /// gunicorn's parser as it is by default.
 const STRICT: Leniency = Leniency {
@@ -607,6 +610,233 @@ pub fn uwsgi(data: &[u8]) {
     }
 }
 
+/// The message limits the `websocket` target decodes under: none, gunicorn's default,
+/// and small ones a fuzzer's short inputs cross.
+pub const WS_LIMITS: [usize; 5] = [0, 16 << 20, 1000, 64, 5];
+
+/// What a worker would see of a WebSocket stream: its messages, then the error, if any.
+type WsEvents = Vec<Result<websocket::Message, websocket::Error>>;
+
+/// Target `websocket`: client bytes through [`websocket::Decoder`]. Fed whole, cut where
+/// the fuzzer chose and byte by byte, the messages and the error are the same; no message
+/// exceeds the limit; an error's close code is 1002, 1007 or 1009; and each message,
+/// encoded again (`encode_*`) and masked as a client would, decodes to itself.
+///
+/// Layout: byte 0 picks the [`WS_LIMITS`], byte 1 holds the number of cuts (low 4 bits),
+/// then one little-endian u16 per cut (an offset into the stream, modulo its length); the
+/// rest is the stream. [`websocket_seed`] builds one.
+pub fn websocket(data: &[u8]) {
+    let max = WS_LIMITS[usize::from(data.first().copied().unwrap_or(0)) % WS_LIMITS.len()];
+    let (_, _, cuts, stream) = split_input(data.get(1..).map_or(&[][..], |d| d));
+    let whole = ws_decode(&[stream], max);
+    assert_eq!(ws_decode(&cut(stream, &cuts), max), whole, "cut at {cuts:?}, max {max}");
+    let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(ws_decode(&bytewise, max), whole, "byte by byte, max {max}");
+    for (i, event) in whole.iter().enumerate() {
+        match event {
+            Ok(message) => check_ws_message(message, max, i),
+            Err(e) => assert!(matches!(e.close_code(), 1002 | 1007 | 1009), "{e:?}"),
+        }
+    }
+}
+
+/// Builds the input of [`websocket`] from its parts (for seed corpora and tests).
+pub fn websocket_seed(limit: usize, cuts: &[u16], stream: &[u8]) -> Vec<u8> {
+    assert!(cuts.len() < 16 && limit < WS_LIMITS.len());
+    // `split_input`'s layout after the limit byte, its own first byte unused.
+    let mut out = vec![limit as u8, 0, cuts.len() as u8];
+    for c in cuts {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    out.extend_from_slice(stream);
+    out
+}
+
+/// Decodes `pieces` as a worker reads a socket: one more piece whenever it needs more.
+fn ws_decode(pieces: &[&[u8]], max: usize) -> WsEvents {
+    let mut decoder = websocket::Decoder::new(max);
+    let mut pieces = pieces.iter();
+    let mut buf = BytesMut::new();
+    let mut events = Vec::new();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(message)) => events.push(Ok(message)),
+            Ok(None) => match pieces.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => return events,
+            },
+            Err(e) => {
+                assert_eq!(decoder.decode(&mut buf), Err(e), "an error is final");
+                events.push(Err(e));
+                return events;
+            }
+        }
+    }
+}
+
+/// A decoded message keeps the limit and the rules, and survives encoding and decoding.
+fn check_ws_message(message: &websocket::Message, max: usize, i: usize) {
+    use websocket::Message;
+    let mut frame = Vec::new();
+    match message {
+        Message::Text(t) => {
+            assert!(max == 0 || t.len() <= max, "text of {} over {max}", t.len());
+            websocket::encode_text(&mut frame, t);
+        }
+        Message::Binary(b) => {
+            assert!(max == 0 || b.len() <= max, "binary of {} over {max}", b.len());
+            websocket::encode_binary(&mut frame, b);
+        }
+        Message::Ping(p) => websocket::encode_ping(&mut frame, p),
+        Message::Pong(p) => websocket::encode_pong(&mut frame, p),
+        Message::Close(close) => {
+            if let Some(c) = close {
+                assert!(websocket::valid_close_code(c.code) && c.reason.len() <= 123);
+            }
+            let (code, reason) = close.as_ref().map_or((None, ""), |c| (Some(c.code), &c.reason));
+            websocket::encode_close(&mut frame, code, reason);
+        }
+    }
+    let mask = (i as u32).wrapping_mul(0x9E37_79B9).to_be_bytes();
+    let mut buf = BytesMut::from(&mask_frame(&frame, mask)[..]);
+    let again = websocket::Decoder::new(0).decode(&mut buf);
+    assert_eq!(again, Ok(Some(message.clone())), "message {i} re-encoded");
+    assert!(buf.is_empty(), "message {i}: bytes left after re-decoding");
+}
+
+/// A server frame (unmasked, as `encode_*` write it) as a client sends it: the mask bit
+/// set, the key after the length, the payload masked (RFC 6455 §5.3).
+pub fn mask_frame(frame: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let size = match frame[1] & 0x7F {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    let mut out = frame[..size].to_vec();
+    out[1] |= 0x80;
+    out.extend_from_slice(&mask);
+    out.extend(frame[size..].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Target `handshake`: head bytes through [`parse_head`], then [`websocket::read_offer`],
+/// which must agree with [`reference_offer`] (gunicorn 27's rule written out plainly); an
+/// offer is accepted ([`websocket::write_accept`], the offer's protocols and extensions
+/// as the app's headers) and a refusal written, and what is written reads back with
+/// httparse as the response meant.
+pub fn handshake(data: &[u8]) {
+    let Ok(Some(head)) = parse_head(&mut BytesMut::from(data), &LIMITS[0]) else { return };
+    let offer = websocket::read_offer(&head);
+    let judged = offer.as_ref().map(|o| o.clone().map_err(|r| r.status));
+    assert_eq!(judged, reference_offer(&head), "read_offer against gunicorn's rule");
+    match offer {
+        None => {}
+        Some(Ok(offer)) => check_accept(&offer),
+        Some(Err(refusal)) => {
+            let mut out = Vec::new();
+            websocket::write_refusal(&mut out, &refusal);
+            let fields = read_response(&out, refusal.status);
+            let want: Vec<(Vec<u8>, Vec<u8>)> = (refusal.headers.iter())
+                .chain(&[("Content-Length", "0"), ("Connection", "close")])
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect();
+            assert_eq!(fields, want, "the refusal's headers");
+        }
+    }
+}
+
+/// gunicorn 27's `_is_websocket_upgrade`, `_handle_websocket` and
+/// `_build_websocket_scope`, on the fields as latin-1 text, as Python has them.
+fn reference_offer(head: &Head) -> Option<Result<websocket::Offer, u16>> {
+    let fields: Vec<(String, String)> = head
+        .fields()
+        .map(|(n, v)| {
+            (String::from_utf8_lossy(n).to_uppercase(), v.iter().map(|&b| char::from(b)).collect())
+        })
+        .collect();
+    let last = |name: &str| fields.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let upgrade = last("UPGRADE").map(|v| v.to_ascii_lowercase());
+    let connection = last("CONNECTION").map(|v| v.to_ascii_lowercase());
+    let is_upgrade = upgrade.as_deref() == Some("websocket")
+        && connection.is_some_and(|c| c.contains("upgrade"));
+    if head.method() != "GET" || !is_upgrade {
+        return None;
+    }
+    if last("SEC-WEBSOCKET-VERSION").as_deref().map(py_strip) != Some("13") {
+        return Some(Err(426));
+    }
+    let key = py_strip(&last("SEC-WEBSOCKET-KEY").unwrap_or_default()).to_owned();
+    // Python's b64decode refuses a str that is not ASCII; then 22 characters and "==".
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let chars: Vec<char> = key.chars().collect();
+    if !(chars.len() == 24 && chars[..22].iter().all(|&c| b64(c)) && key.ends_with("==")) {
+        return Some(Err(400));
+    }
+    let protocols = (fields.iter().find(|(n, _)| n == "SEC-WEBSOCKET-PROTOCOL"))
+        .map(|(_, v)| v.split(',').map(|p| py_strip(p).to_owned()).collect())
+        .unwrap_or_default();
+    let extensions = (fields.iter().filter(|(n, _)| n == "SEC-WEBSOCKET-EXTENSIONS"))
+        .flat_map(|(_, v)| v.split(',').map(|e| e.trim().to_owned()))
+        .filter(|e| !e.is_empty())
+        .collect();
+    Some(Ok(websocket::Offer { key, protocols, extensions }))
+}
+
+/// Python's `str.strip()`: `str.isspace()` is Unicode's White_Space and 0x1C-0x1F.
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
+}
+
+/// Accepts `offer` with its first protocol and, as the app's headers, each protocol as a
+/// name and each extension as a value: written only when all are valid, and then read
+/// back exactly.
+fn check_accept(offer: &websocket::Offer) {
+    let subprotocol = offer.protocols.first().map(String::as_str);
+    let mut headers: Vec<(&str, &str)> =
+        offer.protocols.iter().map(|p| (p.as_str(), "1")).collect();
+    headers.extend(offer.extensions.iter().map(|e| ("X-Extension", e.as_str())));
+    let valid =
+        subprotocol.into_iter().all(|p| p.is_empty() || is_field("Sec-WebSocket-Protocol", p))
+            && headers.iter().all(|(n, v)| is_field(n, v));
+    let mut out = Vec::new();
+    let written = websocket::write_accept(&mut out, offer, subprotocol, &headers);
+    assert_eq!(written.is_ok(), valid, "{written:?} for {subprotocol:?} {headers:?}");
+    if written.is_err() {
+        assert!(out.is_empty(), "nothing written on an error");
+        return;
+    }
+    let accept = websocket::accept_key(&offer.key);
+    let mut want = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        ("Sec-WebSocket-Accept".to_owned(), accept),
+    ];
+    want.extend(
+        subprotocol
+            .filter(|p| !p.is_empty())
+            .map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.to_owned())),
+    );
+    want.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let want: Vec<_> = want.iter().map(|(n, v)| (n.as_bytes().to_vec(), latin1(v))).collect();
+    assert_eq!(read_response(&out, 101), want, "the 101's headers");
+}
+
+/// A whole response head as httparse reads it: the status checked, the fields returned.
+fn read_response(out: &[u8], status: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
+    // A slot per line: an offer may carry more extensions than any fixed count.
+    let mut fields = vec![httparse::EMPTY_HEADER; out.iter().filter(|&&b| b == b'\n').count()];
+    let mut response = httparse::Response::new(&mut fields);
+    let parsed = response.parse(out);
+    assert_eq!(
+        parsed,
+        Ok(httparse::Status::Complete(out.len())),
+        "{:?}",
+        String::from_utf8_lossy(out)
+    );
+    assert_eq!(response.code, Some(status));
+    response.headers.iter().map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,6 +849,27 @@ mod tests {
         encode(b"\x2e404 Not Found\xfeBad Name\xfev\xfeUpgrade\xfeh2c\xfdbody");
         // An invalid status is only checked against the grammar.
         encode(b"\x0120 OK");
+    }
+
+    #[test]
+    fn websocket_reads_its_layout() {
+        let mut text = Vec::new();
+        websocket::encode_text(&mut text, "Hello");
+        let stream = mask_frame(&text, [1, 2, 3, 4]);
+        let seed = websocket_seed(4, &[3, 7], &stream);
+        let (_, _, cuts, rest) = split_input(&seed[1..]);
+        assert_eq!((cuts, rest), (vec![3, 7], &stream[..]));
+        assert_eq!(
+            ws_decode(&[rest], WS_LIMITS[4]),
+            vec![Ok(websocket::Message::Text("Hello".into()))]
+        );
+        assert_eq!(ws_decode(&[rest], WS_LIMITS[3]).len(), 1);
+        websocket(&seed);
+        handshake(
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+            Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Protocol: a, b c\r\n\r\n",
+        );
     }
 
     #[test]

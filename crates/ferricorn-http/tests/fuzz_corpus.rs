@@ -68,3 +68,13 @@ fn proxy_corpus() {
 fn uwsgi_corpus() {
     replay("uwsgi", fuzzing::uwsgi);
 }
+
+#[test]
+fn websocket_corpus() {
+    replay("websocket", fuzzing::websocket);
+}
+
+#[test]
+fn handshake_corpus() {
+    replay("handshake", fuzzing::handshake);
+}

@@ -22,14 +22,14 @@ const VERSION_HEADERS: &[(&str, &str)] = &[("Sec-WebSocket-Version", VERSION)];
 /// What a client's upgrade request offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
-    /// `Sec-WebSocket-Key`, trimmed: base64 of 16 bytes, hashed into the 101's accept key.
+    /// `Sec-WebSocket-Key`, trimmed as Python's `str.strip()`: base64 of 16 bytes, hashed into the 101's accept key.
     pub key: String,
     /// `Sec-WebSocket-Protocol` split on `,` and trimmed, in the client's order of
     /// preference: the ASGI scope's `subprotocols`. gunicorn reads the first such field
     /// only, and keeps empty items (`"a,,b"` gives `["a", "", "b"]`); so does this.
     pub protocols: Vec<String>,
-    /// `Sec-WebSocket-Extensions` items (every such field, split on `,`, trimmed, empty
-    /// items dropped), parameters included: none is accepted here, the list is for logs.
+    /// `Sec-WebSocket-Extensions` items (every such field, split on `,`, trimmed as the
+    /// protocols are, empty items dropped), parameters included: none is accepted here, the list is for logs.
     pub extensions: Vec<String>,
 }
 
@@ -111,27 +111,37 @@ pub fn read_offer(head: &Head) -> Option<Result<Offer, Refusal>> {
         return None;
     }
     // §4.2.1 item 6, §4.2.2: a version we do not speak gets 426 and the one we do.
-    if fields.version.map(<[u8]>::trim_ascii) != Some(VERSION.as_bytes()) {
+    if fields.version.map(py_strip) != Some(VERSION.as_bytes()) {
         let reason = "Sec-WebSocket-Version is not 13";
         return Some(Err(Refusal { status: 426, headers: VERSION_HEADERS, reason }));
     }
     // §4.2.1 item 5: the key is base64 of a 16-byte nonce.
-    let key = fields.key.map(<[u8]>::trim_ascii).unwrap_or_default();
+    let key = fields.key.map(py_strip).unwrap_or_default();
     if !valid_key(key) {
         let reason = "Sec-WebSocket-Key is not base64 of 16 bytes";
         return Some(Err(Refusal { status: 400, headers: &[], reason }));
     }
     let protocols = match fields.protocol {
-        Some(v) => v.split(|&b| b == b',').map(|p| latin1(p.trim_ascii())).collect(),
+        Some(v) => v.split(|&b| b == b',').map(|p| latin1(py_strip(p))).collect(),
         None => Vec::new(),
     };
     let extensions = (fields.extensions.iter())
         .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+        .map(py_strip)
         .filter(|e| !e.is_empty())
         .map(latin1)
         .collect();
     Some(Ok(Offer { key: latin1(key), protocols, extensions }))
+}
+
+/// Python's `str.strip()` on latin-1 text, as gunicorn trims the version, the key and
+/// each subprotocol: ASCII whitespace, the separators 0x1C-0x1F, NEL (0x85) and NBSP
+/// (0xA0), the last two being obs-text a field value may carry.
+fn py_strip(v: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b'\t'..=b'\r' | 0x1c..=0x20 | 0x85 | 0xa0);
+    let start = v.iter().position(|b| !space(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    &v[start..end]
 }
 
 /// A field value as the latin-1 text gunicorn (and the ASGI scope) sees.
@@ -241,7 +251,8 @@ mod tests {
 
     fn head_with(method: &str, fields: &str) -> Head {
         let raw = format!("{method} /chat HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
-        let mut buf = BytesMut::from(raw.as_bytes());
+        // Latin-1, as the rows mean their characters past ASCII.
+        let mut buf: BytesMut = raw.chars().map(|c| c as u8).collect();
         parse_head(&mut buf, &Limits::default()).expect("valid head").expect("whole head")
     }
 
@@ -341,6 +352,9 @@ mod tests {
             (key("AAAAAAAAAAAAAAAAAAAAA*=="), 400),
             (key("AAAAAAAAAAAAAAAAAAAAAA=A="), 400),
             (key("dGhlIHNhbXBsZSBub25jZQ=="), 0),
+            // gunicorn's `.strip()` is Python's: NBSP and NEL are whitespace too.
+            (key("dGhlIHNhbXBsZSBub25jZQ==\u{a0}"), 0),
+            (upgrade(&format!("Sec-WebSocket-Version: 13\u{85}\r\nSec-WebSocket-Key: {KEY}\r\n")), 0),
         ];
         for (fields, want) in rows {
             let got = read_offer(&head(&fields)).expect("an upgrade");
@@ -385,6 +399,16 @@ mod tests {
             assert_eq!(offer.protocols, protocols, "{extra:?}");
             assert_eq!(offer.extensions, extensions, "{extra:?}");
         }
+    }
+
+    /// The handshake fuzz target's first find: extensions were trimmed of ASCII space
+    /// only, the protocols as Python's `strip()` (fuzz/regressions/handshake).
+    #[test]
+    fn regression_extensions_are_trimmed_as_protocols_are() {
+        let base = format!("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n");
+        let fields = format!("{base}Sec-WebSocket-Extensions: a,\u{a0}b\u{85}, \u{a0}\r\n");
+        let offer = read_offer(&head(&upgrade(&fields))).unwrap().unwrap();
+        assert_eq!(offer.extensions, ["a", "b"]);
     }
 
     #[test]
