@@ -166,7 +166,7 @@ class Worker:
             elif kind == DRAINED:
                 cycle.drained()
             elif kind == CLOSED:
-                cycle.closed(scope)
+                cycle.closed(scope, more)
 
 
 class Cycle:
@@ -329,6 +329,7 @@ class WebSocket:
         "close_sent",
         "ended",
         "paused",
+        "reply_due",
         "task",
     )
 
@@ -347,6 +348,9 @@ class WebSocket:
         self.ended = None
         #: Rust stopped reading the socket until the app catches up.
         self.paused = False
+        #: A protocol error failed the socket: Rust sends the close frame once the app has
+        #: heard it, after the app's replies to the messages before it.
+        self.reply_due = False
         self.task = None
 
     async def run(self):
@@ -363,6 +367,7 @@ class WebSocket:
             _error("Error in WebSocket ASGI application", exc_info=True)
         finally:
             worker.cycles.pop(self.ident, None)
+        self.reply()
         if self.ended is None and not self.close_sent:
             # As gunicorn 27: refused with 403 (500 if the app raised) before accept, and
             # closed with 1011 after.
@@ -381,6 +386,7 @@ class WebSocket:
                 self.worker.answer(self.worker.server.flow(self.ident, False))
             return event
         if self.ended is not None:
+            self.reply()
             return self.ended
         self.waiter = self.worker.loop.create_future()
         try:
@@ -400,14 +406,23 @@ class WebSocket:
             self.paused = True
             self.worker.answer(self.worker.server.flow(self.ident, True))
 
-    def closed(self, event):
-        """The close handshake ended (or the client broke it off)."""
+    def closed(self, event, reply_due=False):
+        """The close handshake ended, the client broke it off, or broke the protocol
+        (``reply_due``: our close frame waits for the app to hear of it)."""
         if self.ended is None:
             self.ended = event
+            self.reply_due = reply_due
         self.drained()
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(self.inbox.popleft() if self.inbox else self.ended)
+            waiter.set_result(self.ended)
+            self.reply()
+
+    def reply(self):
+        """The app has heard of a failure (or is done): Rust sends the close frame."""
+        if self.reply_due:
+            self.reply_due = False
+            self.worker.answer(self.worker.server.close(self.ident, self.ended["code"], ""))
 
     def disconnected(self):
         """The connection was lost with no close frame."""
@@ -427,7 +442,8 @@ class WebSocket:
         if kind == "websocket.send":
             if not self.accepted:
                 raise RuntimeError("websocket.send before websocket.accept")
-            if self.ended is not None or self.close_sent:
+            # A failed socket still takes the replies to the messages before the failure.
+            if self.close_sent or (self.ended is not None and not self.reply_due):
                 raise ClientDisconnected("the WebSocket is closed")
             text = message.get("text")
             if text is not None:
@@ -453,7 +469,7 @@ class WebSocket:
             self.accepted = True
         elif kind == "websocket.close":
             if self.close_sent or self.ended is not None:
-                return
+                return self.reply()
             self.close_sent = True
             if self.accepted:
                 code = message.get("code", 1000)

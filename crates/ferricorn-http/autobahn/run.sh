@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Autobahn's fuzzingclient (cases 1-10; 12 and 13 are permessage-deflate, which neither
-# server negotiates) against examples/ws_echo.rs and gunicorn 27 `-k asgi` running
-# asgi_echo.py, in one run. Prints each server's counts of OK, NON-STRICT, FAILED,
+# Autobahn's fuzzingclient (cases 1-10; 12 and 13 are permessage-deflate, which no
+# server here negotiates) against examples/ws_echo.rs, ferricorn `-k asgi` (.venv's build:
+# `make build` first) and gunicorn 27 `-k asgi`, the last two running asgi_echo.py, in one
+# run. Prints each server's counts of OK, NON-STRICT, FAILED,
 # INFORMATIONAL and UNIMPLEMENTED, and writes the HTML report to $OUT.
 #
 #   WSTEST=/path/to/wstest PYTHON=.venv/bin/python crates/ferricorn-http/autobahn/run.sh
@@ -40,14 +41,20 @@ GUNICORN_PORT=$(free_port)
 "$PYTHON" -m gunicorn -k asgi -w 1 -b "127.0.0.1:$GUNICORN_PORT" --chdir "$HERE" \
     asgi_echo:app > "$OUT/gunicorn.log" 2>&1 &
 pids+=($!)
+FERRICORN_PORT=$(free_port)
+"$ROOT/.venv/bin/ferricorn" -k asgi -w 1 -b "127.0.0.1:$FERRICORN_PORT" --chdir "$HERE" \
+    asgi_echo:app > "$OUT/ferricorn.log" 2>&1 &
+pids+=($!)
 wait_port "$ECHO_PORT"
 wait_port "$GUNICORN_PORT"
+wait_port "$FERRICORN_PORT"
 
 cat > "$OUT/fuzzingclient.json" <<JSON
 {
   "outdir": "$OUT/reports",
   "servers": [
     {"agent": "ferricorn-http ws_echo", "url": "ws://127.0.0.1:$ECHO_PORT"},
+    {"agent": "ferricorn -k asgi", "url": "ws://127.0.0.1:$FERRICORN_PORT"},
     {"agent": "gunicorn 27 -k asgi", "url": "ws://127.0.0.1:$GUNICORN_PORT"}
   ],
   "cases": $CASES,

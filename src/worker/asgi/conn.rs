@@ -60,7 +60,17 @@ pub enum Note {
     /// A WebSocket message, text or binary (`websocket.receive`).
     Message(Message),
     /// The WebSocket closed: the code and reason the app hears in `websocket.disconnect`.
-    Closed(u16, String),
+    Closed {
+        /// The close code (1006: lost without a close frame).
+        code: u16,
+        /// The close reason.
+        reason: String,
+        /// A protocol error failed it and our close frame is not sent yet: the bridge
+        /// sends it ([`Conn::ws_close`]) once the app has heard the close, so that what
+        /// the app sent for the messages before the error goes out first (Autobahn's
+        /// strict cases 3 to 5), or [`ws::FAIL_TIMEOUT`] later.
+        reply_due: bool,
+    },
 }
 
 /// What an access log line is made of, kept from the head to the response's end.

@@ -372,7 +372,8 @@ fn a_websocket_client_close_is_echoed_and_told_to_the_app() {
     payload.extend_from_slice(b"bye");
     rig.send(&client_frame(8, &payload, true));
     let notes = rig.take();
-    assert!(matches!(&notes[..], [Note::Closed(4000, r)] if r == "bye"), "{notes:?}");
+    let told = matches!(&notes[..], [Note::Closed { code: 4000, reason, reply_due: false }] if reason == "bye");
+    assert!(told, "{notes:?}");
     assert_eq!(rig.frames(), vec![(8, 4000u16.to_be_bytes().to_vec())]);
     assert!(!rig.conn.is_serving(), "the server closes the TCP connection");
 }
@@ -388,24 +389,32 @@ fn a_websocket_app_close_waits_for_the_clients_answer() {
     rig.conn.ws_send(b"late", false, rig.now, &mut rig.notes).unwrap();
     assert_eq!(rig.frames().len(), 1, "nothing after our close frame");
     rig.send(&client_frame(8, &4001u16.to_be_bytes(), true));
-    assert!(rig.take().iter().any(|n| matches!(n, Note::Closed(4001, _))));
+    assert!(rig.take().iter().any(|n| matches!(n, Note::Closed { code: 4001, .. })));
     assert!(!rig.conn.is_serving());
 }
 
 #[test]
-fn a_websocket_protocol_error_closes_with_its_code() {
+fn a_websocket_protocol_error_closes_with_its_code_after_the_apps_replies() {
     let rows: &[(&[u8], u16)] = &[
         (&[0x81, 0x02, b'h', b'i'], 1002),             // unmasked
         (&client_frame(1, &[0xff], true), 1007),       // not UTF-8
         (&client_frame(0, b"stray", true), 1002),      // nothing to continue
         (&client_frame(2, &[b'x'; 2000], true), 1009), // over the limit
     ];
-    for (bytes, code) in rows {
+    for (bad, code) in rows {
         let mut rig = Rig::accepted(1000);
-        rig.send(bytes);
+        let mut bytes = client_frame(1, b"before", true);
+        bytes.extend_from_slice(bad);
+        rig.send(&bytes);
         let notes = rig.take();
-        assert!(matches!(&notes[..], [Note::Closed(c, _)] if c == code), "{code}: {notes:?}");
-        assert_eq!(rig.frames(), vec![(8, code.to_be_bytes().to_vec())], "{code}");
+        let failed = matches!(&notes[..], [Note::Message(_), Note::Closed { code: c, reply_due: true, .. }] if c == code);
+        assert!(failed, "{code}: {notes:?}");
+        assert_eq!(rig.frames(), vec![], "{code}: no close frame before the app heard");
+        rig.conn.ws_send(b"before", true, rig.now, &mut rig.notes).unwrap();
+        rig.conn.ws_close(*code, "", rig.now, &mut rig.notes);
+        let want = vec![(1, b"before".to_vec()), (8, code.to_be_bytes().to_vec())];
+        assert_eq!(rig.frames(), want, "{code}: the app's reply, then the close");
+        assert!(!rig.conn.is_serving(), "{code}");
     }
 }
 
@@ -414,7 +423,7 @@ fn a_websocket_lost_without_a_close_is_1006() {
     let mut rig = Rig::accepted(1 << 20);
     rig.wire(|w| w.fin = true);
     rig.edge();
-    assert!(matches!(&rig.take()[..], [Note::Closed(1006, _)]));
+    assert!(matches!(&rig.take()[..], [Note::Closed { code: 1006, reply_due: false, .. }]));
 }
 
 #[test]

@@ -257,9 +257,9 @@ impl Server {
                     let event = scope::message(py, message)?;
                     (MESSAGE, id, event.into_any(), py.None().into_bound(py), false)
                 }
-                Note::Closed(code, reason) => {
+                Note::Closed { code, reason, reply_due } => {
                     let event = scope::disconnect(py, code, &reason)?;
-                    (CLOSED, id, event.into_any(), py.None().into_bound(py), false)
+                    (CLOSED, id, event.into_any(), py.None().into_bound(py), reply_due)
                 }
                 Note::Body(data, more) => {
                     (BODY, id, py.None().into_bound(py), PyBytes::new(py, &data).into_any(), more)

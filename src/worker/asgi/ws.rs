@@ -22,6 +22,9 @@ pub const ABNORMAL: u16 = 1006;
 const NO_STATUS: u16 = 1005;
 /// §7.4.1: the endpoint is going away (a graceful stop of the worker).
 pub const GOING_AWAY: u16 = 1001;
+/// How long a failed WebSocket waits for the app to hear of it before its close frame
+/// goes out anyway (the loop's sweep closes it; the app's late messages are lost).
+pub const FAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where the close handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,9 @@ enum Closing {
     Open,
     /// Our close frame is queued; the client's answer is awaited (up to [`CLOSE_TIMEOUT`]).
     Sent,
+    /// The client broke the protocol (the code to close with): nothing more is read,
+    /// the app's replies to the messages before still go out, then the close frame.
+    Failed(u16),
 }
 
 /// An accepted WebSocket.
@@ -134,7 +140,7 @@ impl<T: Transport> Conn<T> {
         let Phase::WebSocket(session) = &self.phase else {
             return Err("websocket.send before websocket.accept");
         };
-        if session.closing != Closing::Open {
+        if session.closing == Closing::Sent {
             return Ok(false);
         }
         match text {
@@ -155,6 +161,14 @@ impl<T: Transport> Conn<T> {
     /// the client's answer is awaited for [`CLOSE_TIMEOUT`].
     pub fn ws_close(&mut self, code: u16, reason: &str, now: Instant, notes: &mut Vec<Note>) {
         let Phase::WebSocket(session) = &mut self.phase else { return };
+        if let Closing::Failed(code) = session.closing {
+            // The app has heard of the failure: the close frame, and no answer awaited
+            // (the decoder is done with this client).
+            websocket::encode_close(&mut self.out, Some(code), "");
+            self.phase = Phase::Closing;
+            self.deadline = now + CLOSE_TIMEOUT;
+            return self.flush(now, notes);
+        }
         if session.closing != Closing::Open {
             return;
         }
@@ -218,11 +232,17 @@ impl<T: Transport> Conn<T> {
                 }
                 Err(e) => {
                     let code = e.close_code();
-                    tracing::debug!("WebSocket closed with {code}: {e:?}");
-                    if session.closing == Closing::Open {
-                        websocket::encode_close(&mut self.out, Some(code), "");
+                    tracing::debug!("WebSocket failed with {code}: {e:?}");
+                    if session.closing == Closing::Sent {
+                        return self.ws_end(code, String::new(), now, notes);
                     }
-                    return self.ws_end(code, String::new(), now, notes);
+                    // §7.1.7: fail the connection, after what the app still says.
+                    session.closing = Closing::Failed(code);
+                    session.paused = true;
+                    self.deadline = now + FAIL_TIMEOUT;
+                    let reason = String::new();
+                    notes.push(Note::Closed { code, reason, reply_due: true });
+                    return false;
                 }
             }
         }
@@ -235,7 +255,7 @@ impl<T: Transport> Conn<T> {
     /// The WebSocket is over: the app hears `websocket.disconnect`, and the server
     /// closes the TCP connection once its last frame is out (§7.1.1: the server first).
     fn ws_end(&mut self, code: u16, reason: String, now: Instant, notes: &mut Vec<Note>) -> bool {
-        notes.push(Note::Closed(code, reason));
+        notes.push(Note::Closed { code, reason, reply_due: false });
         self.phase = Phase::Closing;
         self.deadline = now + CLOSE_TIMEOUT;
         true
