@@ -10,7 +10,7 @@ See docs/asgi.md.
 import asyncio
 import traceback
 
-from ferricorn import _ferricorn
+from ferricorn import _asgi_hooks, _ferricorn
 
 REQUEST, BODY, DISCONNECT, DRAINED = 0, 1, 2, 3
 #: A server call's answer bits: the response queue is full; events are waiting.
@@ -82,6 +82,8 @@ class Worker:
         self.cycles = {}
         #: ``on_ready`` is scheduled: events a server call let through are owed.
         self.owed = False
+        #: ``pre_request`` and ``post_request``; ``None`` when neither is defined.
+        self.hooks = _asgi_hooks.load(settings["access_log"])
 
     async def main(self):
         if self.lifespan_mode != "off":
@@ -185,8 +187,12 @@ class Cycle:
 
     async def run(self):
         worker = self.worker
+        hooks = worker.hooks
+        hooked = None if hooks is None else hooks.exchange(self.ident, self.scope, self.send)
         try:
-            await worker.app(self.scope, self.receive, self.send)
+            if hooked is not None:
+                await hooked.pre_request()
+            await worker.app(self.scope, self.receive, self.send if hooked is None else hooked.send)
         except asyncio.CancelledError:
             pass
         except BaseException:
@@ -205,6 +211,8 @@ class Cycle:
                 worker.answer(worker.server.fail(self.ident))
         finally:
             worker.cycles.pop(self.ident, None)
+            if hooked is not None:
+                hooked.post_request()
 
     async def receive(self):
         body = self.body

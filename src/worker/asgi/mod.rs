@@ -66,6 +66,10 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             config.asgi.disconnect_grace.as_secs_f64().into_pyobject(py).map(|v| v.into_any()),
         ),
         ("boot_error", exit::WORKER_BOOT_ERROR.into_pyobject(py).map(|v| v.into_any())),
+        (
+            "access_log",
+            crate::wsgi::access::enabled().into_pyobject(py).map(|v| v.to_owned().into_any()),
+        ),
     ];
     let run = || -> PyResult<i32> {
         let dict = pyo3::types::PyDict::new(py);
@@ -240,6 +244,7 @@ impl Server {
         for (id, note) in notes {
             let event = match note {
                 Note::Request(arrived) => {
+                    crate::hooks::count_request();
                     let scope =
                         scope::http(py, &arrived, &arrived.peer, arrived.listener, &self.place)?;
                     let body = PyBytes::new(py, &arrived.body);
