@@ -146,8 +146,11 @@ pub struct Settings {
     pub forwarded: crate::forwarded::Policy,
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
-    /// `--read-timeout`: how long a client may keep an app that awaits its body waiting.
+    /// `--read-timeout`: how long a client may keep an app that awaits its body waiting
+    /// (and send its PROXY header in).
     pub read_timeout: Duration,
+    /// `--proxy-protocol` and `--proxy-allow-from` (read in `asgi/front.rs`).
+    pub proxy: crate::worker::preamble::Settings,
 }
 
 impl Settings {
@@ -629,6 +632,24 @@ impl<T: Transport> Conn<T> {
         if self.is_idle() {
             self.phase = Phase::Done;
         }
+    }
+}
+
+/// How a connection opened behind a PROXY header starts (`asgi/front.rs`).
+impl<T: Transport> Conn<T> {
+    /// `received`: the bytes that came after the header, the start of the first request.
+    pub fn with_received(mut self, received: BytesMut) -> Self {
+        self.rbuf = received;
+        self
+    }
+
+    /// A connection refused before its first request (its PROXY header): the error page
+    /// for `status`, then the close.
+    pub fn refused(mut self, status: u16, now: Instant) -> Self {
+        self.queue(&ENCODER.error_page(status));
+        self.phase = Phase::Closing;
+        self.deadline = now + CLOSE_TIMEOUT;
+        self
     }
 }
 

@@ -62,6 +62,7 @@ fn settings() -> Settings {
         forwarded: crate::forwarded::Policy::default(),
         keepalive: Duration::from_secs(2),
         read_timeout: Duration::from_secs(3),
+        proxy: Default::default(),
     }
 }
 
@@ -282,4 +283,34 @@ fn a_client_stalling_a_body_the_app_awaits_meets_the_read_timeout() {
     rig.send(b"defghij");
     assert!(rig.take().iter().any(|n| matches!(n, Note::Body(_, false))));
     assert!(rig.conn.deadline() > rig.now + Duration::from_secs(3600), "the body came");
+}
+
+/// Behind a PROXY header: the bytes after it are the first request's; a refused header
+/// gets its page and the close, and never reaches the app.
+#[test]
+fn a_connection_opened_behind_a_proxy_header() {
+    let rows: &[(Option<u16>, &str)] =
+        &[(None, ""), (Some(403), "HTTP/1.1 403 Forbidden"), (Some(400), "HTTP/1.1 400 Bad")];
+    for &(refused, page) in rows {
+        let mut rig = Rig::new();
+        let conn = std::mem::replace(
+            &mut rig.conn,
+            Conn::new(Mock::default(), Peer::new("", ""), 0, rig.now, Duration::ZERO),
+        );
+        rig.conn = match refused {
+            None => {
+                conn.with_received(BytesMut::from(&b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"[..]))
+            }
+            Some(status) => conn.refused(status, rig.now),
+        };
+        rig.edge();
+        let notes = rig.take();
+        match refused {
+            None => assert_eq!(request(&notes[0]).head.target(), "/after"),
+            Some(_) => {
+                assert!(notes.is_empty(), "{notes:?}");
+                assert!(rig.written().starts_with(page), "{}", rig.written());
+            }
+        }
+    }
 }

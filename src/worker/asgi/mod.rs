@@ -166,6 +166,7 @@ impl Server {
             forwarded: config.forwarded.clone(),
             keepalive: config.keepalive,
             read_timeout: config.read_timeout,
+            proxy: config.proxy_protocol.clone(),
         };
         let registry = poll.registry().try_clone()?;
         let core = Core::new(
