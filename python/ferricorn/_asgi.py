@@ -10,7 +10,7 @@ See docs/asgi.md.
 import asyncio
 import traceback
 
-from ferricorn import _asgi_hooks, _ferricorn
+from ferricorn import _asgi_deadline, _asgi_hooks, _ferricorn
 
 REQUEST, BODY, DISCONNECT, DRAINED = 0, 1, 2, 3
 #: A server call's answer bits: the response queue is full; events are waiting.
@@ -84,6 +84,8 @@ class Worker:
         self.owed = False
         #: ``pre_request`` and ``post_request``; ``None`` when neither is defined.
         self.hooks = _asgi_hooks.load(settings["access_log"])
+        #: ``--request-timeout``; ``None`` when off.
+        self.deadline = _asgi_deadline.load(settings["request_timeout"], loop, server)
 
     async def main(self):
         if self.lifespan_mode != "off":
@@ -189,6 +191,7 @@ class Cycle:
         worker = self.worker
         hooks = worker.hooks
         hooked = None if hooks is None else hooks.exchange(self.ident, self.scope, self.send)
+        timer = None if worker.deadline is None else worker.deadline.arm(self)
         try:
             if hooked is not None:
                 await hooked.pre_request()
@@ -211,6 +214,8 @@ class Cycle:
                 worker.answer(worker.server.fail(self.ident))
         finally:
             worker.cycles.pop(self.ident, None)
+            if timer is not None:
+                timer.cancel()
             if hooked is not None:
                 hooked.post_request()
 

@@ -509,11 +509,16 @@ impl<T: Transport> Conn<T> {
     /// The app failed: a 500 if nothing was sent, else the connection closes (the client
     /// cannot tell where the response would have ended).
     pub fn fail(&mut self, now: Instant, notes: &mut Vec<Note>) {
+        self.fail_with(500, now, notes);
+    }
+
+    /// [`Conn::fail`] with the error page's `status` (504: `--request-timeout`).
+    pub fn fail_with(&mut self, status: u16, now: Instant, notes: &mut Vec<Note>) {
         let Phase::Serving(ex) = &mut self.phase else { return };
-        let page = (ex.response == Response::NotStarted).then(|| ENCODER.error_page(500));
+        let page = (ex.response == Response::NotStarted).then(|| ENCODER.error_page(status));
         if let Some(mut log) = ex.log.take() {
             if page.is_some() {
-                (log.status, log.headers) = (500, Vec::new());
+                (log.status, log.headers) = (status, Vec::new());
             }
             notes.push(Note::Finished(log));
         }

@@ -58,6 +58,8 @@ pub enum Command {
     Pull(Id),
     /// The app failed: a 500 if nothing was sent, else the close.
     Fail(Id),
+    /// `--request-timeout` passed: a 504 if nothing was sent, else the close.
+    TimedOut(Id),
 }
 
 /// A connection slot.
@@ -281,7 +283,7 @@ impl Core {
     pub fn apply(&mut self, command: Command, now: Instant) -> Result<bool, &'static str> {
         let id = match &command {
             Command::Start { id, .. } | Command::Body { id, .. } => *id,
-            Command::Pull(id) | Command::Fail(id) => *id,
+            Command::Pull(id) | Command::Fail(id) | Command::TimedOut(id) => *id,
         };
         // A request that is over (the client gone): its messages go nowhere.
         let Some(token) = self.live(id) else { return Ok(false) };
@@ -303,6 +305,10 @@ impl Core {
             }
             Command::Fail(_) => {
                 conn.fail(now, &mut self.fresh);
+                Ok(())
+            }
+            Command::TimedOut(_) => {
+                conn.fail_with(504, now, &mut self.fresh);
                 Ok(())
             }
         };

@@ -67,6 +67,10 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
         ),
         ("boot_error", exit::WORKER_BOOT_ERROR.into_pyobject(py).map(|v| v.into_any())),
         (
+            "request_timeout",
+            config.request_timeout.map(|t| t.as_secs_f64()).into_pyobject(py).map(|v| v.into_any()),
+        ),
+        (
             "access_log",
             crate::wsgi::access::enabled().into_pyobject(py).map(|v| v.to_owned().into_any()),
         ),
@@ -300,6 +304,11 @@ impl Server {
     /// The app failed.
     fn fail(&mut self, id: Id) -> PyResult<u8> {
         self.command(Command::Fail(id))
+    }
+
+    /// `--request-timeout` passed for the request (its task is being cancelled).
+    fn timed_out(&mut self, id: Id) -> PyResult<u8> {
+        self.command(Command::TimedOut(id))
     }
 
     /// The loop's periodic turn: the heartbeat, USR1, deadlines, a graceful stop.
