@@ -314,3 +314,23 @@ fn a_connection_opened_behind_a_proxy_header() {
         }
     }
 }
+
+/// `--request-timeout`: its page (504) when the response had not started; a response that
+/// had is cut (no last chunk), as when the app fails mid-response.
+#[test]
+fn a_request_past_its_deadline_is_a_504_or_a_cut() {
+    for started in [false, true] {
+        let mut rig = Rig::new();
+        rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        rig.take();
+        if started {
+            rig.respond(&[], b"first", true);
+        }
+        rig.conn.fail_with(504, rig.now, &mut rig.notes);
+        let out = rig.written();
+        let page = out.starts_with("HTTP/1.1 504 Gateway Timeout\r\n");
+        assert_eq!(page, !started, "{out}");
+        assert!(!out.ends_with("0\r\n\r\n"), "{out}");
+        assert!(matches!(rig.conn.phase, Phase::Linger | Phase::Done));
+    }
+}
