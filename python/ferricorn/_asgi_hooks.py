@@ -59,18 +59,34 @@ class Hooks:
 class Exchange:
     """One request's hooks, and what ``post_request`` is told of its response."""
 
-    __slots__ = ("hooks", "slot", "scope", "inner", "req", "nr", "status", "headers", "sent")
+    __slots__ = (
+        "hooks",
+        "slot",
+        "scope",
+        "inner",
+        "send",
+        "req",
+        "worker",
+        "nr",
+        "status",
+        "headers",
+        "sent",
+    )
 
     def __init__(self, hooks: Hooks, slot: int, scope: dict, send):
         self.hooks = hooks
         #: The connection's slot.
         self.slot = slot
         self.scope = scope
-        #: The connection's own ``send``, which :meth:`send` wraps.
+        #: The connection's own ``send``.
         self.inner = send
+        #: The ``send`` the app gets: one that notes the response for ``post_request``'s
+        #: ``resp`` when there is one to build, else the connection's own.
+        self.send = self._noting if hooks.post and hooks.access_log else send
         self.req = Request(scope)
-        #: ``worker.nr`` as both hooks see it.
-        self.nr = max(_hooks._worker_now().nr - 1, 0)
+        #: The hooks' ``worker``, and ``worker.nr`` as both hooks see it.
+        self.worker = _hooks._worker_now()
+        self.nr = max(self.worker.nr - 1, 0)
         #: The response's status (500 until it starts, as gunicorn's), headers and
         #: body bytes.
         self.status = 500
@@ -87,11 +103,10 @@ class Exchange:
             if before is not None and not before.done():
                 await asyncio.wait([before])
         if self.hooks.pre is not None:
-            worker = _hooks._worker_now()
-            worker.nr = self.nr
-            self.hooks.pre(worker, self.req)
+            self.worker.nr = self.nr
+            self.hooks.pre(self.worker, self.req)
 
-    async def send(self, message: dict) -> None:
+    async def _noting(self, message: dict) -> None:
         """The app's ``send``, noting what ``post_request``'s ``resp`` shows."""
         kind = message.get("type")
         if kind == "http.response.start":
@@ -126,9 +141,8 @@ class Exchange:
         if self.hooks.access_log:
             environ = self.environ()
             resp = Response(self.status, self.headers, self.sent)
-        worker = _hooks._worker_now()
-        worker.nr = self.nr
-        _config.call_hook("post_request", worker, self.req, environ, resp)
+        self.worker.nr = self.nr
+        _config.call_hook("post_request", self.worker, self.req, environ, resp)
 
     def environ(self) -> dict:
         """gunicorn's ``_build_environ``: the few keys its access log reads."""
@@ -154,7 +168,22 @@ class Request:
     ``headers_bytes`` (the scope's), ``scheme``, ``raw_path``, ``content_length``,
     ``chunked``, ``must_close``, ``proxy_protocol_info``, ``should_close()`` and
     ``get_header()``. It has no ``body``, ``remote_addr`` or ``peer_addr``: gunicorn's
-    has none either (the app reads the body through ``receive``)."""
+    has none either (the app reads the body through ``receive``). As in gunicorn, the
+    text headers (and what is read from them) are only built when a hook reads them."""
+
+    __slots__ = (
+        "method",
+        "raw_path",
+        "path",
+        "query",
+        "uri",
+        "fragment",
+        "version",
+        "headers_bytes",
+        "scheme",
+        "proxy_protocol_info",
+        "_headers",
+    )
 
     def __init__(self, scope: dict):
         self.method = scope["method"]
@@ -164,20 +193,39 @@ class Request:
         target = self.raw_path.decode("latin-1")
         self.uri = f"{target}?{self.query}" if self.query else target
         self.fragment = ""
-        major, _, minor = scope["http_version"].partition(".")
-        self.version = (int(major), int(minor or 0))
+        self.version = (1, 0) if scope["http_version"] == "1.0" else (1, 1)
         self.headers_bytes = scope["headers"]
-        self.headers = [
-            (name.decode("latin-1").upper(), value.decode("latin-1"))
-            for name, value in self.headers_bytes
-        ]
         self.scheme = scope["scheme"]
-        length = self.get_header("CONTENT-LENGTH")
-        self.content_length = int(length) if length and length.isdigit() else 0
-        coding = (self.get_header("TRANSFER-ENCODING") or "").lower()
-        self.chunked = coding.rstrip(" \t").endswith("chunked")
-        self.must_close = self.should_close()
         self.proxy_protocol_info = None
+        self._headers = None
+
+    @property
+    def headers(self) -> list:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = [
+                (name.decode("latin-1").upper(), value.decode("latin-1"))
+                for name, value in self.headers_bytes
+            ]
+        return headers
+
+    @headers.setter
+    def headers(self, value: list) -> None:
+        self._headers = value
+
+    @property
+    def content_length(self) -> int:
+        length = self.get_header("CONTENT-LENGTH")
+        return int(length) if length and length.isdigit() else 0
+
+    @property
+    def chunked(self) -> bool:
+        coding = (self.get_header("TRANSFER-ENCODING") or "").lower()
+        return coding.rstrip(" \t").endswith("chunked")
+
+    @property
+    def must_close(self) -> bool:
+        return self.should_close()
 
     def should_close(self) -> bool:
         """gunicorn's: ``Connection`` decides, else the version."""
