@@ -85,7 +85,7 @@ class Worker:
         #: ``pre_request`` and ``post_request``; ``None`` when neither is defined.
         self.hooks = _asgi_hooks.load(settings["access_log"])
         #: ``--request-timeout``; ``None`` when off.
-        self.deadline = _asgi_deadline.load(settings["request_timeout"], loop, server)
+        self.deadline = _asgi_deadline.load(settings["request_timeout"], self)
 
     async def main(self):
         if self.lifespan_mode != "off":
@@ -93,6 +93,8 @@ class Worker:
             if code is not None:
                 return code
         fd = self.server.fd()
+        if self.deadline is not None:
+            self.deadline.start()
         self.loop.add_reader(fd, self.on_ready)
         self.on_ready()
         code = None
@@ -102,6 +104,8 @@ class Worker:
                 code = self.server.tick()
         finally:
             self.loop.remove_reader(fd)
+            if self.deadline is not None:
+                self.deadline.stop()
         for cycle in list(self.cycles.values()):
             cycle.cancel()
         if self.lifespan is not None:
@@ -169,6 +173,7 @@ class Cycle:
         "complete",
         "gone",
         "task",
+        "born",
     )
 
     def __init__(self, worker, ident, scope, body, more):
@@ -186,12 +191,15 @@ class Cycle:
         self.complete = False
         self.gone = False
         self.task = None
+        #: When the app got the request (``loop.time()``), for ``--request-timeout``.
+        self.born = None
 
     async def run(self):
         worker = self.worker
         hooks = worker.hooks
         hooked = None if hooks is None else hooks.exchange(self.ident, self.scope, self.send)
-        timer = None if worker.deadline is None else worker.deadline.arm(self)
+        if worker.deadline is not None:
+            self.born = worker.loop.time()
         try:
             if hooked is not None:
                 await hooked.pre_request()
@@ -214,8 +222,6 @@ class Cycle:
                 worker.answer(worker.server.fail(self.ident))
         finally:
             worker.cycles.pop(self.ident, None)
-            if timer is not None:
-                timer.cancel()
             if hooked is not None:
                 hooked.post_request()
 
