@@ -200,6 +200,12 @@ pub fn request_started(py: Python<'_>, environ: &Bound<'_, PyAny>) {
     call(py, Hook::PreRequest, (environ,));
 }
 
+/// A request reached the app of a worker whose hooks are called from Python (the asgi
+/// worker's `_asgi_hooks`): counted for `worker.nr`.
+pub fn count_request() {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// `worker.nr`: the requests this worker has handed to the app.
 #[pyfunction]
 pub fn requests_handled() -> u64 {

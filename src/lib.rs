@@ -323,6 +323,14 @@ fn log_line(level: &str, message: &str) {
     }
 }
 
+/// An exception's line in the error log, counted as gunicorn counts `log.exception(...)`
+/// (`gunicorn.log.exception` only): for the asgi worker's Python side.
+#[pyfunction]
+fn log_exception(message: &str) {
+    crate::statsd::increment("gunicorn.log.exception");
+    log::write_uncounted(LogLevel::Error, message);
+}
+
 /// The settings reference table, for `make docs` and the test that keeps the page true.
 #[pyfunction]
 fn settings_markdown() -> String {
@@ -335,6 +343,7 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(settings_markdown, m)?)?;
     m.add_function(wrap_pyfunction!(log_line, m)?)?;
+    m.add_function(wrap_pyfunction!(log_exception, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::requests_handled, m)?)?;
     m.add("ClientDisconnected", m.py().get_type::<wsgi::ClientDisconnected>())?;
     m.add_class::<wsgi::FileWrapper>()?;

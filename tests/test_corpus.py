@@ -137,6 +137,8 @@ def servers():
                 if worker_class == "gunicorn":  # the reference, gunicorn 27's sync worker
                     flags += ["--no-control-socket"]
                     server = running("apps.echo:app", *flags, command=GUNICORN)
+                elif worker_class == "asgi":  # the PROXY cases only, on its ASGI echo
+                    server = running("apps.echo:asgi_app", *flags, workers=2, worker_class="asgi")
                 else:
                     server = running("apps.echo:app", *flags, workers=2, worker_class=worker_class)
                 started[key] = stack.enter_context(server)
@@ -422,6 +424,30 @@ def test_invalid(servers, worker_class, name, mode):
     recorded(worker_class, "invalid", name, mode, check)
 
 
+# The asgi worker (its ASGI echo, ``apps.echo:asgi_app``) on the cases that read a PROXY
+# protocol header: the header parser is the WSGI workers', its connection is the asgi one's.
+# The splits without the FIN only: the asgi worker takes a FIN behind a whole request for
+# the client gone (``http.disconnect``), as gunicorn's ``-k asgi`` does (it closes without
+# an answer), where the WSGI workers answer (RFC 9112 §9.6).
+ASGI_MODES = SPLITS
+PROXY_VALID = [
+    n for n in VALID if "proxy_protocol" in CORPUS["valid"][n.removesuffix("+host")]["cfg"]
+]
+PROXY_INVALID = [n for n in INVALID if "proxy_protocol" in CORPUS["invalid"][n]["cfg"]]
+
+
+@pytest.mark.parametrize("mode", ASGI_MODES)
+@pytest.mark.parametrize("name", PROXY_VALID)
+def test_asgi_proxy_valid(servers, name, mode):
+    recorded("asgi", "valid", name, mode, partial(check_valid, servers, "asgi", name, mode))
+
+
+@pytest.mark.parametrize("mode", ASGI_MODES)
+@pytest.mark.parametrize("name", PROXY_INVALID)
+def test_asgi_proxy_invalid(servers, name, mode):
+    recorded("asgi", "invalid", name, mode, partial(check_invalid, servers, "asgi", name, mode))
+
+
 # --- the limits: the same bytes get the same answer however they arrive (bug 7) ---------------
 
 
@@ -502,12 +528,14 @@ def summary_lines() -> list[str]:
         return []
     lines = []
     failures = []
-    for worker_class in WORKER_CLASSES:
+    for worker_class in [*WORKER_CLASSES, "asgi"]:
         if not any(key[0] == worker_class for key in RESULTS):
             continue
-        for kind, names in [("valid", VALID), ("invalid", INVALID)]:
+        every = [("valid", VALID), ("invalid", INVALID)]
+        proxied = [("valid", PROXY_VALID), ("invalid", PROXY_INVALID)]
+        for kind, names in proxied if worker_class == "asgi" else every:
             counts = []
-            for mode in MODES:
+            for mode in ASGI_MODES if worker_class == "asgi" else MODES:
                 (passed, failed), fails = _tally(worker_class, kind, names, mode)
                 failures += fails
                 text = f"{mode} {passed}/{len(names)}"

@@ -35,8 +35,10 @@ from conftest import (
     send_pieces,
     wait_for,
 )
+from test_tls import certs as certs  # the fixture
 
 APP = "apps.proxy_protocol_app:app"
+ASGI_APP = "apps.proxy_protocol_app:asgi_app"
 GUNICORN = gunicorn_command()
 REQUEST = b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
 KEEP = b"GET /keep HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -71,14 +73,25 @@ def bytewise(data: bytes) -> list[bytes]:
 @pytest.fixture(scope="module")
 def servers():
     """A server for (who, flags): ``gunicorn`` (gunicorn 27's sync worker), ``gthread``
-    (gunicorn's), or a ferricorn worker class; one per distinct pair, started on first use."""
+    (gunicorn's), ``gunicorn-asgi`` (its ``-k asgi``, serving ``ASGI_APP``), or a ferricorn
+    worker class (``asgi`` serves ``ASGI_APP``); one per distinct pair, started on first
+    use."""
     with contextlib.ExitStack() as stack:
         started = {}
 
         def get(who: str, *flags: str):
             key = (who, flags)
             if key not in started:
-                if who in ("gunicorn", "gthread"):
+                if who in ("asgi", "gunicorn-asgi"):
+                    command = GUNICORN if who == "gunicorn-asgi" else None
+                    cm = running(
+                        ASGI_APP,
+                        *flags,
+                        "--no-control-socket",
+                        worker_class="asgi",
+                        command=command,
+                    )
+                elif who in ("gunicorn", "gthread"):
                     extra = ["-k", "gthread", "--threads", "2"] if who == "gthread" else []
                     cm = running(APP, *flags, "--no-control-socket", *extra, command=GUNICORN)
                 else:
@@ -154,6 +167,115 @@ def test_side_by_side_with_gunicorn(servers, flags, name, worker_class):
     want = ask(servers("gunicorn", *flags), pieces, pace)[:2]
     got = ask(servers(worker_class, *flags), pieces, pace)[:2]
     assert got == want
+
+
+# Where gunicorn 27's ``-k asgi`` answers otherwise than its WSGI workers, ferricorn's asgi
+# worker answers as the WSGI workers do (the same reader: docs/differences.md, "The asgi
+# worker"); the value is gunicorn -k asgi's status.
+NOT_ALLOWED = ("--proxy-protocol", "--proxy-allow-from", "10.0.0.0/8")
+ASGI_DIFFERS = {
+    (("--proxy-protocol",), "v1_unknown"): 200,  # it serves `PROXY UNKNOWN` alone
+    (("--proxy-protocol",), "v2_tcp6"): 200,  # with 2001:db8:0:0:0:0:0:1 as the client
+    # It reads a header from a peer not allowed as a request: 400, not 403.
+    (NOT_ALLOWED, "v1_tcp4"): 400,
+    (NOT_ALLOWED, "v1_garbage"): 400,
+    (NOT_ALLOWED, "v2_tcp6"): 400,
+}
+# The environ keys the ASGI scope has no place for.
+PROXY_KEYS = ("PROXY_PROTOCOL", "PROXY_ADDR", "PROXY_PORT")
+
+
+def _asgi_side_by_side():
+    for flags, names in RUNS:
+        for name in names:
+            yield pytest.param(flags, name, id=f"asgi-{' '.join(flags)}-{name}")
+
+
+def _scope_view(answer):
+    """A WSGI answer as the ASGI app would give it: without the ``PROXY_*`` keys."""
+    status, doc = answer
+    return status, doc and {k: (None if k in PROXY_KEYS else v) for k, v in doc.items()}
+
+
+@pytest.mark.parametrize("flags, name", list(_asgi_side_by_side()))
+def test_asgi_side_by_side_with_gunicorn(servers, flags, name):
+    pieces, pace = CASES[name]
+    got = ask(servers("asgi", *flags), pieces, pace)[:2]
+    theirs = ask(servers("gunicorn-asgi", *flags), pieces, pace)[:2]
+    if (flags, name) not in ASGI_DIFFERS:
+        assert got == theirs
+        return
+    assert got != theirs and theirs[0] == ASGI_DIFFERS[(flags, name)], theirs
+    assert got == _scope_view(ask(servers("gunicorn", *flags), pieces, pace)[:2])
+
+
+def test_asgi_keep_alive_keeps_the_header_client(servers):
+    """Every request of a connection is the header's client's, on both ``-k asgi``."""
+    seen = {}
+    for who in ("asgi", "gunicorn-asgi"):
+        with Client(servers(who, "--proxy-protocol").address()) as client:
+            client.send(V1 + KEEP)
+            first = client.read_response()
+            client.send(KEEP)
+            second = client.read_response()
+        seen[who] = [json.loads(r.body)["REMOTE_ADDR"] for r in (first, second)]
+    assert seen["asgi"] == seen["gunicorn-asgi"] == ["10.1.2.3", "10.1.2.3"]
+
+
+def test_asgi_access_log_and_a_unix_peer(server_factory, tmp_path):
+    """``%(h)s`` is the header's client on both ``-k asgi``; a unix socket's peer may send
+    a header whatever ``--proxy-allow-from`` says, as on the WSGI workers of both (gunicorn's
+    ``-k asgi`` reads it as a request: 400, docs/differences.md)."""
+    seen = {}
+    for who in ("asgi", "gunicorn-asgi"):
+        path = tmp_path / f"{who}.sock"
+        command = GUNICORN if who == "gunicorn-asgi" else None
+        flags = ("--proxy-protocol", "--proxy-allow-from", "127.0.0.1", "--access-logfile", "-")
+        binds = ("127.0.0.1:0", f"unix:{path}")
+        server = server_factory(ASGI_APP, *flags, binds=binds, worker_class="asgi", command=command)
+        assert ask(server, [V1 + REQUEST])[0] == 200
+        wait_for(lambda s=server: "/x" in s.stdout, SOCKET_TIMEOUT, "the access log line")
+        with connect(str(path)) as sock:
+            sock.sendall(V1.replace(b"10.1.2.3", b"10.4.5.6") + REQUEST)
+            unix = parse_response(read_until_close(sock)[0])
+        client = json.loads(unix.body)["REMOTE_ADDR"] if unix.status == 200 else unix.status
+        seen[who] = (server.stdout.split(" ", 1)[0], client)
+    assert seen["asgi"] == ("10.1.2.3", "10.4.5.6")
+    assert seen["gunicorn-asgi"] == ("10.1.2.3", 400)
+
+
+def test_asgi_a_stalled_header_cannot_hold_the_worker(server_factory):
+    server = server_factory(
+        ASGI_APP, "--proxy-protocol", "--read-timeout", "1", "--no-control-socket",
+        worker_class="asgi",
+    )  # fmt: skip
+    with connect(server.address()) as stalled:
+        stalled.sendall(V1[:15])
+        status, doc, _ = ask(server, [V1 + REQUEST])
+        assert (status, doc["REMOTE_ADDR"]) == (200, "10.1.2.3")
+        assert read_until_close(stalled) == (b"", "eof")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_asgi_a_header_then_the_tls_handshake(server_factory, certs):  # noqa: F811
+    """The header in plaintext, then the handshake (the bytes after the header are its
+    first), as on the WSGI workers; a peer not allowed is closed without an answer.
+    gunicorn's ``-k asgi`` hands the socket to asyncio's TLS first, so it cannot."""
+    from test_tls import https_get, tls_args
+
+    flags = (*tls_args(certs), "--proxy-protocol", "v1", "--no-control-socket")
+    allowed = server_factory(ASGI_APP, *flags, worker_class="asgi")
+    header = b"PROXY TCP4 192.0.2.7 127.0.0.1 4321 443\r\n"
+    status, body, _ = https_get(allowed.port, certs, "/x", before=header)
+    doc = json.loads(body)
+    assert status == "HTTP/1.1 200 OK", body
+    assert (doc["REMOTE_ADDR"], doc["wsgi.url_scheme"]) == ("192.0.2.7", "https")
+    refused = server_factory(
+        ASGI_APP, *flags, "--proxy-allow-from", "10.0.0.0/8", worker_class="asgi"
+    )
+    with connect(refused.address()) as raw:
+        raw.sendall(header)
+        assert read_until_close(raw) == (b"", "eof")
 
 
 def test_the_header_is_the_client_and_a_request_without_one_is_the_socket(servers, worker_class):
@@ -361,18 +483,26 @@ class _Front:
         return self._address
 
 
+@pytest.fixture(params=["sync", "async", "asgi"])
+def any_worker(request) -> str:
+    """The WSGI workers and the asgi one (which serves ``ASGI_APP``)."""
+    return request.param
+
+
 @pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
-def test_behind_haproxy_the_app_sees_the_client(servers, worker_class, send):
+def test_behind_haproxy_the_app_sees_the_client(servers, any_worker, send):
     """The client connects from 127.0.0.2 (HAProxy to ferricorn from 127.0.0.1): the app's
     REMOTE_ADDR and REMOTE_PORT are the client socket's own address and port."""
+    worker_class = any_worker
     server = servers(worker_class, "--proxy-protocol")
     with haproxy(server.port, send) as front:
         status, doc, port = ask(_Front(front), [REQUEST], source="127.0.0.2")
         assert status == 200
         assert (doc["REMOTE_ADDR"], doc["REMOTE_PORT"]) == ("127.0.0.2", "client"), (port, doc)
-        assert doc["PROXY_PROTOCOL"] == "TCP4"
-        assert (doc["PROXY_ADDR"], doc["PROXY_PORT"]) == (front[0], str(front[1]))
-        if worker_class == "async":  # keep-alive: each request is the client's
+        if worker_class != "asgi":  # the scope has no PROXY_* keys
+            assert doc["PROXY_PROTOCOL"] == "TCP4"
+            assert (doc["PROXY_ADDR"], doc["PROXY_PORT"]) == (front[0], str(front[1]))
+        if worker_class != "sync":  # keep-alive: each request is the client's
             with Client(front) as client:
                 own_port = str(client.sock.getsockname()[1])
                 for _ in range(2):
@@ -382,7 +512,7 @@ def test_behind_haproxy_the_app_sees_the_client(servers, worker_class, send):
 
 
 @pytest.mark.parametrize("send", ["send-proxy", "send-proxy-v2"])
-def test_behind_haproxy_a_peer_not_allowed_is_refused(servers, worker_class, send):
-    server = servers(worker_class, "--proxy-protocol", "--proxy-allow-from", "10.9.9.9")
+def test_behind_haproxy_a_peer_not_allowed_is_refused(servers, any_worker, send):
+    server = servers(any_worker, "--proxy-protocol", "--proxy-allow-from", "10.9.9.9")
     with haproxy(server.port, send) as front:
         assert ask(_Front(front), [REQUEST], source="127.0.0.2")[0] == 403

@@ -145,3 +145,93 @@ def test_config_file_and_bad_values(tmp_path):
     assert bad.returncode == 2
     assert '--request-timeout "soon": expected a non-negative number of seconds' in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+# --- the asgi worker: the request's task is cancelled ------------------------------------------
+
+ASGI_APP = "apps.stuck:asgi_app"
+
+
+def asgi(server_factory, *flags):
+    return server_factory(ASGI_APP, "--request-timeout", "1", *flags, worker_class="asgi")
+
+
+def test_asgi_stuck_request_gets_504_its_stack_logged_and_the_worker_serves_on(server_factory):
+    srv = asgi(server_factory)
+    before = pid_of(srv)
+    mark = srv.log_mark()
+    response = get(srv, "/stuck")
+    assert response is not None and response.status == 504, srv.stderr
+    assert response.header("Connection") == "close"
+    srv.wait_log(r"REQUEST TIMEOUT GET /stuck after 1\.\ds \(--request-timeout 1s\)", since=mark)
+    srv.wait_log(r"in stuck_here_async", since=mark)
+    srv.wait_log(r"Error handling request GET /stuck", since=mark)
+    assert pid_of(srv) == before
+    for _ in range(3):
+        assert srv.get("/quick").status == 200
+    assert "WORKER TIMEOUT" not in srv.stderr, srv.stderr
+
+
+def test_asgi_streaming_response_that_sent_its_head_is_cut_not_504(server_factory):
+    srv = asgi(server_factory)
+    result = exchange(srv.address(), [build_request("GET", "/stream")], timeout=30.0)
+    assert result.response is not None and result.response.status == 200, srv.stderr
+    assert b"first chunk" in result.raw
+    assert not result.raw.endswith(b"0\r\n\r\n"), result.raw  # no last chunk: cut off
+    assert b"never" not in result.raw
+    srv.wait_log(r"REQUEST TIMEOUT GET /stream")
+
+
+def test_asgi_except_exception_does_not_swallow_the_cancellation(server_factory):
+    response = get(asgi(server_factory), "/swallow")
+    assert response is not None and response.status == 504
+    assert b"swallowed" not in response.body
+
+
+@pytest.mark.parametrize("flags", [(), ("--request-timeout", "0")], ids=["absent", "zero"])
+def test_asgi_off_when_absent_or_zero(server_factory, flags):
+    srv = server_factory(ASGI_APP, *flags, worker_class="asgi")
+    response = get(srv, "/nap")
+    assert (response.status, response.body) == (200, b"woke\n"), srv.stderr
+    assert "REQUEST TIMEOUT" not in srv.stderr
+
+
+def test_asgi_fractional_deadline_and_requests_in_time(server_factory):
+    srv = server_factory(ASGI_APP, "--request-timeout", "1.5", worker_class="asgi")
+    for _ in range(3):
+        assert get(srv, "/quick").status == 200
+    assert get(srv, "/nap").status == 504
+    srv.wait_log(r"REQUEST TIMEOUT GET /nap")
+    assert "GET /quick" not in srv.stderr
+
+
+def test_asgi_counts_a_timeout_as_the_wsgi_workers_do(server_factory, tmp_path):
+    """The same access-log status and statsd counters as the sync worker's timeout."""
+    from test_statsd import _Collector, _metrics, _receiver
+
+    seen = {}
+    for kind, app in (("sync", APP), ("asgi", ASGI_APP)):
+        sock, address = _receiver("udp", tmp_path)
+        collector = _Collector(sock)
+        log = tmp_path / f"{kind}.access"
+        flags = ("--request-timeout", "1", "--statsd-host", address, "--access-logfile", str(log))
+        flags += ("--no-control-socket",)  # a warning (counted) if another server has it
+        srv = server_factory(app, *flags, worker_class=kind)
+        assert get(srv, "/stuck").status == 504
+        lines = collector.wait(lambda got: any("status.504" in line for line in got))
+        counters = {}
+        for name, kind_, _, value in _metrics(lines):
+            if kind_ == "c":
+                counters[name] = counters.get(name, 0) + float(value)
+        srv.stop()
+        seen[kind] = (counters, log.read_text().split('"')[2].split()[0])
+    assert seen["asgi"] == seen["sync"]
+    assert seen["asgi"] == (
+        {
+            "gunicorn.log.error": 1.0,
+            "gunicorn.log.exception": 1.0,
+            "gunicorn.request.status.504": 1.0,
+            "gunicorn.requests": 1.0,
+        },
+        "504",
+    )

@@ -11,7 +11,7 @@ import asyncio
 import collections
 import traceback
 
-from ferricorn import _ferricorn
+from ferricorn import _asgi_deadline, _asgi_hooks, _ferricorn
 
 REQUEST, BODY, DISCONNECT, DRAINED, WEBSOCKET, MESSAGE, CLOSED = range(7)
 #: A server call's answer bits: the response queue is full; events are waiting.
@@ -94,6 +94,10 @@ class Worker:
         self.cycles = {}
         #: ``on_ready`` is scheduled: events a server call let through are owed.
         self.owed = False
+        #: ``pre_request`` and ``post_request``; ``None`` when neither is defined.
+        self.hooks = _asgi_hooks.load(settings["access_log"])
+        #: ``--request-timeout``; ``None`` when off.
+        self.deadline = _asgi_deadline.load(settings["request_timeout"], self)
 
     async def main(self):
         if self.lifespan_mode != "off":
@@ -101,6 +105,8 @@ class Worker:
             if code is not None:
                 return code
         fd = self.server.fd()
+        if self.deadline is not None:
+            self.deadline.start()
         self.loop.add_reader(fd, self.on_ready)
         self.on_ready()
         code = None
@@ -110,6 +116,8 @@ class Worker:
                 code = self.server.tick()
         finally:
             self.loop.remove_reader(fd)
+            if self.deadline is not None:
+                self.deadline.stop()
         for cycle in list(self.cycles.values()):
             cycle.cancel()
         if self.lifespan is not None:
@@ -184,6 +192,7 @@ class Cycle:
         "complete",
         "gone",
         "task",
+        "born",
     )
 
     def __init__(self, worker, ident, scope, body, more):
@@ -201,11 +210,19 @@ class Cycle:
         self.complete = False
         self.gone = False
         self.task = None
+        #: When the app got the request (``loop.time()``), for ``--request-timeout``.
+        self.born = None
 
     async def run(self):
         worker = self.worker
+        hooks = worker.hooks
+        hooked = None if hooks is None else hooks.exchange(self.ident, self.scope, self.send)
+        if worker.deadline is not None:
+            self.born = worker.loop.time()
         try:
-            await worker.app(self.scope, self.receive, self.send)
+            if hooked is not None:
+                await hooked.pre_request()
+            await worker.app(self.scope, self.receive, self.send if hooked is None else hooked.send)
         except asyncio.CancelledError:
             pass
         except BaseException:
@@ -224,6 +241,8 @@ class Cycle:
                 worker.answer(worker.server.fail(self.ident))
         finally:
             worker.cycles.pop(self.ident, None)
+            if hooked is not None:
+                hooked.post_request()
 
     async def receive(self):
         body = self.body

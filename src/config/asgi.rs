@@ -93,18 +93,6 @@ pub fn read(raw: &RawArgs) -> Result<Asgi, Error> {
     })
 }
 
-/// What the `asgi` worker does not serve yet, refused with one line rather than served
-/// otherwise than asked (a PROXY header read as a request).
-pub fn refuse_unsupported(config: &super::Config) -> Result<(), Error> {
-    if config.worker_class != super::WorkerClass::Asgi {
-        return Ok(());
-    }
-    if config.proxy_protocol.mode.is_some() {
-        bail!("--proxy-protocol with -k asgi: not supported by the asgi worker yet (docs/asgi.md)");
-    }
-    Ok(())
-}
-
 /// gunicorn's validators lower-case and strip these values.
 fn lowered(raw: &RawArgs, name: &str) -> String {
     text(raw, name).unwrap_or_default().trim().to_ascii_lowercase()
@@ -145,10 +133,9 @@ mod tests {
     }
 
     #[test]
-    fn what_the_worker_lacks_is_refused_with_it_only() {
-        let error = config(&["-k", "asgi", "--proxy-protocol", "v1", "app"]).unwrap_err().0;
-        assert!(error.contains("--proxy-protocol with -k asgi"), "{error}");
-        assert!(config(&["-k", "async", "--proxy-protocol", "v1", "app"]).is_ok());
+    fn regression_proxy_protocol_with_asgi_was_refused_at_start() {
+        let c = config(&["-k", "asgi", "--proxy-protocol", "v1", "app"]).unwrap();
+        assert_eq!(c.proxy_protocol.mode_name(), "v1");
     }
 
     #[test]

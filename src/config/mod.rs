@@ -308,7 +308,6 @@ impl Config {
         config.proxy_protocol(raw)?;
         config.protocol = protocol(raw)?;
         config.asgi = asgi::read(raw)?;
-        asgi::refuse_unsupported(&config)?;
         config.notices.extend(ignored_settings(raw));
         Ok(config)
     }

@@ -798,7 +798,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Value("0"),
         gunicorn: false,
         help: "Seconds a request may run on an app thread before RequestTimeout is raised in it (504 to the client, the worker lives on); 0 disables.",
-        doc: "A per-request deadline (fractions allowed). A request still running after this long gets `ferricorn.RequestTimeout` (a `BaseException`) raised in its thread, as mod_wsgi's request-timeout does; its stack is logged; the client gets 504 if no header went out yet, else the response is cut off; the worker carries on. Applies to app threads (`--threads` > 1, and the `sync` worker's main thread); the exception lands when the thread next runs Python, so a thread blocked in one long C call is left to `--timeout`. See [Timeouts](timeouts.md). gunicorn has no such setting. 0 disables.",
+        doc: "A per-request deadline (fractions allowed). A request still running after this long gets `ferricorn.RequestTimeout` (a `BaseException`) raised in its thread, as mod_wsgi's request-timeout does; its stack is logged; the client gets 504 if no header went out yet, else the response is cut off; the worker carries on. Applies to app threads (`--threads` > 1, and the `sync` worker's main thread); the exception lands when the thread next runs Python, so a thread blocked in one long C call is left to `--timeout`. With `-k asgi` the request's task is cancelled instead (the same 504 and log line). See [Timeouts](timeouts.md). gunicorn has no such setting. 0 disables.",
         shown: |c, _| c.request_timeout.map_or(0.0, |t| t.as_secs_f64()).to_string(),
     },
     OptionSpec {

@@ -47,3 +47,38 @@ def app(environ, start_response):
 
 
 validated_app = validator(app)
+
+
+async def asgi_app(scope, receive, send):
+    """The same document from an ASGI scope, its headers named as the environ names them
+    (for the corpus's PROXY protocol cases on ``-k asgi``)."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False) and message["type"] == "http.request"
+    headers = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        key = key if key in _CONTENT_KEYS else "HTTP_" + key
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]},{text}" if key in headers else text
+    query = scope["query_string"].decode("latin-1")
+    raw_path = scope["raw_path"].decode("latin-1")
+    doc = {
+        "method": scope["method"],
+        "raw_uri": f"{raw_path}?{query}" if query else raw_path,
+        "path": scope["path"],
+        "query": query,
+        "protocol": "HTTP/" + scope["http_version"],
+        "headers": headers,
+        "body_hex": body.hex(),
+    }
+    out = json.dumps(doc).encode("ascii")
+    length = str(len(out)).encode()
+    response = [(b"content-type", b"application/json"), (b"content-length", length)]
+    await send({"type": "http.response.start", "status": 200, "headers": response})
+    await send({"type": "http.response.body", "body": out})

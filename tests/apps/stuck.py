@@ -8,6 +8,7 @@ GIL in C for minutes (``stuck_in_c``); /quick answers after 0.2 s; /trickle yiel
 line every 0.5 s for 3 s.
 """
 
+import asyncio
 import os
 import re
 import time
@@ -78,3 +79,49 @@ def trickle():
     for _ in range(6):
         time.sleep(0.5)
         yield b"tick\n"
+
+
+async def stuck_here_async(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def _answer(send, body, status=200):
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def asgi_app(scope, receive, send):
+    """The same paths for ``-k asgi`` (/pid, /stuck, /stream, /swallow, /nap, /quick),
+    stuck in ``stuck_here_async``: awaits, where a cancellation lands."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/stream":
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"first chunk\n", "more_body": True})
+        await stuck_here_async(60)
+        await send({"type": "http.response.body", "body": b"never\n"})
+        return
+    if path == "/stuck":
+        await stuck_here_async(60)
+        body = b"woke\n"
+    elif path == "/swallow":
+        try:
+            await stuck_here_async(60)
+        except Exception:  # noqa: BLE001 - what the test checks: the cancellation gets past it
+            body = b"swallowed\n"
+        else:
+            body = b"slept\n"
+    elif path == "/nap":
+        await stuck_here_async(2.5)
+        body = b"woke\n"
+    elif path == "/quick":
+        await asyncio.sleep(0.2)
+        body = b"quick\n"
+    else:
+        body = f"{os.getpid()}\n".encode()
+    await _answer(send, body)

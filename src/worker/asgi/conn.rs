@@ -171,10 +171,13 @@ pub struct Settings {
     pub forwarded: crate::forwarded::Policy,
     /// `--keep-alive`; zero disables keep-alive.
     pub keepalive: Duration,
-    /// `--read-timeout`: how long a client may keep an app that awaits its body waiting.
+    /// `--read-timeout`: how long a client may keep an app that awaits its body waiting
+    /// (and send its PROXY header in).
     pub read_timeout: Duration,
     /// `--websocket-max-message-size` (0: no limit).
     pub websocket_max: usize,
+    /// `--proxy-protocol` and `--proxy-allow-from` (read in `asgi/front.rs`).
+    pub proxy: crate::worker::preamble::Settings,
 }
 
 impl Settings {
@@ -465,6 +468,10 @@ impl<T: Transport> Conn<T> {
         if self.peer_closed && !ex.told_gone && (ex.wanted || self.rbuf.is_empty()) {
             ex.told_gone = true;
             notes.push(Note::Disconnect);
+            // Nothing more reaches this client: the app's messages are dropped from now on,
+            // and the connection closes instead of waiting for a response with no deadline.
+            self.phase = Phase::Closing;
+            self.deadline = Instant::now() + CLOSE_TIMEOUT;
         }
     }
 
@@ -573,11 +580,16 @@ impl<T: Transport> Conn<T> {
     /// The app failed: a 500 if nothing was sent, else the connection closes (the client
     /// cannot tell where the response would have ended).
     pub fn fail(&mut self, now: Instant, notes: &mut Vec<Note>) {
+        self.fail_with(500, now, notes);
+    }
+
+    /// [`Conn::fail`] with the error page's `status` (504: `--request-timeout`).
+    pub fn fail_with(&mut self, status: u16, now: Instant, notes: &mut Vec<Note>) {
         let Phase::Serving(ex) = &mut self.phase else { return };
-        let page = (ex.response == Response::NotStarted).then(|| ENCODER.error_page(500));
+        let page = (ex.response == Response::NotStarted).then(|| ENCODER.error_page(status));
         if let Some(mut log) = ex.log.take() {
             if page.is_some() {
-                (log.status, log.headers) = (500, Vec::new());
+                (log.status, log.headers) = (status, Vec::new());
             }
             notes.push(Note::Finished(log));
         }
@@ -697,6 +709,24 @@ impl<T: Transport> Conn<T> {
         if self.is_idle() {
             self.phase = Phase::Done;
         }
+    }
+}
+
+/// How a connection opened behind a PROXY header starts (`asgi/front.rs`).
+impl<T: Transport> Conn<T> {
+    /// `received`: the bytes that came after the header, the start of the first request.
+    pub fn with_received(mut self, received: BytesMut) -> Self {
+        self.rbuf = received;
+        self
+    }
+
+    /// A connection refused before its first request (its PROXY header): the error page
+    /// for `status`, then the close.
+    pub fn refused(mut self, status: u16, now: Instant) -> Self {
+        self.queue(&ENCODER.error_page(status));
+        self.phase = Phase::Closing;
+        self.deadline = now + CLOSE_TIMEOUT;
+        self
     }
 }
 

@@ -63,6 +63,8 @@ fn settings() -> Settings {
         keepalive: Duration::from_secs(2),
         read_timeout: Duration::from_secs(3),
         websocket_max: 1 << 20,
+
+        proxy: Default::default(),
     }
 }
 
@@ -218,6 +220,20 @@ fn a_client_gone_mid_request_is_told_once() {
     rig.edge();
     let gone = rig.take().iter().filter(|n| matches!(n, Note::Disconnect)).count();
     assert_eq!(gone, 1);
+}
+
+#[test]
+fn regression_a_request_then_the_clients_fin_left_the_connection_open_for_ever() {
+    let mut rig = Rig::new();
+    rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    rig.wire(|w| w.fin = true);
+    rig.edge();
+    let notes = rig.take();
+    assert!(matches!(&notes[..], [Note::Request(_), Note::Disconnect]), "{notes:?}");
+    assert!(!rig.conn.is_serving(), "the app's late messages go nowhere");
+    assert!(rig.conn.deadline() <= rig.now + CLOSE_TIMEOUT, "a deadline, not NEVER");
+    rig.edge();
+    assert!(rig.conn.is_done(), "closed once the client's FIN is seen");
 }
 
 #[test]
@@ -457,4 +473,54 @@ fn a_graceful_stop_closes_an_open_websocket_with_1001() {
     let mut rig = Rig::accepted(1 << 20);
     rig.conn.going_away(rig.now, &mut rig.notes);
     assert_eq!(rig.frames(), vec![(8, 1001u16.to_be_bytes().to_vec())]);
+}
+
+/// Behind a PROXY header: the bytes after it are the first request's; a refused header
+/// gets its page and the close, and never reaches the app.
+#[test]
+fn a_connection_opened_behind_a_proxy_header() {
+    let rows: &[(Option<u16>, &str)] =
+        &[(None, ""), (Some(403), "HTTP/1.1 403 Forbidden"), (Some(400), "HTTP/1.1 400 Bad")];
+    for &(refused, page) in rows {
+        let mut rig = Rig::new();
+        let conn = std::mem::replace(
+            &mut rig.conn,
+            Conn::new(Mock::default(), Peer::new("", ""), 0, rig.now, Duration::ZERO),
+        );
+        rig.conn = match refused {
+            None => {
+                conn.with_received(BytesMut::from(&b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"[..]))
+            }
+            Some(status) => conn.refused(status, rig.now),
+        };
+        rig.edge();
+        let notes = rig.take();
+        match refused {
+            None => assert_eq!(request(&notes[0]).head.target(), "/after"),
+            Some(_) => {
+                assert!(notes.is_empty(), "{notes:?}");
+                assert!(rig.written().starts_with(page), "{}", rig.written());
+            }
+        }
+    }
+}
+
+/// `--request-timeout`: its page (504) when the response had not started; a response that
+/// had is cut (no last chunk), as when the app fails mid-response.
+#[test]
+fn a_request_past_its_deadline_is_a_504_or_a_cut() {
+    for started in [false, true] {
+        let mut rig = Rig::new();
+        rig.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        rig.take();
+        if started {
+            rig.respond(&[], b"first", true);
+        }
+        rig.conn.fail_with(504, rig.now, &mut rig.notes);
+        let out = rig.written();
+        let page = out.starts_with("HTTP/1.1 504 Gateway Timeout\r\n");
+        assert_eq!(page, !started, "{out}");
+        assert!(!out.ends_with("0\r\n\r\n"), "{out}");
+        assert!(matches!(rig.conn.phase, Phase::Linger | Phase::Done));
+    }
 }

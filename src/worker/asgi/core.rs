@@ -15,7 +15,11 @@ use super::conn::{Conn, Note, Settings};
 use super::transport::Stream;
 use crate::listener::Listener;
 use crate::worker::io::READ_SIZE;
+use crate::worker::preamble::Opening;
 use crate::worker::Recycler;
+
+#[path = "front.rs"]
+mod front;
 
 /// Tokens at and above this are listeners.
 pub const LISTENER_BASE: usize = usize::MAX / 2;
@@ -84,6 +88,8 @@ pub enum Command {
     },
     /// The app's unread messages passed the high-water mark (`true`) or caught up.
     Flow(Id, bool),
+    /// `--request-timeout` passed: a 504 if nothing was sent, else the close.
+    TimedOut(Id),
 }
 
 impl Command {
@@ -94,7 +100,8 @@ impl Command {
             Command::Accept { id, .. } | Command::Send { id, .. } | Command::Close { id, .. } => {
                 *id
             }
-            Command::Pull(id) | Command::Fail(id) | Command::Flow(id, _) => *id,
+            Command::Pull(id) | Command::Fail(id) | Command::TimedOut(id) => *id,
+            Command::Flow(id, _) => *id,
         }
     }
 }
@@ -103,6 +110,8 @@ impl Command {
 struct Slot {
     /// The connection, if the slot is in use.
     conn: Option<Box<Conn<Stream>>>,
+    /// A connection still in its PROXY header ([`front`]), before it has a `conn`.
+    opening: Option<Box<Opening>>,
     /// Requests started in this slot, ever: the low half of an [`Id`].
     request: u32,
 }
@@ -182,10 +191,16 @@ impl Core {
                 WAKER => {}
                 Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
                 Token(t) => {
+                    let closed = event.is_read_closed() || event.is_error();
+                    if self.slots.get(t).is_some_and(|s| s.opening.is_some()) {
+                        if event.is_readable() || closed {
+                            self.open_further(t, closed, now);
+                        }
+                        continue;
+                    }
                     let Some(conn) = self.slots.get_mut(t).and_then(|s| s.conn.as_mut()) else {
                         continue;
                     };
-                    let closed = event.is_read_closed() || event.is_error();
                     let readable = event.is_readable() || closed;
                     let writable =
                         event.is_writable() || event.is_write_closed() || event.is_error();
@@ -219,7 +234,7 @@ impl Core {
                 },
             };
             let token = self.free.pop().unwrap_or_else(|| {
-                self.slots.push(Slot { conn: None, request: 0 });
+                self.slots.push(Slot { conn: None, opening: None, request: 0 });
                 self.slots.len() - 1
             });
             let fd = sock.as_raw_fd();
@@ -229,11 +244,8 @@ impl Core {
                 self.free.push(token);
                 continue;
             }
-            let keepalive = self.settings.keepalive;
-            let stream = Stream::accept(sock, self.tls.as_ref());
-            self.slots[token].conn = Some(Box::new(Conn::new(stream, peer, index, now, keepalive)));
             self.open += 1;
-            self.drive(token, now);
+            self.admit(token, sock, peer, index, now);
             return true;
         }
     }
@@ -287,6 +299,9 @@ impl Core {
 
     /// Closes a connection; an app still serving it hears of the client's going.
     fn close(&mut self, token: usize) {
+        if self.close_opening(token) {
+            return;
+        }
         let slot = &mut self.slots[token];
         let Some(conn) = slot.conn.take() else { return };
         if conn.is_serving() {
@@ -294,6 +309,11 @@ impl Core {
         }
         let _ = self.registry.deregister(&mut SourceFd(&conn.fd()));
         drop(conn);
+        self.release(token);
+    }
+
+    /// A slot given back: below capacity again, accepting resumes.
+    fn release(&mut self, token: usize) {
         self.free.push(token);
         self.open -= 1;
         if !self.accepting && !self.stopping && self.open < self.max_open {
@@ -356,6 +376,10 @@ impl Core {
                 conn.ws_flow(paused);
                 Ok(())
             }
+            Command::TimedOut(_) => {
+                conn.fail_with(504, now, &mut self.fresh);
+                Ok(())
+            }
         };
         if outcome.is_err() {
             conn.fail(now, &mut self.fresh);
@@ -376,6 +400,7 @@ impl Core {
             while self.accept_one(i, now) {}
         }
         self.set_accepting(false);
+        self.hurry_openings(now);
         for token in 0..self.slots.len() {
             let Some(conn) = self.slots[token].conn.as_mut() else { continue };
             conn.ready(true, false, false);
@@ -394,7 +419,8 @@ impl Core {
     /// Closes connections past their deadline.
     pub fn sweep(&mut self, now: Instant) {
         for token in 0..self.slots.len() {
-            let expired = self.slots[token].conn.as_ref().is_some_and(|c| c.deadline() <= now);
+            let expired = self.slots[token].conn.as_ref().is_some_and(|c| c.deadline() <= now)
+                || self.opening_expired(token, now);
             if expired {
                 self.close(token);
             }

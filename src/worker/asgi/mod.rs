@@ -72,6 +72,14 @@ pub fn serve(py: Python<'_>, ctx: &WorkerContext<'_>, app: &Bound<'_, PyAny>, st
             config.asgi.disconnect_grace.as_secs_f64().into_pyobject(py).map(|v| v.into_any()),
         ),
         ("boot_error", exit::WORKER_BOOT_ERROR.into_pyobject(py).map(|v| v.into_any())),
+        (
+            "request_timeout",
+            config.request_timeout.map(|t| t.as_secs_f64()).into_pyobject(py).map(|v| v.into_any()),
+        ),
+        (
+            "access_log",
+            crate::wsgi::access::enabled().into_pyobject(py).map(|v| v.to_owned().into_any()),
+        ),
     ];
     let run = || -> PyResult<i32> {
         let dict = pyo3::types::PyDict::new(py);
@@ -169,6 +177,7 @@ impl Server {
             keepalive: config.keepalive,
             read_timeout: config.read_timeout,
             websocket_max: config.asgi.websocket_max_message,
+            proxy: config.proxy_protocol.clone(),
         };
         let registry = poll.registry().try_clone()?;
         let core = Core::new(
@@ -247,6 +256,7 @@ impl Server {
         for (id, note) in notes {
             let event = match note {
                 Note::Request(arrived) => {
+                    crate::hooks::count_request();
                     let scope =
                         scope::of(py, &arrived, &arrived.peer, arrived.listener, &self.place)?;
                     let body = PyBytes::new(py, &arrived.body);
@@ -347,6 +357,11 @@ impl Server {
     /// The app's unread WebSocket messages passed the high-water mark, or caught up.
     fn flow(&mut self, id: Id, paused: bool) -> PyResult<u8> {
         self.command(Command::Flow(id, paused))
+    }
+
+    /// `--request-timeout` passed for the request (its task is being cancelled).
+    fn timed_out(&mut self, id: Id) -> PyResult<u8> {
+        self.command(Command::TimedOut(id))
     }
 
     /// The loop's periodic turn: the heartbeat, USR1, deadlines, a graceful stop.
