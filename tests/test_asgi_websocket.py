@@ -18,7 +18,10 @@ import threading
 
 import pytest
 import requests
-from conftest import SOCKET_TIMEOUT, Server, gunicorn_command, start_server, wait_for
+from conftest import SOCKET_TIMEOUT, Server, wait_for
+from test_asgi import PEERS, serve
+from test_asgi import peer as peer  # the fixtures: ferricorn and gunicorn 27, -k asgi
+from test_asgi import servers as servers
 from test_tls import certs as certs  # the fixture
 from test_tls import client_context, tls_args
 
@@ -27,33 +30,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 APP = "apps.ws_asgi:app"
-PEERS = ["ferricorn", "gunicorn"]
 MB = 1024 * 1024
 KEY = base64.b64encode(b"0123456789abcdef").decode()
-
-
-def serve(peer: str, *extra: str, **kwargs) -> Server:
-    command = gunicorn_command() if peer == "gunicorn" else None
-    return start_server(APP, *extra, worker_class="asgi", command=command, **kwargs)
-
-
-@pytest.fixture(params=PEERS)
-def peer(request):
-    return request.param
-
-
-@pytest.fixture
-def servers():
-    started: list[Server] = []
-
-    def start(*args, **kwargs):
-        server = serve(*args, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +41,7 @@ def shared():
 
     def get(peer: str) -> Server:
         if peer not in running:
-            running[peer] = serve(peer)
+            running[peer] = serve(peer, APP)
         return running[peer]
 
     yield get
@@ -205,7 +183,7 @@ def test_ping_gets_a_pong(shared, peer):
 
 def test_client_close_code_reaches_the_app_and_is_echoed(servers, peer, tmp_path):
     log = tmp_path / "ws.log"
-    server = servers(peer, env={"WS_LOG": str(log)})
+    server = servers(peer, APP, env={"WS_LOG": str(log)})
     with ws(server, "/echo") as conn:
         conn.close(4000, "bye")
         assert conn.protocol.close_rcvd is not None and conn.protocol.close_rcvd.code == 4000
@@ -262,8 +240,8 @@ def test_scope(shared, peer):
 
 def test_the_same_scope_as_gunicorn(shared):
     seen = []
-    for peer in PEERS:
-        with ws(shared(peer), "/scope?x=1", subprotocols=["a", "b"]) as conn:
+    for name in PEERS:
+        with ws(shared(name), "/scope?x=1", subprotocols=["a", "b"]) as conn:
             seen.append(json.loads(conn.recv(timeout=SOCKET_TIMEOUT)))
     assert seen[0] == seen[1]
 
@@ -318,7 +296,7 @@ def test_a_protocol_error_closes_with_its_code(shared, peer, bad, code):
 
 
 def test_a_message_over_the_limit_closes_with_1009(servers, peer):
-    server = servers(peer, "--websocket-max-message-size", "1000")
+    server = servers(peer, APP, "--websocket-max-message-size", "1000")
     with ws(server, "/echo") as conn:
         conn.send("x" * 1000)
         assert conn.recv(timeout=SOCKET_TIMEOUT) == "x" * 1000
@@ -327,7 +305,7 @@ def test_a_message_over_the_limit_closes_with_1009(servers, peer):
 
 
 def test_a_fragmented_message_over_the_limit_closes_with_1009(servers, peer):
-    raw = Raw(servers(peer, "--websocket-max-message-size", "1000"), "/echo")
+    raw = Raw(servers(peer, APP, "--websocket-max-message-size", "1000"), "/echo")
     assert raw.head()[0] == 101
     raw.sock.sendall(frame(2, b"x" * 600, fin=False) + frame(0, b"x" * 600))
     assert raw.close_code() == 1009
@@ -336,7 +314,7 @@ def test_a_fragmented_message_over_the_limit_closes_with_1009(servers, peer):
 
 def test_a_lost_client_is_1006_for_the_app(servers, peer, tmp_path):
     log = tmp_path / "ws.log"
-    server = servers(peer, env={"WS_LOG": str(log)})
+    server = servers(peer, APP, env={"WS_LOG": str(log)})
     raw = Raw(server, "/echo")
     assert raw.head()[0] == 101
     raw.close()
@@ -361,7 +339,7 @@ def test_a_slow_reader_gets_every_message(shared, peer):
 
 
 def test_wss_over_tls(servers, peer, certs):
-    server = servers(peer, *tls_args(certs))
+    server = servers(peer, APP, *tls_args(certs))
     _, port = server.address()
     context = client_context(certs)
     with connect(f"wss://localhost:{port}/scope", ssl=context, open_timeout=SOCKET_TIMEOUT) as c:
@@ -379,7 +357,7 @@ def test_graceful_stop_closes_websockets_with_1001(servers, peer):
     """ferricorn: TERM sends each open WebSocket 1001 "going away" at once, then the worker
     exits when the clients answer. gunicorn 27 sends no close frame: the sockets stay open
     through --graceful-timeout and are then dropped (docs/differences.md)."""
-    server = servers(peer, "--graceful-timeout", "3")
+    server = servers(peer, APP, "--graceful-timeout", "3")
     with contextlib.ExitStack() as stack:
         conns = [stack.enter_context(ws(server, "/echo")) for _ in range(3)]
         for conn in conns:
@@ -395,7 +373,7 @@ def test_graceful_stop_closes_websockets_with_1001(servers, peer):
 
 def test_the_access_log_has_a_101_line_per_websocket(servers, tmp_path):
     log = tmp_path / "access.log"
-    server = servers("ferricorn", "--access-logfile", str(log))
+    server = servers("ferricorn", APP, "--access-logfile", str(log))
     with ws(server, "/echo?a=1") as conn:
         conn.send("x")
         conn.recv(timeout=SOCKET_TIMEOUT)

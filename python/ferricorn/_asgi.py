@@ -177,7 +177,22 @@ class Worker:
                 cycle.closed(scope, more)
 
 
-class Cycle:
+class _Task:
+    """What an HTTP request and a WebSocket share: the app's task, and the future a
+    ``send()`` waits on while the socket drains."""
+
+    __slots__ = ()
+
+    def drained(self):
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def cancel(self):
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class Cycle(_Task):
     """One HTTP request: the app's ``receive`` and ``send``."""
 
     __slots__ = (
@@ -280,14 +295,6 @@ class Cycle:
             else:
                 task.cancel()
 
-    def drained(self):
-        if self.drain is not None and not self.drain.done():
-            self.drain.set_result(None)
-
-    def cancel(self):
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
     def _wake(self, message):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -334,7 +341,7 @@ class Cycle:
             raise RuntimeError(f"unexpected ASGI message type {kind!r} in an http scope")
 
 
-class WebSocket:
+class WebSocket(_Task):
     """One WebSocket (the ``websocket`` scope): frames are Rust's, whole messages here."""
 
     __slots__ = (
@@ -446,14 +453,6 @@ class WebSocket:
     def disconnected(self):
         """The connection was lost with no close frame."""
         self.closed({"type": "websocket.disconnect", "code": CLOSE_ABNORMAL, "reason": ""})
-
-    def drained(self):
-        if self.drain is not None and not self.drain.done():
-            self.drain.set_result(None)
-
-    def cancel(self):
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
 
     async def send(self, message):
         kind = message["type"]

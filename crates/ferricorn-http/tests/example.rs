@@ -1,55 +1,18 @@
 //! The crate's example serves real requests: `examples/static_server.rs` is built, started
 //! on a free port, and spoken to over a socket (keep-alive, pipelining, a 400, HTTP/1.0).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+
+use common::{Server, DEADLINE};
 
 const BODY: &[u8] = b"Hello from ferricorn-http\n";
-/// Bounds every wait, so a broken example fails the test instead of hanging it.
-const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The running example, killed when the test ends however it ends.
-struct Server {
-    /// The example's process.
-    child: Child,
-    /// Where it listens, from its first line of output.
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Builds the example (into the target directory this test runs from) and starts it.
+/// Builds and starts the example.
 fn start() -> Server {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    let binary: PathBuf = deps.parent().unwrap().join("examples").join("static_server");
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "static_server", "--manifest-path", manifest])
-        .status()
-        .expect("cargo runs");
-    assert!(built.success() && binary.exists(), "no {}", binary.display());
-    let mut child =
-        Command::new(&binary).arg("127.0.0.1:0").stdout(Stdio::piped()).spawn().expect("starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let mut server = Server { child, addr: String::new() };
-    let line = rx.recv_timeout(DEADLINE).expect("the example says where it listens");
-    server.addr = line.trim().strip_prefix("listening on ").expect(&line).to_owned();
-    server
+    common::start("static_server")
 }
 
 fn connect(server: &Server) -> TcpStream {

@@ -3,60 +3,25 @@
 //! a ping, a fragmented message, the close handshake, and a connection failed for text
 //! that is not UTF-8.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Server, DEADLINE};
 use ferricorn_http::fuzzing::mask_frame;
 use ferricorn_http::websocket;
 
-/// Bounds every wait, so a broken example fails the test instead of hanging it.
-const DEADLINE: Duration = Duration::from_secs(60);
 /// RFC 6455 §1.3's sample key and its accept key.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// The running example, killed when the test ends however it ends.
-struct Server {
-    /// The example's process.
-    child: Child,
-    /// Where it listens, from its first line of output.
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Builds the example (into the target directory this test runs from) and starts it.
+/// Builds and starts the example.
 fn start() -> Server {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    let binary: PathBuf = deps.parent().unwrap().join("examples").join("ws_echo");
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "ws_echo", "--manifest-path", manifest])
-        .status()
-        .expect("cargo runs");
-    assert!(built.success() && binary.exists(), "no {}", binary.display());
-    let mut child =
-        Command::new(&binary).arg("127.0.0.1:0").stdout(Stdio::piped()).spawn().expect("starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let mut server = Server { child, addr: String::new() };
-    let line = rx.recv_timeout(DEADLINE).expect("the example says where it listens");
-    server.addr = line.trim().strip_prefix("listening on ").expect(&line).to_owned();
-    server
+    common::start("ws_echo")
 }
 
 /// Sends a request head and reads the response head back: its status and fields.
