@@ -156,8 +156,7 @@ fn parse_command_line(py: Python<'_>, argv: &[String]) -> Result<Option<Config>,
         println!("ferricorn (version {})", env!("CARGO_PKG_VERSION"));
         return Ok(None);
     }
-    let raw = config::gather(py, args)?;
-    let config = Config::from_raw(&raw, &config::EnvDefaults::from_process())?;
+    let config = config::load(py, args)?;
     if !config.check_config {
         for notice in config.notices.iter().filter(|n| n.level >= config.log_level) {
             log::write_line(notice.level, &notice.text);

@@ -454,3 +454,20 @@ def test_regression_a_connection_opened_before_a_stop_was_closed_unanswered(serv
         assert response.header("Connection").lower() == "close"
     for client in [kept, *fresh]:
         client.close()
+
+
+def test_a_uvicorn_worker_subclass_runs_as_the_asgi_worker(servers, peer):
+    """gunicorn imports and runs a project's UvicornWorker subclass; ferricorn runs its asgi
+    worker for it, takes the CONFIG_KWARGS it has settings for, and says so."""
+    pytest.importorskip("uvicorn.workers", reason="requirements-dev.txt installs uvicorn")
+    server = servers(peer, APP, "-k", "apps.uvicorn_subclass.Worker")
+    with Client(server.address()) as client:
+        client.send(get(client, "/"))
+        assert client.read_response().body == b"Hello, World!"
+    if peer == "ferricorn":
+        server.wait_log(
+            r"-k apps.uvicorn_subclass.Worker is a subclass of uvicorn.workers.UvicornWorker; "
+            r"its code is not run; CONFIG_KWARGS taken: lifespan=off, loop=asyncio; "
+            r"CONFIG_KWARGS ignored: http"
+        )
+        assert "ASGI lifespan" not in server.stderr

@@ -195,3 +195,35 @@ def stringify(value) -> list[str]:
     if value is None:
         return []
     return [str(value)]
+
+
+#: Worker classes whose subclasses ``-k`` may name: ferricorn runs its own worker for them
+#: (the asgi one), as for the class itself.
+MAPPED_WORKERS = ("uvicorn.workers.UvicornWorker", "uvicorn_worker.UvicornWorker")
+
+
+def worker_base(path: str):
+    """``-k PATH`` naming a subclass of one of ``MAPPED_WORKERS``: ``(base, kwargs)``, the
+    base's path and the subclass's ``CONFIG_KWARGS`` as text; ``None`` for anything else
+    (a class that does not import is refused by the Rust side, as before)."""
+    module, _, name = path.replace(":", ".").rpartition(".")
+    if not module:
+        return None
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)  # gunicorn imports worker classes from the working directory
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        bases = cls.__mro__[1:]
+    except Exception:
+        return None
+    finally:
+        if added:
+            sys.path.remove(here)
+    for base in bases:
+        full = f"{base.__module__}.{base.__qualname__}"
+        if full in MAPPED_WORKERS:
+            kwargs = getattr(cls, "CONFIG_KWARGS", None) or {}
+            return full, {str(k): str(v) for k, v in kwargs.items()}
+    return None

@@ -241,7 +241,7 @@ pub struct Notice {
 }
 
 impl Notice {
-    fn new(level: LogLevel, text: String) -> Notice {
+    pub(crate) fn new(level: LogLevel, text: String) -> Notice {
         Notice { level, text }
     }
 }
@@ -623,6 +623,21 @@ enum Requested {
     Greenlet(&'static str),
     /// gunicorn's `asgi`; `Some`: uvicorn's worker class, by that name, mapped to it.
     Asgi(Option<&'static str>),
+}
+
+/// Whether `-k` names a class this table knows (no Python import is needed for it).
+fn requested_is_known(name: &str) -> bool {
+    requested_class(name).is_ok()
+}
+
+/// A uvicorn worker subclass's `CONFIG_KWARGS` key, as the setting it maps to.
+fn uvicorn_kwarg(key: &str) -> Option<&'static str> {
+    match key {
+        "loop" => Some("asgi_loop"),
+        "lifespan" => Some("asgi_lifespan"),
+        "root_path" => Some("root_path"),
+        _ => None,
+    }
 }
 
 /// `-k` as gunicorn's `load_class` reads it: a short name, `egg:gunicorn#NAME`, or the

@@ -338,7 +338,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Value("sync"),
         gunicorn: true,
         help: "Worker type: sync, gthread (or async), gevent or eventlet (async with threads), asgi.",
-        doc: "Worker type: `sync` (one request per connection, like gunicorn's) or `async` (an event loop with keep-alive and pipelining; `gthread` is the same). `gevent` and `eventlet` run `async` with a pool of app threads sized from `--worker-connections`, at most 100, and patch nothing (see [migrating.md](migrating.md#worker-classes)). gunicorn's class paths for these (`gunicorn.workers.ggevent.GeventWorker`, `egg:gunicorn#gthread`, ...) are accepted. `asgi` runs ASGI apps (gunicorn 27's name; `uvicorn.workers.UvicornWorker` and `uvicorn_worker.UvicornWorker` map to it with a log line; see [asgi.md](asgi.md)). `tornado` and other class paths are refused with one line saying what is offered.",
+        doc: "Worker type: `sync` (one request per connection, like gunicorn's) or `async` (an event loop with keep-alive and pipelining; `gthread` is the same). `gevent` and `eventlet` run `async` with a pool of app threads sized from `--worker-connections`, at most 100, and patch nothing (see [migrating.md](migrating.md#worker-classes)). gunicorn's class paths for these (`gunicorn.workers.ggevent.GeventWorker`, `egg:gunicorn#gthread`, ...) are accepted. `asgi` runs ASGI apps (gunicorn 27's name; `uvicorn.workers.UvicornWorker` and `uvicorn_worker.UvicornWorker`, and subclasses of them, map to it with a log line; see [asgi.md](asgi.md)). `tornado` and other class paths are refused with one line saying what is offered.",
         shown: |c, _| c.worker_class.name().to_owned(),
     },
     OptionSpec {

@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 
 use super::gunicorn;
 use super::options::{DefaultValue, Kind, OptionSpec, OPTIONS};
-use super::{Config, EnvDefaults, Error};
+use super::{Config, EnvDefaults, Error, LogLevel, Notice};
 
 macro_rules! bail {
     ($($arg:tt)*) => { return Err(Error(format!($($arg)*))) };
@@ -143,7 +143,49 @@ fn gunicorn_flag<'a>(
 /// Every source of settings for this command line (without the program name), merged and
 /// validated. HUP calls it again, so an edited config file takes effect.
 pub fn load<S: AsRef<str>>(py: Python<'_>, args: &[S]) -> Result<Config, Error> {
-    Config::from_raw(&gather(py, args)?, &EnvDefaults::from_process())
+    let mut raw = gather(py, args)?;
+    let subclass = worker_subclass(py, &mut raw)?;
+    let mut config = Config::from_raw(&raw, &EnvDefaults::from_process())?;
+    config.notices.splice(0..0, subclass);
+    Ok(config)
+}
+
+/// `-k` naming a subclass of uvicorn's worker (`myproject.workers.Worker`): gunicorn imports
+/// it and runs it; ferricorn runs the asgi worker, as for uvicorn's class itself, and takes
+/// the `CONFIG_KWARGS` that have a setting here (`loop`, `lifespan`, `root_path`) unless
+/// they were given. The notices say so, and which kwargs were ignored.
+fn worker_subclass(py: Python<'_>, raw: &mut RawArgs) -> Result<Vec<Notice>, Error> {
+    let Some(path) = raw.last("worker_class").map(str::to_owned) else { return Ok(Vec::new()) };
+    if !(path.contains('.') || path.contains(':')) || super::requested_is_known(&path) {
+        return Ok(Vec::new());
+    }
+    let found = python_call(py, "worker_base", (path.as_str(),))?;
+    let Ok(Some((base, kwargs))) =
+        found.extract::<Option<(String, std::collections::BTreeMap<String, String>)>>()
+    else {
+        return Ok(Vec::new());
+    };
+    let mut taken = Vec::new();
+    let mut ignored = Vec::new();
+    for (key, value) in kwargs {
+        match super::uvicorn_kwarg(&key) {
+            Some(name) if !raw.has(name) => {
+                raw.values.push((name, value.clone()));
+                taken.push(format!("{key}={value}"));
+            }
+            Some(_) => taken.push(format!("{key} (the setting given wins)")),
+            None => ignored.push(key),
+        }
+    }
+    raw.values.push(("worker_class", base.clone()));
+    let mut text = format!("-k {path} is a subclass of {base}; its code is not run");
+    if !taken.is_empty() {
+        text += &format!("; CONFIG_KWARGS taken: {}", taken.join(", "));
+    }
+    if !ignored.is_empty() {
+        text += &format!("; CONFIG_KWARGS ignored: {}", ignored.join(", "));
+    }
+    Ok(vec![Notice::new(LogLevel::Info, text)])
 }
 
 /// The merged raw settings, before validation.
