@@ -41,6 +41,7 @@ from conftest import (
     SOCKET_TIMEOUT,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    SUMMARY_LINES,
     Client,
     Server,
     _can_connect,
@@ -648,6 +649,15 @@ DEVIATIONS[("test_hup_closes_websockets_going_away", "gunicorn")] = Deviation(
 
 def test_hup_loses_no_request(peer, hup_run):
     """Every HTTP request sent while the workers were replaced got its 200."""
+    load, held = hup_run.load, hup_run.held
+    first_new = load.first_from(hup_run.new)
+    closes = [round(s.at - first_new, 2) for s in held if s.at and first_new]
+    SUMMARY_LINES.append(
+        f"HUP under WebSocket and HTTP load, {peer.name}: {len(load.answers)} answered, "
+        f"{len(load.failures)} failed; WebSocket close codes {sorted({s.code for s in held})}, "
+        f"closed {min(closes, default=0):+.2f}s to {max(closes, default=0):+.2f}s after the "
+        "first answer of a new worker"
+    )
     assert hup_run.load.failures == [], hup_run.load.failures[:10]
     assert hup_run.load.first_from(hup_run.new) is not None
 
