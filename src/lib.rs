@@ -13,9 +13,11 @@
 //!   WebSocket upgrade request's socket handed to the app (`gunicorn.socket`) is
 //!   `worker/handoff.rs`.
 //!   The `asgi` worker (`worker/asgi/`) is a third loop: Rust owns the sockets and HTTP/1.1
-//!   (`asgi/conn.rs`, a state machine with unit tests; `asgi/core.rs`, the poll) and, once
-//!   the app accepts an upgrade, WebSocket frames (`asgi/ws.rs`); an asyncio loop on the
-//!   same thread runs the app (`python/ferricorn/_asgi.py`); docs/asgi.md.
+//!   (`asgi/conn.rs`, a state machine with unit tests; `asgi/core.rs`, the poll;
+//!   `asgi/front.rs`, a PROXY header first) and, once the app accepts an upgrade,
+//!   WebSocket frames (`asgi/ws.rs`); an asyncio loop on the same thread runs the app
+//!   (`python/ferricorn/_asgi.py`, with `_asgi_hooks.py` and `_asgi_deadline.py`);
+//!   docs/asgi.md.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].
 //! - [`http`]: the `ferricorn-http` crate (`crates/ferricorn-http`), re-exported: HTTP/1.1
 //!   bytes (request heads and their limits, body decoding, the response encoder and error
