@@ -209,17 +209,20 @@ def test_asgi_side_by_side_with_gunicorn(servers, flags, name):
     assert got == _scope_view(ask(servers("gunicorn", *flags), pieces, pace)[:2])
 
 
+def header_clients(servers, who: str) -> list[str]:
+    """``REMOTE_ADDR`` of two keep-alive requests after one v1 header, on ``who``."""
+    with Client(servers(who, "--proxy-protocol").address()) as client:
+        client.send(V1 + KEEP)
+        first = client.read_response()
+        client.send(KEEP)
+        second = client.read_response()
+    return [json.loads(r.body)["REMOTE_ADDR"] for r in (first, second)]
+
+
 def test_asgi_keep_alive_keeps_the_header_client(servers):
     """Every request of a connection is the header's client's, on both ``-k asgi``."""
-    seen = {}
-    for who in ("asgi", "gunicorn-asgi"):
-        with Client(servers(who, "--proxy-protocol").address()) as client:
-            client.send(V1 + KEEP)
-            first = client.read_response()
-            client.send(KEEP)
-            second = client.read_response()
-        seen[who] = [json.loads(r.body)["REMOTE_ADDR"] for r in (first, second)]
-    assert seen["asgi"] == seen["gunicorn-asgi"] == ["10.1.2.3", "10.1.2.3"]
+    assert header_clients(servers, "asgi") == ["10.1.2.3", "10.1.2.3"]
+    assert header_clients(servers, "gunicorn-asgi") == ["10.1.2.3", "10.1.2.3"]
 
 
 def test_asgi_access_log_and_a_unix_peer(server_factory, tmp_path):
@@ -366,16 +369,8 @@ def test_keep_alive_keeps_the_header_client(servers):
     """Every request of a connection is the header's client's (the async worker; the sync
     one answers one request per connection). gunicorn's gthread worker forgets it after the
     first request: docs/differences.md."""
-    seen = {}
-    for who in ("async", "gthread"):
-        with Client(servers(who, "--proxy-protocol").address()) as client:
-            client.send(V1 + KEEP)
-            first = client.read_response()
-            client.send(KEEP)
-            second = client.read_response()
-        seen[who] = [json.loads(r.body)["REMOTE_ADDR"] for r in (first, second)]
-    assert seen["async"] == ["10.1.2.3", "10.1.2.3"]
-    assert seen["gthread"] == ["10.1.2.3", "127.0.0.1"]
+    assert header_clients(servers, "async") == ["10.1.2.3", "10.1.2.3"]
+    assert header_clients(servers, "gthread") == ["10.1.2.3", "127.0.0.1"]
 
 
 def test_a_stalled_header_cannot_hold_a_worker(server_factory, worker_class):

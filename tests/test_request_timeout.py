@@ -63,15 +63,21 @@ def test_request_in_time_is_untouched(server_factory):
     assert "REQUEST TIMEOUT" not in srv.stderr, srv.stderr
 
 
-def test_streaming_response_that_sent_its_head_is_cut_not_504(server_factory):
-    srv = server_factory(APP, "--request-timeout", "1", *THREADS)
-    before = pid_of(srv)
+def assert_stream_cut(srv) -> None:
+    """``/stream`` past the deadline: its head and first chunk arrived, then the close (no
+    last chunk), and the log says why."""
     result = exchange(srv.address(), [build_request("GET", "/stream")], timeout=30.0)
     assert result.response is not None and result.response.status == 200, srv.stderr
     assert b"first chunk" in result.raw
     assert not result.raw.endswith(b"0\r\n\r\n"), result.raw  # no last chunk: cut off
     assert b"never" not in result.raw
     srv.wait_log(r"REQUEST TIMEOUT GET /stream")
+
+
+def test_streaming_response_that_sent_its_head_is_cut_not_504(server_factory):
+    srv = server_factory(APP, "--request-timeout", "1", *THREADS)
+    before = pid_of(srv)
+    assert_stream_cut(srv)
     assert pid_of(srv) == before
 
 
@@ -174,12 +180,7 @@ def test_asgi_stuck_request_gets_504_its_stack_logged_and_the_worker_serves_on(s
 
 def test_asgi_streaming_response_that_sent_its_head_is_cut_not_504(server_factory):
     srv = asgi(server_factory)
-    result = exchange(srv.address(), [build_request("GET", "/stream")], timeout=30.0)
-    assert result.response is not None and result.response.status == 200, srv.stderr
-    assert b"first chunk" in result.raw
-    assert not result.raw.endswith(b"0\r\n\r\n"), result.raw  # no last chunk: cut off
-    assert b"never" not in result.raw
-    srv.wait_log(r"REQUEST TIMEOUT GET /stream")
+    assert_stream_cut(srv)
 
 
 def test_asgi_except_exception_does_not_swallow_the_cancellation(server_factory):
