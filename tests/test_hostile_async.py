@@ -16,7 +16,6 @@ from conftest import (
     build_request,
     connect,
     exchange,
-    gunicorn_command,
     parse_response,
     read_until_close,
     rss_kib,
@@ -25,7 +24,6 @@ from conftest import (
 )
 
 APP = "apps.cases:app"
-GUNICORN = gunicorn_command()
 THREADS = ["1", "4"]
 
 
@@ -118,17 +116,6 @@ def test_regression_term_serves_every_connection_in_the_backlog(threads):
             srv.stop()
     SUMMARY_LINES.append(f"TERM drain, ferricorn async --threads {threads}: answered {counts}")
     assert counts == [DRAIN_CLIENTS] * DRAIN_RUNS, f"answered after TERM, per run: {counts}"
-
-
-@pytest.mark.parametrize("worker", ["gthread", "sync"])
-def test_term_drain_of_gunicorn_for_comparison(worker):
-    """Information only (gunicorn sync resets most of them): the figure goes in the summary."""
-    srv = start_server(APP, "--no-control-socket", worker_class=worker, command=GUNICORN)
-    try:
-        answered = drain_after_term(srv, f"gunicorn-{worker}")
-    finally:
-        srv.stop()
-    SUMMARY_LINES.append(f"TERM drain, gunicorn {worker}: answered {answered}/{DRAIN_CLIENTS}")
 
 
 # --- bug 9: idle timeouts with threads, and a full connection table ----------------------------
