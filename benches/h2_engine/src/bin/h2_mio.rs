@@ -1,0 +1,273 @@
+//! The `h2` crate driven from a single-threaded mio loop, no tokio runtime.
+//!
+//! `h2-mio [PORT]`: listens on 127.0.0.1:PORT (default 8000), accepts h2c connections
+//! with prior knowledge (RFC 9113 section 3.3) and answers every request with 200
+//! "Hello, World!\n". Each connection owns an `h2::server::Connection` over [`MioIo`], an
+//! `AsyncRead + AsyncWrite` that maps `WouldBlock` to `Pending`. The future is polled with
+//! `Waker::noop()` whenever the socket is ready; because the waker does nothing, the loop
+//! itself re-polls after every action that h2 would have woken the task for (sending a
+//! response) and whenever h2 returned `Pending` without the socket having said
+//! `WouldBlock` (mio is edge-triggered: a missed drain is a hung connection).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use h2::server::{self, Connection, Handshake};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll as MioPoll, Token};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The listener's token; connections count up from 1.
+const LISTENER: Token = Token(0);
+
+/// The body every request gets.
+const HELLO: &[u8] = b"Hello, World!\n";
+
+/// A non-blocking socket seen through tokio's I/O traits.
+struct MioIo {
+    /// The connection's socket, registered edge-triggered for both directions.
+    sock: TcpStream,
+    /// Set when a read or write hit `WouldBlock`: only then will mio report it again.
+    blocked: Rc<Cell<bool>>,
+}
+
+impl AsyncRead for MioIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.sock.read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked.set(true);
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for MioIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.sock.write(data) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked.set(true);
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.sock.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Where one connection is: h2 reads the client preface and SETTINGS before it yields
+/// a `Connection`.
+enum State {
+    /// Waiting for the preface (RFC 9113 section 3.4).
+    Handshaking(Handshake<MioIo, Bytes>),
+    /// Serving streams.
+    Open(Connection<MioIo, Bytes>),
+}
+
+/// A stream whose request body is still arriving: it is answered once the body (and any
+/// trailers) has been read, as a WSGI app reads `wsgi.input` before it returns.
+struct Pending {
+    /// The request body; DATA frames and trailers come through it.
+    body: h2::RecvStream,
+    /// Whether the DATA frames are done and trailers are being waited for.
+    in_trailers: bool,
+    /// Where the response goes.
+    tx: server::SendResponse<Bytes>,
+}
+
+/// One client connection.
+struct Conn {
+    /// h2's side of it.
+    state: State,
+    /// Streams accepted whose bodies are not yet read.
+    pending: Vec<Pending>,
+    /// Shared with [`MioIo`]: set when the socket said `WouldBlock` in either direction.
+    blocked: Rc<Cell<bool>>,
+}
+
+/// How often h2 returned `Pending` with the socket not blocked (it yielded on its own);
+/// printed as connections close, it is the figure for "edge-triggered needs a re-poll".
+static SELF_YIELDS: AtomicU64 = AtomicU64::new(0);
+
+/// h2's settings as ferricorn would set them from `--http2-*` (gunicorn 27's defaults)
+/// and its defences: SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 section 6.5.2) is sent,
+/// so h2spec's limit test runs; rapid reset (CVE-2023-44487) is capped by
+/// `max_pending_accept_reset_streams`; a header list over the limit is refused.
+fn builder() -> server::Builder {
+    let mut b = server::Builder::new();
+    b.max_concurrent_streams(100)
+        .initial_window_size(65_535)
+        .max_frame_size(16_384)
+        .max_header_list_size(65_536)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(1024));
+    b
+}
+
+/// Answers one stream at once: headers, then the body with END_STREAM.
+fn respond(respond: &mut server::SendResponse<Bytes>) -> Result<(), h2::Error> {
+    let response = http::Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .header("content-length", HELLO.len())
+        .body(())
+        .expect("static response");
+    let mut stream = respond.send_response(response, false)?;
+    stream.send_data(Bytes::from_static(HELLO), true)
+}
+
+/// Reads what has arrived of each pending body, answering the finished ones; whether
+/// anything moved. A body error (h2 found the request malformed and reset the stream)
+/// drops the stream unanswered.
+fn read_bodies(pending: &mut Vec<Pending>, cx: &mut Context<'_>) -> bool {
+    let before = pending.len();
+    let mut moved = false;
+    pending.retain_mut(|p| loop {
+        if p.in_trailers {
+            return match p.body.poll_trailers(cx) {
+                Poll::Pending => true,
+                Poll::Ready(Ok(_)) => {
+                    let _ = respond(&mut p.tx);
+                    false
+                }
+                Poll::Ready(Err(_)) => false,
+            };
+        }
+        match p.body.poll_data(cx) {
+            Poll::Pending => return true,
+            Poll::Ready(Some(Ok(chunk))) => {
+                // Flow control: hand the window back once the bytes are consumed.
+                let _ = p.body.flow_control().release_capacity(chunk.len());
+                moved = true;
+            }
+            Poll::Ready(Some(Err(_))) => return false,
+            Poll::Ready(None) => p.in_trailers = true,
+        }
+    });
+    moved || pending.len() != before
+}
+
+/// Polls a connection until it can make no progress; `false` when it is finished.
+fn drive(conn: &mut Conn, cx: &mut Context<'_>) -> bool {
+    loop {
+        conn.blocked.set(false);
+        let progressed = match &mut conn.state {
+            State::Handshaking(hs) => match Pin::new(hs).poll(cx) {
+                Poll::Ready(Ok(c)) => {
+                    conn.state = State::Open(c);
+                    true
+                }
+                Poll::Ready(Err(_)) => return false,
+                Poll::Pending => false,
+            },
+            State::Open(c) => {
+                let mut progressed = false;
+                loop {
+                    match c.poll_accept(cx) {
+                        Poll::Ready(Some(Ok((req, tx)))) => {
+                            let body = req.into_body();
+                            conn.pending.push(Pending { body, in_trailers: false, tx });
+                            progressed = true;
+                        }
+                        Poll::Ready(Some(Err(_))) | Poll::Ready(None) => return false,
+                        Poll::Pending => break,
+                    }
+                }
+                progressed | read_bodies(&mut conn.pending, cx)
+            }
+        };
+        // With a no-op waker, "the task was woken" is ours to remember: after sending,
+        // poll again so h2 writes the frames out. And mio is edge-triggered: Pending
+        // without WouldBlock means h2 yielded by itself, so poll again too.
+        if progressed {
+            continue;
+        }
+        if conn.blocked.get() {
+            return true;
+        }
+        SELF_YIELDS.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+}
+
+fn main() -> io::Result<()> {
+    let port: u16 = std::env::args().nth(1).map_or(8000, |p| p.parse().expect("port"));
+    let mut poll = MioPoll::new()?;
+    let mut listener = TcpListener::bind(([127, 0, 0, 1], port).into())?;
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    eprintln!("h2-mio listening on 127.0.0.1:{port}");
+    let mut conns: HashMap<Token, Conn> = HashMap::new();
+    let mut next = 1;
+    let mut events = Events::with_capacity(1024);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                while let Ok((mut sock, _)) = listener.accept() {
+                    let token = Token(next);
+                    next += 1;
+                    let _ = sock.set_nodelay(true);
+                    poll.registry().register(
+                        &mut sock,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let blocked = Rc::new(Cell::new(false));
+                    let io = MioIo { sock, blocked: blocked.clone() };
+                    let state = State::Handshaking(builder().handshake(io));
+                    let mut conn = Conn { state, blocked, pending: Vec::new() };
+                    if drive(&mut conn, &mut cx) {
+                        conns.insert(token, conn);
+                    }
+                }
+                continue;
+            }
+            let token = event.token();
+            let alive = conns.get_mut(&token).is_some_and(|c| drive(c, &mut cx));
+            if !alive && conns.remove(&token).is_some() {
+                let n = SELF_YIELDS.load(Ordering::Relaxed);
+                eprintln!("closed {token:?}; self-yields so far: {n}");
+            }
+        }
+    }
+}
