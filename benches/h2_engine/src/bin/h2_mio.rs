@@ -3,11 +3,15 @@
 //! `h2-mio [PORT]`: listens on 127.0.0.1:PORT (default 8000), accepts h2c connections
 //! with prior knowledge (RFC 9113 section 3.3) and answers every request with 200
 //! "Hello, World!\n". Each connection owns an `h2::server::Connection` over [`MioIo`], an
-//! `AsyncRead + AsyncWrite` that maps `WouldBlock` to `Pending`. The future is polled with
-//! `Waker::noop()` whenever the socket is ready; because the waker does nothing, the loop
-//! itself re-polls after every action that h2 would have woken the task for (sending a
-//! response) and whenever h2 returned `Pending` without the socket having said
-//! `WouldBlock` (mio is edge-triggered: a missed drain is a hung connection).
+//! `AsyncRead + AsyncWrite` that maps `WouldBlock` to `Pending`. The connection is polled
+//! whenever its socket is ready, and again while its waker ([`Flag`]) was called during
+//! the poll; with `H2_NOOP_WAKER=1` the waker is `Waker::noop()` instead, and the loop
+//! relies on re-polling after its own actions (sending) alone. Either way it counts how
+//! often h2 returned `Pending` without the socket having said `WouldBlock` (mio is
+//! edge-triggered: a missed drain is a hung connection).
+//!
+//! `GET /big` answers 50 MiB, sent only as the client's flow-control window allows
+//! (`reserve_capacity` / `poll_capacity`): the backpressure path of a WSGI iterable.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -15,8 +19,9 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use h2::server::{self, Connection, Handshake};
@@ -29,6 +34,12 @@ const LISTENER: Token = Token(0);
 
 /// The body every request gets.
 const HELLO: &[u8] = b"Hello, World!\n";
+
+/// Bytes of the `/big` response: 50 MiB, issue 14's download size.
+const BIG: usize = 50 * 1024 * 1024;
+
+/// The most a `/big` stream asks window for, and hands h2, at once.
+const BIG_STEP: usize = 1024 * 1024;
 
 /// A non-blocking socket seen through tokio's I/O traits.
 struct MioIo {
@@ -105,8 +116,34 @@ struct Pending {
     body: h2::RecvStream,
     /// Whether the DATA frames are done and trailers are being waited for.
     in_trailers: bool,
+    /// Whether the request asked for `/big` (a [`BIG`]-byte body) rather than hello.
+    big: bool,
     /// Where the response goes.
     tx: server::SendResponse<Bytes>,
+}
+
+/// A `/big` response on its way out, as fast as the peer's flow-control window allows
+/// (RFC 9113 section 5.2): the shape of a WSGI iterable under backpressure.
+struct Sending {
+    /// The response body's stream.
+    stream: h2::SendStream<Bytes>,
+    /// Bytes still to send.
+    left: usize,
+}
+
+/// A connection's waker: h2 calls it when something it waits on has changed (window
+/// granted, a frame queued by a stream handle); the loop then polls that connection.
+/// In ferricorn it would also wake the `mio::Waker`, for calls from the app's threads.
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// One client connection.
@@ -115,6 +152,12 @@ struct Conn {
     state: State,
     /// Streams accepted whose bodies are not yet read.
     pending: Vec<Pending>,
+    /// `/big` responses being sent.
+    sending: Vec<Sending>,
+    /// Set by h2 through [`Conn::waker`]: poll this connection again.
+    woken: Arc<Flag>,
+    /// The waker every poll of this connection passes to h2.
+    waker: Waker,
     /// Shared with [`MioIo`]: set when the socket said `WouldBlock` in either direction.
     blocked: Rc<Cell<bool>>,
 }
@@ -153,13 +196,23 @@ fn respond(respond: &mut server::SendResponse<Bytes>) -> Result<(), h2::Error> {
 /// Reads what has arrived of each pending body, answering the finished ones; whether
 /// anything moved. A body error (h2 found the request malformed and reset the stream)
 /// drops the stream unanswered.
-fn read_bodies(pending: &mut Vec<Pending>, cx: &mut Context<'_>) -> bool {
+fn read_bodies(
+    pending: &mut Vec<Pending>,
+    sending: &mut Vec<Sending>,
+    cx: &mut Context<'_>,
+) -> bool {
     let before = pending.len();
     let mut moved = false;
     pending.retain_mut(|p| loop {
         if p.in_trailers {
             return match p.body.poll_trailers(cx) {
                 Poll::Pending => true,
+                Poll::Ready(Ok(_)) if p.big => {
+                    if let Ok(stream) = respond_big(&mut p.tx) {
+                        sending.push(Sending { stream, left: BIG });
+                    }
+                    false
+                }
                 Poll::Ready(Ok(_)) => {
                     let _ = respond(&mut p.tx);
                     false
@@ -181,9 +234,51 @@ fn read_bodies(pending: &mut Vec<Pending>, cx: &mut Context<'_>) -> bool {
     moved || pending.len() != before
 }
 
+/// Starts a `/big` response: headers now, the body as window allows.
+fn respond_big(
+    respond: &mut server::SendResponse<Bytes>,
+) -> Result<h2::SendStream<Bytes>, h2::Error> {
+    let response = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", BIG)
+        .body(())
+        .expect("static response");
+    respond.send_response(response, false)
+}
+
+/// Hands each `/big` stream as many bytes as the window allows now; whether any moved.
+/// `poll_capacity` returning `Pending` registers the waker: a WINDOW_UPDATE from the
+/// peer wakes the connection, and the loop comes back here.
+fn write_bodies(sending: &mut Vec<Sending>, chunk: &Bytes, cx: &mut Context<'_>) -> bool {
+    let mut moved = false;
+    sending.retain_mut(|s| loop {
+        if s.left == 0 {
+            return false;
+        }
+        s.stream.reserve_capacity(s.left.min(BIG_STEP));
+        match s.stream.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(0))) | Poll::Pending => return true,
+            Poll::Ready(Some(Ok(n))) => {
+                let n = n.min(s.left).min(chunk.len());
+                s.left -= n;
+                if s.stream.send_data(chunk.slice(..n), s.left == 0).is_err() {
+                    return false;
+                }
+                moved = true;
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => return false,
+        }
+    });
+    moved
+}
+
 /// Polls a connection until it can make no progress; `false` when it is finished.
-fn drive(conn: &mut Conn, cx: &mut Context<'_>) -> bool {
+fn drive(conn: &mut Conn, chunk: &Bytes) -> bool {
+    let waker = conn.waker.clone();
+    let cx = &mut Context::from_waker(&waker);
     loop {
+        conn.woken.0.store(false, Ordering::Release);
         conn.blocked.set(false);
         let progressed = match &mut conn.state {
             State::Handshaking(hs) => match Pin::new(hs).poll(cx) {
@@ -199,21 +294,23 @@ fn drive(conn: &mut Conn, cx: &mut Context<'_>) -> bool {
                 loop {
                     match c.poll_accept(cx) {
                         Poll::Ready(Some(Ok((req, tx)))) => {
+                            let big = req.uri().path() == "/big";
                             let body = req.into_body();
-                            conn.pending.push(Pending { body, in_trailers: false, tx });
+                            conn.pending.push(Pending { body, in_trailers: false, big, tx });
                             progressed = true;
                         }
                         Poll::Ready(Some(Err(_))) | Poll::Ready(None) => return false,
                         Poll::Pending => break,
                     }
                 }
-                progressed | read_bodies(&mut conn.pending, cx)
+                let read = read_bodies(&mut conn.pending, &mut conn.sending, cx);
+                progressed | read | write_bodies(&mut conn.sending, chunk, cx)
             }
         };
-        // With a no-op waker, "the task was woken" is ours to remember: after sending,
-        // poll again so h2 writes the frames out. And mio is edge-triggered: Pending
+        // After sending, or when h2 woke us (window granted), poll again so h2 writes
+        // the frames out; with a no-op waker only the first of these is seen. And mio is edge-triggered: Pending
         // without WouldBlock means h2 yielded by itself, so poll again too.
-        if progressed {
+        if progressed || conn.woken.0.load(Ordering::Acquire) {
             continue;
         }
         if conn.blocked.get() {
@@ -233,7 +330,8 @@ fn main() -> io::Result<()> {
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next = 1;
     let mut events = Events::with_capacity(1024);
-    let mut cx = Context::from_waker(Waker::noop());
+    let chunk = Bytes::from(vec![b'x'; BIG_STEP]);
+    let noop = std::env::var_os("H2_NOOP_WAKER").is_some_and(|v| v == "1");
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -255,15 +353,21 @@ fn main() -> io::Result<()> {
                     let blocked = Rc::new(Cell::new(false));
                     let io = MioIo { sock, blocked: blocked.clone() };
                     let state = State::Handshaking(builder().handshake(io));
-                    let mut conn = Conn { state, blocked, pending: Vec::new() };
-                    if drive(&mut conn, &mut cx) {
+                    let woken = Arc::new(Flag(AtomicBool::new(false)));
+                    let waker = match noop {
+                        true => Waker::noop().clone(),
+                        false => Waker::from(woken.clone()),
+                    };
+                    let (pending, sending) = (Vec::new(), Vec::new());
+                    let mut conn = Conn { state, blocked, pending, sending, woken, waker };
+                    if drive(&mut conn, &chunk) {
                         conns.insert(token, conn);
                     }
                 }
                 continue;
             }
             let token = event.token();
-            let alive = conns.get_mut(&token).is_some_and(|c| drive(c, &mut cx));
+            let alive = conns.get_mut(&token).is_some_and(|c| drive(c, &chunk));
             if !alive && conns.remove(&token).is_some() {
                 let n = SELF_YIELDS.load(Ordering::Relaxed);
                 eprintln!("closed {token:?}; self-yields so far: {n}");
