@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 use h2::server::{self, Connection, Handshake};
@@ -41,12 +42,83 @@ const BIG: usize = 50 * 1024 * 1024;
 /// The most a `/big` stream asks window for, and hands h2, at once.
 const BIG_STEP: usize = 1024 * 1024;
 
+/// PINGs and SETTINGS (not ACKs) a connection may send in a burst; refilled at
+/// [`FLOOD_REFILL_PER_SEC`]. Clients send a handful per connection.
+const FLOOD_BURST: f64 = 100.0;
+
+/// How fast the PING/SETTINGS allowance refills, per second.
+const FLOOD_REFILL_PER_SEC: f64 = 10.0;
+
+/// Walks the frame headers (RFC 9113 section 4.1) of the bytes h2 reads, to count the
+/// control frames h2 answers without telling its user: PING and SETTINGS floods. h2
+/// bounds their memory but never closes the connection; past the allowance this sets
+/// `flood` and the loop calls `abrupt_shutdown(ENHANCE_YOUR_CALM)`.
+struct Sniffer {
+    /// Bytes of the client preface (RFC 9113 section 3.4) still to skip.
+    preface_left: usize,
+    /// The frame header being gathered, when it straddles reads.
+    head: [u8; 9],
+    /// How much of `head` is filled.
+    head_len: usize,
+    /// Payload bytes of the current frame still to skip.
+    skip: usize,
+    /// Token bucket of PING/SETTINGS frames still allowed.
+    allowance: f64,
+    /// When `allowance` was last refilled.
+    refilled: Instant,
+    /// Shared with [`Conn`]: the peer went over the allowance.
+    flood: Rc<Cell<bool>>,
+}
+
+impl Sniffer {
+    /// Counts the control frames that start in `bytes`.
+    fn see(&mut self, mut bytes: &[u8]) {
+        let skip = self.preface_left.min(bytes.len());
+        self.preface_left -= skip;
+        bytes = &bytes[skip..];
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.head_len).min(bytes.len());
+            self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+            self.head_len += n;
+            bytes = &bytes[n..];
+            if self.head_len == 9 {
+                self.head_len = 0;
+                let h = self.head;
+                self.skip = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                // PING is type 6, SETTINGS type 4; flag 0x1 is ACK on both.
+                if matches!(h[3], 4 | 6) && h[4] & 0x1 == 0 {
+                    self.count();
+                }
+            }
+        }
+    }
+
+    /// Takes one frame from the allowance, raising `flood` when none is left.
+    fn count(&mut self) {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * FLOOD_REFILL_PER_SEC;
+        self.allowance = (self.allowance + refill).min(FLOOD_BURST) - 1.0;
+        self.refilled = now;
+        if self.allowance < 0.0 {
+            self.flood.set(true);
+        }
+    }
+}
+
 /// A non-blocking socket seen through tokio's I/O traits.
 struct MioIo {
     /// The connection's socket, registered edge-triggered for both directions.
     sock: TcpStream,
     /// Set when a read or write hit `WouldBlock`: only then will mio report it again.
     blocked: Rc<Cell<bool>>,
+    /// Counts PING and SETTINGS frames in what is read.
+    sniffer: Sniffer,
 }
 
 impl AsyncRead for MioIo {
@@ -58,6 +130,8 @@ impl AsyncRead for MioIo {
         loop {
             match self.sock.read(buf.initialize_unfilled()) {
                 Ok(n) => {
+                    let this = &mut *self;
+                    this.sniffer.see(&buf.initialize_unfilled()[..n]);
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -154,6 +228,8 @@ struct Conn {
     pending: Vec<Pending>,
     /// `/big` responses being sent.
     sending: Vec<Sending>,
+    /// Set by [`Sniffer`]: the peer floods PING or SETTINGS; GOAWAY it.
+    flood: Rc<Cell<bool>>,
     /// Set by h2 through [`Conn::waker`]: poll this connection again.
     woken: Arc<Flag>,
     /// The waker every poll of this connection passes to h2.
@@ -290,6 +366,9 @@ fn drive(conn: &mut Conn, chunk: &Bytes) -> bool {
                 Poll::Pending => false,
             },
             State::Open(c) => {
+                if conn.flood.replace(false) {
+                    c.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                }
                 let mut progressed = false;
                 loop {
                     match c.poll_accept(cx) {
@@ -310,7 +389,7 @@ fn drive(conn: &mut Conn, chunk: &Bytes) -> bool {
         // After sending, or when h2 woke us (window granted), poll again so h2 writes
         // the frames out; with a no-op waker only the first of these is seen. And mio is edge-triggered: Pending
         // without WouldBlock means h2 yielded by itself, so poll again too.
-        if progressed || conn.woken.0.load(Ordering::Acquire) {
+        if progressed || conn.woken.0.load(Ordering::Acquire) || conn.flood.get() {
             continue;
         }
         if conn.blocked.get() {
@@ -351,7 +430,17 @@ fn main() -> io::Result<()> {
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
                     let blocked = Rc::new(Cell::new(false));
-                    let io = MioIo { sock, blocked: blocked.clone() };
+                    let flood = Rc::new(Cell::new(false));
+                    let sniffer = Sniffer {
+                        preface_left: 24,
+                        head: [0; 9],
+                        head_len: 0,
+                        skip: 0,
+                        allowance: FLOOD_BURST,
+                        refilled: Instant::now(),
+                        flood: flood.clone(),
+                    };
+                    let io = MioIo { sock, blocked: blocked.clone(), sniffer };
                     let state = State::Handshaking(builder().handshake(io));
                     let woken = Arc::new(Flag(AtomicBool::new(false)));
                     let waker = match noop {
@@ -359,7 +448,7 @@ fn main() -> io::Result<()> {
                         false => Waker::from(woken.clone()),
                     };
                     let (pending, sending) = (Vec::new(), Vec::new());
-                    let mut conn = Conn { state, blocked, pending, sending, woken, waker };
+                    let mut conn = Conn { state, blocked, pending, sending, flood, woken, waker };
                     if drive(&mut conn, &chunk) {
                         conns.insert(token, conn);
                     }
