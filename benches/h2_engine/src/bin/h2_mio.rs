@@ -119,6 +119,11 @@ struct MioIo {
     blocked: Rc<Cell<bool>>,
     /// Counts PING and SETTINGS frames in what is read.
     sniffer: Sniffer,
+    /// Bytes read before h2 took over (the preface, or an upgrade's rewritten start),
+    /// handed to h2 before the socket's.
+    replay: Vec<u8>,
+    /// How much of `replay` h2 has had.
+    replay_at: usize,
 }
 
 impl AsyncRead for MioIo {
@@ -127,6 +132,13 @@ impl AsyncRead for MioIo {
         _cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.replay_at < this.replay.len() {
+            let n = buf.remaining().min(this.replay.len() - this.replay_at);
+            buf.put_slice(&this.replay[this.replay_at..this.replay_at + n]);
+            this.replay_at += n;
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match self.sock.read(buf.initialize_unfilled()) {
                 Ok(n) => {
@@ -177,6 +189,9 @@ impl AsyncWrite for MioIo {
 /// Where one connection is: h2 reads the client preface and SETTINGS before it yields
 /// a `Connection`.
 enum State {
+    /// Before HTTP/2: telling prior knowledge from an HTTP/1.1 `Upgrade: h2c`
+    /// ([`upgrade`]); `None` only while a step has it out.
+    Upgrading(Option<Box<upgrade::Upgrade>>),
     /// Waiting for the preface (RFC 9113 section 3.4).
     Handshaking(Handshake<MioIo, Bytes>),
     /// Serving streams.
@@ -219,6 +234,9 @@ impl Wake for Flag {
         self.0.store(true, Ordering::Release);
     }
 }
+
+#[path = "../upgrade.rs"]
+mod upgrade;
 
 /// One client connection.
 struct Conn {
@@ -357,6 +375,18 @@ fn drive(conn: &mut Conn, chunk: &Bytes) -> bool {
         conn.woken.0.store(false, Ordering::Release);
         conn.blocked.set(false);
         let progressed = match &mut conn.state {
+            State::Upgrading(slot) => match slot.take().map(|up| up.advance()) {
+                Some(upgrade::Next::Wait(up)) => {
+                    *slot = Some(up);
+                    conn.blocked.set(true);
+                    false
+                }
+                Some(upgrade::Next::Ready(io)) => {
+                    conn.state = State::Handshaking(builder().handshake(*io));
+                    true
+                }
+                Some(upgrade::Next::Close) | None => return false,
+            },
             State::Handshaking(hs) => match Pin::new(hs).poll(cx) {
                 Poll::Ready(Ok(c)) => {
                     conn.state = State::Open(c);
@@ -440,8 +470,10 @@ fn main() -> io::Result<()> {
                         refilled: Instant::now(),
                         flood: flood.clone(),
                     };
-                    let io = MioIo { sock, blocked: blocked.clone(), sniffer };
-                    let state = State::Handshaking(builder().handshake(io));
+                    let replay = Vec::new();
+                    let io =
+                        MioIo { sock, blocked: blocked.clone(), sniffer, replay, replay_at: 0 };
+                    let state = State::Upgrading(Some(upgrade::Upgrade::new(io)));
                     let woken = Arc::new(Flag(AtomicBool::new(false)));
                     let waker = match noop {
                         true => Waker::noop().clone(),
