@@ -54,7 +54,8 @@ impl Upgrade {
         Box::new(Upgrade { io, buf: Vec::new(), inject: None })
     }
 
-    /// Reads what the socket has and moves on if it can.
+    /// Reads what this step needs (never past it: what follows is h2's to read) and
+    /// moves on if it can.
     pub fn advance(mut self: Box<Self>) -> Next {
         if !self.fill() {
             return Next::Close;
@@ -65,13 +66,37 @@ impl Upgrade {
         }
     }
 
-    /// Reads until `WouldBlock`; `false` on EOF, an error or too many bytes.
+    /// How many bytes this step wants in `buf`: the preface while what came matches
+    /// it, a request head otherwise; after a 101 the preface and the first frame.
+    fn want(&self) -> usize {
+        let head = PREFACE.len() + 9;
+        if self.inject.is_some() {
+            if self.buf.len() < head {
+                return head;
+            }
+            let l = &self.buf[PREFACE.len()..head - 6];
+            return head + (usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]));
+        }
+        let n = self.buf.len().min(PREFACE.len());
+        if self.buf[..n] == PREFACE[..n] {
+            PREFACE.len()
+        } else {
+            MAX_HEAD
+        }
+    }
+
+    /// Reads until `WouldBlock` or [`Upgrade::want`] is met; `false` on EOF, an error,
+    /// or a head over [`MAX_HEAD`].
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
         loop {
-            match self.io.sock.read(&mut chunk) {
+            let want = self.want().min(MAX_HEAD);
+            if self.buf.len() >= want {
+                return want < MAX_HEAD || self.buf.windows(4).any(|w| w == b"\r\n\r\n");
+            }
+            let room = (want - self.buf.len()).min(chunk.len());
+            match self.io.sock.read(&mut chunk[..room]) {
                 Ok(0) => return false,
-                Ok(n) if self.buf.len() + n > MAX_HEAD => return false,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -68,6 +68,9 @@ struct Sniffer {
     refilled: Instant,
     /// Shared with [`Conn`]: the peer went over the allowance.
     flood: Rc<Cell<bool>>,
+    /// Set with `flood`, never cleared: nothing more is read from this peer, so h2
+    /// stops answering the flood and only writes its GOAWAY.
+    tripped: bool,
 }
 
 impl Sniffer {
@@ -107,6 +110,7 @@ impl Sniffer {
         self.refilled = now;
         if self.allowance < 0.0 {
             self.flood.set(true);
+            self.tripped = true;
         }
     }
 }
@@ -133,9 +137,14 @@ impl AsyncRead for MioIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.sniffer.tripped {
+            return Poll::Pending;
+        }
         if this.replay_at < this.replay.len() {
             let n = buf.remaining().min(this.replay.len() - this.replay_at);
-            buf.put_slice(&this.replay[this.replay_at..this.replay_at + n]);
+            let bytes = &this.replay[this.replay_at..this.replay_at + n];
+            this.sniffer.see(bytes);
+            buf.put_slice(bytes);
             this.replay_at += n;
             return Poll::Ready(Ok(()));
         }
@@ -469,6 +478,7 @@ fn main() -> io::Result<()> {
                         allowance: FLOOD_BURST,
                         refilled: Instant::now(),
                         flood: flood.clone(),
+                        tripped: false,
                     };
                     let replay = Vec::new();
                     let io =
