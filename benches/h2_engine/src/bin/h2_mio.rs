@@ -1,7 +1,7 @@
 //! The `h2` crate driven from a single-threaded mio loop, no tokio runtime.
 //!
 //! `h2-mio [PORT]`: listens on 127.0.0.1:PORT (default 8000), accepts h2c connections
-//! with prior knowledge (RFC 9113 section 3.3) and answers every request with 200
+//! (prior knowledge, RFC 9113 section 3.3, or Upgrade) and answers every request with 200
 //! "Hello, World!\n". Each connection owns an `h2::server::Connection` over [`MioIo`], an
 //! `AsyncRead + AsyncWrite` that maps `WouldBlock` to `Pending`. The connection is polled
 //! whenever its socket is ready, and again while its waker ([`Flag`]) was called during
@@ -12,6 +12,8 @@
 //!
 //! `GET /big` answers 50 MiB, sent only as the client's flow-control window allows
 //! (`reserve_capacity` / `poll_capacity`): the backpressure path of a WSGI iterable.
+//! [`Sniffer`] closes PING and SETTINGS floods, which h2 answers without limit, and
+//! [`upgrade`] serves an HTTP/1.1 `Upgrade: h2c` as well as prior knowledge.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -439,6 +441,33 @@ fn drive(conn: &mut Conn, chunk: &Bytes) -> bool {
     }
 }
 
+/// A fresh connection: it starts before HTTP/2 ([`upgrade`]); `noop` picks
+/// `Waker::noop()` over the connection's [`Flag`].
+fn new_conn(sock: TcpStream, noop: bool) -> Conn {
+    let blocked = Rc::new(Cell::new(false));
+    let flood = Rc::new(Cell::new(false));
+    let sniffer = Sniffer {
+        preface_left: 24,
+        head: [0; 9],
+        head_len: 0,
+        skip: 0,
+        allowance: FLOOD_BURST,
+        refilled: Instant::now(),
+        flood: flood.clone(),
+        tripped: false,
+    };
+    let replay = Vec::new();
+    let io = MioIo { sock, blocked: blocked.clone(), sniffer, replay, replay_at: 0 };
+    let state = State::Upgrading(Some(upgrade::Upgrade::new(io)));
+    let woken = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = match noop {
+        true => Waker::noop().clone(),
+        false => Waker::from(woken.clone()),
+    };
+    let (pending, sending) = (Vec::new(), Vec::new());
+    Conn { state, blocked, pending, sending, flood, woken, waker }
+}
+
 fn main() -> io::Result<()> {
     let port: u16 = std::env::args().nth(1).map_or(8000, |p| p.parse().expect("port"));
     let mut poll = MioPoll::new()?;
@@ -468,29 +497,7 @@ fn main() -> io::Result<()> {
                         token,
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
-                    let blocked = Rc::new(Cell::new(false));
-                    let flood = Rc::new(Cell::new(false));
-                    let sniffer = Sniffer {
-                        preface_left: 24,
-                        head: [0; 9],
-                        head_len: 0,
-                        skip: 0,
-                        allowance: FLOOD_BURST,
-                        refilled: Instant::now(),
-                        flood: flood.clone(),
-                        tripped: false,
-                    };
-                    let replay = Vec::new();
-                    let io =
-                        MioIo { sock, blocked: blocked.clone(), sniffer, replay, replay_at: 0 };
-                    let state = State::Upgrading(Some(upgrade::Upgrade::new(io)));
-                    let woken = Arc::new(Flag(AtomicBool::new(false)));
-                    let waker = match noop {
-                        true => Waker::noop().clone(),
-                        false => Waker::from(woken.clone()),
-                    };
-                    let (pending, sending) = (Vec::new(), Vec::new());
-                    let mut conn = Conn { state, blocked, pending, sending, flood, woken, waker };
+                    let mut conn = new_conn(sock, noop);
                     if drive(&mut conn, &chunk) {
                         conns.insert(token, conn);
                     }
