@@ -1,7 +1,8 @@
 //! The `h2` crate driven from a single-threaded mio loop, no tokio runtime.
 //!
-//! `h2-mio [PORT]`: listens on 127.0.0.1:PORT (default 8000), accepts h2c connections
-//! (prior knowledge, RFC 9113 section 3.3, or Upgrade) and answers every request with 200
+//! `h2-mio [PORT] [--tls CERT KEY]`: listens on 127.0.0.1:PORT (default 8000), accepts
+//! h2c connections (prior knowledge, RFC 9113 section 3.3, or Upgrade), or with `--tls`
+//! TLS with ALPN `h2` ([`wire`]), and answers every request with 200
 //! "Hello, World!\n". Each connection owns an `h2::server::Connection` over [`MioIo`], an
 //! `AsyncRead + AsyncWrite` that maps `WouldBlock` to `Pending`. The connection is polled
 //! whenever its socket is ready, and again while its waker ([`Flag`]) was called during
@@ -28,7 +29,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use h2::server::{self, Connection, Handshake};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll as MioPoll, Token};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -119,8 +120,9 @@ impl Sniffer {
 
 /// A non-blocking socket seen through tokio's I/O traits.
 struct MioIo {
-    /// The connection's socket, registered edge-triggered for both directions.
-    sock: TcpStream,
+    /// The connection's socket (or TLS over it), registered edge-triggered for both
+    /// directions.
+    sock: Wire,
     /// Set when a read or write hit `WouldBlock`: only then will mio report it again.
     blocked: Rc<Cell<bool>>,
     /// Counts PING and SETTINGS frames in what is read.
@@ -188,12 +190,18 @@ impl AsyncWrite for MioIo {
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.sock.flush() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.blocked.set(true);
+                Poll::Pending
+            }
+            done => Poll::Ready(done),
+        }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.sock.shutdown(std::net::Shutdown::Write))
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.sock.shutdown())
     }
 }
 
@@ -248,6 +256,10 @@ impl Wake for Flag {
 
 #[path = "../upgrade.rs"]
 mod upgrade;
+#[path = "../wire.rs"]
+mod wire;
+
+use wire::Wire;
 
 /// One client connection.
 struct Conn {
@@ -443,7 +455,7 @@ fn drive(conn: &mut Conn, chunk: &Bytes) -> bool {
 
 /// A fresh connection: it starts before HTTP/2 ([`upgrade`]); `noop` picks
 /// `Waker::noop()` over the connection's [`Flag`].
-fn new_conn(sock: TcpStream, noop: bool) -> Conn {
+fn new_conn(sock: Wire, noop: bool) -> Conn {
     let blocked = Rc::new(Cell::new(false));
     let flood = Rc::new(Cell::new(false));
     let sniffer = Sniffer {
@@ -469,7 +481,12 @@ fn new_conn(sock: TcpStream, noop: bool) -> Conn {
 }
 
 fn main() -> io::Result<()> {
-    let port: u16 = std::env::args().nth(1).map_or(8000, |p| p.parse().expect("port"));
+    let args: Vec<String> = std::env::args().collect();
+    let port: u16 = args.get(1).map_or(8000, |p| p.parse().expect("port"));
+    let tls = match args.get(2).map(String::as_str) {
+        Some("--tls") => Some(wire::config(&args[3], &args[4])?),
+        _ => None,
+    };
     let mut poll = MioPoll::new()?;
     let mut listener = TcpListener::bind(([127, 0, 0, 1], port).into())?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -497,7 +514,11 @@ fn main() -> io::Result<()> {
                         token,
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
-                    let mut conn = new_conn(sock, noop);
+                    let wire = match &tls {
+                        Some(config) => Wire::tls(sock, config)?,
+                        None => Wire::Plain(sock),
+                    };
+                    let mut conn = new_conn(wire, noop);
                     if drive(&mut conn, &chunk) {
                         conns.insert(token, conn);
                     }
