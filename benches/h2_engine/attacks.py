@@ -192,7 +192,7 @@ ATTACKS = [
 
 
 def main():
-    args = measure.argparse.Namespace(granian=False)
+    args = measure.argparse.Namespace(granian=False, tls=False)
     for name, argv in measure.servers(args):
         for make in ATTACKS:
             port = measure.free_port()

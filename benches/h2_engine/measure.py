@@ -1,11 +1,13 @@
 """Requests/s and CPU per request of the HTTP/2 engine prototypes, one run, h2load.
 
-``python benches/h2_engine/measure.py [--granian] [--n 200000] [--c 10] [--m 100]``:
-builds this crate, then for each server (``h2_mio``: the ``h2`` crate under a no-op
-waker; ``sans_mio``: the sans-io ``shiguredo_http2``; with ``--granian``, Granian 2's
-HTTP/2 serving ``benches/asgi_apps.py:app`` as a reference that includes a Python app)
+``python benches/h2_engine/measure.py [--granian] [--tls] [--n 200000] [--c 10] [--m 100]``:
+builds this crate, then for each server (``h2_mio``: the ``h2`` crate with its waker,
+``H2_NOOP_WAKER=1`` for a no-op one; ``sans_mio``: the sans-io ``shiguredo_http2``;
+with ``--granian``, Granian 2's HTTP/2 serving ``benches/asgi_apps.py:app`` as a
+reference that includes a Python app;
+with ``--tls``, ``h2_mio`` over TLS with ALPN h2 on the repository's test certificate)
 starts it on a free port of 127.0.0.1, waits for it to answer, runs ``h2load -n N -c C
--m M`` (h2c prior knowledge) and reads the server's CPU time (user + system, the process
+-m M`` (h2c prior knowledge, or https) and reads the server's CPU time (user + system, the process
 and its children) from /proc around the load. Prints one JSON line per server.
 
 The prototypes are single-threaded; Granian runs one worker with a single-threaded
@@ -70,7 +72,7 @@ def cpu_seconds(pid):
     return total / TICK
 
 
-def h2load(port, args):
+def h2load(port, args, scheme="http"):
     """Runs h2load and returns (requests done, succeeded, seconds, req/s)."""
     cmd = [
         "h2load",
@@ -80,7 +82,7 @@ def h2load(port, args):
         str(args.c),
         "-m",
         str(args.m),
-        f"http://127.0.0.1:{port}/",
+        f"{scheme}://127.0.0.1:{port}/",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     fin = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
@@ -96,6 +98,10 @@ def servers(args):
         ("h2_mio", [str(release / "h2_mio"), "{port}"]),
         ("sans_mio", [str(release / "sans_mio"), "{port}"]),
     ]
+    if args.tls:
+        certs = ROOT / "src" / "tls" / "testdata"
+        tls = ["--tls", str(certs / "cert.pem"), str(certs / "key.pem")]
+        rows.append(("h2_mio_tls", [str(release / "h2_mio"), "{port}", *tls]))
     if args.granian:
         granian = str(ROOT / ".venv" / "bin" / "granian")
         rows.append(
@@ -132,9 +138,10 @@ def run(name, argv, args):
     try:
         wait_ready(port, proc)
         warm = argparse.Namespace(n=2000, c=args.c, m=args.m)
-        h2load(port, warm)
+        scheme = "https" if name.endswith("_tls") else "http"
+        h2load(port, warm, scheme)
         before = cpu_seconds(proc.pid)
-        done, ok, secs, rps = h2load(port, args)
+        done, ok, secs, rps = h2load(port, args, scheme)
         cpu = cpu_seconds(proc.pid) - before
     finally:
         proc.terminate()
@@ -156,6 +163,7 @@ def main():
     parser.add_argument("--c", type=int, default=10)
     parser.add_argument("--m", type=int, default=100)
     parser.add_argument("--granian", action="store_true")
+    parser.add_argument("--tls", action="store_true", help="add h2_mio over TLS (ALPN h2)")
     args = parser.parse_args()
     env = dict(os.environ, CARGO_TARGET_DIR=str(HERE / "target"))
     subprocess.run(["cargo", "build", "--release", "-j2", "-q"], cwd=HERE, env=env, check=True)
