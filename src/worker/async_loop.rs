@@ -25,6 +25,7 @@ use super::pool::{Job, Pool};
 use super::preamble::{self, Opening, Outcome, Preamble};
 use super::tls::TlsTransport;
 use super::transport::Transport;
+use super::NEW_CONNECTION_GRACE;
 use super::{Stop, WorkerContext};
 use crate::exit;
 use crate::listener::Listener;
@@ -37,9 +38,6 @@ const STOP: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// How often timeouts are swept and the parent is checked.
 const TICK: Duration = Duration::from_millis(500);
-/// How long a stopping worker waits for the first request of a connection it accepted
-/// just before the stop.
-const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 /// How long a stopping worker waits for its app threads once the loop is done (every
 /// connection closed, or `--graceful-timeout` passed).
 const JOIN_GRACE: Duration = Duration::from_secs(1);

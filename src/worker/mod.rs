@@ -46,6 +46,10 @@ use crate::signals::{self, ReportToken, SignalQueue};
 /// What a worker writes into the master's signal pipe once it has booted; no signal has
 /// this number.
 pub const BOOTED_BYTE: u8 = 0;
+/// How long a stopping worker waits for the first request of a connection it accepted
+/// just before the stop (or for the PROXY header of one still reading it): its client may
+/// have sent the request already. The async and asgi workers both give it.
+pub const NEW_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Exit code of a worker the master aborted for a timeout (gunicorn's).
 const ABORTED: i32 = 1;
 

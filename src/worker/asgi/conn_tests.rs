@@ -458,7 +458,7 @@ fn a_websocket_refused_by_the_app_is_a_403_and_a_bad_version_a_426() {
     let mut rig = Rig::new();
     rig.send(UPGRADE);
     rig.take();
-    rig.conn.ws_deny(403, rig.now, &mut rig.notes);
+    rig.conn.fail_with(403, rig.now, &mut rig.notes);
     assert!(rig.written().starts_with("HTTP/1.1 403 "), "{}", rig.written());
     let mut rig = Rig::new();
     let old = String::from_utf8_lossy(UPGRADE).replace("Version: 13", "Version: 8");

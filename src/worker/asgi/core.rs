@@ -16,7 +16,7 @@ use super::transport::Stream;
 use crate::listener::Listener;
 use crate::worker::io::READ_SIZE;
 use crate::worker::preamble::Opening;
-use crate::worker::Recycler;
+use crate::worker::{Recycler, NEW_CONNECTION_GRACE};
 
 #[path = "front.rs"]
 mod front;
@@ -368,7 +368,9 @@ impl Core {
             Command::Close { code, reason, .. } => {
                 match conn.is_websocket() {
                     true => conn.ws_close(code, &reason, now, &mut self.fresh),
-                    false => conn.ws_deny(code, now, &mut self.fresh),
+                    // Before accept: the handshake refused with an error page, as any
+                    // request the app fails (403; 500 when the app raised).
+                    false => conn.fail_with(code, now, &mut self.fresh),
                 }
                 Ok(())
             }
@@ -432,10 +434,6 @@ impl Core {
         self.open > 0
     }
 }
-
-/// How long a connection accepted but not yet used may still send its first request
-/// once a graceful stop began (the WSGI async worker's grace).
-const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 
 /// Ticks of the bridge: how often deadlines are swept and the heartbeat beats.
 pub const TICK: Duration = Duration::from_millis(500);

@@ -13,7 +13,7 @@
 //! A child module of `core`, so the connection table stays one type: the openings live in
 //! the same slots and tokens as the connections.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use socket2::Socket;
@@ -23,10 +23,7 @@ use crate::listener::Peer;
 use crate::worker::asgi::conn::Conn;
 use crate::worker::asgi::transport::Stream;
 use crate::worker::preamble::{Opening, Outcome, Preamble};
-
-/// How long a connection still in its header may take once a graceful stop began (the
-/// async worker's grace for a connection not yet used).
-const STOP_GRACE: Duration = Duration::from_secs(1);
+use crate::worker::NEW_CONNECTION_GRACE;
 
 impl Core {
     /// An accepted socket in its slot: an [`Opening`] when `--proxy-protocol` is on (its
@@ -104,7 +101,7 @@ impl Core {
     pub(super) fn hurry_openings(&mut self, now: Instant) {
         for slot in &mut self.slots {
             if let Some(opening) = slot.opening.as_mut() {
-                opening.deadline = opening.deadline.min(now + STOP_GRACE);
+                opening.deadline = opening.deadline.min(now + NEW_CONNECTION_GRACE);
             }
         }
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Conn, Note, Phase, Response, CLOSE_TIMEOUT, ENCODER, NEVER};
+use super::{Conn, Note, Phase, Response, CLOSE_TIMEOUT, NEVER};
 use crate::http::websocket::{self, Decoder, Message};
 use crate::worker::transport::Transport;
 
@@ -107,25 +107,6 @@ impl<T: Transport> Conn<T> {
         self.deadline = now + NEVER;
         self.flush(now, notes);
         Ok(())
-    }
-
-    /// `websocket.close` before accept: the handshake is refused with a 403 (ASGI), and
-    /// gunicorn's `Content-Length: 0`, `Connection: close` page. `status` 500: the app
-    /// raised before it accepted.
-    pub fn ws_deny(&mut self, status: u16, now: Instant, notes: &mut Vec<Note>) {
-        let Phase::Serving(ex) = &mut self.phase else { return };
-        if ex.response != Response::NotStarted || ex.offer.is_none() {
-            return self.fail(now, notes);
-        }
-        if let Some(mut log) = ex.log.take() {
-            (log.status, log.headers) = (status, Vec::new());
-            notes.push(Note::Finished(log));
-        }
-        let page = ENCODER.error_page(status);
-        self.queue(&page);
-        self.phase = Phase::Closing;
-        self.deadline = now + CLOSE_TIMEOUT;
-        self.flush(now, notes);
     }
 
     /// `websocket.send`: one text or binary message. `Ok(true)`: the queue is past
