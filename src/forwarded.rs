@@ -130,7 +130,8 @@ impl Policy {
         Ok(policy)
     }
 
-    fn trusts(&self, peer: Option<IpAddr>) -> bool {
+    /// Whether `peer` is in `--forwarded-allow-ips`.
+    pub fn trusts(&self, peer: Option<IpAddr>) -> bool {
         self.allow.allows(peer)
     }
 

@@ -46,7 +46,7 @@ def documented() -> dict[str, tuple[str, bool]]:
         _flags, setting, default, _meaning = (
             cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]
         )
-        match = re.fullmatch(r"`([a-z_]+)`( \(ferricorn only\))?", setting)
+        match = re.fullmatch(r"`([a-z0-9_]+)`( \(ferricorn only\))?", setting)
         assert match, line
         rows[match.group(1)] = (default.replace("\\|", "|"), match.group(2) is None)
     return rows

@@ -110,12 +110,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     // gunicorn itself never reads it.
     row("tmp_upload_dir", "", &[], Value, Any),
     row("default_proc_name", "gunicorn", &[], Value, Any),
-    row("http_protocols", "h1", &["http-protocols"], Value, Values(&["h1"])),
-    row("http2_cleartext", "off", &["http2-cleartext"], Value, Any),
-    row("http2_max_concurrent_streams", "100", &["http2-max-concurrent-streams"], Value, Any),
-    row("http2_initial_window_size", "65535", &["http2-initial-window-size"], Value, Any),
-    row("http2_max_frame_size", "16384", &["http2-max-frame-size"], Value, Any),
-    row("http2_max_header_list_size", "65536", &["http2-max-header-list-size"], Value, Any),
     // ferricorn has one parser; which of gunicorn's to use means nothing here.
     row("http_parser", "auto", &["http-parser"], Value, Any),
     // gunicorn's dirty arbiter: off unless apps and workers are given.

@@ -35,6 +35,7 @@ macro_rules! bail {
 }
 pub mod asgi;
 mod gunicorn;
+pub mod http2;
 mod options;
 mod sources;
 
@@ -191,6 +192,8 @@ pub struct Config {
     pub protocol: Protocol,
     /// The `asgi` worker's settings (`--asgi-lifespan`, `--root-path`, ...).
     pub asgi: asgi::Asgi,
+    /// `--http-protocols` and the `--http2-*` settings.
+    pub http2: http2::Http2,
     /// What ferricorn does that the settings do not literally say (`--threads` choosing the
     /// worker, `-k gevent` mapped) and the gunicorn settings it ignores: logged at startup,
     /// listed by `--check-config`.
@@ -210,13 +213,16 @@ pub struct TlsPolicy {
     /// `--ca-certs`: the CAs a client certificate must chain to; `None`: not given.
     /// `crate::tls::client::verifier` reads it (at boot and on HUP).
     pub ca_certs: Option<PathBuf>,
+    /// What ALPN offers, most preferred first (`--http-protocols`).
+    pub alpn: Vec<Vec<u8>>,
 }
 
 impl Default for TlsPolicy {
     fn default() -> TlsPolicy {
         let versions = vec![&rustls::version::TLS13, &rustls::version::TLS12];
         let cert_reqs = crate::tls::client::CertReqs::None;
-        TlsPolicy { versions, ciphers: None, cert_reqs, ca_certs: None }
+        let alpn = vec![b"http/1.1".to_vec()];
+        TlsPolicy { versions, ciphers: None, cert_reqs, ca_certs: None, alpn }
     }
 }
 
@@ -303,6 +309,7 @@ impl Config {
         config.syslog(raw)?;
         config.code_loading(raw)?;
         config.http_limits(raw)?;
+        config.http2(raw)?;
         config.tls_policy(raw)?;
         config.tls(raw)?;
         config.proxy_protocol(raw)?;
@@ -318,6 +325,38 @@ impl Config {
     /// each setting's section sets its field, given and not given.
     fn blank(app: String, paste: Option<Paste>, fwd: forwarded::Policy, raw: &RawArgs) -> Config {
         Config { app, paste, forwarded: fwd, raw: raw.clone(), ..Config::default() }
+    }
+
+    /// `--http-protocols` and `--http2-*`. Only the `async` worker serves HTTP/2: with
+    /// another, h2 is neither offered in ALPN nor taken in cleartext, and a warning says so.
+    fn http2(&mut self, raw: &RawArgs) -> Result<(), Error> {
+        self.http2 = http2::read(raw)?;
+        if self.http2.enabled() && self.worker_class != WorkerClass::Async {
+            self.notices.push(Notice::new(
+                LogLevel::Warning,
+                format!(
+                    "--http-protocols h2: the {} worker serves HTTP/1.1 only; HTTP/2 needs -k \
+                     async (or gthread)",
+                    self.worker_class.name()
+                ),
+            ));
+            self.http2.protocols.retain(|p| *p == http2::HttpProtocol::H1);
+            if self.http2.protocols.is_empty() {
+                self.http2.protocols.push(http2::HttpProtocol::H1);
+            }
+        } else if self.http2.enabled() && !tls_asked(raw) && !self.http2_cleartext_on() {
+            self.notices.push(Notice::new(
+                LogLevel::Warning,
+                "--http-protocols includes h2 but there is no TLS and --http2-cleartext is \
+                 off, so HTTP/2 will never be used"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn http2_cleartext_on(&self) -> bool {
+        self.http2.cleartext != http2::Cleartext::Off
     }
 
     /// The PROXY protocol: whether a connection may start with a header, and from whom.
@@ -578,7 +617,8 @@ impl Config {
         let ca_certs = ca_certs.map(PathBuf::from);
         // The CA file is read (and `--cert-reqs` without it refused) with the certificate,
         // by `tls::server_config`: only with --certfile, as gunicorn builds no context else.
-        self.tls_policy = TlsPolicy { versions, ciphers, cert_reqs, ca_certs };
+        let alpn = self.http2.alpn();
+        self.tls_policy = TlsPolicy { versions, ciphers, cert_reqs, ca_certs, alpn };
         Ok(())
     }
 
@@ -767,6 +807,11 @@ fn ignored_settings(raw: &RawArgs) -> Vec<Notice> {
 
 /// `--suppress-ragged-eofs`: on unless a config file turns it off (the flag only turns it
 /// on, as gunicorn's `store_true` with a default of `True`).
+/// `--certfile` was given (the TLS section reads it after the HTTP/2 one).
+fn tls_asked(raw: &RawArgs) -> bool {
+    raw.last("certfile").is_some_and(|c| !c.is_empty() && c != "None")
+}
+
 fn suppress_ragged_eofs(raw: &RawArgs) -> bool {
     raw.last("suppress_ragged_eofs").is_none_or(|v| !v.eq_ignore_ascii_case(sources::OFF))
 }
@@ -1165,6 +1210,13 @@ pub(super) mod tests {
             ("uwsgi_allow_ips", "10.0.0.0/8"),
             ("asgi_loop", "uvloop"),
             ("asgi_lifespan", "on"),
+            // h2 is taken out with the sync worker (the default); see `http2`.
+            ("http_protocols", "h1"),
+            ("http2_cleartext", "both"),
+            ("http2_max_concurrent_streams", "7"),
+            ("http2_initial_window_size", "7"),
+            ("http2_max_frame_size", "20000"),
+            ("http2_max_header_list_size", "7"),
         ];
         // The Paste pair needs an ini file instead of APP_MODULE; tests/test_paste covers it.
         let skipped = ["paste", "raw_paste_global_conf", "wsgi_app", "secure_scheme_headers"];

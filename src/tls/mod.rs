@@ -26,10 +26,6 @@ use rustls::ServerConfig;
 
 use crate::config::TlsPolicy;
 
-/// The application protocols offered in ALPN, most preferred first. HTTP/2 goes in front
-/// of `http/1.1` here once a connection can speak it.
-pub const ALPN: &[&[u8]] = &[b"http/1.1"];
-
 /// The validated TLS settings and the server config loaded from them.
 #[derive(Clone)]
 pub struct Settings {
@@ -98,7 +94,7 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(Arc::new(Single(Arc::new(certified))));
     // Python's contexts prefer the server's cipher order (OP_CIPHER_SERVER_PREFERENCE).
     config.ignore_client_order = true;
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = policy.alpn.clone();
     // A ticket could be resumed only on the worker that issued it (the session cache is
     // per process), and each costs a record per handshake.
     config.send_tls13_tickets = 0;

@@ -20,6 +20,8 @@ use pyo3::prelude::*;
 use socket2::Socket;
 
 use super::conn::{Conn, Next, Shared, BODY_BUFFER};
+use super::h2::wsgi::StreamJob;
+use super::h2::{self, Accepted, H2Conn, Nudge};
 use super::io::READ_SIZE;
 use super::pool::{Job, Pool};
 use super::preamble::{self, Opening, Outcome, Preamble};
@@ -28,7 +30,7 @@ use super::transport::Transport;
 use super::NEW_CONNECTION_GRACE;
 use super::{Stop, WorkerContext};
 use crate::exit;
-use crate::listener::Listener;
+use crate::listener::{Listener, Peer};
 use crate::wsgi::spool::MEMORY_BUDGET;
 use crate::wsgi::{Globals, Spooler};
 
@@ -62,6 +64,8 @@ enum Slot<T: Transport> {
     /// Accepted with `--proxy-protocol`: its PROXY header is read off the raw socket
     /// before the connection exists.
     Opening(Box<Opening>),
+    /// Speaking HTTP/2: it stays on the loop, its streams run on the app threads.
+    Http2(Box<Http2<T>>),
     /// On an app thread; write readiness and the client's FIN seen meanwhile are kept
     /// for its return (the thread may have read, so it is read again anyway). Sweeps and
     /// a graceful stop leave it alone; the stop waits for it (`--graceful-timeout`).
@@ -75,6 +79,16 @@ enum Slot<T: Transport> {
         /// it comes back.
         detached: bool,
     },
+}
+
+/// An HTTP/2 connection and what its streams' requests say of it.
+struct Http2<T: Transport> {
+    /// h2's connection and its streams.
+    conn: H2Conn<T>,
+    /// REMOTE_ADDR and REMOTE_PORT of every stream.
+    peer: Peer,
+    /// The listener it came on.
+    listener: usize,
 }
 
 /// The worker's loop and everything it owns, over one kind of transport: a plain socket,
@@ -105,6 +119,8 @@ struct EventLoop<'a, T: Transport> {
     scratch: Box<[u8]>,
     /// `--proxy-protocol` and `--proxy-allow-from`.
     proxy: preamble::Settings,
+    /// HTTP/2 streams' news from the app threads: the connections to drive.
+    nudge: Nudge,
 }
 
 /// An accepted socket and what was read off it after a PROXY header, made the transport
@@ -186,8 +202,10 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             recycler: stop.recycler(),
             spooler: Spooler::new(MEMORY_BUDGET, BODY_BUFFER, config.worker_tmp_dir.clone()),
             body_limit: config.limit_request_body,
+            http2: h2::policy(config),
         });
         let threads = if config.threads > 1 { config.threads } else { STREAMING_THREADS };
+        let nudge = Nudge::new(Arc::clone(&waker));
         let pool = Pool::new(threads, Arc::clone(&shared), waker);
         Ok(EventLoop {
             poll,
@@ -202,6 +220,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             wrap,
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
             proxy: config.proxy_protocol.clone(),
+            nudge,
         })
     }
 
@@ -227,7 +246,12 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             for event in events.iter() {
                 match event.token() {
                     STOP => stop.drain(),
-                    WAKER => self.take_back(py, now),
+                    WAKER => {
+                        self.take_back(py, now);
+                        for token in self.nudge.take() {
+                            self.drive_http2(py, token, now);
+                        }
+                    }
                     Token(t) if t >= LISTENER_BASE => self.accept(py, t - LISTENER_BASE, now),
                     Token(t) => {
                         let readable =
@@ -373,6 +397,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
                 return self.open_further(py, token, ready.closed, now)
             }
             Some(Slot::Here(conn)) => conn.ready(ready.readable, ready.writable, ready.closed),
+            Some(Slot::Http2(_)) => return self.drive_http2(py, token, now),
             Some(Slot::Away { writable, closed, .. }) => {
                 *writable |= ready.writable;
                 *closed |= ready.closed;
@@ -431,6 +456,7 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             }
             Next::Wait => {}
             Next::Close => self.close(py, token),
+            Next::Http2 => self.start_http2(py, token, now),
             Next::Offload(request) => {
                 let detached = conn.may_hand_off(&self.shared, request.head());
                 if detached {
@@ -442,6 +468,48 @@ impl<'a, T: Transport> EventLoop<'a, T> {
                 };
                 self.pool.submit(Job { token, conn: *conn, request });
             }
+        }
+    }
+
+    /// A connection whose first bytes opened HTTP/2: it leaves its HTTP/1.1 state.
+    fn start_http2(&mut self, py: Python<'_>, token: usize, now: Instant) {
+        let Some(policy) = &self.shared.http2 else { return self.close(py, token) };
+        let settings = policy.settings;
+        let Slot::Here(conn) = std::mem::replace(&mut self.slots[token], Slot::Free) else {
+            unreachable!()
+        };
+        let (transport, replay, peer, listener) = conn.into_http2();
+        let conn = H2Conn::new(transport, replay, &settings, (token, self.nudge.clone()), now);
+        self.slots[token] = Slot::Http2(Box::new(Http2 { conn, peer, listener }));
+        self.drive_http2(py, token, now);
+    }
+
+    /// Drives an HTTP/2 connection; the streams it accepted go to the app threads.
+    fn drive_http2(&mut self, py: Python<'_>, token: usize, now: Instant) {
+        let Some(Slot::Http2(h2)) = self.slots.get_mut(token) else { return };
+        let mut accepted = Vec::new();
+        let alive = h2.conn.drive(&mut accepted, now);
+        for Accepted { request, stream, body } in accepted {
+            match h2::wsgi::head_of(&request, &self.shared.limits) {
+                Ok(head) => self.pool.submit_stream(StreamJob {
+                    stream,
+                    head,
+                    body,
+                    peer: h2.peer.clone(),
+                    listener: h2.listener,
+                    client_cert: h2.conn.transport().client_certificate(),
+                    ready: now,
+                }),
+                Err(error) => {
+                    tracing::debug!("Invalid HTTP/2 request from {}: {error}", h2.peer.addr);
+                    h2::wsgi::refuse(&stream, error.status());
+                }
+            }
+        }
+        if !alive {
+            self.close(py, token);
+        } else if self.shared.stopping() {
+            h2.conn.graceful_shutdown();
         }
     }
 
@@ -488,6 +556,10 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             }
             Slot::Opening(opening) => {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&opening.fd()));
+            }
+            Slot::Http2(mut h2) => {
+                h2.conn.abandon();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&h2.conn.fd()));
             }
             Slot::Free | Slot::Away { .. } => {}
         }
@@ -542,6 +614,15 @@ impl<'a, T: Transport> EventLoop<'a, T> {
                 opening.deadline = opening.deadline.min(now + NEW_CONNECTION_GRACE);
             }
         }
+        // HTTP/2: GOAWAY; streams in flight finish, then each connection ends.
+        let http2: Vec<usize> =
+            (0..self.slots.len()).filter(|&t| matches!(self.slots[t], Slot::Http2(_))).collect();
+        for token in http2 {
+            if let Slot::Http2(h2) = &mut self.slots[token] {
+                h2.conn.graceful_shutdown();
+            }
+            self.drive_http2(py, token, now);
+        }
     }
 
     /// Closes connections past their deadline: idle keep-alive, slow heads and bodies,
@@ -551,11 +632,20 @@ impl<'a, T: Transport> EventLoop<'a, T> {
             .filter(|&t| match &self.slots[t] {
                 Slot::Here(c) => c.deadline() <= now,
                 Slot::Opening(o) => o.deadline <= now,
+                Slot::Http2(h2) => h2.conn.deadline() <= now,
                 _ => false,
             })
             .collect();
         for token in expired {
-            self.close(py, token);
+            // Idle HTTP/2: GOAWAY first, the close if the client does not leave.
+            let winds_down = match &mut self.slots[token] {
+                Slot::Http2(h2) => h2.conn.expire(now),
+                _ => false,
+            };
+            match winds_down {
+                true => self.drive_http2(py, token, now),
+                false => self.close(py, token),
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 
 use super::front::{parse_request, Front};
+use super::h2::Opening;
 use super::handoff::{self, Handoff};
 use super::io::{TransportSource, TransportStream, LINGER_BYTES, LINGER_TIME};
 use super::output::Output;
@@ -97,6 +98,8 @@ pub enum Next {
     /// Hand the connection and this request to a thread, which calls [`Conn::run`]
     /// (`--threads`, or a body too big to buffer).
     Offload(Request),
+    /// The connection speaks HTTP/2 from here ([`Conn::into_http2`]).
+    Http2,
 }
 
 /// A parsed request for a thread, with its body buffered or still to stream.
@@ -158,6 +161,8 @@ pub struct Shared {
     pub spooler: Arc<Spooler>,
     /// `--limit-request-body` (0: none).
     pub body_limit: u64,
+    /// When connections speak HTTP/2 (`--http-protocols h2`); `None`: never.
+    pub http2: Option<super::h2::Policy>,
 }
 
 impl Shared {
@@ -350,6 +355,7 @@ impl<T: Transport> Conn<T> {
                 Ok(Progress::Offload(request)) => {
                     return self.flush_then(py, Next::Offload(request))
                 }
+                Ok(Progress::Http2) => return Next::Http2,
                 Ok(Progress::Close) | Err(_) => return Next::Close,
             }
         }
@@ -369,6 +375,13 @@ impl<T: Transport> Conn<T> {
         scratch: &mut [u8],
         now: Instant,
     ) -> io::Result<Progress> {
+        if let Some(opening) = self.http2_opening(shared) {
+            return match opening {
+                Opening::Http2 => Ok(Progress::Http2),
+                Opening::NeedMore => self.read_head(shared, scratch, now),
+                _ => Ok(self.refuse(&http::Error::BadRequestLine("HTTP/2 preface expected"))),
+            };
+        }
         let (head, forwarded) = match parse_request(&mut self.rbuf, &shared.front(), &self.peer) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return self.read_head(shared, scratch, now),
@@ -415,6 +428,25 @@ impl<T: Transport> Conn<T> {
             head.own(); // while the body arrives: not the whole read the head came in
         }
         self.phase = Phase::Body { head, forwarded, decoder, body };
+    }
+
+    /// Whether the connection's first bytes open HTTP/2 (`None`: HTTP/1.x, go on).
+    fn http2_opening(&self, shared: &Shared) -> Option<Opening> {
+        let policy = shared.http2.as_ref()?;
+        if self.served || self.rbuf.is_empty() {
+            return None;
+        }
+        let trusted = T::PLAINTEXT && shared.globals.forwarded.trusts(self.peer.ip());
+        match policy.opening(&self.rbuf, self.transport.alpn_h2(), trusted) {
+            Opening::Http1 => None,
+            opening => Some(opening),
+        }
+    }
+
+    /// The connection leaves HTTP/1.1 for HTTP/2: its transport, what was read of the
+    /// preface (h2 reads it again), the client and the listener.
+    pub fn into_http2(self) -> (Arc<T>, BytesMut, Peer, usize) {
+        (self.transport, self.rbuf, self.peer, self.listener)
     }
 
     /// More of a head: read, or learn that the client is done.
@@ -765,6 +797,8 @@ enum Progress {
     Close,
     /// The request goes to a thread.
     Offload(Request),
+    /// The connection speaks HTTP/2 from here.
+    Http2,
 }
 
 /// A body granted memory whole waits in `rbuf` (reserved for it) and is taken at once,

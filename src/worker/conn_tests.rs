@@ -162,6 +162,7 @@ fn shared_with(py: Python<'_>, threaded: bool, body_limit: u64, budget: usize) -
         recycler: super::super::Recycler { left: None, stop },
         spooler: wsgi::Spooler::new(budget, BODY_BUFFER, None),
         body_limit,
+        http2: None,
     })
 }
 

@@ -17,6 +17,7 @@ mod async_loop;
 mod conn;
 mod deadline;
 mod front;
+mod h2;
 mod handoff;
 mod io;
 mod output;

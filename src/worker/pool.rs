@@ -6,6 +6,8 @@
 //! app and writes what the transport takes), then hands the connection back to the loop
 //! (through a queue and a `mio::Waker`), which carries on: the rest of a response to a
 //! slow reader, or the next keep-alive request. Nothing here touches a connection's state.
+//! An HTTP/2 stream ([`StreamJob`]) runs here whole: its connection stays on the loop,
+//! and the stream's response reaches it through the stream itself.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
@@ -17,6 +19,7 @@ use pyo3::prelude::*;
 
 use super::conn::{Conn, Request, Shared};
 use super::deadline;
+use super::h2::wsgi::StreamJob;
 use super::transport::Transport;
 
 /// One request for a thread, with the connection it came on.
@@ -29,13 +32,23 @@ pub struct Job<T: Transport> {
     pub request: Request,
 }
 
+/// What a thread is given.
+// A request moves to a thread without a box of its own, as in `conn::Next`.
+#[allow(clippy::large_enum_variant)]
+enum Work<T: Transport> {
+    /// A request with its connection, which comes back.
+    Request(Job<T>),
+    /// An HTTP/2 stream.
+    Stream(StreamJob),
+}
+
 /// A connection coming back to the loop; `None` when the thread closed it.
 pub type Returned<T> = (usize, Option<Conn<T>>);
 
 /// The threads, their queue of jobs and the connections they hand back.
 pub struct Pool<T: Transport> {
     /// Where jobs go; `None` once the pool is told to finish.
-    jobs: Option<mpsc::Sender<Job<T>>>,
+    jobs: Option<mpsc::Sender<Work<T>>>,
     /// Connections done with, for the loop to take when the waker fires.
     done: Arc<Mutex<Vec<Returned<T>>>>,
     /// The threads, joined on the way out.
@@ -44,7 +57,7 @@ pub struct Pool<T: Transport> {
 
 impl<T: Transport> Pool<T> {
     pub fn new(size: usize, shared: Arc<Shared>, waker: Arc<Waker>) -> Pool<T> {
-        let (tx, rx) = mpsc::channel::<Job<T>>();
+        let (tx, rx) = mpsc::channel::<Work<T>>();
         let rx = Arc::new(Mutex::new(rx));
         let done = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..size)
@@ -62,7 +75,14 @@ impl<T: Transport> Pool<T> {
 
     pub fn submit(&self, job: Job<T>) {
         if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(job);
+            let _ = jobs.send(Work::Request(job));
+        }
+    }
+
+    /// An HTTP/2 stream to run.
+    pub fn submit_stream(&self, job: StreamJob) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Work::Stream(job));
         }
     }
 
@@ -91,7 +111,7 @@ impl<T: Transport> Pool<T> {
 /// heartbeat page (`slot` is the thread's number), for `--timeout` and `--request-timeout`.
 fn work<T: Transport>(
     slot: usize,
-    rx: &Mutex<mpsc::Receiver<Job<T>>>,
+    rx: &Mutex<mpsc::Receiver<Work<T>>>,
     done: &Mutex<Vec<Returned<T>>>,
     shared: &Shared,
     waker: &Waker,
@@ -101,7 +121,13 @@ fn work<T: Transport>(
         let Ok(job) = py.detach(|| rx.lock().unwrap_or_else(|e| e.into_inner()).recv()) else {
             return;
         };
-        let Job { token, conn, request } = job;
+        let Job { token, conn, request } = match job {
+            Work::Request(job) => job,
+            Work::Stream(job) => {
+                run_stream(py, slot, shared, job);
+                continue;
+            }
+        };
         deadline::enter(slot, request.head().method(), request.head().target());
         // A panic fails this request only (the hook logged it): its connection was
         // dropped, so closed, on the way out; the slot is freed and the thread carries on.
@@ -111,6 +137,17 @@ fn work<T: Transport>(
         done.lock().unwrap_or_else(|e| e.into_inner()).push((token, conn));
         let _ = waker.wake();
     })
+}
+
+/// One HTTP/2 stream on this thread; a panic resets the stream (the hook logged it).
+fn run_stream(py: Python<'_>, slot: usize, shared: &Shared, job: StreamJob) {
+    deadline::enter(slot, job.head.method(), job.head.target());
+    let stream = std::sync::Arc::clone(&job.stream);
+    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| super::h2::wsgi::run(py, shared, job)));
+    if ran.is_err() {
+        stream.abort();
+    }
+    deadline::leave(py);
 }
 
 /// The master's timeout SIGABRT must reach the main thread, where Python runs signal

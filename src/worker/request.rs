@@ -95,7 +95,7 @@ fn refuse_queued(
         head.target(),
         waited.as_millis()
     );
-    out.framing().extend_from_slice(&wsgi::exchange::error_page(503));
+    out.error_page(503);
     wsgi::access::write(&wsgi::access::Record {
         environ,
         status: "503 Service Unavailable",
@@ -110,5 +110,5 @@ fn refuse_queued(
 fn fail_to_start(py: Python<'_>, head: &Head, err: &PyErr, out: &mut impl Sink) {
     let request = [head.method(), " ", head.target()].concat();
     wsgi::exchange::log_app_error(py, &request, err);
-    out.framing().extend_from_slice(&wsgi::exchange::error_page(500));
+    out.error_page(500);
 }

@@ -49,6 +49,9 @@ pub struct TlsTransport {
     /// The client certificate's environ keys, made at the first request (after the
     /// handshake) and shared by the connection's requests.
     client_cert: std::sync::OnceLock<Arc<crate::tls::client::Environ>>,
+    /// ALPN chose `h2`: taken from rustls after the handshake (or at the hand-over to
+    /// the kernel, which knows nothing of ALPN).
+    alpn_h2: std::sync::OnceLock<bool>,
 }
 
 /// What the lock guards.
@@ -144,6 +147,7 @@ impl TlsTransport {
             ahead: AtomicBool::new(!early.is_empty()),
             suppress_ragged_eofs: true,
             client_cert: std::sync::OnceLock::new(),
+            alpn_h2: std::sync::OnceLock::new(),
         }
     }
 
@@ -257,6 +261,7 @@ impl TlsTransport {
         };
         // The client's certificate is rustls's to tell: taken now, while rustls has it.
         let _ = self.client_cert.set(certificate_environ(&tls));
+        let _ = self.alpn_h2.set(tls.alpn_protocol() == Some(b"h2"));
         match ktls::offload(&self.socket, *tls, &records, &support) {
             Ok(offloaded) => {
                 session.engine = Engine::Kernel(offloaded.kernel);
@@ -328,6 +333,13 @@ fn certificate_environ(tls: &ServerConnection) -> Arc<crate::tls::client::Enviro
 
 impl Transport for TlsTransport {
     const PLAINTEXT: bool = false;
+
+    fn alpn_h2(&self) -> bool {
+        *self.alpn_h2.get_or_init(|| match &self.lock().engine {
+            Engine::Rustls(tls) => tls.alpn_protocol() == Some(b"h2"),
+            Engine::Kernel(_) | Engine::Gone => false,
+        })
+    }
 
     /// Made at the first request (after the handshake), or at the hand-over to the kernel,
     /// and shared by the connection's requests.

@@ -98,6 +98,11 @@ pub trait Transport: Send + Sync + 'static {
         None
     }
 
+    /// TLS's ALPN chose `h2` (asked once plaintext has arrived: the handshake is over).
+    fn alpn_h2(&self) -> bool {
+        false
+    }
+
     /// Bytes already received and held above the descriptor (TLS plaintext decrypted
     /// ahead): readable now, though no readiness edge will say so.
     fn buffered(&self) -> bool {

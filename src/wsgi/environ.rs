@@ -185,7 +185,7 @@ pub fn build<'py>(
     let query = if query.is_empty() { intern!(py, "").clone() } else { PyString::new(py, query) };
     env.set_item(intern!(py, "QUERY_STRING"), query)?;
     env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, head.minor))?;
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, head))?;
     if !has_server {
         env.set_item(intern!(py, "SERVER_NAME"), &conn.server.0)?;
         env.set_item(intern!(py, "SERVER_PORT"), &conn.server.1)?;
@@ -224,9 +224,11 @@ fn queue_start(queued_since: std::time::Instant) -> String {
     now.unwrap_or_default().saturating_sub(queued_since.elapsed()).as_micros().to_string()
 }
 
-fn protocol(py: Python<'_>, minor: u8) -> &Bound<'_, PyString> {
-    match minor {
-        0 => intern!(py, "HTTP/1.0"),
+/// The version the request gets, as gunicorn 27 names it (`HTTP/2` for a stream).
+fn protocol<'py>(py: Python<'py>, head: &Head) -> &'py Bound<'py, PyString> {
+    match (head.version.0, head.minor) {
+        (2, _) => intern!(py, "HTTP/2"),
+        (_, 0) => intern!(py, "HTTP/1.0"),
         _ => intern!(py, "HTTP/1.1"),
     }
 }

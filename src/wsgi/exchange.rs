@@ -62,6 +62,16 @@ pub trait Sink {
     fn body(&mut self, data: &Bound<'_, PyBytes>, range: Range<usize>);
     /// Nothing is queued: a `write()` may go straight to the client without overtaking.
     fn is_empty(&self) -> bool;
+    /// The response head, once, framed by `plan`: HTTP/1.1 bytes into [`Sink::framing`]
+    /// by default (an HTTP/2 stream takes the status and headers instead).
+    fn head(&mut self, status: &str, code: u16, headers: &[(String, String)], plan: Plan) {
+        let fields = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        ENCODER.encode_head(self.framing(), status, fields, code, plan);
+    }
+    /// gunicorn's error page for `status` instead of the app's response.
+    fn error_page(&mut self, status: u16) {
+        self.framing().extend_from_slice(&error_page(status));
+    }
 }
 
 /// A plain buffer copies everything (the sync worker writes it out at once).
@@ -286,7 +296,7 @@ impl Exchange {
     ) -> PyResult<Step> {
         let mut response = self.start.get().lock(py);
         if response.plan.is_none() {
-            response.write_head(out.framing())?;
+            response.write_head(out)?;
         }
         if let Some(Plan { body: BodyMode::Length(n), .. }) = response.plan {
             span.len = span.len.min(n.saturating_sub(response.sent));
@@ -324,7 +334,7 @@ impl Exchange {
         let mut response = self.start.get().lock(py);
         if response.plan.is_none() {
             response.known_length.get_or_insert(0);
-            if let Err(err) = response.write_head(out.framing()) {
+            if let Err(err) = response.write_head(out) {
                 drop(response);
                 return self.fail(py, err, out);
             }
@@ -380,7 +390,7 @@ impl Exchange {
         if headers_sent {
             return Step::Abort;
         }
-        out.framing().extend_from_slice(&error_page(status));
+        out.error_page(status);
         Step::Done { keep_alive: false }
     }
 
@@ -489,7 +499,7 @@ impl Response {
         }
         let plan = match self.plan {
             Some(plan) => plan,
-            None => self.write_head(out.framing())?,
+            None => self.write_head(out)?,
         };
         match plan.body {
             BodyMode::Empty => {}
@@ -518,7 +528,7 @@ impl Response {
     }
 
     /// The head, once; from then on start_response may only re-raise (`headers_sent`).
-    pub fn write_head(&mut self, out: &mut Vec<u8>) -> PyResult<Plan> {
+    pub fn write_head(&mut self, out: &mut impl Sink) -> PyResult<Plan> {
         let Some(status) = self.status.as_deref() else {
             return Err(PyRuntimeError::new_err("the app did not call start_response()"));
         };
@@ -527,8 +537,7 @@ impl Response {
         let mut req = self.req;
         req.keep_alive &= self.input.get().complete() && !self.stopping();
         let plan = response::plan(self.code, self.content_length.or(self.known_length), req);
-        let headers = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        ENCODER.encode_head(out, status, headers, self.code, plan);
+        out.head(status, self.code, &self.headers, plan);
         self.headers_sent = true;
         self.plan = Some(plan);
         Ok(plan)
