@@ -340,11 +340,11 @@ impl Config {
                     self.worker_class.name()
                 ),
             ));
-            self.http2.protocols.retain(|p| *p == http2::HttpProtocol::H1);
-            if self.http2.protocols.is_empty() {
-                self.http2.protocols.push(http2::HttpProtocol::H1);
-            }
-        } else if self.http2.enabled() && !tls_asked(raw) && !self.http2_cleartext_on() {
+            self.http2.protocols = vec![http2::HttpProtocol::H1];
+        } else if self.http2.enabled()
+            && !tls_asked(raw)
+            && self.http2.cleartext == http2::Cleartext::Off
+        {
             self.notices.push(Notice::new(
                 LogLevel::Warning,
                 "--http-protocols includes h2 but there is no TLS and --http2-cleartext is \
@@ -353,10 +353,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    fn http2_cleartext_on(&self) -> bool {
-        self.http2.cleartext != http2::Cleartext::Off
     }
 
     /// The PROXY protocol: whether a connection may start with a header, and from whom.
@@ -805,13 +801,13 @@ fn ignored_settings(raw: &RawArgs) -> Vec<Notice> {
     notices
 }
 
-/// `--suppress-ragged-eofs`: on unless a config file turns it off (the flag only turns it
-/// on, as gunicorn's `store_true` with a default of `True`).
 /// `--certfile` was given (the TLS section reads it after the HTTP/2 one).
 fn tls_asked(raw: &RawArgs) -> bool {
     raw.last("certfile").is_some_and(|c| !c.is_empty() && c != "None")
 }
 
+/// `--suppress-ragged-eofs`: on unless a config file turns it off (the flag only turns it
+/// on, as gunicorn's `store_true` with a default of `True`).
 fn suppress_ragged_eofs(raw: &RawArgs) -> bool {
     raw.last("suppress_ragged_eofs").is_none_or(|v| !v.eq_ignore_ascii_case(sources::OFF))
 }

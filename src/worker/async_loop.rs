@@ -487,6 +487,10 @@ impl<'a, T: Transport> EventLoop<'a, T> {
     /// Drives an HTTP/2 connection; the streams it accepted go to the app threads.
     fn drive_http2(&mut self, py: Python<'_>, token: usize, now: Instant) {
         let Some(Slot::Http2(h2)) = self.slots.get_mut(token) else { return };
+        if self.shared.stopping() {
+            // A connection that opened HTTP/2 during a stop: GOAWAY, written by this drive.
+            h2.conn.graceful_shutdown();
+        }
         let mut accepted = Vec::new();
         let alive = h2.conn.drive(&mut accepted, now);
         for Accepted { request, stream, body } in accepted {
@@ -508,8 +512,6 @@ impl<'a, T: Transport> EventLoop<'a, T> {
         }
         if !alive {
             self.close(py, token);
-        } else if self.shared.stopping() {
-            h2.conn.graceful_shutdown();
         }
     }
 

@@ -224,7 +224,8 @@ fn queue_start(queued_since: std::time::Instant) -> String {
     now.unwrap_or_default().saturating_sub(queued_since.elapsed()).as_micros().to_string()
 }
 
-/// The version the request gets, as gunicorn 27 names it (`HTTP/2` for a stream).
+/// The version the request gets: `HTTP/2` for a stream (gunicorn 27 says `HTTP/2.0`;
+/// docs/differences.md).
 fn protocol<'py>(py: Python<'py>, head: &Head) -> &'py Bound<'py, PyString> {
     match (head.version.0, head.minor) {
         (2, _) => intern!(py, "HTTP/2"),

@@ -237,26 +237,34 @@ impl Encoder<'_> {
     /// gunicorn's short HTML page naming the status, then `Connection: close`. An
     /// unregistered status ([`reason`] is empty) is named by its number.
     pub fn error_page(&self, status: u16) -> Vec<u8> {
-        let phrase = reason(status);
-        let number = status.to_string();
-        let title = if phrase.is_empty() { number.as_str() } else { phrase };
-        let len = PAGE.iter().map(|s| s.len()).sum::<usize>() + 2 * title.len();
-        let mut out = Vec::with_capacity(160 + len);
+        let body = error_body(status);
+        let mut out = Vec::with_capacity(160 + body.len());
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(number.as_bytes());
+        out.extend_from_slice(status.to_string().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(phrase.as_bytes());
+        out.extend_from_slice(reason(status).as_bytes());
         out.extend_from_slice(b"\r\n");
-        let plan = Plan { body: BodyMode::Length(len as u64), keep_alive: false };
+        let plan = Plan { body: BodyMode::Length(body.len() as u64), keep_alive: false };
         self.encode_fields(&mut out, [("Content-Type", "text/html")], status, plan);
-        for (i, text) in PAGE.iter().enumerate() {
-            out.extend_from_slice(text.as_bytes());
-            if i < 2 {
-                out.extend_from_slice(title.as_bytes());
-            }
-        }
+        out.extend_from_slice(&body);
         out
     }
+}
+
+/// The body of [`Encoder::error_page`]: gunicorn's short HTML page naming the status (by
+/// its number when [`reason`] has no phrase for it), for HTTP/2 as for HTTP/1.1.
+pub fn error_body(status: u16) -> Vec<u8> {
+    let phrase = reason(status);
+    let number = status.to_string();
+    let title = if phrase.is_empty() { number.as_str() } else { phrase };
+    let mut out = Vec::with_capacity(PAGE.iter().map(|s| s.len()).sum::<usize>() + 2 * title.len());
+    for (i, text) in PAGE.iter().enumerate() {
+        out.extend_from_slice(text.as_bytes());
+        if i < 2 {
+            out.extend_from_slice(title.as_bytes());
+        }
+    }
+    out
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {

@@ -7,7 +7,6 @@
 //! waits on (a WINDOW_UPDATE, a frame to write) is read or written inside that same
 //! call. What happens on the app's threads comes in through [`super::stream::Nudge`].
 
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -152,7 +151,7 @@ pub struct H2Conn<T: Transport> {
     /// How long it may stay with no stream.
     idle: Duration,
     /// GOAWAY was sent: no new streams, in-flight ones finish.
-    closing: Cell<bool>,
+    closing: bool,
 }
 
 impl<T: Transport> H2Conn<T> {
@@ -179,7 +178,7 @@ impl<T: Transport> H2Conn<T> {
             nudge,
             deadline: now + settings.idle,
             idle: settings.idle,
-            closing: Cell::new(false),
+            closing: false,
         }
     }
 
@@ -202,7 +201,7 @@ impl<T: Transport> H2Conn<T> {
     /// starts, then the connection ends.
     pub fn graceful_shutdown(&mut self) {
         if let State::Open(conn) = &mut self.state {
-            if !self.closing.replace(true) {
+            if !std::mem::replace(&mut self.closing, true) {
                 conn.graceful_shutdown();
             }
         }
@@ -212,7 +211,7 @@ impl<T: Transport> H2Conn<T> {
     /// is to be closed now (still handshaking, or already wound down).
     pub fn expire(&mut self, now: Instant) -> bool {
         let open = matches!(self.state, State::Open(_));
-        if !open || self.closing.get() || !self.live.is_empty() {
+        if !open || self.closing || !self.live.is_empty() {
             return false;
         }
         self.graceful_shutdown();
@@ -285,7 +284,7 @@ impl<T: Transport> H2Conn<T> {
         };
         if self.flags.flood.replace(false) {
             tracing::warn!("HTTP/2: PING or SETTINGS flood; GOAWAY ENHANCE_YOUR_CALM");
-            self.closing.set(true);
+            self.closing = true;
             conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
         }
         let mut progressed = false;

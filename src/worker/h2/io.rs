@@ -63,6 +63,18 @@ impl<T: Transport> H2Io<T> {
         H2Io { transport, replay, sniffer, flags }
     }
 
+    /// One write as h2 sees it: `WouldBlock` is `Pending` (and noted), `EINTR` retried.
+    fn written(&self, write: impl Fn(&T) -> io::Result<usize>) -> Poll<io::Result<usize>> {
+        loop {
+            match write(&self.transport) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.blocked(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     fn blocked<R>(&self) -> Poll<R> {
         self.flags.blocked.set(true);
         Poll::Pending
@@ -108,14 +120,7 @@ impl<T: Transport> AsyncWrite for H2Io<T> {
         _cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            match self.transport.write(data) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.blocked(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.written(|t| t.write(data))
     }
 
     fn poll_write_vectored(
@@ -123,14 +128,7 @@ impl<T: Transport> AsyncWrite for H2Io<T> {
         _cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            match self.transport.write_vectored(bufs) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.blocked(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.written(|t| t.write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

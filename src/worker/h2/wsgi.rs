@@ -246,9 +246,7 @@ impl Sink for StreamSink {
     }
 
     fn error_page(&mut self, status: u16) {
-        let page = wsgi::exchange::error_page(status);
-        let at = page.windows(4).position(|w| w == b"\r\n\r\n").map_or(page.len(), |i| i + 4);
-        let body = Bytes::copy_from_slice(&page[at..]);
+        let body = Bytes::from(crate::http::response::error_body(status));
         let length = body.len().to_string();
         let headers =
             [("content-type".into(), "text/html".into()), ("content-length".into(), length)];
