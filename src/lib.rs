@@ -18,7 +18,9 @@
 //!   The `asgi` worker (`worker/asgi/`) is a third loop: Rust owns the sockets and HTTP/1.1
 //!   (`asgi/conn.rs`, a state machine with unit tests; `asgi/core.rs`, the poll;
 //!   `asgi/front.rs`, a PROXY header first) and, once the app accepts an upgrade,
-//!   WebSocket frames (`asgi/ws.rs`); an asyncio loop on the same thread runs the app
+//!   WebSocket frames (`asgi/ws.rs`); HTTP/2 on the same `h2/` engine, each stream an
+//!   ASGI request that never waits on the loop (`asgi/http2.rs`); an asyncio loop on the
+//!   same thread runs the app
 //!   (`python/ferricorn/_asgi.py`, with `_asgi_hooks.py` and `_asgi_deadline.py`);
 //!   docs/asgi.md.
 //! - [`load`]: importing the app (`APP_MODULE`, `--paste`) and [`load::LoadError`].

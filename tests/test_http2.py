@@ -1,8 +1,9 @@
-"""HTTP/2 on the async worker (issue 14): ALPN ``h2`` over TLS and h2c prior knowledge,
-with curl, httpx and hand-built frames (the ``h2`` package), each stream a WSGI request.
+"""HTTP/2 on the async and asgi workers (issue 14): ALPN ``h2`` over TLS and h2c prior
+knowledge, with curl, httpx and hand-built frames (the ``h2`` package), each stream a WSGI
+request or an ASGI scope (``http_version`` "2").
 
-Where gunicorn 27 has the behaviour (its own HTTP/2, ``-k gthread``), the same check runs
-against a live gunicorn in the same test.
+Where gunicorn 27 has the behaviour (its own HTTP/2, ``-k gthread`` and ``-k asgi``), the
+same check runs against a live gunicorn in the same test.
 """
 
 import asyncio
@@ -23,20 +24,40 @@ import pytest
 from conftest import gunicorn_command, start_server, wait_for
 from test_tls import certs, tls_args  # noqa: F401 - the module-scoped fixture
 
-APP = "apps.h2_wsgi:app"
+# Both workers that speak HTTP/2, each with its app (tests/apps/h2_asgi.py is h2_wsgi's
+# ASGI twin: the same paths, the same answers).
+APPS = {"async": "apps.h2_wsgi:app", "asgi": "apps.h2_asgi:app"}
 BIG = bytes(range(256)) * 256 * 800
 H2C = ["--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge"]
 SERVERS = ["ferricorn", "gunicorn"]
-# What SERVER_PROTOCOL says on a stream: issue 14 asks for `HTTP/2` (RFC 9113's name);
-# gunicorn 27 says `HTTP/2.0` (docs/differences.md).
-PROTOCOL = {"ferricorn": "HTTP/2", "gunicorn": "HTTP/2.0"}
 
 
-def serve(which: str, *extra: str, worker_class: str = "async", **kwargs):
+def h2_protocol(which: str, worker: str) -> str:
+    """What the app hears a stream's protocol is: SERVER_PROTOCOL, which issue 14 asks to
+    be `HTTP/2` (RFC 9113's name) and gunicorn 27 makes `HTTP/2.0` (docs/differences.md);
+    in ASGI `HTTP/` and the scope's `http_version`, "2" on both servers."""
+    return "HTTP/2.0" if (which, worker) == ("gunicorn", "async") else "HTTP/2"
+
+
+def protocol_said(worker: str, body: bytes | str) -> str:
+    """The protocol the app said it saw: SERVER_PROTOCOL, or the scope's http_version."""
+    said = json.loads(body)
+    return said["protocol"] if worker == "async" else f"HTTP/{said['http_version']}"
+
+
+def serve(which: str, worker: str, *extra: str, **kwargs):
+    """ferricorn or gunicorn 27 (`-k gthread` for the WSGI app, `-k asgi`) on HTTP/2."""
     if which == "gunicorn":
-        return start_server(APP, "--no-control-socket", *extra, worker_class="gthread",
+        kind = "gthread" if worker == "async" else "asgi"
+        return start_server(APPS[worker], "--no-control-socket", *extra, worker_class=kind,
                             command=gunicorn_command(), **kwargs)  # fmt: skip
-    return start_server(APP, *extra, worker_class=worker_class, **kwargs)
+    return start_server(APPS[worker], *extra, worker_class=worker, **kwargs)
+
+
+def serve_on(worker: str, *extra: str, **kwargs):
+    """ferricorn's `worker` serving its app; the async worker with 4 app threads."""
+    threads = ("--threads", "4") if worker == "async" else ()
+    return start_server(APPS[worker], *extra, *threads, worker_class=worker, **kwargs)
 
 
 def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -84,19 +105,21 @@ def of(kind, events):
     return [e for e in events if isinstance(e, kind)]
 
 
+@pytest.mark.parametrize("worker", APPS)
 @pytest.mark.parametrize("which", SERVERS)
-def test_prior_knowledge_h2c_serves_each_stream_as_an_http2_request(which):
-    server = serve(which, *H2C)
+def test_prior_knowledge_h2c_serves_each_stream_as_an_http2_request(which, worker):
+    server = serve(which, worker, *H2C)
+    want = h2_protocol(which, worker)
     try:
         url = f"http://127.0.0.1:{server.port}/env"
         out = curl("--http2-prior-knowledge", "-w", "\n%{http_version}", url).stdout.decode()
         body, version = out.rsplit("\n", 1)
         assert version == "2", out
-        assert json.loads(body)["protocol"] == PROTOCOL[which], body
+        assert protocol_said(worker, body) == want, body
         with httpx.Client(http1=False, http2=True) as client:
             response = client.get(url)
         assert response.http_version == "HTTP/2"
-        assert response.json()["protocol"] == PROTOCOL[which]
+        assert protocol_said(worker, response.content) == want
         # A trusted peer that speaks HTTP/1.1 on a prior-knowledge-only port: 400.
         plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url],
                                capture_output=True, timeout=30)  # fmt: skip
@@ -105,9 +128,10 @@ def test_prior_knowledge_h2c_serves_each_stream_as_an_http2_request(which):
         server.stop()
 
 
+@pytest.mark.parametrize("worker", APPS)
 @pytest.mark.parametrize("which", SERVERS)
-def test_tls_alpn_chooses_h2_and_falls_back_to_http11(which, certs):  # noqa: F811
-    server = serve(which, "--http-protocols", "h2,h1", *tls_args(certs))
+def test_tls_alpn_chooses_h2_and_falls_back_to_http11(which, worker, certs):  # noqa: F811
+    server = serve(which, worker, "--http-protocols", "h2,h1", *tls_args(certs))
     try:
         url = f"https://localhost:{server.port}/env"
         resolve = f"localhost:{server.port}:127.0.0.1"
@@ -120,20 +144,21 @@ def test_tls_alpn_chooses_h2_and_falls_back_to_http11(which, certs):  # noqa: F8
             "\n%{http_version}",
         ]
         body, version = curl("--http2", *common, url).stdout.decode().rsplit("\n", 1)
-        assert (version, json.loads(body)["protocol"]) == ("2", PROTOCOL[which])
+        assert (version, protocol_said(worker, body)) == ("2", h2_protocol(which, worker))
         assert json.loads(body)["scheme"] == "https"
         body, version = curl("--http1.1", *common, url).stdout.decode().rsplit("\n", 1)
-        assert (version, json.loads(body)["protocol"]) == ("1.1", "HTTP/1.1")
+        assert (version, protocol_said(worker, body)) == ("1.1", "HTTP/1.1")
     finally:
         server.stop()
 
 
-def test_50mb_download_and_upload_by_sha256_over_h2c_and_tls(certs, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("worker", APPS)
+def test_50mb_download_and_upload_by_sha256_over_h2c_and_tls(worker, certs, tmp_path):  # noqa: F811
     upload = tmp_path / "upload.bin"
     upload.write_bytes(os.urandom(50 * 1024 * 1024))
     want = hashlib.sha256(upload.read_bytes()).hexdigest()
-    h2c = serve("ferricorn", *H2C, "--threads", "2")
-    tls = serve("ferricorn", "--http-protocols", "h2,h1", *tls_args(certs))
+    h2c = serve_on(worker, *H2C)
+    tls = serve_on(worker, "--http-protocols", "h2,h1", *tls_args(certs))
     try:
         plain = f"http://127.0.0.1:{h2c.port}"
         got = curl("--http2-prior-knowledge", f"{plain}/big").stdout
@@ -153,8 +178,9 @@ def test_50mb_download_and_upload_by_sha256_over_h2c_and_tls(certs, tmp_path):  
         tls.stop()
 
 
-def test_100_concurrent_streams_share_one_connection_and_run_side_by_side():
-    server = serve("ferricorn", *H2C, "--threads", "4")
+@pytest.mark.parametrize("worker", APPS)
+def test_100_concurrent_streams_share_one_connection_and_run_side_by_side(worker):
+    server = serve_on(worker, *H2C)
     url = f"http://127.0.0.1:{server.port}"
 
     async def hundred():
@@ -167,7 +193,7 @@ def test_100_concurrent_streams_share_one_connection_and_run_side_by_side():
         slow, env = asyncio.run(hundred())
         assert [r.status_code for r in slow] == [200] * 100
         assert {r.http_version for r in slow} == {"HTTP/2"}
-        # The app threads ran streams of the one connection at the same time...
+        # The app (threads, or coroutines) ran streams of the one connection at once...
         assert max(r.json()["most"] for r in slow) > 1
         # ...and every request came on one TCP connection (one client port).
         assert len({r.json()["port"] for r in env}) == 1
@@ -175,16 +201,18 @@ def test_100_concurrent_streams_share_one_connection_and_run_side_by_side():
         server.stop()
 
 
-def test_rst_stream_closes_the_iterable(tmp_path):
+@pytest.mark.parametrize("worker", APPS)
+def test_rst_stream_closes_the_iterable_or_tells_the_asgi_app(worker, tmp_path):
+    """WSGI: the iterable's close() runs; ASGI: the app hears http.disconnect."""
     closed = tmp_path / "closed"
-    server = serve("ferricorn", *H2C, env={**os.environ, "H2_CLOSED": str(closed)})
+    server = serve_on(worker, *H2C, env={**os.environ, "H2_CLOSED": str(closed)})
     try:
         client = RawClient(server.port)
         stream = client.get("/stream")
         client.events(lambda seen: of(h2.events.DataReceived, seen))
         client.conn.reset_stream(stream)
         client.flush()
-        wait_for(closed.exists, 10, "the iterable's close() after RST_STREAM")
+        wait_for(closed.exists, 10, "close() or http.disconnect after RST_STREAM")
         # The connection goes on serving.
         again = client.get("/env")
         ended = client.events(
@@ -207,12 +235,17 @@ def frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
     return out
 
 
-def test_graceful_stop_sends_goaway_and_lets_the_stream_in_flight_finish():
-    server = serve("ferricorn", *H2C)
+@pytest.mark.parametrize("worker", APPS)
+def test_graceful_stop_sends_goaway_and_lets_the_stream_in_flight_finish(worker):
+    server = serve_on(worker, *H2C)
     try:
         client = RawClient(server.port)
         stream = client.get("/slow")
-        time.sleep(0.05)  # the request reaches the app before the stop (not a readiness wait)
+        # /slow reaches the app before the stop: a stream opened after it is answered
+        # first (the async worker needs a second app thread for it: --threads 4).
+        first = client.get("/env")
+        ended = h2.events.StreamEnded
+        client.events(lambda seen: any(e.stream_id == first for e in of(ended, seen)))
         server.signal(signal.SIGTERM)
         # Read to the close: GOAWAY comes first, then the stream's answer, then the end.
         data = b""

@@ -2,6 +2,7 @@
 attacking connection must end (GOAWAY, or a close) and the same worker must go on serving
 a fresh connection. Bounded in frames and seconds."""
 
+import json
 import socket
 import struct
 import subprocess
@@ -10,7 +11,7 @@ import hpack
 import pytest
 from conftest import start_server
 
-APP = "apps.h2_wsgi:app"
+APPS = {"async": "apps.h2_wsgi:app", "asgi": "apps.h2_asgi:app"}
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST, SETTINGS, PING, GOAWAY, CONTINUATION = 0, 1, 3, 4, 6, 7, 9
 END_STREAM, END_HEADERS = 0x1, 0x4
@@ -125,19 +126,23 @@ def ending(port: int, payload: bytes) -> dict:
     return {"goaway": goaway, "resets": resets, "statuses": statuses, "closed": closed}
 
 
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture(scope="module", params=list(APPS))
+def server(request):
     args = ["--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge"]
-    srv = start_server(APP, *args, "--http2-max-concurrent-streams", "2", worker_class="async")
+    args += ["--http2-max-concurrent-streams", "2"]
+    srv = start_server(APPS[request.param], *args, worker_class=request.param)
     yield srv
     srv.stop()
 
 
 def still_serves(port: int) -> bool:
+    """Another client is answered over HTTP/2 (the WSGI app's environ or the ASGI app's
+    scope says so)."""
     url = f"http://127.0.0.1:{port}/env"
     command = ["curl", "-s", "--max-time", "10", "--http2-prior-knowledge", url]
     out = subprocess.run(command, capture_output=True, timeout=20)
-    return b"HTTP/2" in out.stdout
+    said = json.loads(out.stdout or b"{}")
+    return said.get("protocol") == "HTTP/2" or said.get("http_version") == "2"
 
 
 # (attack, the GOAWAY codes that count as defended)

@@ -1,4 +1,5 @@
-"""h2spec (RFC 9113 and RFC 7541 conformance) against the async worker, on h2c and TLS.
+"""h2spec (RFC 9113 and RFC 7541 conformance) against the async and asgi workers, on h2c
+and TLS.
 
 h2spec is a Go program; the Go module proxy is out of reach here, so it is not installed
 by the Makefile: ``benches/h2_engine/install_h2spec.sh`` builds it from a source checkout
@@ -16,7 +17,7 @@ import pytest
 from conftest import start_server
 from test_tls import certs, tls_args  # noqa: F401 - the module-scoped fixture
 
-APP = "apps.h2_wsgi:app"
+APPS = {"async": "apps.h2_wsgi:app", "asgi": "apps.h2_asgi:app"}
 
 
 def h2spec() -> str | None:
@@ -26,14 +27,15 @@ def h2spec() -> str | None:
     return None
 
 
+@pytest.mark.parametrize("worker", ["async", "asgi"])
 @pytest.mark.parametrize("transport", ["h2c", "tls"])
-def test_h2spec_passes_every_case(transport, certs):  # noqa: F811
+def test_h2spec_passes_every_case(transport, worker, certs):  # noqa: F811
     binary = h2spec()
     if binary is None:
         pytest.skip("h2spec is not installed (the Go module proxy is unreachable here); "
                     "build it with benches/h2_engine/install_h2spec.sh or set $H2SPEC")  # fmt: skip
     extra = ["--http2-cleartext", "prior-knowledge"] if transport == "h2c" else tls_args(certs)
-    server = start_server(APP, "--http-protocols", "h2,h1", *extra, worker_class="async")
+    server = start_server(APPS[worker], "--http-protocols", "h2,h1", *extra, worker_class=worker)
     try:
         args = [binary, "-h", "127.0.0.1", "-p", str(server.port), "-o", "5"]
         args += ["-t", "-k"] if transport == "tls" else []

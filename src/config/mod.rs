@@ -327,16 +327,18 @@ impl Config {
         Config { app, paste, forwarded: fwd, raw: raw.clone(), ..Config::default() }
     }
 
-    /// `--http-protocols` and `--http2-*`. Only the `async` worker serves HTTP/2: with
-    /// another, h2 is neither offered in ALPN nor taken in cleartext, and a warning says so.
+    /// `--http-protocols` and `--http2-*`. The `async` and `asgi` workers serve HTTP/2:
+    /// with `sync`, h2 is neither offered in ALPN nor taken in cleartext, and a warning
+    /// says so.
     fn http2(&mut self, raw: &RawArgs) -> Result<(), Error> {
         self.http2 = http2::read(raw)?;
-        if self.http2.enabled() && self.worker_class != WorkerClass::Async {
+        let serves_h2 = matches!(self.worker_class, WorkerClass::Async | WorkerClass::Asgi);
+        if self.http2.enabled() && !serves_h2 {
             self.notices.push(Notice::new(
                 LogLevel::Warning,
                 format!(
                     "--http-protocols h2: the {} worker serves HTTP/1.1 only; HTTP/2 needs -k \
-                     async (or gthread)",
+                     async (or gthread) or -k asgi",
                     self.worker_class.name()
                 ),
             ));

@@ -594,7 +594,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: Value("h1"),
         gunicorn: true,
         help: "HTTP versions to serve, most preferred first: h1, h2 (comma-separated).",
-        doc: "Comma-separated, most preferred first: `h1` (HTTP/1.1), `h2` (HTTP/2). With `h2`, TLS offers `h2` in ALPN in this order (HTTP/1.1 stays offered, so a client that does not choose `h2` is served HTTP/1.1, as in gunicorn), and cleartext HTTP/2 is what `--http2-cleartext` says. HTTP/2 is served by the `async` worker (and `gthread`, its name); the `sync` worker serves HTTP/1.1 only, as gunicorn's does. See [http2.md](http2.md).",
+        doc: "Comma-separated, most preferred first: `h1` (HTTP/1.1), `h2` (HTTP/2). With `h2`, TLS offers `h2` in ALPN in this order (HTTP/1.1 stays offered, so a client that does not choose `h2` is served HTTP/1.1, as in gunicorn), and cleartext HTTP/2 is what `--http2-cleartext` says. HTTP/2 is served by the `async` worker (and `gthread`, its name) and the `asgi` worker; the `sync` worker serves HTTP/1.1 only, as gunicorn's does. See [http2.md](http2.md).",
         shown: |c, _| c.http2.protocols_shown(),
     },
     OptionSpec {

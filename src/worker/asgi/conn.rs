@@ -24,6 +24,7 @@ use crate::http::websocket::{self, Message, Offer};
 use crate::http::{self, BodyDecoder, Decoded, Head};
 use crate::listener::Peer;
 use crate::worker::front::{parse_request, Front};
+use crate::worker::h2::Opening;
 use crate::worker::transport::Transport;
 
 /// Unconsumed bytes the connection holds before it stops reading the socket.
@@ -157,6 +158,8 @@ enum Phase {
     Closing,
     /// Half-closed; dropping what the client still sends until its FIN.
     Linger,
+    /// Its first bytes opened HTTP/2: the loop takes it over ([`Conn::into_http2`]).
+    Http2,
     /// Nothing more to do: the loop closes it.
     Done,
 }
@@ -178,6 +181,8 @@ pub struct Settings {
     pub websocket_max: usize,
     /// `--proxy-protocol` and `--proxy-allow-from` (read in `asgi/front.rs`).
     pub proxy: crate::worker::preamble::Settings,
+    /// `--http-protocols` and `--http2-*`; `None` without h2.
+    pub http2: Option<crate::worker::h2::Policy>,
 }
 
 impl Settings {
@@ -272,6 +277,17 @@ impl<T: Transport> Conn<T> {
         matches!(self.phase, Phase::Done)
     }
 
+    /// Its first bytes opened HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.phase, Phase::Http2)
+    }
+
+    /// The connection leaves HTTP/1.1 for HTTP/2: its transport, what was read of the
+    /// preface (h2 reads it again), the client and the listener.
+    pub fn into_http2(self) -> (T, BytesMut, Peer, usize) {
+        (self.transport, self.rbuf, self.peer, self.listener)
+    }
+
     /// Whether the app has a request (or an accepted WebSocket) of this connection.
     pub fn is_serving(&self) -> bool {
         matches!(self.phase, Phase::Serving(_) | Phase::WebSocket(_))
@@ -307,7 +323,7 @@ impl<T: Transport> Conn<T> {
                     false
                 }
                 Phase::WebSocket(_) => self.ws_read(now, notes),
-                Phase::Closing | Phase::Linger | Phase::Done => false,
+                Phase::Closing | Phase::Linger | Phase::Http2 | Phase::Done => false,
             };
             self.flush(now, notes);
             if !progressed {
@@ -325,7 +341,7 @@ impl<T: Transport> Conn<T> {
         let (reading, limit) = match &self.phase {
             Phase::Head | Phase::Serving(_) => (true, READ_AHEAD),
             Phase::WebSocket(session) => (session.reading(), session.read_limit()),
-            Phase::Closing | Phase::Linger | Phase::Done => (false, 0),
+            Phase::Closing | Phase::Linger | Phase::Http2 | Phase::Done => (false, 0),
         };
         while reading && self.may_read && self.rbuf.len() < limit {
             match self.transport.read(scratch) {
@@ -358,6 +374,21 @@ impl<T: Transport> Conn<T> {
             }
             return false;
         }
+        match self.http2_opening(settings) {
+            Opening::Http1 => {}
+            Opening::Http2 => {
+                self.phase = Phase::Http2;
+                return false;
+            }
+            Opening::NeedMore if !self.peer_closed => {
+                self.deadline = self.deadline.min(now + HEAD_TIMEOUT);
+                return false;
+            }
+            Opening::NeedMore | Opening::Refuse => {
+                let error = http::Error::BadRequestLine("HTTP/2 preface expected");
+                return self.refuse(&error, now);
+            }
+        }
         match parse_request(&mut self.rbuf, &settings.front(), &self.peer) {
             Ok(None) if self.peer_closed => {
                 self.phase = Phase::Done;
@@ -371,14 +402,28 @@ impl<T: Transport> Conn<T> {
                 self.begin(head, forwarded, settings, now, notes);
                 true
             }
-            Err(error) => {
-                tracing::debug!("bad request: {error}");
-                self.queue(&ENCODER.error_page(error.status()));
-                self.phase = Phase::Closing;
-                self.deadline = now + CLOSE_TIMEOUT;
-                true
-            }
+            Err(error) => self.refuse(&error, now),
         }
+    }
+
+    /// What the first bytes open (HTTP/1.x unless `--http-protocols` has h2; see
+    /// [`crate::worker::h2::Policy::opening`]).
+    fn http2_opening(&self, settings: &Settings) -> Opening {
+        let Some(policy) = settings.http2.as_ref().filter(|_| self.served == 0) else {
+            return Opening::Http1;
+        };
+        // Prior knowledge is for cleartext ports only (the policy says so under TLS).
+        let trusted = settings.forwarded.trusts(self.peer.ip());
+        policy.opening(&self.rbuf, self.transport.alpn_h2(), trusted)
+    }
+
+    /// A request refused with `error`'s status, then the close; `true`: the phase moved.
+    fn refuse(&mut self, error: &http::Error, now: Instant) -> bool {
+        tracing::debug!("bad request: {error}");
+        self.queue(&ENCODER.error_page(error.status()));
+        self.phase = Phase::Closing;
+        self.deadline = now + CLOSE_TIMEOUT;
+        true
     }
 
     /// A request for the app: its head and what of the body is here.
@@ -407,10 +452,7 @@ impl<T: Transport> Conn<T> {
         };
         let expect_continue = head.expect_continue && more && self.rbuf.is_empty();
         let subprotocols = offer.as_ref().map(|o| o.protocols.clone());
-        // The access log, statsd and `--metrics-bind` all count from the same record.
-        let counted =
-            crate::wsgi::access::enabled() || crate::statsd::enabled() || crate::metrics::enabled();
-        let log = counted.then(|| {
+        let log = counted().then(|| {
             let (head, peer) = (head.clone(), self.peer.clone());
             Box::new(Logged { head, peer, started: now, status: 500, headers: Vec::new(), sent: 0 })
         });
@@ -755,8 +797,14 @@ fn take_body(
     Ok((data.freeze(), !done))
 }
 
+/// Whether requests are recorded: the access log, statsd and `--metrics-bind` all count
+/// from the same record ([`Logged`]).
+pub fn counted() -> bool {
+    crate::wsgi::access::enabled() || crate::statsd::enabled() || crate::metrics::enabled()
+}
+
 /// ASGI header bytes as the encoder's latin-1 text.
-fn latin1(bytes: &[u8]) -> String {
+pub fn latin1(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) if text.is_ascii() => text.to_owned(),
         _ => bytes.iter().map(|&b| b as char).collect(),

@@ -65,6 +65,7 @@ fn settings() -> Settings {
         websocket_max: 1 << 20,
 
         proxy: Default::default(),
+        http2: None,
     }
 }
 

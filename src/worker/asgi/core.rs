@@ -12,6 +12,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Registry, Token};
 
 use super::conn::{Conn, Note, Settings};
+use super::http2::Http2;
 use super::transport::Stream;
 use crate::listener::Listener;
 use crate::worker::io::READ_SIZE;
@@ -112,6 +113,8 @@ struct Slot {
     conn: Option<Box<Conn<Stream>>>,
     /// A connection still in its PROXY header ([`front`]), before it has a `conn`.
     opening: Option<Box<Opening>>,
+    /// A connection speaking HTTP/2 (instead of `conn`), its streams the app's requests.
+    h2: Option<Box<Http2>>,
     /// Requests started in this slot, ever: the low half of an [`Id`].
     request: u32,
 }
@@ -147,6 +150,8 @@ pub struct Core {
     pub notes: Vec<(Id, Note)>,
     /// One drive's notes, before they get their id (kept to reuse its allocation).
     fresh: Vec<Note>,
+    /// An HTTP/2 drive's notes, by stream number, before they get their id.
+    fresh_h2: Vec<(u32, Note)>,
     /// The signal pipe was readable.
     pub signalled: bool,
 }
@@ -179,6 +184,7 @@ impl Core {
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
             notes: Vec::new(),
             fresh: Vec::new(),
+            fresh_h2: Vec::new(),
             signalled: false,
         })
     }
@@ -190,6 +196,9 @@ impl Core {
                 STOP => self.signalled = true,
                 WAKER => {}
                 Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                Token(t) if self.slots.get(t).is_some_and(|s| s.h2.is_some()) => {
+                    self.drive_h2(t, now);
+                }
                 Token(t) => {
                     let closed = event.is_read_closed() || event.is_error();
                     if self.slots.get(t).is_some_and(|s| s.opening.is_some()) {
@@ -234,7 +243,7 @@ impl Core {
                 },
             };
             let token = self.free.pop().unwrap_or_else(|| {
-                self.slots.push(Slot { conn: None, opening: None, request: 0 });
+                self.slots.push(Slot { conn: None, opening: None, h2: None, request: 0 });
                 self.slots.len() - 1
             });
             let fd = sock.as_raw_fd();
@@ -279,11 +288,52 @@ impl Core {
         let slot = &mut self.slots[token];
         let Some(conn) = slot.conn.as_mut() else { return };
         conn.drive(&self.settings, &mut self.scratch, now, &mut self.fresh);
-        let done = conn.is_done();
+        let (done, http2) = (conn.is_done(), conn.is_http2());
         self.name_notes(token);
-        if done {
+        if http2 {
+            self.start_http2(token, now);
+        } else if done {
             self.close(token);
         }
+    }
+
+    /// A connection whose first bytes opened HTTP/2 leaves its HTTP/1.1 state.
+    fn start_http2(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.slots[token].conn.take() else { return };
+        let fd = conn.fd();
+        let (transport, replay, peer, listener) = conn.into_http2();
+        match Http2::new(transport, replay, (peer, listener), &self.settings, token, now) {
+            Some(h2) => {
+                self.slots[token].h2 = Some(Box::new(h2));
+                self.drive_h2(token, now);
+            }
+            // No policy (cannot be: only a policy opens HTTP/2): closed.
+            None => {
+                let _ = self.registry.deregister(&mut SourceFd(&fd));
+                self.release(token);
+            }
+        }
+    }
+
+    /// Drives an HTTP/2 connection and names its streams' notes. A hot path.
+    fn drive_h2(&mut self, token: usize, now: Instant) {
+        let slot = &mut self.slots[token];
+        let Some(h2) = slot.h2.as_mut() else { return };
+        if self.stopping {
+            // Opened during a stop: GOAWAY, written by this drive.
+            h2.graceful_shutdown();
+        }
+        let alive = h2.drive(&self.settings, &mut slot.request, now, &mut self.fresh_h2);
+        self.name_h2_notes(token);
+        if !alive {
+            self.close(token);
+        }
+    }
+
+    /// Gives the notes of `token`'s HTTP/2 streams their ids.
+    fn name_h2_notes(&mut self, token: usize) {
+        let high = (token as u64) << 32;
+        self.notes.extend(self.fresh_h2.drain(..).map(|(n, note)| (high | u64::from(n), note)));
     }
 
     /// Gives the fresh notes of `token`'s connection their ids.
@@ -301,6 +351,12 @@ impl Core {
     fn close(&mut self, token: usize) {
         if self.close_opening(token) {
             return;
+        }
+        if let Some(mut h2) = self.slots[token].h2.take() {
+            h2.abandon(&mut self.fresh_h2);
+            self.name_h2_notes(token);
+            let _ = self.registry.deregister(&mut SourceFd(&h2.fd()));
+            return self.release(token);
         }
         let slot = &mut self.slots[token];
         let Some(conn) = slot.conn.take() else { return };
@@ -325,6 +381,9 @@ impl Core {
     fn live(&mut self, id: Id) -> Option<usize> {
         let token = (id >> 32) as usize;
         let slot = self.slots.get(token)?;
+        if let Some(h2) = &slot.h2 {
+            return h2.has(id as u32).then_some(token);
+        }
         (slot.request == id as u32 && slot.conn.as_ref()?.is_serving()).then_some(token)
     }
 
@@ -332,18 +391,20 @@ impl Core {
     /// app should wait for [`Note::Drained`]. An `Err` is the app's mistake, to raise.
     pub fn apply(&mut self, command: Command, now: Instant) -> Result<bool, &'static str> {
         // A request that is over (the client gone): its messages go nowhere.
-        let Some(token) = self.live(command.id()) else { return Ok(false) };
+        let id = command.id();
+        let Some(token) = self.live(id) else { return Ok(false) };
+        // A response's end, or a WebSocket's accept: a request served (`--max-requests`).
+        let served = matches!(command, Command::Body { more: false, .. } | Command::Accept { .. });
+        if self.slots[token].h2.is_some() {
+            return self.apply_h2(token, id as u32, command, (served, now));
+        }
         let keep_alive = !self.stopping;
         let Some(conn) = self.slots[token].conn.as_mut() else { return Ok(false) };
         let mut full = false;
         let outcome = match command {
             Command::Start { status, headers, .. } => conn.start(status, &headers, keep_alive),
             Command::Body { data, more, .. } => {
-                let sent = conn.body(&data, more, now, &mut self.fresh);
-                if !more && sent.is_ok() {
-                    self.recycler.count_request();
-                }
-                sent.map(|f| full = f)
+                conn.body(&data, more, now, &mut self.fresh).map(|f| full = f)
             }
             Command::Pull(_) => {
                 conn.pull(now, self.settings.read_timeout);
@@ -355,12 +416,7 @@ impl Core {
             }
             Command::Accept { subprotocol, headers, .. } => {
                 let max = self.settings.websocket_max;
-                let accepted =
-                    conn.ws_accept(subprotocol.as_deref(), &headers, max, now, &mut self.fresh);
-                if accepted.is_ok() {
-                    self.recycler.count_request();
-                }
-                accepted
+                conn.ws_accept(subprotocol.as_deref(), &headers, max, now, &mut self.fresh)
             }
             Command::Send { data, text, .. } => {
                 conn.ws_send(&data, text, now, &mut self.fresh).map(|f| full = f)
@@ -385,9 +441,30 @@ impl Core {
         };
         if outcome.is_err() {
             conn.fail(now, &mut self.fresh);
+        } else if served {
+            self.recycler.count_request();
         }
         self.drive(token, now);
         outcome.map(|()| full)
+    }
+
+    /// [`Core::apply`] for stream `number` of an HTTP/2 connection (`served`: the message
+    /// ends a response).
+    fn apply_h2(
+        &mut self,
+        token: usize,
+        number: u32,
+        command: Command,
+        (served, now): (bool, Instant),
+    ) -> Result<bool, &'static str> {
+        let Some(h2) = self.slots[token].h2.as_mut() else { return Ok(false) };
+        let outcome = h2.apply(number, command, now, &mut self.fresh_h2);
+        if served && outcome.is_ok() {
+            self.recycler.count_request();
+        }
+        self.name_h2_notes(token);
+        self.drive_h2(token, now);
+        outcome
     }
 
     /// A graceful stop, as the WSGI async worker's: on TERM (`drain_backlog`) the
@@ -404,6 +481,12 @@ impl Core {
         self.set_accepting(false);
         self.hurry_openings(now);
         for token in 0..self.slots.len() {
+            if let Some(h2) = self.slots[token].h2.as_mut() {
+                // GOAWAY: streams in flight finish, then the connection ends.
+                h2.graceful_shutdown();
+                self.drive_h2(token, now);
+                continue;
+            }
             let Some(conn) = self.slots[token].conn.as_mut() else { continue };
             conn.ready(true, false, false);
             conn.going_away(now, &mut self.fresh);
@@ -421,11 +504,32 @@ impl Core {
     /// Closes connections past their deadline.
     pub fn sweep(&mut self, now: Instant) {
         for token in 0..self.slots.len() {
+            if self.slots[token].h2.is_some() {
+                self.sweep_h2(token, now);
+                continue;
+            }
             let expired = self.slots[token].conn.as_ref().is_some_and(|c| c.deadline() <= now)
                 || self.opening_expired(token, now);
             if expired {
                 self.close(token);
             }
+        }
+    }
+
+    /// An HTTP/2 connection's sweep: stalled uploads reset; idle, GOAWAY first and the
+    /// close if the client does not leave.
+    fn sweep_h2(&mut self, token: usize, now: Instant) {
+        let read_timeout = self.settings.read_timeout;
+        let Some(h2) = self.slots[token].h2.as_mut() else { return };
+        let mut drive = h2.sweep(now, read_timeout);
+        if h2.deadline() <= now {
+            if !h2.expire(now) {
+                return self.close(token);
+            }
+            drive = true;
+        }
+        if drive {
+            self.drive_h2(token, now);
         }
     }
 

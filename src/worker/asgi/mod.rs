@@ -14,6 +14,7 @@
 mod access;
 mod conn;
 mod core;
+mod http2;
 mod scope;
 mod transport;
 
@@ -178,6 +179,7 @@ impl Server {
             read_timeout: config.read_timeout,
             websocket_max: config.asgi.websocket_max_message,
             proxy: config.proxy_protocol.clone(),
+            http2: crate::worker::h2::policy(config),
         };
         let registry = poll.registry().try_clone()?;
         let core = Core::new(

@@ -42,6 +42,7 @@ pub fn of<'py>(
     scope.set_item(intern!(py, "asgi"), asgi)?;
     let version = match head.version {
         (1, 0) => intern!(py, "1.0"),
+        (2, _) => intern!(py, "2"),
         _ => intern!(py, "1.1"),
     };
     scope.set_item(intern!(py, "http_version"), version)?;

@@ -75,6 +75,13 @@ impl Transport for Stream {
         }
     }
 
+    fn alpn_h2(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.alpn_h2(),
+        }
+    }
+
     #[inline]
     fn buffered(&self) -> bool {
         match self {

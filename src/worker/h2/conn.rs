@@ -9,8 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -135,7 +134,7 @@ pub struct H2Conn<T: Transport> {
     /// The streams in flight.
     live: Vec<Live>,
     /// What the transport adapter reports.
-    flags: Rc<Flags>,
+    flags: Arc<Flags>,
     /// Raised by h2's waker.
     woken: Arc<Woken>,
     /// The waker every poll passes to h2.
@@ -164,8 +163,8 @@ impl<T: Transport> H2Conn<T> {
         (token, nudge): (usize, Nudge),
         now: Instant,
     ) -> H2Conn<T> {
-        let flags = Rc::new(Flags::default());
-        let io = H2Io::new(Arc::clone(&transport), replay, Rc::clone(&flags));
+        let flags = Arc::new(Flags::default());
+        let io = H2Io::new(Arc::clone(&transport), replay, Arc::clone(&flags));
         let woken = Arc::new(Woken(AtomicBool::new(false)));
         H2Conn {
             state: State::Handshaking(settings.builder().handshake(io)),
@@ -234,7 +233,7 @@ impl<T: Transport> H2Conn<T> {
         let mut self_yields = 0;
         loop {
             self.woken.0.store(false, Ordering::Release);
-            self.flags.blocked.set(false);
+            self.flags.blocked.store(false, Relaxed);
             let progressed = match self.poll_once(cx, accepted) {
                 Some(progressed) => progressed,
                 None => {
@@ -242,12 +241,13 @@ impl<T: Transport> H2Conn<T> {
                     return false;
                 }
             };
-            if progressed || self.woken.0.load(Ordering::Acquire) || self.flags.flood.get() {
+            if progressed || self.woken.0.load(Ordering::Acquire) || self.flags.flood.load(Relaxed)
+            {
                 continue;
             }
             // Edge-triggered: a Pending the transport did not cause, or plaintext TLS
             // holds decrypted, raises no edge; poll again (boundedly).
-            let unexplained = !self.flags.blocked.get() || self.transport.buffered();
+            let unexplained = !self.flags.blocked.load(Relaxed) || self.transport.buffered();
             if unexplained && self_yields < SELF_YIELDS {
                 self_yields += 1;
                 continue;
@@ -282,7 +282,7 @@ impl<T: Transport> H2Conn<T> {
             }
             State::Open(conn) => conn,
         };
-        if self.flags.flood.replace(false) {
+        if self.flags.flood.swap(false, Relaxed) {
             tracing::warn!("HTTP/2: PING or SETTINGS flood; GOAWAY ENHANCE_YOUR_CALM");
             self.closing = true;
             conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);

@@ -11,10 +11,9 @@
 //! frames h2 answers without telling its user: past an allowance the connection is a
 //! flood and the loop sends GOAWAY `ENHANCE_YOUR_CALM`.
 
-use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -33,13 +32,15 @@ const FLOOD_BURST: f64 = 100.0;
 /// How fast the PING/SETTINGS allowance refills, per second.
 const FLOOD_REFILL_PER_SEC: f64 = 10.0;
 
-/// What the adapter tells the loop after a poll, shared with the connection (one thread).
+/// What the adapter tells the loop after a poll, shared with the connection (one thread
+/// at a time; atomics only so that a connection may move to the asgi worker's socket
+/// thread).
 #[derive(Default)]
 pub struct Flags {
     /// A read or write met `WouldBlock`: the descriptor's next edge brings the loop back.
-    pub blocked: Cell<bool>,
+    pub blocked: AtomicBool,
     /// The peer went over its PING/SETTINGS allowance: GOAWAY it.
-    pub flood: Cell<bool>,
+    pub flood: AtomicBool,
 }
 
 /// A transport seen through tokio's I/O traits.
@@ -52,13 +53,13 @@ pub struct H2Io<T: Transport> {
     /// Counts PING and SETTINGS frames in what is read.
     sniffer: Sniffer,
     /// Shared with the connection.
-    flags: Rc<Flags>,
+    flags: Arc<Flags>,
 }
 
 impl<T: Transport> H2Io<T> {
     /// `replay` starts with the client preface (or with what stands for it, see
     /// [`super::upgrade`]); `preface` says how many of its bytes are that preface.
-    pub fn new(transport: Arc<T>, replay: BytesMut, flags: Rc<Flags>) -> H2Io<T> {
+    pub fn new(transport: Arc<T>, replay: BytesMut, flags: Arc<Flags>) -> H2Io<T> {
         let sniffer = Sniffer::new(PREFACE.len());
         H2Io { transport, replay, sniffer, flags }
     }
@@ -76,7 +77,7 @@ impl<T: Transport> H2Io<T> {
     }
 
     fn blocked<R>(&self) -> Poll<R> {
-        self.flags.blocked.set(true);
+        self.flags.blocked.store(true, Relaxed);
         Poll::Pending
     }
 }
@@ -223,7 +224,7 @@ impl Sniffer {
         self.allowance = (self.allowance + refill).min(FLOOD_BURST) - 1.0;
         self.refilled = now;
         if self.allowance < 0.0 {
-            flags.flood.set(true);
+            flags.flood.store(true, Relaxed);
             self.tripped = true;
         }
     }
@@ -268,7 +269,11 @@ mod tests {
                     true => wire.chunks(1).for_each(|b| sniffer.see(b, &flags)),
                     false => sniffer.see(&wire, &flags),
                 }
-                assert_eq!(flags.flood.get(), trips, "{frames:?} x{times} bytewise={bytewise}");
+                assert_eq!(
+                    flags.flood.load(Relaxed),
+                    trips,
+                    "{frames:?} x{times} bytewise={bytewise}"
+                );
             }
         }
     }

@@ -36,13 +36,19 @@ impl From<Reset> for io::Error {
 pub struct Nudge {
     /// Connections with news, drained by the loop when `waker` fires.
     queue: Arc<Mutex<Vec<usize>>>,
-    /// The loop's waker.
-    waker: Arc<mio::Waker>,
+    /// The loop's waker; `None` when the app's side runs on the loop's thread (the asgi
+    /// worker), which drives the connection itself after each change.
+    waker: Option<Arc<mio::Waker>>,
 }
 
 impl Nudge {
     pub fn new(waker: Arc<mio::Waker>) -> Nudge {
-        Nudge { queue: Arc::default(), waker }
+        Nudge { queue: Arc::default(), waker: Some(waker) }
+    }
+
+    /// For an app's side on the loop's thread: nothing to wake.
+    pub fn local() -> Nudge {
+        Nudge { queue: Arc::default(), waker: None }
     }
 
     /// The connections nudged since the last call.
@@ -51,6 +57,7 @@ impl Nudge {
     }
 
     fn nudge(&self, token: usize) {
+        let Some(waker) = &self.waker else { return };
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let first = queue.is_empty();
         if !queue.contains(&token) {
@@ -58,7 +65,7 @@ impl Nudge {
         }
         drop(queue);
         if first {
-            let _ = self.waker.wake();
+            let _ = waker.wake();
         }
     }
 }
@@ -151,17 +158,18 @@ impl Stream {
         timeout: Duration,
     ) -> Result<(), Reset> {
         let mut state = self.wait_until(timeout, |s| s.out_len < HIGH_WATER)?;
-        if let Some(head) = head {
-            state.head = Some(head);
-        }
-        for chunk in data.into_iter().filter(|c| !c.is_empty()) {
-            state.out_len += chunk.len();
-            state.out.push_back(chunk);
-        }
-        state.out_end |= end;
+        enqueue(&mut state, head, data, end);
         drop(state);
         self.nudge.nudge(self.token);
         Ok(())
+    }
+
+    /// [`Stream::send`] without the wait, for an app's side on the loop's thread (which
+    /// waits for the queue itself): the bytes queued after these.
+    pub fn queue(&self, head: Option<Head>, data: Bytes, end: bool) -> usize {
+        let mut state = self.lock();
+        enqueue(&mut state, head, vec![data], end);
+        state.out_len
     }
 
     /// The app's side cannot finish its response: the stream is reset.
@@ -185,19 +193,24 @@ impl Stream {
                     false => io::Error::new(io::ErrorKind::TimedOut, "the request body stalled"),
                 }
             })?;
-        let mut n = 0;
-        while let Some(chunk) = state.body.pop_front() {
-            n += chunk.len();
-            buf.extend_from_slice(&chunk);
-        }
-        let paid = n.min(state.prepaid);
-        state.prepaid -= paid;
-        state.released += n - paid;
+        let n = take_body(&mut state, buf);
         drop(state);
         if n > 0 {
             self.nudge.nudge(self.token);
         }
         Ok(n)
+    }
+
+    /// [`Stream::read_body`] without the wait: what arrived, and whether the body goes
+    /// on; `None` while nothing did and it goes on (or once the stream is reset).
+    pub fn try_body(&self) -> Option<(Bytes, bool)> {
+        let mut state = self.lock();
+        if state.reset || (state.body.is_empty() && !state.body_end) {
+            return None;
+        }
+        let mut buf = BytesMut::new();
+        take_body(&mut state, &mut buf);
+        Some((buf.freeze(), !state.body_end))
     }
 
     // The loop's side.
@@ -265,6 +278,32 @@ impl Stream {
     pub fn aborted(&self) -> bool {
         self.lock().aborted
     }
+}
+
+/// Queues the response head and `data`, `end` after it.
+fn enqueue(state: &mut State, head: Option<Head>, data: Vec<Bytes>, end: bool) {
+    if let Some(head) = head {
+        state.head = Some(head);
+    }
+    for chunk in data.into_iter().filter(|c| !c.is_empty()) {
+        state.out_len += chunk.len();
+        state.out.push_back(chunk);
+    }
+    state.out_end |= end;
+}
+
+/// Moves the body bytes received into `buf`, counting their window as released unless
+/// it was handed back on arrival; how many.
+fn take_body(state: &mut State, buf: &mut BytesMut) -> usize {
+    let mut n = 0;
+    while let Some(chunk) = state.body.pop_front() {
+        n += chunk.len();
+        buf.extend_from_slice(&chunk);
+    }
+    let paid = n.min(state.prepaid);
+    state.prepaid -= paid;
+    state.released += n - paid;
+    n
 }
 
 /// `wsgi.input`'s source on HTTP/2: the stream's DATA frames, framed as chunks so the
@@ -347,6 +386,23 @@ mod tests {
         let waiter = std::thread::spawn(move || s2.send(None, vec![], false, BEAT * 30));
         s.reset();
         assert_eq!(waiter.join().unwrap(), Err(Reset));
+    }
+
+    #[test]
+    fn the_calls_for_an_app_on_the_loop_thread_never_wait() {
+        let s = Stream::new(7, Nudge::local(), false);
+        assert_eq!(s.try_body(), None);
+        s.push_body(Bytes::from_static(b"ab"));
+        assert_eq!(s.try_body(), Some((Bytes::from_static(b"ab"), true)));
+        assert_eq!(s.take_released(), 2);
+        s.end_body();
+        assert_eq!(s.try_body(), Some((Bytes::new(), false)));
+        // Past the high-water mark: queued at once, the length said (the caller waits).
+        let big = Bytes::from(vec![0; 2 * HIGH_WATER]);
+        assert_eq!(s.queue(None, big, true), 2 * HIGH_WATER);
+        assert_eq!(s.queued(), (2 * HIGH_WATER, true));
+        s.reset();
+        assert_eq!(s.try_body(), None);
     }
 
     #[test]

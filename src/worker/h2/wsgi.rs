@@ -242,7 +242,7 @@ impl Sink for StreamSink {
     }
 
     fn head(&mut self, _status: &str, code: u16, headers: &[(String, String)], _plan: Plan) {
-        self.head = Some(response_head(code, headers));
+        self.head = Some(response_head(code, headers, true));
     }
 
     fn error_page(&mut self, status: u16) {
@@ -250,15 +250,15 @@ impl Sink for StreamSink {
         let length = body.len().to_string();
         let headers =
             [("content-type".into(), "text/html".into()), ("content-length".into(), length)];
-        self.head = Some(response_head(status, &headers));
+        self.head = Some(response_head(status, &headers, true));
         self.chunks = vec![body];
     }
 }
 
 /// An h2 response head from the app's status and headers: names lower-cased, the
-/// connection-specific fields HTTP/2 forbids dropped (RFC 9113 §8.2.2), `server` and
-/// `date` added as the HTTP/1.1 encoder adds them.
-fn response_head(code: u16, headers: &[(String, String)]) -> http::Response<()> {
+/// connection-specific fields HTTP/2 forbids dropped (RFC 9113 §8.2.2), `date` (and with
+/// `server`, `server`) added as the HTTP/1.1 encoder adds them.
+pub fn response_head(code: u16, headers: &[(String, String)], server: bool) -> http::Response<()> {
     let mut response = http::Response::new(());
     *response.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK);
     let map = response.headers_mut();
@@ -273,7 +273,7 @@ fn response_head(code: u16, headers: &[(String, String)]) -> http::Response<()> 
             map.append(name, value);
         }
     }
-    if !map.contains_key(http::header::SERVER) {
+    if server && !map.contains_key(http::header::SERVER) {
         map.insert(http::header::SERVER, HeaderValue::from_static("ferricorn"));
     }
     if !map.contains_key(http::header::DATE) {
@@ -343,7 +343,7 @@ mod tests {
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-        let head = response_head(201, &headers);
+        let head = response_head(201, &headers, true);
         assert_eq!(head.status(), 201);
         let names: Vec<&str> = head.headers().keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["content-type", "x-latin", "server", "date"]);
