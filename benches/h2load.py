@@ -1,18 +1,19 @@
-"""HTTP/2 hello world: ferricorn ``-k async`` against Granian and gunicorn 27, one run.
+"""HTTP/2 hello world: ferricorn (WSGI and ASGI) against Granian and gunicorn 27, one run.
 
 Run on demand, never in ``make test``: ``.venv/bin/python benches/h2load.py [--pin]``
 (``make build`` first, a full release build for figures to report). Issue 14's target:
 with 2 workers, ferricorn ahead of both peers at 100 streams over 10 connections.
 
 Every server gets 2 worker processes (``--workers``) on 127.0.0.1, h2c with prior
-knowledge, a hello-world app: ferricorn ``-k async`` (WSGI, ``benches/apps.py:hello``),
-Granian ``--interface wsgi`` and ``--interface asgi`` (``--http 2``; the ASGI app is
-``benches/asgi_apps.py:app``), gunicorn 27 ``-k gthread`` (its own HTTP/2, the ``h2``
-package). The client is ``h2load -n N -c 10 -m 100`` (nghttp2-client), the servers loaded
-in turn, the order rotating each round (``--rounds``). The table has each server's
-median requests/s, its CPU per response (every process of the server, user + system) and
-the failures h2load counted, then ferricorn's ratio to each peer per round (median and
-range). ``--pin`` puts the servers on CPU 0 and h2load on CPU 1.
+knowledge, a hello-world app: ferricorn ``-k async`` (WSGI, ``benches/apps.py:hello``)
+and ``-k asgi`` (``benches/asgi_apps.py:app``), Granian ``--interface wsgi`` and
+``--interface asgi`` (``--http 2``), gunicorn 27 ``-k gthread`` and ``-k asgi`` (its own
+HTTP/2, the ``h2`` package). The client is ``h2load -n N -c 10 -m 100``
+(nghttp2-client), the servers loaded in turn, the order rotating each round
+(``--rounds``). The table has each server's median requests/s, its CPU per response
+(every process of the server, user + system) and the failures h2load counted, then each
+ferricorn's ratio per round (median and range) to the peers serving the same interface.
+``--pin`` puts the servers on CPU 0 and h2load on CPU 1.
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ from serving import BIN, HOST, Running, ServerFailed, free_port
 
 H2C = ["--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge"]
 SERVERS = {
-    "ferricorn": lambda w, p: [str(BIN / "ferricorn"), "-k", "async", "-w", str(w),
-                               "-b", f"{HOST}:{p}", *H2C, "benches.apps:hello"],
+    "ferricorn-wsgi": lambda w, p: [str(BIN / "ferricorn"), "-k", "async", "-w", str(w),
+                                    "-b", f"{HOST}:{p}", *H2C, "benches.apps:hello"],
+    "ferricorn-asgi": lambda w, p: [str(BIN / "ferricorn"), "-k", "asgi", "-w", str(w),
+                                    "-b", f"{HOST}:{p}", *H2C, "benches.asgi_apps:app"],
     "granian-wsgi": lambda w, p: [str(BIN / "granian"), "--interface", "wsgi", "--http", "2",
                                   "--workers", str(w), "--host", HOST, "--port", str(p),
                                   "benches.apps:hello"],
     "granian-asgi": lambda w, p: [str(BIN / "granian"), "--interface", "asgi", "--http", "2",
                                   "--workers", str(w), "--host", HOST, "--port", str(p),
                                   "benches.asgi_apps:app"],
-    "gunicorn": lambda w, p: [str(BIN / "gunicorn"), "-k", "gthread", "-w", str(w),
-                              "-b", f"{HOST}:{p}", "--no-control-socket", *H2C,
-                              "benches.apps:hello"],
+    "gunicorn-wsgi": lambda w, p: [str(BIN / "gunicorn"), "-k", "gthread", "-w", str(w),
+                                   "-b", f"{HOST}:{p}", "--no-control-socket", *H2C,
+                                   "benches.apps:hello"],
+    "gunicorn-asgi": lambda w, p: [str(BIN / "gunicorn"), "-k", "asgi", "-w", str(w),
+                                   "-b", f"{HOST}:{p}", "--no-control-socket", *H2C,
+                                   "benches.asgi_apps:app"],
 }  # fmt: skip
 
 
@@ -105,12 +111,13 @@ def main() -> None:
         print(f"| {key} | {rps:,.0f} | {cpu:.1f} | {failed} |")
     for key, why in failures.items():
         print(f"| {key} | did not start: {why} | | |")
-    if "ferricorn" in results:
-        for key in (k for k in results if k != "ferricorn"):
-            ratios = [
-                f["rps"] / p["rps"] for f, p in zip(results["ferricorn"], results[key], strict=True)
-            ]
-            print(f"ferricorn / {key}: {statistics.median(ratios):.2f}x req/s "
+    for interface in ("wsgi", "asgi"):
+        ours = f"ferricorn-{interface}"
+        peers = [k for k in results if k.endswith(interface) and k != ours]
+        for key in peers if ours in results else []:
+            pairs = zip(results[ours], results[key], strict=True)
+            ratios = [f["rps"] / p["rps"] for f, p in pairs]
+            print(f"{ours} / {key}: {statistics.median(ratios):.2f}x req/s "
                   f"({min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
 
 

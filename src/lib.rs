@@ -14,7 +14,8 @@
 //!   `worker/handoff.rs`. HTTP/2 on the async worker is `worker/h2/`: the `h2` crate
 //!   polled from the loop (`h2/conn.rs`, over `h2/io.rs`'s adapter and flood counter),
 //!   each stream a WSGI request on an app thread (`h2/wsgi.rs`), meeting the loop in
-//!   `h2/stream.rs`; docs/http2.md.
+//!   `h2/stream.rs`; `Upgrade: h2c` replays its request to h2 as stream 1
+//!   (`h2/upgrade.rs`); docs/http2.md.
 //!   The `asgi` worker (`worker/asgi/`) is a third loop: Rust owns the sockets and HTTP/1.1
 //!   (`asgi/conn.rs`, a state machine with unit tests; `asgi/core.rs`, the poll;
 //!   `asgi/front.rs`, a PROXY header first) and, once the app accepts an upgrade,

@@ -60,8 +60,8 @@ def serve_on(worker: str, *extra: str, **kwargs):
     return start_server(APPS[worker], *extra, *threads, worker_class=worker, **kwargs)
 
 
-def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args],
+def curl(*args: str, timeout: float = 60, input: bytes | None = None):
+    return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args], input=input,
                           capture_output=True, timeout=timeout + 5, check=True)  # fmt: skip
 
 
@@ -150,6 +150,66 @@ def test_tls_alpn_chooses_h2_and_falls_back_to_http11(which, worker, certs):  # 
         assert (version, protocol_said(worker, body)) == ("1.1", "HTTP/1.1")
     finally:
         server.stop()
+
+
+UPGRADE = ["--http-protocols", "h2,h1", "--http2-cleartext", "upgrade"]
+
+
+@pytest.mark.parametrize("worker", APPS)
+@pytest.mark.parametrize("which", SERVERS)
+def test_h2c_upgrade_makes_the_request_stream_one_of_an_http2_connection(which, worker):
+    server = serve(which, worker, *UPGRADE)
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        # curl --http2 on http:// asks with Upgrade: h2c; a second URL reuses the connection.
+        out = curl("--http2", "-w", "\n%{http_version}\n", f"{url}/env", f"{url}/env")
+        answers = out.stdout.decode().strip().split("\n")
+        assert answers[1::2] == ["2", "2"], answers
+        assert [protocol_said(worker, a) for a in answers[::2]] == [h2_protocol(which, worker)] * 2
+        assert len({json.loads(a)["port"] for a in answers[::2]}) == 1, answers
+        # A body fitting the first window comes along; a larger one stays on HTTP/1.1.
+        for size, version in [(65_535, "2"), (70_000, "1.1")]:
+            data = os.urandom(size)
+            said = curl("--http2", "-w", "\n%{http_version}", "--data-binary", "@-",
+                        f"{url}/upload", input=data)  # fmt: skip
+            body, got = said.stdout.decode().rsplit("\n", 1)
+            want = {"length": size, "sha256": hashlib.sha256(data).hexdigest()}
+            assert (got, json.loads(body)) == (version, want), (size, said.stdout)
+    finally:
+        server.stop()
+
+
+def raw_upgrade(port: int) -> bytes:
+    """What a server answers a hand-written upgrade request, up to its first frame."""
+    request = (b"GET /env HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")  # fmt: skip
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.find(b"\r\n\r\n") + 13:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+@pytest.mark.parametrize("which", SERVERS)
+def test_h2c_upgrade_answers_101_then_settings_and_only_for_trusted_peers(which):
+    server = serve(which, "async", *UPGRADE)
+    untrusted = serve(which, "async", *UPGRADE, "--forwarded-allow-ips", "192.0.2.1")
+    try:
+        data = raw_upgrade(server.port)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols"), data
+        assert b"upgrade: h2c" in head.lower(), data
+        assert rest[3] == 4 and rest[4] == 0, rest[:9]  # a SETTINGS frame, not an ACK
+        # A peer not in --forwarded-allow-ips is served HTTP/1.1.
+        plain = raw_upgrade(untrusted.port)
+        assert plain.startswith(b"HTTP/1.1 200"), plain
+    finally:
+        server.stop()
+        untrusted.stop()
 
 
 @pytest.mark.parametrize("worker", APPS)

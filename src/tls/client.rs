@@ -312,20 +312,9 @@ fn openssl_time(unix: i64) -> String {
 
 /// A certificate as PEM, 64 base64 characters a line, as `ssl.DER_cert_to_PEM_cert`.
 fn pem(cert: &CertificateDer<'_>) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = Vec::with_capacity(cert.len().div_ceil(3) * 4);
-    for chunk in cert.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            let c = match i <= chunk.len() {
-                true => ALPHABET[(n >> (18 - 6 * i) & 63) as usize],
-                false => b'=',
-            };
-            b64.push(c);
-        }
-    }
+    let b64 = crate::http::base64::encode(cert);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.chunks(64) {
+    for line in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).unwrap_or_default());
         out.push('\n');
     }

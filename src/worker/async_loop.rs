@@ -478,8 +478,8 @@ impl<'a, T: Transport> EventLoop<'a, T> {
         let Slot::Here(conn) = std::mem::replace(&mut self.slots[token], Slot::Free) else {
             unreachable!()
         };
-        let (transport, replay, peer, listener) = conn.into_http2();
-        let conn = H2Conn::new(transport, replay, &settings, (token, self.nudge.clone()), now);
+        let (transport, start, peer, listener) = conn.into_http2();
+        let conn = H2Conn::new(transport, start, &settings, (token, self.nudge.clone()), now);
         self.slots[token] = Slot::Http2(Box::new(Http2 { conn, peer, listener }));
         self.drive_http2(py, token, now);
     }

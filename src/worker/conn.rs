@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use pyo3::prelude::*;
 
 use super::front::{parse_request, Front};
+use super::h2::upgrade::{self, Upgraded};
 use super::h2::Opening;
 use super::handoff::{self, Handoff};
 use super::io::{TransportSource, TransportStream, LINGER_BYTES, LINGER_TIME};
@@ -61,6 +62,13 @@ enum Phase {
         decoder: BodyDecoder,
         /// The body decoded so far.
         body: Spool,
+    },
+    /// A request that asks for `h2c`: its body (at most 64 KiB) arrives, then the switch.
+    Upgrading {
+        /// The request, stream 1 once the switch is made.
+        head: Head,
+        /// The body's length.
+        length: usize,
     },
     /// The app was called; its response is being pulled and written.
     Respond(Responding),
@@ -210,6 +218,9 @@ pub struct Conn<T: Transport> {
     /// A response went out on this connection: the client knows it may find it closed
     /// when idle (RFC 9112 §9.3.1); a new one's first request must not meet a reset.
     served: bool,
+    /// A request asked for `h2c` and is answered `101`: what the HTTP/2 connection
+    /// replays ([`Conn::into_http2`]).
+    upgraded: Option<Box<Upgraded>>,
     /// `--metrics-bind`'s open-connections gauge, for as long as this lives.
     _open: crate::metrics::Held,
 }
@@ -235,6 +246,7 @@ impl<T: Transport> Conn<T> {
             deadline: now + keepalive.max(FIRST_REQUEST_WAIT),
             keepalive,
             served: false,
+            upgraded: None,
             _open: crate::metrics::Held::connection(),
         }
     }
@@ -347,6 +359,9 @@ impl<T: Transport> Conn<T> {
                 (_, None) => Ok(Progress::Wait),
                 (Phase::Head, Some(scratch)) => self.on_head(py, shared, scratch, now),
                 (Phase::Body { .. }, Some(scratch)) => self.on_body(py, shared, scratch, now),
+                (Phase::Upgrading { .. }, Some(scratch)) => {
+                    self.on_upgrading(py, shared, scratch, now)
+                }
                 (Phase::Linger { .. }, Some(scratch)) => self.on_linger(scratch),
             };
             match step {
@@ -387,6 +402,12 @@ impl<T: Transport> Conn<T> {
             Ok(None) => return self.read_head(shared, scratch, now),
             Err(error) => return Ok(self.refuse(&error)),
         };
+        let trusted = self.trusted_cleartext(shared);
+        if let Some(length) = shared.http2.as_ref().and_then(|p| p.upgrade(&head, trusted)) {
+            self.deadline = now + shared.read_timeout;
+            self.phase = Phase::Upgrading { head, length };
+            return Ok(Progress::Again);
+        }
         if let Err(error) = spool::check_length(&head, shared.body_limit) {
             return Ok(self.refuse(&error));
         }
@@ -436,17 +457,56 @@ impl<T: Transport> Conn<T> {
         if self.served || self.rbuf.is_empty() {
             return None;
         }
-        let trusted = T::PLAINTEXT && shared.globals.forwarded.trusts(self.peer.ip());
-        match policy.opening(&self.rbuf, self.transport.alpn_h2(), trusted) {
+        match policy.opening(&self.rbuf, self.transport.alpn_h2(), self.trusted_cleartext(shared)) {
             Opening::Http1 => None,
             opening => Some(opening),
         }
     }
 
+    /// A cleartext connection from a peer in `--forwarded-allow-ips`: the only kind that
+    /// may open HTTP/2 without TLS (gunicorn 27's rule).
+    fn trusted_cleartext(&self, shared: &Shared) -> bool {
+        T::PLAINTEXT && shared.globals.forwarded.trusts(self.peer.ip())
+    }
+
+    /// An `h2c` request's body arrives; with all of it, the switch to HTTP/2.
+    fn on_upgrading(
+        &mut self,
+        py: Python<'_>,
+        shared: &Shared,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> io::Result<Progress> {
+        let Phase::Upgrading { length, .. } = &self.phase else { unreachable!() };
+        // A `100 Continue` still queued goes out before the `101`.
+        if self.rbuf.len() >= *length && !self.flush(py)? {
+            return Ok(Progress::Wait);
+        }
+        let Phase::Upgrading { head, length } = &mut self.phase else { unreachable!() };
+        let out = &mut self.out;
+        let continued = || out.push(http::response::CONTINUE);
+        if let Some(upgraded) = upgrade::when_received(head, *length, &mut self.rbuf, continued) {
+            self.upgraded = Some(Box::new(upgraded));
+            return Ok(Progress::Http2);
+        }
+        if !self.may_read {
+            return Ok(Progress::Wait);
+        }
+        match self.read(scratch)? {
+            None => Ok(Progress::Wait),
+            Some(0) => Ok(self.refuse(&http::Error::IncompleteBody)),
+            Some(_) => {
+                self.deadline = now + shared.read_timeout;
+                Ok(Progress::Again)
+            }
+        }
+    }
+
     /// The connection leaves HTTP/1.1 for HTTP/2: its transport, what was read of the
-    /// preface (h2 reads it again), the client and the listener.
-    pub fn into_http2(self) -> (Arc<T>, BytesMut, Peer, usize) {
-        (self.transport, self.rbuf, self.peer, self.listener)
+    /// preface (h2 reads it again) and an upgrade's switch, the client and the listener.
+    pub fn into_http2(self) -> (Arc<T>, (BytesMut, Option<Upgraded>), Peer, usize) {
+        let upgraded = self.upgraded.map(|u| *u);
+        (self.transport, (self.rbuf, upgraded), self.peer, self.listener)
     }
 
     /// More of a head: read, or learn that the client is done.

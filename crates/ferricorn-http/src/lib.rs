@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod base64;
 pub mod body;
 pub mod chunked;
 pub mod date;

@@ -24,6 +24,7 @@ use crate::http::websocket::{self, Message, Offer};
 use crate::http::{self, BodyDecoder, Decoded, Head};
 use crate::listener::Peer;
 use crate::worker::front::{parse_request, Front};
+use crate::worker::h2::upgrade::{self, Upgraded};
 use crate::worker::h2::Opening;
 use crate::worker::transport::Transport;
 
@@ -158,8 +159,16 @@ enum Phase {
     Closing,
     /// Half-closed; dropping what the client still sends until its FIN.
     Linger,
-    /// Its first bytes opened HTTP/2: the loop takes it over ([`Conn::into_http2`]).
-    Http2,
+    /// A request that asks for `h2c`: its body (at most 64 KiB) arrives, then the switch.
+    Upgrading {
+        /// The request, stream 1 once the switch is made.
+        head: Box<Head>,
+        /// The body's length.
+        length: usize,
+    },
+    /// Its first bytes opened HTTP/2, or a request asked for `h2c` (the switch): the
+    /// loop takes it over ([`Conn::into_http2`]).
+    Http2(Option<Box<Upgraded>>),
     /// Nothing more to do: the loop closes it.
     Done,
 }
@@ -279,13 +288,17 @@ impl<T: Transport> Conn<T> {
 
     /// Its first bytes opened HTTP/2.
     pub fn is_http2(&self) -> bool {
-        matches!(self.phase, Phase::Http2)
+        matches!(self.phase, Phase::Http2(_))
     }
 
     /// The connection leaves HTTP/1.1 for HTTP/2: its transport, what was read of the
-    /// preface (h2 reads it again), the client and the listener.
-    pub fn into_http2(self) -> (T, BytesMut, Peer, usize) {
-        (self.transport, self.rbuf, self.peer, self.listener)
+    /// preface (h2 reads it again) and an upgrade's switch, the client and the listener.
+    pub fn into_http2(self) -> (T, (BytesMut, Option<Upgraded>), Peer, usize) {
+        let upgraded = match self.phase {
+            Phase::Http2(upgraded) => upgraded.map(|u| *u),
+            _ => None,
+        };
+        (self.transport, (self.rbuf, upgraded), self.peer, self.listener)
     }
 
     /// Whether the app has a request (or an accepted WebSocket) of this connection.
@@ -323,7 +336,8 @@ impl<T: Transport> Conn<T> {
                     false
                 }
                 Phase::WebSocket(_) => self.ws_read(now, notes),
-                Phase::Closing | Phase::Linger | Phase::Http2 | Phase::Done => false,
+                Phase::Upgrading { .. } => self.upgrading(),
+                Phase::Closing | Phase::Linger | Phase::Http2(_) | Phase::Done => false,
             };
             self.flush(now, notes);
             if !progressed {
@@ -339,9 +353,9 @@ impl<T: Transport> Conn<T> {
     /// WebSocket's: a whole message, unless the app's backlog paused it).
     fn fill(&mut self, scratch: &mut [u8]) {
         let (reading, limit) = match &self.phase {
-            Phase::Head | Phase::Serving(_) => (true, READ_AHEAD),
+            Phase::Head | Phase::Serving(_) | Phase::Upgrading { .. } => (true, READ_AHEAD),
             Phase::WebSocket(session) => (session.reading(), session.read_limit()),
-            Phase::Closing | Phase::Linger | Phase::Http2 | Phase::Done => (false, 0),
+            Phase::Closing | Phase::Linger | Phase::Http2(_) | Phase::Done => (false, 0),
         };
         while reading && self.may_read && self.rbuf.len() < limit {
             match self.transport.read(scratch) {
@@ -377,7 +391,7 @@ impl<T: Transport> Conn<T> {
         match self.http2_opening(settings) {
             Opening::Http1 => {}
             Opening::Http2 => {
-                self.phase = Phase::Http2;
+                self.phase = Phase::Http2(None);
                 return false;
             }
             Opening::NeedMore if !self.peer_closed => {
@@ -399,7 +413,14 @@ impl<T: Transport> Conn<T> {
                 false
             }
             Ok(Some((head, forwarded))) => {
-                self.begin(head, forwarded, settings, now, notes);
+                let trusted = settings.forwarded.trusts(self.peer.ip());
+                match settings.http2.as_ref().and_then(|p| p.upgrade(&head, trusted)) {
+                    Some(length) => {
+                        self.phase = Phase::Upgrading { head: Box::new(head), length };
+                        self.deadline = now + settings.read_timeout;
+                    }
+                    None => self.begin(head, forwarded, settings, now, notes),
+                }
                 true
             }
             Err(error) => self.refuse(&error, now),
@@ -415,6 +436,29 @@ impl<T: Transport> Conn<T> {
         // Prior knowledge is for cleartext ports only (the policy says so under TLS).
         let trusted = settings.forwarded.trusts(self.peer.ip());
         policy.opening(&self.rbuf, self.transport.alpn_h2(), trusted)
+    }
+
+    /// An `h2c` request's body arrives; with all of it (and a `100 Continue` written),
+    /// the switch: `true` when the phase moved.
+    fn upgrading(&mut self) -> bool {
+        let Phase::Upgrading { head, length } = &mut self.phase else { return false };
+        let unsent = self.sent < self.out.len();
+        if self.rbuf.len() >= *length && unsent {
+            return false;
+        }
+        let out = &mut self.out;
+        let continued = || out.extend_from_slice(CONTINUE);
+        match upgrade::when_received(head, *length, &mut self.rbuf, continued) {
+            Some(upgraded) => {
+                self.phase = Phase::Http2(Some(Box::new(upgraded)));
+                true
+            }
+            None if self.peer_closed => {
+                self.phase = Phase::Done;
+                true
+            }
+            None => false,
+        }
     }
 
     /// A request refused with `error`'s status, then the close; `true`: the phase moved.

@@ -525,3 +525,44 @@ fn a_request_past_its_deadline_is_a_504_or_a_cut() {
         assert!(matches!(rig.conn.phase, Phase::Linger | Phase::Done));
     }
 }
+
+/// `Upgrade: h2c` with a body that follows the head: `100 Continue` if the client waits
+/// for it, then the switch once the whole body is here (the `101` is h2's to write).
+#[test]
+fn an_h2c_upgrade_waits_for_its_body_then_switches() {
+    let mut rig = Rig::new();
+    let h2 = crate::worker::h2::Settings {
+        initial_window_size: 65_535,
+        max_concurrent_streams: 100,
+        max_frame_size: 16_384,
+        max_header_list_size: 65_536,
+        idle: Duration::from_secs(5),
+    };
+    let policy = crate::worker::h2::Policy {
+        settings: h2,
+        prior_knowledge: false,
+        strict: false,
+        upgrade: true,
+    };
+    rig.settings.http2 = Some(policy);
+    rig.send(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\
+          Expect: 100-continue\r\nContent-Length: 5\r\n\r\nab",
+    );
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.written(), "HTTP/1.1 100 Continue\r\n\r\n");
+    assert!(matches!(rig.conn.phase, Phase::Upgrading { .. }));
+    rig.send(b"cdePRI * HTTP/2.0\r\n");
+    assert!(rig.conn.is_http2());
+    assert_eq!(rig.written(), "HTTP/1.1 100 Continue\r\n\r\n");
+    let (_, (replay, upgraded), _, _) = rig.conn.into_http2();
+    // What followed the body is the preface's start, for h2 to read.
+    assert_eq!(&replay[..], b"PRI * HTTP/2.0\r\n");
+    let upgraded = upgraded.expect("the switch");
+    assert_eq!(&upgraded.prelude[..], crate::worker::h2::upgrade::SWITCHING);
+    // Stream 1 ends with the body as DATA, END_STREAM set.
+    let splice = &upgraded.splice[..];
+    let data = &splice[splice.len() - 14..];
+    assert_eq!(data, b"\x00\x00\x05\x00\x01\x00\x00\x00\x01abcde");
+}

@@ -301,8 +301,8 @@ impl Core {
     fn start_http2(&mut self, token: usize, now: Instant) {
         let Some(conn) = self.slots[token].conn.take() else { return };
         let fd = conn.fd();
-        let (transport, replay, peer, listener) = conn.into_http2();
-        match Http2::new(transport, replay, (peer, listener), &self.settings, token, now) {
+        let (transport, start, peer, listener) = conn.into_http2();
+        match Http2::new(transport, start, (peer, listener), &self.settings, token, now) {
             Some(h2) => {
                 self.slots[token].h2 = Some(Box::new(h2));
                 self.drive_h2(token, now);

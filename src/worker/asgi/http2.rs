@@ -20,6 +20,7 @@ use super::transport::Stream as Transport;
 use crate::http::response::{self, BodyMode, RequestInfo};
 use crate::listener::Peer;
 use crate::worker::h2::stream::{Stream, HIGH_WATER};
+use crate::worker::h2::upgrade::Upgraded;
 use crate::worker::h2::wsgi::{head_of, refuse, response_head};
 use crate::worker::h2::{Accepted, H2Conn, Nudge};
 
@@ -62,10 +63,11 @@ struct Exchange {
 }
 
 impl Http2 {
-    /// A connection whose first bytes (`replay`) opened HTTP/2.
+    /// A connection whose first bytes (`start.0`) opened HTTP/2, or (`start.1`) whose
+    /// request asked for `h2c`.
     pub fn new(
         transport: Transport,
-        replay: BytesMut,
+        start: (BytesMut, Option<Upgraded>),
         (peer, listener): (Peer, usize),
         settings: &Settings,
         token: usize,
@@ -73,7 +75,7 @@ impl Http2 {
     ) -> Option<Http2> {
         let policy = settings.http2.as_ref()?;
         let transport = Arc::new(transport);
-        let conn = H2Conn::new(transport, replay, &policy.settings, (token, Nudge::local()), now);
+        let conn = H2Conn::new(transport, start, &policy.settings, (token, Nudge::local()), now);
         Some(Http2 { conn, peer, listener, streams: Vec::new(), accepted: Vec::new() })
     }
 

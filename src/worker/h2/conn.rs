@@ -21,6 +21,7 @@ use h2::{FlowControl, Reason, RecvStream, SendStream};
 use super::super::transport::Transport;
 use super::io::{Flags, H2Io};
 use super::stream::{Nudge, Stream};
+use super::upgrade::Upgraded;
 
 /// Body bytes of a request received (their window handed back at once) before the app
 /// is called; the rest comes as the app reads. At most this times
@@ -155,16 +156,17 @@ pub struct H2Conn<T: Transport> {
 
 impl<T: Transport> H2Conn<T> {
     /// A connection whose first bytes (`replay`, the preface at least begun) were read
-    /// by the HTTP/1.1 reader or the upgrade.
+    /// by the HTTP/1.1 reader; or, `upgraded`, the bytes after a request that asked for
+    /// `h2c`.
     pub fn new(
         transport: Arc<T>,
-        replay: BytesMut,
+        (replay, upgraded): (BytesMut, Option<Upgraded>),
         settings: &Settings,
         (token, nudge): (usize, Nudge),
         now: Instant,
     ) -> H2Conn<T> {
         let flags = Arc::new(Flags::default());
-        let io = H2Io::new(Arc::clone(&transport), replay, Arc::clone(&flags));
+        let io = H2Io::new(Arc::clone(&transport), replay, Arc::clone(&flags), upgraded);
         let woken = Arc::new(Woken(AtomicBool::new(false)));
         H2Conn {
             state: State::Handshaking(settings.builder().handshake(io)),

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::super::transport::Transport;
+use super::upgrade::Upgraded;
 
 /// The client connection preface (RFC 9113 §3.4), before its SETTINGS frame.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -54,21 +55,91 @@ pub struct H2Io<T: Transport> {
     sniffer: Sniffer,
     /// Shared with the connection.
     flags: Arc<Flags>,
+    /// Written before anything h2 writes: an upgrade's `101`.
+    prelude: Bytes,
+    /// An upgrade's stream 1, handed to h2 after the client's preface and first frame.
+    splice: Option<Bytes>,
 }
 
 impl<T: Transport> H2Io<T> {
-    /// `replay` starts with the client preface (or with what stands for it, see
-    /// [`super::upgrade`]); `preface` says how many of its bytes are that preface.
-    pub fn new(transport: Arc<T>, replay: BytesMut, flags: Arc<Flags>) -> H2Io<T> {
+    /// `replay` is what was read of the client's preface (or, after an upgrade, of
+    /// what follows the request); `upgraded`: the switch's `101` and stream 1.
+    pub fn new(
+        transport: Arc<T>,
+        replay: BytesMut,
+        flags: Arc<Flags>,
+        upgraded: Option<Upgraded>,
+    ) -> H2Io<T> {
         let sniffer = Sniffer::new(PREFACE.len());
-        H2Io { transport, replay, sniffer, flags }
+        let (prelude, splice) = match upgraded {
+            Some(Upgraded { prelude, splice }) => (prelude, Some(splice)),
+            None => (Bytes::new(), None),
+        };
+        H2Io { transport, replay, sniffer, flags, prelude, splice }
     }
 
     /// One write as h2 sees it: `WouldBlock` is `Pending` (and noted), `EINTR` retried.
-    fn written(&self, write: impl Fn(&T) -> io::Result<usize>) -> Poll<io::Result<usize>> {
+    /// An upgrade's `101` goes first.
+    fn written(&mut self, write: impl Fn(&T) -> io::Result<usize>) -> Poll<io::Result<usize>> {
+        match self.push_prelude() {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
         loop {
             match write(&self.transport) {
                 Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.blocked(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Writes what is left of the prelude; `Ready(Ok)` once none is.
+    fn push_prelude(&mut self) -> Poll<io::Result<()>> {
+        while !self.prelude.is_empty() {
+            match self.transport.write(&self.prelude) {
+                Ok(n) => self.prelude.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.blocked(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// After an upgrade: reads the client's preface and first frame (its SETTINGS) into
+    /// `replay`, then puts stream 1's frames after them; `Pending` until they are here.
+    /// A first frame longer than any h2 takes now is not waited for: h2 refuses it.
+    fn splice_in(&mut self) -> Poll<io::Result<()>> {
+        let head = PREFACE.len() + 9;
+        let mut chunk = [0u8; 4096];
+        loop {
+            let want = match self.replay.get(PREFACE.len()..head) {
+                Some(l) => {
+                    head + (usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]))
+                }
+                None => head,
+            };
+            if want > head + super::upgrade::FRAME {
+                self.splice = None;
+                return Poll::Ready(Ok(()));
+            }
+            if self.replay.len() >= want {
+                let rest = self.replay.split_off(want);
+                self.replay.extend_from_slice(&self.splice.take().unwrap_or_default());
+                self.replay.extend_from_slice(&rest);
+                return Poll::Ready(Ok(()));
+            }
+            let room = (want - self.replay.len()).min(chunk.len());
+            match self.transport.read(&mut chunk[..room]) {
+                // The client left: h2 finds out from what came.
+                Ok(0) => {
+                    self.splice = None;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(n) => self.replay.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.blocked(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -92,6 +163,12 @@ impl<T: Transport> AsyncRead for H2Io<T> {
         if this.sniffer.tripped {
             // Nothing more is read from a flooding peer: h2 only writes its GOAWAY.
             return this.blocked();
+        }
+        if this.splice.is_some() {
+            match this.splice_in() {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
         }
         if !this.replay.is_empty() {
             let n = buf.remaining().min(this.replay.len());
@@ -121,7 +198,7 @@ impl<T: Transport> AsyncWrite for H2Io<T> {
         _cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.written(|t| t.write(data))
+        self.get_mut().written(|t| t.write(data))
     }
 
     fn poll_write_vectored(
@@ -129,7 +206,7 @@ impl<T: Transport> AsyncWrite for H2Io<T> {
         _cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.written(|t| t.write_vectored(bufs))
+        self.get_mut().written(|t| t.write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -137,10 +214,15 @@ impl<T: Transport> AsyncWrite for H2Io<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.transport.flush() {
+        let this = self.get_mut();
+        match this.push_prelude() {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        match this.transport.flush() {
             Ok(true) => Poll::Ready(Ok(())),
-            Ok(false) => self.blocked(),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked(),
+            Ok(false) => this.blocked(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => this.blocked(),
             Err(e) => Poll::Ready(Err(e)),
         }
     }

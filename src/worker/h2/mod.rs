@@ -1,4 +1,4 @@
-//! HTTP/2 (RFC 9113) on the `async` worker: the `h2` crate, polled from the mio loop with
+//! HTTP/2 (RFC 9113) on the `async` and `asgi` workers: the `h2` crate, polled from the mio loop with
 //! no runtime (docs/http2-engine.md says why this engine and how it is driven).
 //!
 //! - `io`: the transport as h2's `AsyncRead`/`AsyncWrite`, and the PING/SETTINGS flood
@@ -7,14 +7,18 @@
 //!   the app's side.
 //! - `stream`: what the loop and an app thread share of one stream (body in, response
 //!   out, reset), with flow control as backpressure both ways.
-//! - `wsgi`: a stream as one WSGI request, on an app thread.
+//! - `wsgi`: a stream as one WSGI request, on an app thread (`asgi/http2.rs` is the
+//!   ASGI side).
+//! - `upgrade`: HTTP/1.1's `Upgrade: h2c`, its request replayed to h2 as stream 1.
 //!
 //! A connection becomes HTTP/2 when TLS's ALPN chose `h2`, or (`--http2-cleartext`) a
-//! trusted cleartext client opens with the preface; see [`Policy`].
+//! trusted cleartext client opens with the preface or asks with `Upgrade: h2c`; see
+//! [`Policy`].
 
 pub mod conn;
 pub mod io;
 pub mod stream;
+pub mod upgrade;
 pub mod wsgi;
 
 pub use conn::{Accepted, H2Conn, Settings};
@@ -36,6 +40,9 @@ pub struct Policy {
     /// `--http2-cleartext prior-knowledge` alone: a trusted cleartext peer that sends
     /// HTTP/1.x instead gets a 400, as gunicorn 27 answers it.
     pub strict: bool,
+    /// `--http2-cleartext upgrade` (or `both`): a trusted cleartext peer's `Upgrade: h2c`
+    /// is honoured.
+    pub upgrade: bool,
 }
 
 /// The worker's HTTP/2 policy from its config; `None` without `h2` in
@@ -54,7 +61,17 @@ pub fn policy(config: &crate::config::Config) -> Option<Policy> {
     };
     let prior_knowledge = http2.prior_knowledge() && config.tls.is_none();
     let strict = http2.cleartext == crate::config::http2::Cleartext::PriorKnowledge;
-    Some(Policy { settings, prior_knowledge, strict })
+    let upgrade = http2.upgrade() && config.tls.is_none();
+    Some(Policy { settings, prior_knowledge, strict, upgrade })
+}
+
+impl Policy {
+    /// For a request from a trusted cleartext peer that asks for `h2c` as this policy
+    /// honours it: the length of its body, to receive before the switch. `None`: serve
+    /// it as HTTP/1.1.
+    pub fn upgrade(&self, head: &crate::http::Head, cleartext_trusted: bool) -> Option<usize> {
+        (self.upgrade && cleartext_trusted).then(|| upgrade::asked(head)).flatten()
+    }
 }
 
 /// How far a prior-knowledge-only port reads for an HTTP/1.x request line to refuse.
@@ -120,7 +137,8 @@ mod tests {
             max_header_list_size: 65_536,
             idle: Duration::from_secs(5),
         };
-        let policy = |prior_knowledge, strict| Policy { settings, prior_knowledge, strict };
+        let policy =
+            |prior_knowledge, strict| Policy { settings, prior_knowledge, strict, upgrade: false };
         let get = b"GET / HTTP/1.1\r\n";
         // (policy, bytes, alpn h2, trusted cleartext, opening)
         let cases = [
