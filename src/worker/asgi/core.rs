@@ -152,6 +152,9 @@ pub struct Core {
     fresh: Vec<Note>,
     /// An HTTP/2 drive's notes, by stream number, before they get their id.
     fresh_h2: Vec<(u32, Note)>,
+    /// HTTP/2 connections the app's messages changed, not driven since: the app's
+    /// messages of one turn of its loop go out in one drive ([`Core::drive_undriven`]).
+    undriven: Vec<usize>,
     /// The signal pipe was readable.
     pub signalled: bool,
 }
@@ -185,6 +188,7 @@ impl Core {
             notes: Vec::new(),
             fresh: Vec::new(),
             fresh_h2: Vec::new(),
+            undriven: Vec::new(),
             signalled: false,
         })
     }
@@ -463,8 +467,24 @@ impl Core {
             self.recycler.count_request();
         }
         self.name_h2_notes(token);
-        self.drive_h2(token, now);
+        // Driven once the app's turn is over: a drive walks every stream of the
+        // connection, and a turn may answer a hundred of them.
+        if !self.undriven.contains(&token) {
+            self.undriven.push(token);
+        }
         outcome
+    }
+
+    /// Whether HTTP/2 connections wait for [`Core::drive_undriven`].
+    pub fn undriven(&self) -> bool {
+        !self.undriven.is_empty()
+    }
+
+    /// Drives the HTTP/2 connections the app's messages changed since the last call.
+    pub fn drive_undriven(&mut self, now: Instant) {
+        for token in std::mem::take(&mut self.undriven) {
+            self.drive_h2(token, now);
+        }
     }
 
     /// A graceful stop, as the WSGI async worker's: on TERM (`drain_backlog`) the

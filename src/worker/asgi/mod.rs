@@ -214,8 +214,9 @@ impl Server {
                 let full = core
                     .apply(command, Instant::now())
                     .map_err(|e| PyRuntimeError::new_err(e.to_owned()))?;
-                // A pipelined request or buffered body the message let through.
-                let owed = !core.notes.is_empty();
+                // A pipelined request or buffered body the message let through, or HTTP/2
+                // connections to drive once the app's batch of messages is in.
+                let owed = !core.notes.is_empty() || core.undriven();
                 Ok((u8::from(full) * FULL) | (u8::from(owed) * OWED))
             }
             Driver::Threaded(threaded) => {
@@ -246,7 +247,9 @@ impl Server {
                         return Err(e.into());
                     }
                 }
-                core.handle(events, Instant::now());
+                let now = Instant::now();
+                core.drive_undriven(now);
+                core.handle(events, now);
                 if std::mem::take(&mut core.signalled) {
                     self.stop.drain();
                 }
@@ -492,6 +495,7 @@ fn socket_thread(mut core: Core, mut poll: Poll, queues: &Queues) {
         for command in queued {
             let _ = core.apply(command, now);
         }
+        core.drive_undriven(now);
         if queues.stopping.load(Ordering::Relaxed) && !stop_begun {
             stop_begun = true;
             // (B) is for measuring: it drains the backlog on every stop.
