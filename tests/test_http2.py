@@ -226,6 +226,16 @@ def test_50mb_download_and_upload_by_sha256_over_h2c_and_tls(worker, certs, tmp_
         said = curl("--http2-prior-knowledge", "--data-binary", f"@{upload}", f"{plain}/upload")
         assert json.loads(said.stdout) == {"length": upload.stat().st_size, "sha256": want}
         secure = f"https://localhost:{tls.port}"
+        ca = ["--cacert", str(certs / "ca.pem"), "--resolve", f"localhost:{tls.port}:127.0.0.1"]
+        got = curl("--http2", *ca, f"{secure}/big").stdout
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(BIG).hexdigest()
+        said = curl("--http2", *ca, "-w", "\n%{http_version}", "--data-binary", f"@{upload}",
+                    f"{secure}/upload").stdout.decode()  # fmt: skip
+        body, version = said.rsplit("\n", 1)
+        assert (version, json.loads(body)) == (
+            "2",
+            {"length": upload.stat().st_size, "sha256": want},
+        )
         verify = ssl.create_default_context(cafile=str(certs / "ca.pem"))
         with httpx.Client(http2=True, verify=verify, timeout=60) as client:
             big = client.get(f"{secure}/big")
@@ -295,8 +305,11 @@ def frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
     return out
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 @pytest.mark.parametrize("worker", APPS)
-def test_graceful_stop_sends_goaway_and_lets_the_stream_in_flight_finish(worker):
+def test_graceful_stop_sends_goaway_and_lets_the_stream_in_flight_finish(worker, stop):
+    """TERM stops the server; HUP replaces its workers: either way the old worker's
+    connection gets GOAWAY and its stream in flight is answered."""
     server = serve_on(worker, *H2C)
     try:
         client = RawClient(server.port)
@@ -306,7 +319,7 @@ def test_graceful_stop_sends_goaway_and_lets_the_stream_in_flight_finish(worker)
         first = client.get("/env")
         ended = h2.events.StreamEnded
         client.events(lambda seen: any(e.stream_id == first for e in of(ended, seen)))
-        server.signal(signal.SIGTERM)
+        server.signal(stop)
         # Read to the close: GOAWAY comes first, then the stream's answer, then the end.
         data = b""
         while chunk := client.sock.recv(65536):
@@ -316,6 +329,53 @@ def test_graceful_stop_sends_goaway_and_lets_the_stream_in_flight_finish(worker)
         assert goaways and set(goaways) == {0}, seen  # NO_ERROR
         # HEADERS (1) or DATA (0) with END_STREAM (0x1) on the stream in flight.
         assert any(k in (0, 1) and f & 1 and sid == stream for k, f, sid, _ in seen), seen
+        if stop == signal.SIGTERM:
+            assert server.wait_exit() == 0
+        else:
+            # The new workers serve HTTP/2 on a new connection.
+            url = f"http://127.0.0.1:{server.port}/env"
+            out = curl("--http2-prior-knowledge", "-w", "\n%{http_version}", url).stdout
+            assert out.decode().rsplit("\n", 1)[1] == "2", out
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("worker", APPS)
+def test_stop_closes_an_idle_http2_connection_whose_client_never_acks_the_goaway(worker):
+    """Regression: a stopping worker kept an HTTP/2 connection whose client does not
+    answer the GOAWAY's PING for the whole idle wait (5 s), and its exit with it; now
+    1 s after its last stream (CLOSING_WAIT)."""
+    server = serve_on(worker, *H2C)
+    try:
+        client = RawClient(server.port)
+        first = client.get("/env")
+        ended = h2.events.StreamEnded
+        client.events(lambda seen: any(e.stream_id == first for e in of(ended, seen)))
+        server.signal(signal.SIGTERM)
+        began = time.monotonic()
+        while client.sock.recv(65536):  # read, never feeding the PING to h2: no ACK
+            pass
+        assert time.monotonic() - began < 3.5
         assert server.wait_exit() == 0
+    finally:
+        server.stop()
+
+
+def test_write_sends_at_once_on_an_http2_stream(tmp_path):
+    """PEP 3333's write() under HTTP/2 goes out before the app returns (it used to wait
+    for the return): the app writes, then waits for the client to have seen it."""
+    flag = tmp_path / "seen"
+    server = serve_on("async", *H2C, env={**os.environ, "H2_FLAG": str(flag)})
+    try:
+        client = RawClient(server.port)
+        stream = client.get("/write")
+        data = lambda seen: b"".join(e.data for e in of(h2.events.DataReceived, seen))  # noqa: E731
+        first = client.events(lambda seen: data(seen) == b"first", timeout=5)
+        assert data(first) == b"first", first
+        flag.touch()
+        rest = client.events(
+            lambda seen: any(e.stream_id == stream for e in of(h2.events.StreamEnded, seen))
+        )
+        assert data(first + rest) == b"firstsecond"
     finally:
         server.stop()

@@ -492,7 +492,11 @@ impl Exchange {
 
 impl Response {
     /// Frames body bytes; the head goes first, once there is a non-empty chunk (PEP 3333).
-    pub fn frame(&mut self, data: &Bound<'_, PyBytes>, out: &mut impl Sink) -> PyResult<()> {
+    pub fn frame(
+        &mut self,
+        data: &Bound<'_, PyBytes>,
+        out: &mut (impl Sink + ?Sized),
+    ) -> PyResult<()> {
         let len = data.as_bytes().len();
         if len == 0 {
             return Ok(());
@@ -528,7 +532,7 @@ impl Response {
     }
 
     /// The head, once; from then on start_response may only re-raise (`headers_sent`).
-    pub fn write_head(&mut self, out: &mut impl Sink) -> PyResult<Plan> {
+    pub fn write_head(&mut self, out: &mut (impl Sink + ?Sized)) -> PyResult<Plan> {
         let Some(status) = self.status.as_deref() else {
             return Err(PyRuntimeError::new_err("the app did not call start_response()"));
         };

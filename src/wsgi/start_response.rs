@@ -17,13 +17,18 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::http::response::{self, Plan, RequestInfo};
 use crate::wsgi::input::lock;
-use crate::wsgi::Input;
+use crate::wsgi::{Input, Sink};
 
 /// Where `write()` sends its bytes: the worker's connection (this layer never touches a
 /// socket, as [`crate::wsgi::BodySource`] for the input). Called without the GIL.
 pub trait Stream: Send {
-    /// Sends all of `data` now, waiting for the socket (bounded by `--read-timeout`).
-    /// An error means the client is gone.
+    /// Where `write()` frames its bytes when the stream frames the response itself (an
+    /// HTTP/2 stream: its head and DATA); `None`: HTTP/1.1 bytes, for [`Stream::send`].
+    fn framer(&mut self) -> Option<&mut dyn Sink> {
+        None
+    }
+    /// Sends all of `data` (or, with a [`Stream::framer`], what it holds) now, waiting
+    /// for the client (bounded by `--read-timeout`). An error means the client is gone.
     fn send(&mut self, data: &[u8]) -> io::Result<()>;
 }
 
@@ -252,9 +257,15 @@ impl Writer {
                 this.written.push(bytes.clone().unbind());
                 return Ok(());
             }
-            this.frame(bytes, &mut frame)?;
+            match stream.as_mut().and_then(|s| s.framer()) {
+                Some(framer) => this.frame(bytes, framer)?,
+                None => this.frame(bytes, &mut frame)?,
+            }
         }
-        let Some(stream) = stream.as_mut().filter(|_| !frame.is_empty()) else { return Ok(()) };
+        let Some(stream) = stream.as_mut() else { return Ok(()) };
+        if frame.is_empty() && stream.framer().is_none() {
+            return Ok(());
+        }
         py.detach(|| stream.send(&frame)).map_err(|err| {
             start.lock(py).client_gone = true;
             err.into()

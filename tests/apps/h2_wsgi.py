@@ -2,7 +2,8 @@
 client port); ``/big`` is 50 MiB of a known pattern in 64 KiB pieces; ``/upload`` reads
 the body in pieces and answers its length and sha256; ``/slow`` waits 0.2 s and reports
 how many ``/slow`` requests were in the app at once; ``/stream`` yields pieces slowly and
-records in ``$H2_CLOSED`` that its ``close()`` ran."""
+records in ``$H2_CLOSED`` that its ``close()`` ran; ``/write`` sends ``first`` through
+``write()``, waits (up to 10 s) for the file ``$H2_FLAG``, then sends ``second``."""
 
 import hashlib
 import json
@@ -49,6 +50,14 @@ def app(environ, start_response):
             "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", length)]
         )
         return (PIECE for _ in range(BIG_PIECES))
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.environ["H2_FLAG"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        write(b"second")
+        return []
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Stream()

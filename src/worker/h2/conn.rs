@@ -199,11 +199,13 @@ impl<T: Transport> H2Conn<T> {
     }
 
     /// Sends GOAWAY (graceful stop, HUP, idle): in-flight streams finish, no new one
-    /// starts, then the connection ends.
+    /// starts, then the connection ends: h2 closes it once the client acknowledges the
+    /// GOAWAY's PING, and the loop [`CLOSING_WAIT`] after its last stream if it does not.
     pub fn graceful_shutdown(&mut self) {
         if let State::Open(conn) = &mut self.state {
             if !std::mem::replace(&mut self.closing, true) {
                 conn.graceful_shutdown();
+                self.idle = self.idle.min(CLOSING_WAIT);
             }
         }
     }

@@ -115,7 +115,8 @@ pub fn run(py: Python<'_>, shared: &Shared, job: StreamJob) {
         }
     };
     let req = RequestInfo { minor: 0, head_request: head.is_head_request(), keep_alive: false };
-    let wire = Wire { req, stopping: None, stream: None, queued: false };
+    let writer = Writer { stream: Arc::clone(&stream), sink: StreamSink::default(), stall };
+    let wire = Wire { req, stopping: None, stream: Some(Box::new(writer)), queued: false };
     let conn = wsgi::Connection {
         peer: &peer,
         server: &shared.servers[listener],
@@ -213,6 +214,32 @@ fn send_file(
         py.detach(|| stream.send(None, vec![Bytes::from(buf)], false, stall))?;
     }
     Ok(())
+}
+
+/// `write()`'s way to an HTTP/2 stream: what it frames (the head first, once) is queued
+/// on the stream at once, waiting (the GIL released) while the stream is full.
+struct Writer {
+    /// The stream.
+    stream: Arc<Stream>,
+    /// What one `write()` framed.
+    sink: StreamSink,
+    /// How long the client may keep its window shut.
+    stall: Duration,
+}
+
+impl wsgi::start_response::Stream for Writer {
+    fn framer(&mut self) -> Option<&mut dyn Sink> {
+        Some(&mut self.sink)
+    }
+
+    fn send(&mut self, _: &[u8]) -> std::io::Result<()> {
+        let head = self.sink.head.take();
+        let data = std::mem::take(&mut self.sink.chunks);
+        if head.is_none() && data.is_empty() {
+            return Ok(());
+        }
+        Ok(self.stream.send(head, data, false, self.stall)?)
+    }
 }
 
 /// Where the exchange puts an HTTP/2 response: the head as h2's response, the body as
