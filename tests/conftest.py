@@ -37,6 +37,14 @@ STOP_TIMEOUT = 10.0
 # Bound for a ferricorn run that must exit by itself (flags, load failures, checks).
 RUN_DEADLINE = 15.0
 
+# Under pytest-xdist (`-n`), each worker process has a HOME of its own: servers started
+# at once would otherwise share the control socket's default path
+# (~/.gunicorn/gunicorn.ctl).
+if _xdist := os.environ.get("PYTEST_XDIST_WORKER"):
+    _home = Path(os.environ.get("TMPDIR", "/tmp")) / f"ferricorn-tests-home-{_xdist}"
+    _home.mkdir(exist_ok=True)
+    os.environ["HOME"] = str(_home)
+
 # The worker classes that every end-to-end behaviour common to both is checked on.
 WORKER_CLASSES = ["sync", "async"]
 
@@ -821,10 +829,36 @@ def chunked(*parts: bytes) -> bytes:
 # --- reporting ----------------------------------------------------------------------------
 
 
-def pytest_terminal_summary(terminalreporter):
+def _figures() -> list[str]:
+    """This process's figures: the lines tests added and what the providers make."""
     lines = list(SUMMARY_LINES)
     for provider in SUMMARY_PROVIDERS:
         lines += provider()
+    return lines
+
+
+#: Under pytest-xdist, the figures each worker process sent back as it finished.
+_WORKERS_FIGURES: list[str] = []
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller prints them
+        workeroutput["figures"] = _figures()
+
+
+try:
+    import xdist  # noqa: F401 - only its hook below needs it
+except ImportError:
+    pass
+else:
+
+    def pytest_testnodedown(node, error):
+        _WORKERS_FIGURES.extend(getattr(node, "workeroutput", {}).get("figures", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = _WORKERS_FIGURES + _figures()
     if lines:
         terminalreporter.section("ferricorn end-to-end figures")
         for line in lines:
