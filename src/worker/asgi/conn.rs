@@ -588,16 +588,7 @@ impl<T: Transport> Conn<T> {
         if !(100..=999).contains(&status) {
             return Err("status must be 100 to 999");
         }
-        let mut text = Vec::with_capacity(headers.len());
-        let mut length = None;
-        for (name, value) in headers {
-            let (name, value) = (latin1(name), latin1(value));
-            response::validate_header(&name, &value)?;
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(response::parse_content_length(&value).ok_or("bad content-length")?);
-            }
-            text.push((name, value));
-        }
+        let (text, length) = app_headers(headers)?;
         let info = RequestInfo { keep_alive: ex.info.keep_alive && keep_alive, ..ex.info };
         let plan: Plan = response::plan(status, length, info);
         let reason = http::reason(status);
@@ -841,6 +832,25 @@ fn take_body(
     Ok((data.freeze(), !done))
 }
 
+/// A response's headers as text, and its Content-Length if it has one.
+pub type TextHeaders = (Vec<(String, String)>, Option<u64>);
+
+/// `http.response.start`'s headers as latin-1 text, each checked as a response header
+/// must be (no CR, LF or NUL; a token name), and the Content-Length among them.
+pub fn app_headers(headers: &[(Bytes, Bytes)]) -> Result<TextHeaders, &'static str> {
+    let mut text = Vec::with_capacity(headers.len());
+    let mut length = None;
+    for (name, value) in headers {
+        let (name, value) = (latin1(name), latin1(value));
+        response::validate_header(&name, &value)?;
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(response::parse_content_length(&value).ok_or("bad content-length")?);
+        }
+        text.push((name, value));
+    }
+    Ok((text, length))
+}
+
 /// Whether requests are recorded: the access log, statsd and `--metrics-bind` all count
 /// from the same record ([`Logged`]).
 pub fn counted() -> bool {
@@ -848,7 +858,7 @@ pub fn counted() -> bool {
 }
 
 /// ASGI header bytes as the encoder's latin-1 text.
-pub fn latin1(bytes: &[u8]) -> String {
+fn latin1(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) if text.is_ascii() => text.to_owned(),
         _ => bytes.iter().map(|&b| b as char).collect(),

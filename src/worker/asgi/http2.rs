@@ -282,16 +282,7 @@ impl Exchange {
         if !(200..=999).contains(&status) {
             return Err("status must be 200 to 999 on HTTP/2");
         }
-        let mut text = Vec::with_capacity(headers.len());
-        let mut length = None;
-        for (name, value) in headers {
-            let (name, value) = (super::conn::latin1(name), super::conn::latin1(value));
-            response::validate_header(&name, &value)?;
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(response::parse_content_length(&value).ok_or("bad content-length")?);
-            }
-            text.push((name, value));
-        }
+        let (text, length) = super::conn::app_headers(headers)?;
         let info = RequestInfo { minor: 1, head_request: self.head_request, keep_alive: false };
         self.mode = Some(response::plan(status, length, info).body);
         self.stream.queue(Some(response_head(status, &text, false)), Bytes::new(), false);
