@@ -57,7 +57,7 @@ def serve(which: str, worker: str, *extra: str, **kwargs):
 def serve_on(worker: str, *extra: str, **kwargs):
     """ferricorn's `worker` serving its app; the async worker with 4 app threads."""
     threads = ("--threads", "4") if worker == "async" else ()
-    return start_server(APPS[worker], *extra, *threads, worker_class=worker, **kwargs)
+    return serve("ferricorn", worker, *extra, *threads, **kwargs)
 
 
 def curl(*args: str, timeout: float = 60, input: bytes | None = None):

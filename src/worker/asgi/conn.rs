@@ -413,7 +413,7 @@ impl<T: Transport> Conn<T> {
                 false
             }
             Ok(Some((head, forwarded))) => {
-                let trusted = settings.forwarded.trusts(self.peer.ip());
+                let trusted = self.trusted(settings);
                 match settings.http2.as_ref().and_then(|p| p.upgrade(&head, trusted)) {
                     Some(length) => {
                         self.phase = Phase::Upgrading { head: Box::new(head), length };
@@ -433,9 +433,14 @@ impl<T: Transport> Conn<T> {
         let Some(policy) = settings.http2.as_ref().filter(|_| self.served == 0) else {
             return Opening::Http1;
         };
-        // Prior knowledge is for cleartext ports only (the policy says so under TLS).
-        let trusted = settings.forwarded.trusts(self.peer.ip());
-        policy.opening(&self.rbuf, self.transport.alpn_h2(), trusted)
+        policy.opening(&self.rbuf, self.transport.alpn_h2(), self.trusted(settings))
+    }
+
+    /// A peer in `--forwarded-allow-ips`: the only kind that may open HTTP/2 without TLS
+    /// (gunicorn 27's rule; the policy offers neither prior knowledge nor the upgrade
+    /// under TLS).
+    fn trusted(&self, settings: &Settings) -> bool {
+        settings.forwarded.trusts(self.peer.ip())
     }
 
     /// An `h2c` request's body arrives; with all of it (and a `100 Continue` written),

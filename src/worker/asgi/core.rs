@@ -501,9 +501,9 @@ impl Core {
         self.set_accepting(false);
         self.hurry_openings(now);
         for token in 0..self.slots.len() {
-            if let Some(h2) = self.slots[token].h2.as_mut() {
-                // GOAWAY: streams in flight finish, then the connection ends.
-                h2.graceful_shutdown();
+            if self.slots[token].h2.is_some() {
+                // GOAWAY (a drive while stopping asks for it): streams in flight finish,
+                // then the connection ends.
                 self.drive_h2(token, now);
                 continue;
             }

@@ -3,7 +3,7 @@
 //! this same thread, so nothing here waits: a stream's response is queued without the
 //! [`HIGH_WATER`] wait ([`Stream::queue`]; `send()` waits for [`Note::Drained`] instead),
 //! its body is taken as it arrives ([`Stream::try_body`]), and the connection is driven
-//! again after every message of the app.
+//! again once the app's turn of messages is in (`Core::drive_undriven`).
 //!
 //! Each stream gets an [`Id`](super::core::Id) number from the slot's request count, as
 //! each request of an HTTP/1.1 connection does, so streams run side by side with ids no

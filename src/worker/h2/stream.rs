@@ -37,7 +37,7 @@ pub struct Nudge {
     /// Connections with news, drained by the loop when `waker` fires.
     queue: Arc<Mutex<Vec<usize>>>,
     /// The loop's waker; `None` when the app's side runs on the loop's thread (the asgi
-    /// worker), which drives the connection itself after each change.
+    /// worker), which drives the connection itself.
     waker: Option<Arc<mio::Waker>>,
 }
 
@@ -168,7 +168,7 @@ impl Stream {
     /// waits for the queue itself): the bytes queued after these.
     pub fn queue(&self, head: Option<Head>, data: Bytes, end: bool) -> usize {
         let mut state = self.lock();
-        enqueue(&mut state, head, vec![data], end);
+        enqueue(&mut state, head, [data], end);
         state.out_len
     }
 
@@ -281,7 +281,12 @@ impl Stream {
 }
 
 /// Queues the response head and `data`, `end` after it.
-fn enqueue(state: &mut State, head: Option<Head>, data: Vec<Bytes>, end: bool) {
+fn enqueue(
+    state: &mut State,
+    head: Option<Head>,
+    data: impl IntoIterator<Item = Bytes>,
+    end: bool,
+) {
     if let Some(head) = head {
         state.head = Some(head);
     }

@@ -112,7 +112,7 @@ fn dropped(name: &[u8]) -> bool {
 }
 
 /// The switch for `head` and its `body`: the `101`, and stream 1 as h2 will read it.
-pub fn upgraded(head: &Head, body: &[u8]) -> Upgraded {
+fn upgraded(head: &Head, body: &[u8]) -> Upgraded {
     Upgraded { prelude: Bytes::from_static(SWITCHING), splice: stream_one(head, body) }
 }
 
